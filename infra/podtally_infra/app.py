@@ -1,0 +1,146 @@
+"""The app: the manifests from ``podtally.k8s`` (eks profile), applied to the cluster, and an
+alias record from the hostname to the ALB the controller makes for the Ingress.
+
+``render()`` wants plain strings, but the certificate ARN is only known once ACM has issued it.
+The manifests are therefore rendered once, in the program's own time, with a placeholder ARN of
+the right shape; every string that holds the placeholder then becomes an Output that swaps in
+the real ARN. The kinds, names and all other fields stay plain, so previews and the tests see
+every object as it will be applied.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from podtally.k8s import render
+from podtally.spec import AppSpec
+from podtally_infra.config import Settings
+
+PLACEHOLDER_CERT_ID = "00000000-0000-4000-8000-000000000000"
+
+# (apiVersion, kind) -> the typed Pulumi resource that creates it.
+KINDS: dict[tuple[str, str], Any] = {
+    ("v1", "Namespace"): k8s.core.v1.Namespace,
+    ("v1", "ServiceAccount"): k8s.core.v1.ServiceAccount,
+    ("v1", "Service"): k8s.core.v1.Service,
+    ("v1", "ConfigMap"): k8s.core.v1.ConfigMap,
+    ("v1", "ResourceQuota"): k8s.core.v1.ResourceQuota,
+    ("v1", "LimitRange"): k8s.core.v1.LimitRange,
+    ("apps/v1", "Deployment"): k8s.apps.v1.Deployment,
+    ("networking.k8s.io/v1", "Ingress"): k8s.networking.v1.Ingress,
+    ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
+    ("policy/v1", "PodDisruptionBudget"): k8s.policy.v1.PodDisruptionBudget,
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): k8s.autoscaling.v2.HorizontalPodAutoscaler,
+    ("rbac.authorization.k8s.io/v1", "Role"): k8s.rbac.v1.Role,
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): k8s.rbac.v1.RoleBinding,
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"): k8s.rbac.v1.ClusterRole,
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): k8s.rbac.v1.ClusterRoleBinding,
+}
+DUALSTACK = ("dualstack", "dualstack-without-public-ipv4")
+
+
+@dataclass(frozen=True)
+class App:
+    objects: list[pulumi.CustomResource]
+    ingress: k8s.networking.v1.Ingress
+    alb_hostname: pulumi.Output[str]
+    records: list[aws.route53.Record]
+
+
+def _snake(key: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
+
+
+def _with_arn(value: Any, placeholder: str, arn: pulumi.Output[str]) -> Any:
+    """A copy of ``value`` where every string containing the placeholder is an Output."""
+    if isinstance(value, dict):
+        return {k: _with_arn(v, placeholder, arn) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_with_arn(v, placeholder, arn) for v in value]
+    if isinstance(value, str) and placeholder in value:
+        return arn.apply(lambda real, text=value: text.replace(placeholder, real))
+    return value
+
+
+def manifests(settings: Settings, image: str, account_id: str) -> tuple[list[dict[str, Any]], str]:
+    """The plain objects from podtally.k8s, and the placeholder ARN they carry."""
+    placeholder = (
+        f"arn:aws:acm:{settings.region}:{account_id}:certificate/{PLACEHOLDER_CERT_ID}"
+    )
+    spec = AppSpec(
+        profile="eks",
+        name=settings.app_name,
+        namespace=settings.namespace,
+        replicas=settings.replicas,
+        image=image,
+        host=settings.hostname,
+        certificate_arn=placeholder,
+    )
+    return render(spec), placeholder
+
+
+def build(
+    settings: Settings,
+    objects: list[dict[str, Any]],
+    placeholder: str,
+    certificate_arn: pulumi.Output[str],
+    zone_id: str,
+    provider: k8s.Provider,
+    controller: pulumi.Resource,
+) -> App:
+    created: list[pulumi.CustomResource] = []
+    ingress: k8s.networking.v1.Ingress | None = None
+    dualstack = False
+    for obj in objects:
+        key = (obj["apiVersion"], obj["kind"])
+        if key not in KINDS:
+            raise pulumi.RunError(f"podtally.k8s rendered a {key[1]} ({key[0]}) the program lacks")
+        fields = {
+            _snake(k): _with_arn(v, placeholder, certificate_arn)
+            for k, v in obj.items()
+            if k not in ("apiVersion", "kind", "status")
+        }
+        meta = obj["metadata"]
+        logical = f"{obj['kind'].lower()}-{meta.get('namespace', 'cluster')}-{meta['name']}"
+        # Everything after the controller: the Ingress needs its admission webhook, and the
+        # objects go in render order (the namespace first) by depending on what came before.
+        resource = KINDS[key](
+            logical,
+            opts=pulumi.ResourceOptions(
+                provider=provider, depends_on=[controller, *created[-1:]]
+            ),
+            **fields,
+        )
+        created.append(resource)
+        if obj["kind"] == "Ingress":
+            ingress = resource
+            annotations = meta.get("annotations", {})
+            dualstack = annotations.get("alb.ingress.kubernetes.io/ip-address-type") in DUALSTACK
+    if ingress is None:
+        raise pulumi.RunError("podtally.k8s rendered no Ingress for the eks profile")
+
+    # Pulumi waits for the Ingress to get an address, so this is the ALB's DNS name.
+    alb_hostname = ingress.status.apply(lambda s: s.load_balancer.ingress[0].hostname)
+    alb_zone_id = aws.lb.get_hosted_zone_id(
+        load_balancer_type="application", region=settings.region
+    ).id
+    records = [
+        aws.route53.Record(
+            f"{settings.app_name}-{record_type.lower()}",
+            zone_id=zone_id,
+            name=settings.hostname,
+            type=record_type,
+            aliases=[
+                {"name": alb_hostname, "zone_id": alb_zone_id, "evaluate_target_health": True}
+            ],
+            allow_overwrite=True,
+        )
+        for record_type in (("A", "AAAA") if dualstack else ("A",))
+    ]
+    return App(created, ingress, alb_hostname, records)

@@ -1,0 +1,3 @@
+from podtally.cli import run
+
+run()

@@ -1,0 +1,99 @@
+"""CLI for the Kubernetes commands: `podtally manifests`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from podtally.cli.common import require_extra
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    """Add `manifests`."""
+    p = sub.add_parser(
+        "manifests",
+        help="print the Kubernetes objects for a deployment (generic or eks profile)",
+        description=(
+            "Print every Kubernetes object podtally needs, in apply order, for "
+            "`kubectl apply -f -`. The same objects the Pulumi program deploys."
+        ),
+    )
+    p.add_argument(
+        "--profile",
+        choices=("generic", "eks"),
+        default="generic",
+        help="generic: any cluster; eks: one ALB via the AWS Load Balancer Controller "
+        "(default: %(default)s)",
+    )
+    p.add_argument("--name", default="podtally", help="object names (default: %(default)s)")
+    p.add_argument("--namespace", default="podtally", help="namespace (default: %(default)s)")
+    p.add_argument("--replicas", type=int, default=3, help="replicas (default: %(default)s)")
+    p.add_argument(
+        "--image",
+        default=None,
+        help="image by digest or immutable tag (default: the release image of this version)",
+    )
+    p.add_argument("--host", default=None, help="public hostname (an Ingress rule)")
+    p.add_argument(
+        "--certificate-arn", default=None, help="eks: the ACM certificate for HTTPS on the ALB"
+    )
+    p.add_argument(
+        "--no-tls",
+        dest="tls",
+        action="store_false",
+        help="eks: HTTP only (listener 80, no redirect); generic: no TLS section",
+    )
+    p.add_argument("--ingress-class", default=None, help="generic: the Ingress class")
+    p.add_argument(
+        "--tls-secret", default=None, help="generic: the TLS Secret for the Ingress host"
+    )
+    p.add_argument(
+        "--zone-lookup",
+        action="store_true",
+        help="let pods read their node's zone label (mounts a token; RBAC: get nodes)",
+    )
+    p.add_argument(
+        "--drain-seconds",
+        type=int,
+        default=None,
+        help="seconds a pod keeps answering after SIGTERM (default: 5 generic, 20 eks)",
+    )
+    p.add_argument(
+        "--autoscale", action="store_true", help="add a HorizontalPodAutoscaler (min = replicas)"
+    )
+    p.add_argument(
+        "--max-replicas", type=int, default=None, help="autoscaler maximum (default: 3 x replicas)"
+    )
+    p.add_argument(
+        "-o", "--output", choices=("yaml", "json"), default="yaml", help="format (default: yaml)"
+    )
+    p.set_defaults(func=_manifests)
+
+
+def _manifests(args: argparse.Namespace) -> int:
+    from podtally.spec import DEFAULT_IMAGE, PROFILE_DEFAULT, AppSpec
+
+    if args.output == "yaml":
+        require_extra("local", "yaml")
+    from podtally.k8s import render, to_json, to_yaml
+
+    spec = AppSpec(
+        name=args.name,
+        namespace=args.namespace,
+        replicas=args.replicas,
+        image=args.image if args.image is not None else DEFAULT_IMAGE,
+        host=args.host,
+        tls=args.tls,
+        profile=args.profile,
+        certificate_arn=args.certificate_arn,
+        zone_lookup=args.zone_lookup,
+        drain_seconds=args.drain_seconds if args.drain_seconds is not None else PROFILE_DEFAULT,
+        ingress_class=args.ingress_class,
+        tls_secret=args.tls_secret,
+        autoscaling=args.autoscale,
+        max_replicas=args.max_replicas,
+    )
+    objs = render(spec)
+    sys.stdout.write(to_yaml(objs) if args.output == "yaml" else to_json(objs))
+    return 0

@@ -1,0 +1,7 @@
+"""Kubernetes manifests for podtally, as plain data (see :mod:`podtally.k8s.render`)."""
+
+from __future__ import annotations
+
+from podtally.k8s.render import render, to_json, to_yaml
+
+__all__ = ["render", "to_json", "to_yaml"]

@@ -1,0 +1,505 @@
+"""Kubernetes objects for one AppSpec, as plain data.
+
+`render(spec)` returns a list of dictionaries, one per object, in the order `kubectl apply` should
+create them (the Namespace first, the Ingress last). Nothing here talks to a cluster, reads a
+file or formats YAML: the CLI, the `deploy/` copies and the Pulumi program all consume the same
+data.
+
+Two profiles:
+
+* ``generic``: any conformant cluster. An Ingress only when a host is given; its class and TLS
+  secret come from the spec. Zone spreading is a preference, because a node may lack the zone
+  label (kind, bare metal) and a hard constraint would then leave every pod Pending.
+* ``eks``: behind the AWS Load Balancer Controller. One internet-facing ALB that sends traffic
+  straight to pod IPs, redirects HTTP to HTTPS, health-checks ``/readyz`` and drains targets for
+  as long as the pods themselves drain. EKS nodes always carry the zone label, so zone spreading
+  is a hard constraint there.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from podtally import __version__
+from podtally.spec import AppSpec
+
+Obj = dict[str, Any]
+
+APP_NAME = "podtally"
+COMPONENT = "identity-service"
+MANAGED_BY = "podtally"
+
+RUN_AS = 10001
+SERVICE_PORT = 80
+PORT_NAME = "http"
+
+# After the drain the service gives in-flight requests this long before it exits anyway
+# (podtally.service.config.DEFAULT_SHUTDOWN_TIMEOUT); the grace period covers drain + this + margin.
+IN_FLIGHT_SECONDS = 10
+GRACE_MARGIN_SECONDS = 5
+
+# The ALB's TLS policy: TLS 1.3 and 1.2 only, forward-secret AEAD suites
+# (https://docs.aws.amazon.com/elasticloadbalancing/latest/application/describe-ssl-policies.html).
+ALB_SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+
+ZONE_LABEL = "topology.kubernetes.io/zone"
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+
+def grace_period_seconds(spec: AppSpec) -> int:
+    """terminationGracePeriodSeconds: the drain, then in-flight requests, then a margin."""
+    return spec.drain_seconds + IN_FLIGHT_SECONDS + GRACE_MARGIN_SECONDS
+
+
+def app_version(spec: AppSpec) -> str:
+    """The `app.kubernetes.io/version` label: the image tag when it is a valid label value."""
+    ref = spec.image.split("@", 1)[0]
+    last = ref.rsplit("/", 1)[-1]
+    if ":" in last:
+        tag = last.split(":", 1)[1]
+        if _LABEL_VALUE.match(tag):
+            return tag
+    return __version__
+
+
+def selector_labels(spec: AppSpec) -> dict[str, str]:
+    """The labels that pick this app's pods: stable across versions (selectors are immutable)."""
+    return {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/instance": spec.name}
+
+
+def labels(spec: AppSpec) -> dict[str, str]:
+    return {
+        **spec.labels,
+        **selector_labels(spec),
+        "app.kubernetes.io/version": app_version(spec),
+        "app.kubernetes.io/component": COMPONENT,
+        "app.kubernetes.io/part-of": APP_NAME,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+    }
+
+
+def _meta(
+    spec: AppSpec,
+    name: str,
+    *,
+    namespaced: bool = True,
+    annotations: dict[str, str] | None = None,
+    extra_labels: dict[str, str] | None = None,
+) -> Obj:
+    meta: Obj = {"name": name}
+    if namespaced:
+        meta["namespace"] = spec.namespace
+    meta["labels"] = {**labels(spec), **(extra_labels or {})}
+    if annotations:
+        meta["annotations"] = annotations
+    return meta
+
+
+def _skips(*checks: tuple[str, str]) -> dict[str, str]:
+    """checkov's inline skips: `checkov.io/skipN: CHECK_ID=reason`, one per check."""
+    return {f"checkov.io/skip{i}": f"{check}={reason}" for i, (check, reason) in enumerate(checks, 1)}
+
+
+def namespace(spec: AppSpec) -> Obj:
+    extra: dict[str, str] = {
+        # The restricted Pod Security Standard, enforced: the Deployment below meets it.
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/enforce-version": "latest",
+        "pod-security.kubernetes.io/warn": "restricted",
+        "pod-security.kubernetes.io/audit": "restricted",
+    }
+    if spec.profile == "eks":
+        # The AWS Load Balancer Controller adds a readiness gate to pods in this namespace: a new
+        # pod counts as ready only once the ALB reports its target healthy, so a rolling update
+        # never removes an old pod before its replacement takes traffic from the load balancer.
+        extra["elbv2.k8s.aws/pod-readiness-gate-inject"] = "enabled"
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": spec.namespace, "labels": {**labels(spec), **extra}},
+    }
+
+
+def service_account(spec: AppSpec) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(spec, spec.name),
+        # The service needs no API access unless it looks its node's zone up itself.
+        "automountServiceAccountToken": spec.zone_lookup,
+    }
+
+
+def _zone_reader_name(spec: AppSpec) -> str:
+    # ClusterRoles are cluster-wide: the namespace in the name keeps two installs apart.
+    return f"{spec.namespace}-{spec.name}-zone-lookup"
+
+
+def cluster_role(spec: AppSpec) -> Obj:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": _meta(spec, _zone_reader_name(spec), namespaced=False),
+        # Only `get` on nodes: enough to read the node's zone label, no list, no watch.
+        "rules": [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}],
+    }
+
+
+def cluster_role_binding(spec: AppSpec) -> Obj:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": _meta(spec, _zone_reader_name(spec), namespaced=False),
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": _zone_reader_name(spec),
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": spec.name, "namespace": spec.namespace}],
+    }
+
+
+def network_policy(spec: AppSpec) -> Obj:
+    policy: Obj = {
+        "podSelector": {"matchLabels": selector_labels(spec)},
+        "policyTypes": ["Ingress"],
+        # From anywhere (the ALB's addresses, an ingress controller, other pods), but only to the
+        # app port: no other port of the pod is reachable.
+        "ingress": [{"ports": [{"protocol": "TCP", "port": PORT_NAME}]}],
+    }
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(spec, spec.name),
+        "spec": policy,
+    }
+
+
+def service(spec: AppSpec) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(spec, spec.name),
+        "spec": {
+            # ClusterIP only: the ALB (target-type ip) or an ingress controller reaches pod IPs
+            # directly; a LoadBalancer Service would be a second, unwanted load balancer.
+            "type": "ClusterIP",
+            "selector": selector_labels(spec),
+            "ports": [
+                {
+                    "name": PORT_NAME,
+                    "protocol": "TCP",
+                    "port": SERVICE_PORT,
+                    "targetPort": PORT_NAME,
+                    "appProtocol": "http",
+                }
+            ],
+        },
+    }
+
+
+def _probe(path: str, period: int, failures: int, timeout: int = 1) -> Obj:
+    return {
+        "httpGet": {"path": path, "port": PORT_NAME, "scheme": "HTTP"},
+        "periodSeconds": period,
+        "timeoutSeconds": timeout,
+        "failureThreshold": failures,
+        "successThreshold": 1,
+    }
+
+
+def _field_env(name: str, path: str) -> Obj:
+    return {"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": path}}}
+
+
+def container_args(spec: AppSpec) -> list[str]:
+    """Arguments to the image's entrypoint, `podtally serve`."""
+    return [
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(spec.port),
+        "--drain-seconds",
+        str(spec.drain_seconds),
+    ]
+
+
+def container_env(spec: AppSpec) -> list[Obj]:
+    return [
+        _field_env("POD_NAME", "metadata.name"),
+        _field_env("NODE_NAME", "spec.nodeName"),
+        _field_env("POD_NAMESPACE", "metadata.namespace"),
+        _field_env("POD_IP", "status.podIP"),
+    ]
+
+
+def _spread(spec: AppSpec, key: str, when: str) -> Obj:
+    return {
+        "maxSkew": 1,
+        "topologyKey": key,
+        "whenUnsatisfiable": when,
+        "labelSelector": {"matchLabels": selector_labels(spec)},
+        # Spread each revision on its own: during a rollout the old pods do not skew the count.
+        "matchLabelKeys": ["pod-template-hash"],
+        # Tainted nodes (cordoned, unreachable, NotReady) are not domains to balance against.
+        "nodeTaintsPolicy": "Honor",
+    }
+
+
+def topology_spread(spec: AppSpec) -> list[Obj]:
+    # Across nodes: a preference. A hard rule would block a rollout's surge pod on a small or
+    # busy cluster for no gain in availability the zone rule does not already give.
+    # Across zones: hard on EKS, where every node has the zone label and a zone is the unit of
+    # failure behind the ALB; soft elsewhere, where nodes may lack the label and a hard rule would
+    # leave the pods Pending.
+    zone_rule = "DoNotSchedule" if spec.profile == "eks" else "ScheduleAnyway"
+    return [_spread(spec, ZONE_LABEL, zone_rule), _spread(spec, HOSTNAME_LABEL, "ScheduleAnyway")]
+
+
+def _security_context_pod() -> Obj:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "fsGroup": RUN_AS,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _security_context_container() -> Obj:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _image_is_digest(spec: AppSpec) -> bool:
+    return "@sha256:" in spec.image
+
+
+def deployment(spec: AppSpec) -> Obj:
+    container: Obj = {
+        "name": APP_NAME,
+        "image": spec.image,
+        # The image is pinned (digest or immutable tag): a cached copy is the same image.
+        "imagePullPolicy": "IfNotPresent",
+        "args": container_args(spec),
+        "ports": [{"name": PORT_NAME, "containerPort": spec.port, "protocol": "TCP"}],
+        "env": container_env(spec),
+        # Starting: up to 30 s to become ready; after that liveness takes over.
+        "startupProbe": _probe("/readyz", period=1, failures=30),
+        # Ready: out of the endpoints within ~4 s of /readyz turning 503 (start-up or drain).
+        "readinessProbe": _probe("/readyz", period=2, failures=2),
+        # Alive: restarted only after ~30 s of /livez failing; /livez keeps answering while
+        # draining, so a drain never looks like a hang.
+        "livenessProbe": _probe("/livez", period=10, failures=3, timeout=2),
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "64Mi"},
+            "limits": {"cpu": "500m", "memory": "128Mi"},
+        },
+        "securityContext": _security_context_container(),
+        # Python and its libraries may want a scratch directory; the root filesystem is read-only.
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    pod_spec: Obj = {
+        "serviceAccountName": spec.name,
+        "automountServiceAccountToken": spec.zone_lookup,
+        "enableServiceLinks": False,
+        # After SIGTERM the service answers for drain_seconds with /readyz at 503 (the pause that
+        # outlasts endpoint and load balancer propagation), then finishes in-flight requests.
+        "terminationGracePeriodSeconds": grace_period_seconds(spec),
+        "securityContext": _security_context_pod(),
+        "topologySpreadConstraints": topology_spread(spec),
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}],
+    }
+    skips = [
+        (
+            "CKV_K8S_15",
+            "the image is pinned by digest or immutable tag; IfNotPresent pulls the same bytes",
+        ),
+    ]
+    if not _image_is_digest(spec):
+        skips.append(("CKV_K8S_43", "pinned by an immutable version tag (ECR tag immutability)"))
+    if spec.zone_lookup:
+        skips.append(("CKV_K8S_38", "--zone-lookup reads the node's zone label: needs the token"))
+    deploy_spec: Obj = {
+        "revisionHistoryLimit": 5,
+        "selector": {"matchLabels": selector_labels(spec)},
+        "strategy": {
+            "type": "RollingUpdate",
+            # Never below the desired count: one extra pod comes up, turns ready, then one goes.
+            "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+        },
+        "minReadySeconds": 5,
+        "template": {
+            "metadata": {"labels": labels(spec)},
+            "spec": pod_spec,
+        },
+    }
+    if not spec.autoscaling:
+        # With the autoscaler on, it owns the replica count; a value here would fight it on
+        # every apply.
+        deploy_spec = {"replicas": spec.replicas, **deploy_spec}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(spec, spec.name, annotations=_skips(*skips)),
+        "spec": deploy_spec,
+    }
+
+
+def pod_disruption_budget(spec: AppSpec) -> Obj:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(spec, spec.name),
+        "spec": {
+            # One pod at a time. With a single replica, minAvailable: 1 would block every node
+            # drain forever; maxUnavailable: 1 lets it through (and says so: one replica means a
+            # gap during a drain).
+            "maxUnavailable": 1,
+            # A pod that is not running healthily anyway may always be evicted.
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+            "selector": {"matchLabels": selector_labels(spec)},
+        },
+    }
+
+
+def max_replicas(spec: AppSpec) -> int:
+    return spec.max_replicas if spec.max_replicas is not None else spec.replicas * 3
+
+
+def horizontal_pod_autoscaler(spec: AppSpec) -> Obj:
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _meta(spec, spec.name),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": spec.name},
+            "minReplicas": spec.replicas,
+            "maxReplicas": max_replicas(spec),
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {"type": "Utilization", "averageUtilization": 70},
+                    },
+                }
+            ],
+            "behavior": {
+                # Scale down slowly: every removed pod drains for drain_seconds.
+                "scaleDown": {
+                    "stabilizationWindowSeconds": 300,
+                    "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
+                }
+            },
+        },
+    }
+
+
+def _backend(spec: AppSpec) -> Obj:
+    return {"service": {"name": spec.name, "port": {"name": PORT_NAME}}}
+
+
+def _rule(spec: AppSpec) -> Obj:
+    rule: Obj = {
+        "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": _backend(spec)}]}
+    }
+    if spec.host:
+        rule = {"host": spec.host, **rule}
+    return rule
+
+
+def alb_annotations(spec: AppSpec) -> dict[str, str]:
+    """The AWS Load Balancer Controller's annotations for the eks profile's one ALB."""
+    prefix = "alb.ingress.kubernetes.io/"
+    ann: dict[str, str] = {
+        "scheme": "internet-facing",
+        # Straight to pod IPs (the Service is ClusterIP): no NodePort hop, and the ALB sees each
+        # pod's own /readyz.
+        "target-type": "ip",
+        "backend-protocol": "HTTP",
+        "healthcheck-protocol": "HTTP",
+        "healthcheck-port": "traffic-port",
+        "healthcheck-path": "/readyz",
+        "healthcheck-interval-seconds": "5",
+        "healthcheck-timeout-seconds": "2",
+        "healthy-threshold-count": "2",
+        "unhealthy-threshold-count": "2",
+        "success-codes": "200",
+        # A removed pod keeps answering for drain_seconds; the ALB lets in-flight requests on it
+        # finish within the same window, then forgets it.
+        "target-group-attributes": f"deregistration_delay.timeout_seconds={spec.drain_seconds}",
+        "load-balancer-attributes": "routing.http.drop_invalid_header_fields.enabled=true",
+    }
+    if spec.tls:
+        ann["listen-ports"] = '[{"HTTP": 80}, {"HTTPS": 443}]'
+        ann["ssl-redirect"] = "443"
+        ann["ssl-policy"] = ALB_SSL_POLICY
+        if spec.certificate_arn:
+            ann["certificate-arn"] = spec.certificate_arn
+    else:
+        ann["listen-ports"] = '[{"HTTP": 80}]'
+    return {prefix + key: value for key, value in ann.items()}
+
+
+def ingress(spec: AppSpec) -> Obj:
+    ing_spec: Obj
+    if spec.profile == "eks":
+        annotations = alb_annotations(spec)
+        ing_spec = {"ingressClassName": "alb", "rules": [_rule(spec)]}
+        if spec.tls and spec.host and not spec.certificate_arn:
+            # No ARN: the controller finds an ACM certificate for the host itself.
+            ing_spec["tls"] = [{"hosts": [spec.host]}]
+    else:
+        annotations = {}
+        ing_spec = {"rules": [_rule(spec)]}
+        if spec.ingress_class:
+            ing_spec = {"ingressClassName": spec.ingress_class, **ing_spec}
+        if spec.tls and spec.tls_secret and spec.host:
+            ing_spec["tls"] = [{"hosts": [spec.host], "secretName": spec.tls_secret}]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": _meta(spec, spec.name, annotations=annotations or None),
+        "spec": ing_spec,
+    }
+
+
+def render(spec: AppSpec) -> list[Obj]:
+    """Every object for `spec`, in apply order: Namespace first, Ingress last."""
+    objs: list[Obj] = [namespace(spec), service_account(spec)]
+    if spec.zone_lookup:
+        objs += [cluster_role(spec), cluster_role_binding(spec)]
+    objs += [network_policy(spec), service(spec), deployment(spec), pod_disruption_budget(spec)]
+    if spec.autoscaling:
+        objs.append(horizontal_pod_autoscaler(spec))
+    if spec.profile == "eks" or spec.host:
+        objs.append(ingress(spec))
+    return objs
+
+
+def to_yaml(objs: list[Obj]) -> str:
+    """A multi-document YAML stream, keys in the order rendered (PyYAML, from `podtally[local]`)."""
+    import yaml
+
+    return yaml.safe_dump_all(
+        objs, sort_keys=False, default_flow_style=False, explicit_start=True, width=1000
+    )
+
+
+def to_json(objs: list[Obj]) -> str:
+    """A `kind: List` document: `kubectl apply -f` takes it as it is."""
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": objs}, indent=2) + "\n"

@@ -1,0 +1,273 @@
+"""The run directory of a stack: where it lives, what it records, who may change it, and the
+small process helpers that decide whether a recorded pid still belongs to the stack.
+
+One directory per stack name holds everything the stack owns: ``state.json`` (pids, addresses,
+pod names), ``haproxy.cfg``, the runtime API socket, ``tls/`` and ``logs/``. ``down`` removes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from podtally.errors import PodtallyError
+
+STATE_ENV = "PODTALLY_STATE_DIR"
+STATE_FILE = "state.json"
+STATE_VERSION = 1
+
+
+def state_root() -> Path:
+    """``$PODTALLY_STATE_DIR``, else ``$XDG_STATE_HOME/podtally``, else ``~/.local/state/podtally``."""
+    explicit = os.environ.get(STATE_ENV)
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_STATE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "state"
+    return base / "podtally"
+
+
+def resolve_run_dir(name: str, run_dir: Path | None) -> Path:
+    return (Path(run_dir) if run_dir is not None else state_root() / name).absolute()
+
+
+@dataclass
+class ReplicaRecord:
+    """One running replica as the stack started it."""
+
+    ordinal: int  # position in the Deployment, decides the node (0-based)
+    server: int  # HAProxy backend slot (1-based), 0 while not yet attached
+    pod: str
+    node: str
+    zone: str
+    address: str
+    port: int
+    pid: int
+    template_hash: str
+    log: str
+    started_at: float
+
+
+@dataclass
+class StackState:
+    """What ``state.json`` holds."""
+
+    name: str
+    config: dict[str, Any]
+    run_dir: str
+    haproxy_binary: str
+    socket_path: str
+    ca_path: str | None
+    template_hash: str
+    multi_address: bool
+    haproxy_pid: int = 0
+    replicas: list[ReplicaRecord] = field(default_factory=list)
+    created_at: float = 0.0
+    version: int = STATE_VERSION
+
+    @property
+    def path(self) -> Path:
+        return Path(self.run_dir)
+
+
+def save(state: StackState) -> None:
+    """Write ``state.json`` atomically: a reader sees the old or the new state, never half."""
+    target = state.path / STATE_FILE
+    tmp = target.with_suffix(".tmp")
+    data = json.dumps(dataclasses.asdict(state), indent=2, sort_keys=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(data + "\n")
+    os.replace(tmp, target)
+
+
+def load(run_dir: Path) -> StackState | None:
+    """The recorded state, or None when there is none. A corrupt file is an error."""
+    path = run_dir / STATE_FILE
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise PodtallyError(
+            f"cannot read {path}: {exc}; remove {run_dir} if no stack runs from it"
+        ) from exc
+    try:
+        replicas = [ReplicaRecord(**item) for item in raw.pop("replicas", [])]
+        return StackState(replicas=replicas, **raw)
+    except TypeError as exc:
+        raise PodtallyError(
+            f"{path} was written by another podtally version; remove {run_dir} "
+            "after stopping its processes"
+        ) from exc
+
+
+@contextlib.contextmanager
+def locked(run_dir: Path) -> Iterator[None]:
+    """Hold the stack's lock so that two commands never change one stack at once.
+
+    The lock file sits next to the run directory (``.<name>.lock``) so that ``down`` can remove
+    the directory while holding it.
+    """
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = run_dir.parent / f".{run_dir.name}.lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            deadline = time.monotonic() + 120
+            while True:
+                time.sleep(0.1)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise PodtallyError(
+                            f"another podtally command holds {lock_path}; try again later"
+                        ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+# --- processes -----------------------------------------------------------------------------
+
+# Processes this interpreter started: polled through Popen so that they are reaped, never zombies.
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def adopt(process: subprocess.Popen[bytes]) -> None:
+    _children[process.pid] = process
+
+
+def _proc_state(pid: int) -> str | None:
+    """The one-letter state from /proc (``Z`` for a zombie), or None without /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return "gone" if Path("/proc/self").exists() else None
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[-1].split()[0]
+
+
+def pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie counts as gone)."""
+    if pid <= 0:
+        return False
+    child = _children.get(pid)
+    if child is not None:
+        if child.poll() is None:
+            return True
+        _children.pop(pid, None)
+        return False
+    state = _proc_state(pid)
+    if state in ("Z", "X", "gone"):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def cmdline(pid: int) -> str | None:
+    """The command line of ``pid`` joined by spaces, or None where /proc is not available."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return raw.replace(b"\0", b" ").decode(errors="replace")
+
+
+def pid_is(pid: int, *needles: str) -> bool:
+    """True if ``pid`` is alive and (where /proc exists) its command line has every needle.
+
+    Guards against signalling an unrelated process that reused the pid of a crashed stack.
+    """
+    if not pid_alive(pid):
+        return False
+    line = cmdline(pid)
+    if line is None:
+        return True
+    return all(needle in line for needle in needles)
+
+
+def group_alive(pgid: int) -> bool:
+    """True while any live (non-zombie) process is in process group ``pgid``."""
+    if pgid <= 0:
+        return False
+    if pid_alive(pgid):
+        return True
+    proc = Path("/proc")
+    if proc.exists():
+        for entry in proc.iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[-1].split()
+            if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+                return True
+        return False
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def signal_pid(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
+def wait_gone(pids: list[int], timeout: float) -> list[int]:
+    """Wait until every process group in ``pids`` is gone; return those still alive."""
+    deadline = time.monotonic() + timeout
+    remaining = [pid for pid in pids if group_alive(pid)]
+    while remaining and time.monotonic() < deadline:
+        time.sleep(0.05)
+        remaining = [pid for pid in remaining if group_alive(pid)]
+    return remaining
+
+
+def stop_groups(pids: list[int], first: signal.Signals, grace: float) -> bool:
+    """Send ``first`` to each leader, SIGKILL each whole group after ``grace`` seconds.
+
+    Every process the stack starts leads its own session (and process group), so a group kill
+    takes any worker processes with it. Returns True if anything was running.
+    """
+    alive = [pid for pid in pids if group_alive(pid)]
+    for pid in alive:
+        signal_pid(pid, first)
+    stubborn = wait_gone(alive, grace)
+    for pid in stubborn:
+        signal_group(pid, signal.SIGKILL)
+    left = wait_gone(stubborn, 5.0)
+    if left:
+        raise PodtallyError(f"processes {left} survived SIGKILL")
+    for pid in alive:
+        pid_alive(pid)  # reap our own children
+    return bool(alive)

@@ -1,0 +1,42 @@
+"""How to run one replica: kept apart from the server so tests and the CLI build it alike."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from podtally.errors import UsageError
+
+DEFAULT_PORT = 8080
+DEFAULT_DRAIN_SECONDS = 5.0
+DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class ServeConfig:
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    drain_seconds: float = DEFAULT_DRAIN_SECONDS
+    # After the drain, how long in-flight requests get to finish before the process exits anyway.
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
+    access_log: bool = False
+    # Zone lookups (Kubernetes API, IMDS) share this budget at start-up.
+    zone_lookup_budget: float = 1.0
+
+    def __post_init__(self) -> None:
+        try:
+            address = ipaddress.ip_address(self.host)
+        except ValueError:
+            raise UsageError(
+                f"host {self.host!r} is not an IP address (use 0.0.0.0, :: or an address of this "
+                "machine)"
+            ) from None
+        object.__setattr__(self, "host", str(address))
+        if not 0 <= self.port <= 65535:
+            raise UsageError(f"port must be between 0 and 65535, got {self.port}")
+        if not 0 <= self.drain_seconds <= 3600:
+            raise UsageError(f"drain seconds must be between 0 and 3600, got {self.drain_seconds}")
+        if not 0 < self.shutdown_timeout <= 3600:
+            raise UsageError(
+                f"shutdown timeout must be between 0 and 3600 seconds, got {self.shutdown_timeout}"
+            )

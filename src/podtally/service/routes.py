@@ -1,0 +1,174 @@
+"""The replica's HTTP routes, as an RSGI application.
+
+Every response body and header list is prepared once from the frozen :class:`Identity`; a request
+only picks one. Nothing is shared and mutated between requests but the metrics counters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+from podtally.identity import Identity
+from podtally.service.lifecycle import Lifecycle
+from podtally.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from podtally.service.metrics import Metrics
+
+Headers = list[tuple[str, str]]
+
+TEXT = "text/plain; charset=utf-8"
+HTML = "text/html; charset=utf-8"
+JSON = "application/json"
+KNOWN_ROUTES = ("/", "/api/identity", "/livez", "/readyz", "/metrics")
+
+
+def pod_colour(pod: str) -> str:
+    """A colour derived stably from the pod name: the same pod always gets the same hue."""
+    digest = hashlib.sha256(pod.encode()).digest()
+    hue = int.from_bytes(digest[:2], "big") % 360
+    return f"hsl({hue}, 65%, 42%)"
+
+
+def render_html(identity: Identity, refresh: int | None) -> str:
+    esc = {k: html.escape(f.value) for k, f in identity.fields().items()}
+    meta = f'<meta http-equiv="refresh" content="{refresh}">' if refresh else ""
+    rows = "".join(
+        f"<tr><th>{label}</th><td>{esc[key]}</td></tr>"
+        for label, key in (
+            ("Pod", "pod"),
+            ("Node", "node"),
+            ("Namespace", "namespace"),
+            ("IP", "ip"),
+            ("Zone", "zone"),
+        )
+    )
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        f"<title>{esc['pod']}</title>{meta}<style>"
+        "body{margin:0;font:16px/1.5 system-ui,sans-serif;color:#fff;"
+        f"background:{pod_colour(identity.pod.value)};min-height:100vh;display:grid;"
+        "place-items:center}table{border-collapse:collapse;background:rgba(0,0,0,.25);"
+        "border-radius:8px}th,td{padding:.5em 1em;text-align:left}th{opacity:.8}"
+        "p{text-align:center;opacity:.8}</style></head><body><main><table>"
+        f"{rows}</table><p>podtally · add ?refresh=1 to watch the pods rotate</p></main>"
+        "</body></html>\n"
+    )
+
+
+class App:
+    """RSGI application: ``__rsgi__(scope, protocol)`` answers one request."""
+
+    def __init__(
+        self,
+        identity: Identity,
+        lifecycle: Lifecycle,
+        metrics: Metrics,
+        version: str,
+        started_at: datetime | None = None,
+        access_log: bool = False,
+    ) -> None:
+        self.identity = identity
+        self.lifecycle = lifecycle
+        self.metrics = metrics
+        self.access_log = access_log
+        started = started_at or datetime.now(UTC)
+        ident = identity.headers()
+
+        def headers(content_type: str, *extra: tuple[str, str]) -> Headers:
+            return [("content-type", content_type), ("cache-control", "no-store"), *ident, *extra]
+
+        self._headers = headers
+        self.text = (headers(TEXT), identity.text().encode())
+        document = {
+            **{k: {"value": f.value, "source": f.source} for k, f in identity.fields().items()},
+            "version": version,
+            "started_at": started.isoformat(timespec="seconds"),
+        }
+        self.json = (headers(JSON), (json.dumps(document, indent=2) + "\n").encode())
+        self.html = (headers(HTML), render_html(identity, None).encode())
+        self.ok = (headers(TEXT), b"ok\n")
+        self.starting = (headers(TEXT), b"starting\n")
+        self.draining = (headers(TEXT), b"draining\n")
+        self.not_found = (headers(TEXT), b"not found\n")
+        self.not_allowed = (headers(TEXT, ("allow", "GET, HEAD")), b"method not allowed\n")
+        self.metrics_headers = headers(METRICS_CONTENT_TYPE)
+
+    # --- dispatch ---------------------------------------------------------------------------
+    def _answer(self, scope: Any) -> tuple[str, int, Headers, bytes]:
+        path = scope.path
+        if scope.method not in ("GET", "HEAD"):
+            route = path if path in KNOWN_ROUTES else "other"
+            return route, 405, *self.not_allowed
+        if path == "/":
+            accept = scope.headers.get("accept") or ""
+            if "text/html" in accept:
+                if scope.query_string:
+                    return "/", 200, *self._html_with_refresh(scope.query_string)
+                return "/", 200, *self.html
+            if "application/json" in accept:
+                return "/", 200, *self.json
+            return "/", 200, *self.text
+        if path == "/readyz":
+            phase_ok = self.lifecycle.ready
+            if phase_ok:
+                return path, 200, *self.ok
+            return path, 503, *(self.draining if self.lifecycle.draining else self.starting)
+        if path == "/livez":
+            return path, 200, *self.ok
+        if path == "/api/identity":
+            return path, 200, *self.json
+        if path == "/metrics":
+            return path, 200, self.metrics_headers, self.metrics.render()
+        return "other", 404, *self.not_found
+
+    def _html_with_refresh(self, query: str) -> tuple[Headers, bytes]:
+        values = parse_qs(query).get("refresh", [])
+        try:
+            refresh = min(max(int(values[0]), 1), 3600) if values else None
+        except ValueError:
+            refresh = None
+        if refresh is None:
+            return self.html
+        return self.html[0], render_html(self.identity, refresh).encode()
+
+    async def __rsgi__(self, scope: Any, protocol: Any) -> None:
+        metrics = self.metrics
+        metrics.in_flight.inc()
+        start = time.perf_counter() if self.access_log else 0.0
+        try:
+            route, status, headers, body = self._answer(scope)
+            protocol.response_bytes(status, headers, body)  # the server drops it for HEAD
+            metrics.count(route, status)
+        finally:
+            metrics.in_flight.dec()
+        if self.access_log:
+            _write_access(scope, status, time.perf_counter() - start)
+
+    def __rsgi_init__(self, loop: Any) -> None:
+        return None
+
+    def __rsgi_del__(self, loop: Any) -> None:
+        return None
+
+
+def _write_access(scope: Any, status: int, seconds: float) -> None:
+    line = {
+        "event": "access",
+        "method": scope.method,
+        "path": scope.path,
+        "status": status,
+        "client": scope.client,
+        "ms": round(seconds * 1000, 3),
+    }
+    sys.stderr.write(json.dumps(line) + "\n")
+
+
+def known_routes() -> Sequence[str]:
+    return KNOWN_ROUTES

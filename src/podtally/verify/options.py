@@ -1,0 +1,215 @@
+"""What to verify and how: :class:`VerifyOptions`, validated once, with one-line usage errors.
+
+Everything here is plain data and parsing (URL, ``--resolve``, durations, rates); no sockets.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+from podtally.errors import UsageError
+
+DEFAULT_REQUESTS = 100
+DEFAULT_CONCURRENCY = 10
+DEFAULT_TIMEOUT = 5.0
+DEFAULT_ALPHA = 0.001
+MAX_REDIRECTS = 10
+MAX_CONCURRENCY = 10_000
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One parsed ``http(s)://host:port/path?query`` URL."""
+
+    url: str
+    scheme: str  # "http" or "https"
+    host: str  # as written, without brackets: the Host header and the TLS server name
+    port: int
+    path: str  # path and query, the request target
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme == "https"
+
+    @property
+    def origin(self) -> tuple[str, str, int]:
+        return (self.scheme, self.host, self.port)
+
+    @property
+    def host_header(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.tls else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+    def join(self, location: str) -> Target:
+        """The target a redirect's ``Location`` points to, resolved against this URL."""
+        return parse_url(urljoin(self.url, location), what="redirect location")
+
+
+@dataclass(frozen=True, slots=True)
+class Resolve:
+    """``--resolve HOST:PORT:ADDR``: connect to ADDR whenever the URL names HOST:PORT (as curl)."""
+
+    host: str
+    port: int
+    address: str
+
+    def __str__(self) -> str:
+        address = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{self.host}:{self.port}:{address}"
+
+
+def parse_url(url: str, what: str = "URL") -> Target:
+    """Parse and check an http(s) URL; anything else is a usage error."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise UsageError(f"{what} {url!r} is not valid: {exc}") from None
+    if parts.scheme not in ("http", "https"):
+        raise UsageError(f"{what} {url!r} must start with http:// or https://")
+    host = parts.hostname
+    if not host:
+        raise UsageError(f"{what} {url!r} has no host")
+    if parts.username or parts.password:
+        raise UsageError(f"{what} {url!r}: credentials in the URL are not supported")
+    if any(c.isspace() for c in url.strip()):
+        raise UsageError(f"{what} {url!r} contains white space")
+    if port == 0:
+        raise UsageError(f"{what} {url!r} has port 0")
+    path = parts.path or "/"
+    if parts.query:
+        path = f"{path}?{parts.query}"
+    default = 443 if parts.scheme == "https" else 80
+    return Target(
+        url=url.strip(), scheme=parts.scheme, host=host, port=port or default, path=path
+    )
+
+
+def parse_resolve(value: str) -> Resolve:
+    """``HOST:PORT:ADDR`` with ADDR an IPv4 address or a bracketed IPv6 address."""
+    host, sep1, rest = value.partition(":")
+    port_text, sep2, address = rest.partition(":")
+    if not (sep1 and sep2 and host and port_text and address):
+        raise UsageError(f"--resolve {value!r} must be HOST:PORT:ADDR (as in curl)")
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise UsageError(f"--resolve {value!r}: port {port_text!r} is not a port number")
+    if address.startswith("[") and address.endswith("]"):
+        address = address[1:-1]
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        raise UsageError(
+            f"--resolve {value!r}: {address!r} is not an IP address (IPv6 goes in brackets)"
+        ) from None
+    return Resolve(host=host.lower().rstrip("."), port=int(port_text), address=address)
+
+
+def parse_duration(value: str) -> float:
+    """``30``, ``30s``, ``500ms``, ``2m``, ``1h`` → seconds (positive)."""
+    match = _DURATION.match(value)
+    if not match:
+        raise UsageError(f"duration {value!r} is not valid (examples: 30, 30s, 500ms, 2m)")
+    seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    if seconds <= 0:
+        raise UsageError(f"duration {value!r} must be more than zero")
+    return seconds
+
+
+def parse_rate_fraction(value: str) -> float:
+    """An error budget: ``0.01`` or ``1%`` → 0.01, within 0..1."""
+    text = value.strip()
+    try:
+        number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise UsageError(f"error rate {value!r} is not a number (examples: 0, 0.01, 1%)") from None
+    if not 0.0 <= number <= 1.0 or math.isnan(number):
+        raise UsageError(f"error rate {value!r} must be between 0 and 1 (or 0% and 100%)")
+    return number
+
+
+def parse_header(value: str) -> tuple[str, str]:
+    """``Name: value`` for ``--header``."""
+    name, sep, text = value.partition(":")
+    name = name.strip()
+    if not sep or not _TOKEN.match(name):
+        raise UsageError(f"header {value!r} must be 'Name: value'")
+    if name.lower() in ("connection", "content-length", "transfer-encoding"):
+        raise UsageError(f"header {name!r} is set by podtally (use --keep-alive for Connection)")
+    text = text.strip()
+    if "\r" in text or "\n" in text:
+        raise UsageError(f"header {name!r} contains a line break")
+    return name, text
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyOptions:
+    """One verification run. Construct it directly (library) or from the CLI; both validate.
+
+    ``requests`` and ``duration`` bound the run: with only ``duration`` set the run sends as many
+    requests as it can in that time; with both, whichever comes first ends it.
+    """
+
+    url: str
+    requests: int | None = DEFAULT_REQUESTS
+    duration: float | None = None
+    concurrency: int = DEFAULT_CONCURRENCY
+    rate: float | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    keep_alive: bool = False
+    follow: bool = False
+    cacert: Path | None = None
+    insecure: bool = False
+    resolve: tuple[Resolve, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
+    alpha: float = DEFAULT_ALPHA
+    expect_pods: int | None = None
+    max_error_rate: float = 0.0
+    target: Target = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "target", parse_url(self.url))
+        if self.requests is None and self.duration is None:
+            raise UsageError("give a number of requests (-n) or a --duration")
+        if self.requests is not None and self.requests < 1:
+            raise UsageError(f"-n must be at least 1 (got {self.requests})")
+        if self.duration is not None and not self.duration > 0:
+            raise UsageError(f"--duration must be more than zero (got {self.duration})")
+        if not 1 <= self.concurrency <= MAX_CONCURRENCY:
+            raise UsageError(f"-c must be between 1 and {MAX_CONCURRENCY} (got {self.concurrency})")
+        if self.rate is not None and not self.rate > 0:
+            raise UsageError(f"--rate must be more than zero (got {self.rate})")
+        if not self.timeout > 0:
+            raise UsageError(f"--timeout must be more than zero (got {self.timeout})")
+        if not 0.0 < self.alpha < 1.0:
+            raise UsageError(f"--alpha must be between 0 and 1 (got {self.alpha})")
+        if self.expect_pods is not None and self.expect_pods < 1:
+            raise UsageError(f"--expect-pods must be at least 1 (got {self.expect_pods})")
+        if not 0.0 <= self.max_error_rate <= 1.0:
+            raise UsageError(f"--max-error-rate must be within 0..1 (got {self.max_error_rate})")
+        if self.cacert is not None:
+            if self.insecure:
+                raise UsageError("--cacert and --insecure contradict each other; pick one")
+            if not self.cacert.is_file():
+                raise UsageError(f"--cacert {self.cacert}: no such file")
+
+    @property
+    def judged_pods(self) -> int | None:
+        return self.expect_pods
+
+    def address_for(self, host: str, port: int) -> str | None:
+        """The ``--resolve`` address for HOST:PORT, if one was given."""
+        key = host.lower().rstrip(".")
+        for entry in self.resolve:
+            if entry.host == key and entry.port == port:
+                return entry.address
+        return None

@@ -1,0 +1,301 @@
+"""Observations → counts → statistics → verdict.
+
+:class:`Accumulator` takes observations one by one (cheaply: it runs inside the request loop).
+:func:`tally_dimensions` turns identity counts into one :class:`Dimension` per pod, node, zone
+and IP, each with a chi-square goodness-of-fit test (scipy) against the spread a fair balancer
+gives: even over pods, and for nodes, zones and IPs weighted by how many pods each holds.
+:func:`judge` combines the pod test, ``--expect-pods`` and the error budget into a
+:class:`Verdict`.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+from podtally.verify.probe import ERROR_KINDS, ErrorKind, Observation
+
+DimensionName = Literal["pod", "node", "zone", "ip"]
+DIMENSIONS: tuple[DimensionName, ...] = ("pod", "node", "zone", "ip")
+MIN_EXPECTED = 5.0  # the usual chi-square rule: every expected count at least 5
+UNKNOWN = "(unknown)"
+
+VerdictResult = Literal[
+    "even",
+    "uneven",
+    "too few requests to judge",
+    "one pod",
+    "no identity",
+    "unreachable",
+]
+
+
+class IdentityKey(NamedTuple):
+    """Who answered: the five identity fields (``None`` where a response did not say)."""
+
+    pod: str
+    node: str | None
+    namespace: str | None
+    ip: str | None
+    zone: str | None
+
+
+# --- counting -----------------------------------------------------------------------------------
+class Accumulator:
+    """Counts observations as they arrive; keeps no per-request objects but latencies."""
+
+    def __init__(self, track_connections: bool = False) -> None:
+        self.requests = 0
+        self.responses = 0
+        self.identities: Counter[IdentityKey] = Counter()
+        self.sources: Counter[str] = Counter()
+        self.statuses: Counter[int] = Counter()
+        self.errors: Counter[ErrorKind] = Counter()
+        self.details: dict[ErrorKind, Counter[str]] = {}
+        self.locations: Counter[str] = Counter()
+        self.redirected = 0
+        self.latencies = array("d")
+        self._track = track_connections
+        self.pods_per_connection: dict[int, set[str]] = {}
+
+    def add(self, observation: Observation) -> None:
+        self.requests += 1
+        status = observation.status
+        if status is not None:
+            self.responses += 1
+            self.statuses[status] += 1
+            self.latencies.append(observation.latency)
+        pod = observation.pod
+        if pod is not None:
+            self.identities[
+                IdentityKey(
+                    pod, observation.node, observation.namespace, observation.ip, observation.zone
+                )
+            ] += 1
+            if observation.source is not None:
+                self.sources[observation.source] += 1
+            if self._track and observation.connection is not None:
+                self.pods_per_connection.setdefault(observation.connection, set()).add(pod)
+        if observation.redirects:
+            self.redirected += 1
+        kind = observation.error
+        if kind is not None:
+            self.errors[kind] += 1
+            if observation.detail is not None:
+                self.details.setdefault(kind, Counter())[observation.detail] += 1
+            if observation.location is not None:
+                self.locations[observation.location] += 1
+
+
+# --- statistics ---------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One pod, node, zone or IP: how many responses it gave against how many it should have."""
+
+    name: str
+    count: int
+    share: float
+    expected_share: float
+    pods: int  # pods in this group (1 for the pod dimension)
+
+    @property
+    def deviation(self) -> float:
+        """Relative difference from the expected share: +0.05 is 5 % more than a fair share."""
+        return self.share / self.expected_share - 1.0 if self.expected_share else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Dimension:
+    """The tally along one dimension, with its goodness-of-fit test."""
+
+    name: DimensionName
+    rows: tuple[Row, ...]  # most responses first
+    total: int
+    chi2: float | None
+    p_value: float | None
+    dof: int
+    max_min_ratio: float | None
+    min_expected: float
+    judged: bool  # False when there is one group or an expected count is under MIN_EXPECTED
+
+    @property
+    def groups(self) -> int:
+        return len(self.rows)
+
+
+def _dimension(
+    name: DimensionName, counts: Mapping[str, int], pods: Mapping[str, int]
+) -> Dimension:
+    from scipy.stats import chisquare
+
+    total = sum(counts.values())
+    all_pods = sum(pods.values())
+    names = sorted(counts, key=lambda k: (-counts[k], k))
+    rows = tuple(
+        Row(
+            name=k,
+            count=counts[k],
+            share=counts[k] / total if total else 0.0,
+            expected_share=pods[k] / all_pods if all_pods else 0.0,
+            pods=pods[k],
+        )
+        for k in names
+    )
+    expected = [total * r.expected_share for r in rows]
+    min_expected = min(expected) if expected else 0.0
+    ratio = (rows[0].count / rows[-1].count) if rows and rows[-1].count else None
+    if len(rows) < 2 or min_expected < MIN_EXPECTED:
+        return Dimension(name, rows, total, None, None, max(len(rows) - 1, 0), ratio,
+                         min_expected, judged=False)
+    test = chisquare([r.count for r in rows], expected)
+    return Dimension(
+        name=name,
+        rows=rows,
+        total=total,
+        chi2=float(test.statistic),
+        p_value=float(test.pvalue),
+        dof=len(rows) - 1,
+        max_min_ratio=ratio,
+        min_expected=min_expected,
+        judged=True,
+    )
+
+
+def pod_placement(identities: Mapping[IdentityKey, int]) -> dict[str, IdentityKey]:
+    """Each pod's node, namespace, IP and zone: the most frequent seen with it (normally one)."""
+    best: dict[str, tuple[int, IdentityKey]] = {}
+    for key, count in identities.items():
+        current = best.get(key.pod)
+        if current is None or count > current[0]:
+            best[key.pod] = (count, key)
+    return {pod: key for pod, (_, key) in best.items()}
+
+
+def tally_dimensions(identities: Mapping[IdentityKey, int]) -> tuple[Dimension, ...]:
+    """Pod, node, zone and IP tallies from identity counts.
+
+    Pods are expected to share evenly. A node (zone, IP) is expected to receive its pods' share:
+    with pods a, b on node-1 and c on node-2, node-1 should see 2/3 of the responses.
+    """
+    pod_counts: Counter[str] = Counter()
+    for key, count in identities.items():
+        pod_counts[key.pod] += count
+    placement = pod_placement(identities)
+    dimensions = [_dimension("pod", pod_counts, dict.fromkeys(pod_counts, 1))]
+    for name in ("node", "zone", "ip"):
+        counts: Counter[str] = Counter()
+        pods: Counter[str] = Counter()
+        for pod, count in pod_counts.items():
+            group = getattr(placement[pod], name) or UNKNOWN
+            counts[group] += count
+            pods[group] += 1
+        dimensions.append(_dimension(name, counts, pods))  # type: ignore[arg-type]
+    return tuple(dimensions)
+
+
+# --- latency ------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Latency:
+    """Response times in seconds (nearest-rank percentiles over every HTTP response)."""
+
+    p50: float
+    p90: float
+    p99: float
+    max: float
+    mean: float
+
+
+def latency_summary(latencies: Sequence[float]) -> Latency | None:
+    if not latencies:
+        return None
+    ordered = sorted(latencies)
+    n = len(ordered)
+
+    def rank(p: float) -> float:
+        return ordered[max(0, math.ceil(p / 100 * n) - 1)]
+
+    return Latency(rank(50), rank(90), rank(99), ordered[-1], sum(ordered) / n)
+
+
+# --- verdict ------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The outcome. ``result`` judges the spread; ``failures`` lists every failed check."""
+
+    result: VerdictResult
+    passed: bool
+    exit_code: int
+    summary: str
+    failures: tuple[str, ...]
+
+
+def judge(
+    pods: Dimension,
+    requests: int,
+    responses: int,
+    errors: Mapping[ErrorKind, int],
+    alpha: float,
+    expect_pods: int | None = None,
+    max_error_rate: float = 0.0,
+    unreachable_reason: str | None = None,
+) -> Verdict:
+    """Combine the pod test, the expected pod count and the error budget.
+
+    Exit codes: 0 passed; 1 uneven, too few requests to judge, no identity, fewer pods than
+    expected, or errors over budget; 3 nothing answered at all.
+    """
+    if responses == 0:
+        reason = unreachable_reason or "no response to any request"
+        return Verdict("unreachable", False, 3, f"nothing answered: {reason}", (reason,))
+
+    failures: list[str] = []
+    answered = pods.groups
+    result: VerdictResult
+    if answered == 0:
+        result = "no identity"
+        failures.append("no response carried an identity (X-Pod-* headers or 'Pod:' lines)")
+    elif answered == 1:
+        result = "one pod"
+    elif not pods.judged:
+        result = "too few requests to judge"
+        needed = math.ceil(MIN_EXPECTED * answered)
+        failures.append(
+            f"too few requests to judge: {pods.min_expected:.1f} expected per pod, need "
+            f"{MIN_EXPECTED:g} (about {needed} identified responses for {answered} pods)"
+        )
+    elif pods.p_value is not None and pods.p_value < alpha:
+        result = "uneven"
+        failures.append(
+            f"uneven: p = {pods.p_value:.3g} < alpha {alpha:g}, max/min {pods.max_min_ratio:.2f}"
+        )
+    else:
+        result = "even"
+
+    if expect_pods is not None and answered < expect_pods:
+        failures.append(f"only {answered} of {expect_pods} expected pods answered")
+
+    failed = sum(errors.values())
+    rate = failed / requests if requests else 0.0
+    if rate > max_error_rate:
+        kinds = ", ".join(f"{n} {k}" for k in ERROR_KINDS if (n := errors.get(k, 0)))
+        failures.append(
+            f"{failed} of {requests} requests failed ({rate:.1%}: {kinds}); "
+            f"budget {max_error_rate:.1%} (--max-error-rate)"
+        )
+
+    passed = not failures
+    if result == "even":
+        spread = f"even across {answered} pods (p = {pods.p_value:.3g} >= alpha {alpha:g})"
+    elif result == "one pod":
+        spread = "one pod answered every identified request: nothing to compare"
+    else:
+        spread = ""
+    if passed:
+        summary = f"PASS: {spread}"
+    else:
+        summary = "FAIL: " + "; ".join(failures) + (f" (spread: {spread})" if spread else "")
+    return Verdict(result, passed, 0 if passed else 1, summary, tuple(failures))
