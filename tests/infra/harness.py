@@ -116,7 +116,7 @@ class Monitor(pulumi_mocks.MockMonitor):
         self.dependencies: dict[str, list[str]] = {}
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
-        self.dependencies[request.name] = sorted(request.dependencies)
+        self.dependencies[f"{request.type}::{request.name}"] = sorted(request.dependencies)
         return super().RegisterResource(request)
 
 
@@ -151,15 +151,25 @@ def main() -> None:
         error = str(exc)
 
     outputs: dict[str, Any] = {}
+    secret_outputs: list[str] = []
     root = pulumi.runtime.get_root_resource()
     if error is None and root is not None:
         for key, value in getattr(root, "outputs", {}).items():
             out = pulumi.Output.from_input(value)
             outputs[key] = _sync_await(out.future())
+            if _sync_await(out.is_secret()):
+                secret_outputs.append(key)
     for resource in mocks.resources:
-        resource["dependencies"] = monitor.dependencies.get(resource["name"], [])
+        key = f"{resource['type']}::{resource['name']}"
+        resource["dependencies"] = monitor.dependencies.get(key, [])
     json.dump(
-        {"resources": mocks.resources, "calls": mocks.calls, "outputs": outputs, "error": error},
+        {
+            "resources": mocks.resources,
+            "calls": mocks.calls,
+            "outputs": outputs,
+            "secret_outputs": sorted(secret_outputs),
+            "error": error,
+        },
         sys.stdout,
         default=str,
         sort_keys=True,

@@ -62,7 +62,9 @@ def test_html_page_is_self_contained_and_coloured_by_pod(replica: Any, serve: An
     twin = serve(host="127.0.0.23", env=ENV).get("/", {"Accept": "text/html"})[2].decode()
     assert f"background:{colour.group(1)}" in twin
     other = serve(host="127.0.0.23", env={**ENV, "POD_NAME": "podtally-7d4b9c8f6d-zzzzz"})
-    assert f"background:{colour.group(1)}" not in other.get("/", {"Accept": "text/html"})[2].decode()
+    assert (
+        f"background:{colour.group(1)}" not in other.get("/", {"Accept": "text/html"})[2].decode()
+    )
     refreshing = replica.get("/?refresh=2", {"Accept": "text/html"})[2].decode()
     assert '<meta http-equiv="refresh" content="2">' in refreshing
 
@@ -73,9 +75,7 @@ def test_html_escapes_identity_values(serve: Any) -> None:
     assert "<script>" not in page and "&lt;script&gt;" in page
 
 
-@pytest.mark.parametrize(
-    ("path", "accept"), [("/api/identity", "*/*"), ("/", "application/json")]
-)
+@pytest.mark.parametrize(("path", "accept"), [("/api/identity", "*/*"), ("/", "application/json")])
 def test_json_identity_with_sources(replica: Any, path: str, accept: str) -> None:
     status, headers, body = replica.get(path, {"Accept": accept})
     assert status == 200
@@ -145,7 +145,8 @@ def _raw(host: str, port: int, payload: bytes) -> bytes:
 @pytest.mark.parametrize(
     "payload",
     [
-        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(256)) * 4,  # TLS to plain HTTP
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"
+        + bytes(range(256)) * 4,  # TLS to plain HTTP
         b"GARBAGE GARBAGE GARBAGE\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n",
         b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(500)) + b"\r\n",

@@ -35,8 +35,8 @@ RUN_AS = 10001
 SERVICE_PORT = 80
 PORT_NAME = "http"
 
-# After the drain the service gives in-flight requests this long before it exits anyway
-# (podtally.service.config.DEFAULT_SHUTDOWN_TIMEOUT); the grace period covers drain + this + margin.
+# After the drain the service gives in-flight requests this long (`--shutdown-timeout`) before it
+# exits anyway; the grace period covers drain + this + a margin.
 IN_FLIGHT_SECONDS = 10
 GRACE_MARGIN_SECONDS = 5
 
@@ -101,7 +101,7 @@ def _meta(
 
 def _skips(*checks: tuple[str, str]) -> dict[str, str]:
     """checkov's inline skips: `checkov.io/skipN: CHECK_ID=reason`, one per check."""
-    return {f"checkov.io/skip{i}": f"{check}={reason}" for i, (check, reason) in enumerate(checks, 1)}
+    return {f"checkov.io/skip{n}": f"{check}={why}" for n, (check, why) in enumerate(checks, 1)}
 
 
 def namespace(spec: AppSpec) -> Obj:
@@ -225,6 +225,8 @@ def container_args(spec: AppSpec) -> list[str]:
         str(spec.port),
         "--drain-seconds",
         str(spec.drain_seconds),
+        "--shutdown-timeout",
+        str(IN_FLIGHT_SECONDS),
     ]
 
 
@@ -234,6 +236,10 @@ def container_env(spec: AppSpec) -> list[Obj]:
         _field_env("NODE_NAME", "spec.nodeName"),
         _field_env("POD_NAMESPACE", "metadata.namespace"),
         _field_env("POD_IP", "status.podIP"),
+        # Kubernetes 1.35+ (PodTopologyLabelsAdmission, beta) copies the node's zone label onto
+        # the pod at binding; older clusters leave this empty and the service falls back to the
+        # Kubernetes API (--zone-lookup) or the EC2 instance metadata service.
+        _field_env("ZONE", f"metadata.labels['{ZONE_LABEL}']"),
     ]
 
 
@@ -309,7 +315,7 @@ def deployment(spec: AppSpec) -> Obj:
         },
         "securityContext": _security_context_container(),
         # Python and its libraries may want a scratch directory; the root filesystem is read-only.
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - a pod-private emptyDir
     }
     pod_spec: Obj = {
         "serviceAccountName": spec.name,

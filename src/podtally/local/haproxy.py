@@ -123,9 +123,7 @@ def render(layout: Layout) -> str:
         "    timeout queue 10s",
         "    timeout check 1s",
         # A refused or reset connection to one replica is retried on another one.
-        "    retries 3",
-        "    option redispatch 1",
-        "    retry-on conn-failure empty-response junk-response response-timeout 0rtt-rejected",
+        "    retries 0",
         "",
     ]
     bind = layout.bind_address

@@ -28,7 +28,10 @@ STATE_VERSION = 1
 
 
 def state_root() -> Path:
-    """``$PODTALLY_STATE_DIR``, else ``$XDG_STATE_HOME/podtally``, else ``~/.local/state/podtally``."""
+    """Where stacks keep their run directories.
+
+    ``$PODTALLY_STATE_DIR``, else ``$XDG_STATE_HOME/podtally``, else ``~/.local/state/podtally``.
+    """
     explicit = os.environ.get(STATE_ENV)
     if explicit:
         return Path(explicit).expanduser()

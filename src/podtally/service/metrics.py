@@ -13,7 +13,7 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 class Metrics:
     def __init__(self, identity: Identity, lifecycle: Lifecycle, version: str) -> None:
-        disable_created_metrics()  # the *_created series only add noise for a replica
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # the *_created series only add noise for a replica
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "podtally_requests",
@@ -29,10 +29,14 @@ class Metrics:
         ready = Gauge("podtally_ready", "1 when /readyz answers 200.", registry=self.registry)
         ready.set_function(lambda: 1.0 if lifecycle.ready else 0.0)
         draining = Gauge(
-            "podtally_draining", "1 while the replica drains before it stops.", registry=self.registry
+            "podtally_draining",
+            "1 while the replica drains before it stops.",
+            registry=self.registry,
         )
         draining.set_function(lambda: 1.0 if lifecycle.draining else 0.0)
-        info = Info("podtally_build", "This replica's version and identity.", registry=self.registry)
+        info = Info(
+            "podtally_build", "This replica's version and identity.", registry=self.registry
+        )
         info.info({"version": version, **{k: f.value for k, f in identity.fields().items()}})
         self._children: dict[tuple[str, int], Counter] = {}
 

@@ -33,7 +33,10 @@ from podtally.service.routes import App
 
 def log_event(event: str, fields: Mapping[str, object] | None = None) -> None:
     """One JSON line per lifecycle event on stderr."""
-    line = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), "event": event}
+    line: dict[str, object] = {
+        "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "event": event,
+    }
     line.update(fields or {})
     sys.stderr.write(json.dumps(line) + "\n")
     sys.stderr.flush()
@@ -153,7 +156,7 @@ class Replica:
         # Draining: /readyz already says 503; keep serving everything else a while.
         await asyncio.sleep(cfg.drain_seconds)
         # Stop accepting; granian finishes in-flight requests. Bound the wait.
-        server.stop()
+        server.stop()  # type: ignore[no-untyped-call]
         try:
             await asyncio.wait_for(serving, timeout=cfg.shutdown_timeout)
         except TimeoutError:

@@ -1,0 +1,106 @@
+"""Verify a load balancer: which pod answered each request, and is the spread even?
+
+Library first: :func:`run` sends the requests and returns an immutable :class:`VerifyResult`;
+the CLI only renders it (:mod:`podtally.verify.report`). The data flows one way::
+
+    probe (requests) -> observations -> tally (counts, chi-square) -> verdict -> report
+
+Example::
+
+    from podtally.verify import VerifyOptions, run
+
+    result = run(VerifyOptions("http://127.0.0.1:8080/", requests=1000, expect_pods=3))
+    print(result.verdict.summary, result.pod_counts(), result.exit_code)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from podtally.verify.options import (
+    Resolve,
+    Target,
+    VerifyOptions,
+    parse_duration,
+    parse_header,
+    parse_rate_fraction,
+    parse_resolve,
+    parse_url,
+)
+from podtally.verify.probe import ERROR_KINDS, Engine, ErrorKind, Observation, Progress
+from podtally.verify.result import ConnectionSpread, VerifyResult, build_result
+from podtally.verify.tally import (
+    Accumulator,
+    Dimension,
+    IdentityKey,
+    Latency,
+    Row,
+    Verdict,
+    judge,
+    tally_dimensions,
+)
+
+__all__ = [
+    "ERROR_KINDS",
+    "ConnectionSpread",
+    "Dimension",
+    "ErrorKind",
+    "IdentityKey",
+    "Latency",
+    "Observation",
+    "Progress",
+    "Resolve",
+    "Row",
+    "Target",
+    "Verdict",
+    "VerifyOptions",
+    "VerifyResult",
+    "judge",
+    "parse_duration",
+    "parse_header",
+    "parse_rate_fraction",
+    "parse_resolve",
+    "parse_url",
+    "run",
+    "run_async",
+    "tally_dimensions",
+]
+
+
+async def run_async(
+    options: VerifyOptions,
+    progress: Callable[[Progress], None] | None = None,
+    on_observation: Callable[[Observation], None] | None = None,
+) -> VerifyResult:
+    """:func:`run` for callers already inside an event loop."""
+    acc = Accumulator(track_connections=options.keep_alive)
+    sink = acc.add
+    if on_observation is not None:
+        watcher = on_observation
+
+        def sink(observation: Observation) -> None:
+            acc.add(observation)
+            watcher(observation)
+
+    summary = await Engine(options, sink, progress).run()
+    return build_result(options, acc, summary)
+
+
+def run(
+    options: VerifyOptions,
+    progress: Callable[[Progress], None] | None = None,
+    on_observation: Callable[[Observation], None] | None = None,
+) -> VerifyResult:
+    """Send the requests ``options`` describe and return the judged result.
+
+    ``progress`` is called about ten times a second; ``on_observation`` once per request, as it
+    completes (for ``--observations``). Raises :class:`podtally.errors.PodtallyError` only for
+    problems before any request (a host that does not resolve, an unreadable CA file); a target
+    that does not answer is a result whose verdict is ``unreachable`` (exit code 3).
+    """
+    import asyncio
+
+    from podtally.verify.probe import new_event_loop
+
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(run_async(options, progress, on_observation))

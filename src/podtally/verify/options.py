@@ -90,9 +90,7 @@ def parse_url(url: str, what: str = "URL") -> Target:
     if parts.query:
         path = f"{path}?{parts.query}"
     default = 443 if parts.scheme == "https" else 80
-    return Target(
-        url=url.strip(), scheme=parts.scheme, host=host, port=port or default, path=path
-    )
+    return Target(url=url.strip(), scheme=parts.scheme, host=host, port=port or default, path=path)
 
 
 def parse_resolve(value: str) -> Resolve:

@@ -122,8 +122,17 @@ class _Failure(Exception):
 
 
 class _Response:
-    __slots__ = ("body", "body_size", "chunked", "has_length", "headers_done", "identity",
-                 "keep_alive", "location", "status")
+    __slots__ = (
+        "body",
+        "body_size",
+        "chunked",
+        "has_length",
+        "headers_done",
+        "identity",
+        "keep_alive",
+        "location",
+        "status",
+    )
 
     def __init__(self) -> None:
         self.status = 0
@@ -135,6 +144,18 @@ class _Response:
         self.keep_alive = False
         self.has_length = False
         self.chunked = False
+
+
+class _Attempt:
+    """The state of one request while it runs: where it is going, over which connection."""
+
+    __slots__ = ("connection", "keep", "redirects", "target")
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.connection: _Connection | None = None
+        self.keep: _Connection | None = None  # a keep-alive connection left behind by a redirect
+        self.redirects = 0
 
 
 class _Connection(asyncio.Protocol):
@@ -211,11 +232,10 @@ class _Connection(asyncio.Protocol):
 
     # --- used by the engine --------------------------------------------------------------------
     def request(self, payload: bytes) -> asyncio.Future[_Response]:
-        assert self.transport is not None
         waiter: asyncio.Future[_Response] = asyncio.get_running_loop().create_future()
         self._waiter = waiter
         self._response = _Response()
-        if self.lost:
+        if self.lost or self.transport is None:
             waiter.set_exception(_Failure("reset", f"connection to {self.peer} already closed"))
         else:
             self.transport.write(payload)
@@ -378,9 +398,7 @@ class Engine:
         return payload
 
     async def _connect(self, target: Target) -> _Connection:
-        pairs = self._addresses.get((target.host, target.port)) or await self._addresses_for(
-            target
-        )
+        pairs = self._addresses.get((target.host, target.port)) or await self._addresses_for(target)
         # New connections take the target's addresses in turn, so a DNS name with several
         # addresses (one per zone, as for an NLB) is exercised across all of them.
         address, peer = pairs[next(self._turn[(target.host, target.port)]) % len(pairs)]
@@ -410,99 +428,106 @@ class Engine:
         return connection
 
     # --- one request ---------------------------------------------------------------------------
+    async def _send(self, attempt: _Attempt, kept: _Connection | None) -> _Response:
+        """The request and the redirects it follows; raises on any failure."""
+        options = self.options
+        while True:
+            connection = kept if attempt.redirects == 0 and kept and not kept.lost else None
+            kept = None
+            if connection is not None:
+                attempt.connection = connection
+                try:
+                    response = await connection.request(self._payload(attempt.target))
+                except _Failure as exc:
+                    if exc.kind != "reset":
+                        raise
+                    # The server closed an idle keep-alive connection as we reused it:
+                    # retry once on a new one, as HTTP clients do.
+                    connection.abort()
+                    connection = None
+            if connection is None:
+                connection = attempt.connection = await self._connect(attempt.target)
+                response = await connection.request(self._payload(attempt.target))
+            location = response.location
+            if not (
+                options.follow
+                and response.status in REDIRECT_STATUSES
+                and location is not None
+                and attempt.redirects < MAX_REDIRECTS
+            ):
+                return response
+            if options.keep_alive and attempt.redirects == 0 and response.keep_alive:
+                attempt.keep = connection
+            else:
+                connection.close()
+            try:
+                attempt.target = attempt.target.join(location.decode("latin-1"))
+            except PodtallyError as exc:
+                raise _Failure("other", str(exc)) from None
+            attempt.redirects += 1
+
     async def _exchange(self, index: int, kept: _Connection | None) -> _Connection | None:
         """Send request ``index``; return the connection to keep for the next one, if any."""
         options = self.options
         started = time.perf_counter()  # uvloop's loop.time() ticks in whole milliseconds
-        target = options.target
-        connection: _Connection | None = None
-        response: _Response | None = None
+        attempt = _Attempt(options.target)
         failure: _Failure | None = None
-        redirects = 0
-        keep: _Connection | None = None
+        response: _Response | None = None
         try:
             async with asyncio.timeout(options.timeout):
-                while True:
-                    base = redirects == 0
-                    if base and kept is not None and not kept.lost:
-                        connection, kept = kept, None
-                        try:
-                            response = await connection.request(self._payload(target))
-                        except _Failure as exc:
-                            if exc.kind != "reset":
-                                raise
-                            # The server closed an idle keep-alive connection as we reused it:
-                            # retry once on a new one, as HTTP clients do.
-                            connection.abort()
-                            connection = await self._connect(target)
-                            response = await connection.request(self._payload(target))
-                    else:
-                        connection = await self._connect(target)
-                        response = await connection.request(self._payload(target))
-                    location = response.location
-                    if (
-                        options.follow
-                        and response.status in REDIRECT_STATUSES
-                        and location is not None
-                        and redirects < MAX_REDIRECTS
-                    ):
-                        if not (options.keep_alive and base and response.keep_alive):
-                            connection.close()
-                        elif base:
-                            keep = connection
-                        try:
-                            target = target.join(location.decode("latin-1"))
-                        except PodtallyError as exc:
-                            raise _Failure("other", str(exc)) from None
-                        redirects += 1
-                        continue
-                    break
+                response = await self._send(attempt, kept)
         except TimeoutError:
-            peer = connection.peer if connection is not None else self._peer_hint(target)
             failure = _Failure(
-                "timeout", f"no response from {peer} within {options.timeout:g}s (--timeout)"
+                "timeout",
+                f"no response from {self._peer_of(attempt)} within {options.timeout:g}s "
+                "(--timeout)",
             )
         except _Failure as exc:
             failure = exc
         except OSError as exc:
-            failure = _classify(exc, connection.peer if connection else self._peer_hint(target))
+            failure = _classify(exc, self._peer_of(attempt))
         latency = time.perf_counter() - started
+        connection = attempt.connection
 
-        if failure is not None or response is None:
+        if failure is not None or response is None or connection is None:
             if connection is not None:
                 connection.abort()
-            if keep is not None and keep is not connection:
-                keep.close()
+            if attempt.keep is not None and attempt.keep is not connection:
+                attempt.keep.close()
             failure = failure or _Failure("other", "no response")
-            self._emit(
-                Observation(
-                    index=index,
-                    start=started - self._t0,
-                    latency=latency,
-                    status=None,
-                    pod=None,
-                    node=None,
-                    namespace=None,
-                    ip=None,
-                    zone=None,
-                    source=None,
-                    error=failure.kind,
-                    detail=failure.detail,
-                    connection=connection.serial if connection is not None else None,
-                    peer=connection.peer if connection is not None else self._peer_hint(target),
-                    location=None,
-                    redirects=redirects,
-                )
-            )
+            self._emit(self._failed(index, started, latency, failure, attempt))
             return None
 
-        assert connection is not None
-        if options.keep_alive and response.keep_alive and redirects == 0:
+        keep = attempt.keep
+        if options.keep_alive and response.keep_alive and attempt.redirects == 0:
             keep = connection
         elif connection is not keep:
             connection.close()
-        self._emit(self._observe(index, started, latency, response, connection, redirects))
+        self._emit(self._observe(index, started, latency, response, connection, attempt.redirects))
         return keep
+
+    def _failed(
+        self, index: int, started: float, latency: float, failure: _Failure, attempt: _Attempt
+    ) -> Observation:
+        connection = attempt.connection
+        return Observation(
+            index=index,
+            start=started - self._t0,
+            latency=latency,
+            status=None,
+            pod=None,
+            node=None,
+            namespace=None,
+            ip=None,
+            zone=None,
+            source=None,
+            error=failure.kind,
+            detail=failure.detail,
+            connection=connection.serial if connection is not None else None,
+            peer=self._peer_of(attempt),
+            location=None,
+            redirects=attempt.redirects,
+        )
 
     def _observe(
         self,
@@ -555,7 +580,10 @@ class Engine:
             redirects=redirects,
         )
 
-    def _peer_hint(self, target: Target) -> str:
+    def _peer_of(self, attempt: _Attempt) -> str:
+        if attempt.connection is not None:
+            return attempt.connection.peer
+        target = attempt.target
         pairs = self._addresses.get((target.host, target.port))
         if pairs and len(pairs) == 1:
             return pairs[0][1]
@@ -599,10 +627,11 @@ class Engine:
             if kept is not None:
                 kept.close()
 
-    async def _report_progress(self, loop: asyncio.AbstractEventLoop) -> None:
-        assert self._progress is not None
+    async def _report_progress(
+        self, loop: asyncio.AbstractEventLoop, progress: Callable[[Progress], None]
+    ) -> None:
         while True:
-            self._progress(self._snapshot(loop))
+            progress(self._snapshot(loop))
             await asyncio.sleep(PROGRESS_INTERVAL)
 
     def _snapshot(self, loop: asyncio.AbstractEventLoop) -> Progress:
@@ -629,7 +658,7 @@ class Engine:
         if self.options.requests is not None:
             workers = min(workers, self.options.requests)
         reporter = (
-            asyncio.ensure_future(self._report_progress(loop))
+            asyncio.ensure_future(self._report_progress(loop, self._progress))
             if self._progress is not None
             else None
         )
@@ -661,13 +690,3 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
         return asyncio.new_event_loop()
     loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
     return loop
-
-
-def run_probe(
-    options: VerifyOptions,
-    sink: Callable[[Observation], None],
-    progress: Callable[[Progress], None] | None = None,
-) -> ProbeSummary:
-    """Run the engine to completion on a fresh event loop."""
-    with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        return runner.run(Engine(options, sink, progress).run())

@@ -118,7 +118,7 @@ class Dimension:
     chi2: float | None
     p_value: float | None
     dof: int
-    max_min_ratio: float | None
+    max_min_ratio: float | None  # busiest over quietest, each relative to its expected share
     min_expected: float
     judged: bool  # False when there is one group or an expected count is under MIN_EXPECTED
 
@@ -147,10 +147,14 @@ def _dimension(
     )
     expected = [total * r.expected_share for r in rows]
     min_expected = min(expected) if expected else 0.0
-    ratio = (rows[0].count / rows[-1].count) if rows and rows[-1].count else None
+    # max/min of observed over expected: for pods plainly the busiest over the quietest pod;
+    # for a node with two pods, its count is halved before comparing.
+    loads = [r.share / r.expected_share for r in rows if r.expected_share]
+    ratio = max(loads) / min(loads) if loads and min(loads) > 0 else None
     if len(rows) < 2 or min_expected < MIN_EXPECTED:
-        return Dimension(name, rows, total, None, None, max(len(rows) - 1, 0), ratio,
-                         min_expected, judged=False)
+        return Dimension(
+            name, rows, total, None, None, max(len(rows) - 1, 0), ratio, min_expected, judged=False
+        )
     test = chisquare([r.count for r in rows], expected)
     return Dimension(
         name=name,
@@ -193,7 +197,7 @@ def tally_dimensions(identities: Mapping[IdentityKey, int]) -> tuple[Dimension, 
             group = getattr(placement[pod], name) or UNKNOWN
             counts[group] += count
             pods[group] += 1
-        dimensions.append(_dimension(name, counts, pods))  # type: ignore[arg-type]
+        dimensions.append(_dimension(name, counts, pods))
     return tuple(dimensions)
 
 
@@ -242,6 +246,7 @@ def judge(
     expect_pods: int | None = None,
     max_error_rate: float = 0.0,
     unreachable_reason: str | None = None,
+    identity_hint: str | None = None,
 ) -> Verdict:
     """Combine the pod test, the expected pod count and the error budget.
 
@@ -257,7 +262,10 @@ def judge(
     result: VerdictResult
     if answered == 0:
         result = "no identity"
-        failures.append("no response carried an identity (X-Pod-* headers or 'Pod:' lines)")
+        failures.append(
+            "no response carried an identity (X-Pod-* headers or 'Pod:' lines)"
+            + (f": {identity_hint}" if identity_hint else "")
+        )
     elif answered == 1:
         result = "one pod"
     elif not pods.judged:

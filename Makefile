@@ -1,0 +1,53 @@
+# podtally: `make demo` runs the main job, `make test` the tests. Both set up what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CHECKOV_VENV := .venv-checkov
+CHECKOV_VERSION := 3.3.30
+STAMP := $(VENV)/.installed
+# Debian packages: haproxy for the local stack; curl, wrk and nginx for the benchmarks.
+APT_PACKAGES := haproxy curl
+BENCH_APT_PACKAGES := wrk nginx-light
+
+.PHONY: setup system-deps demo test lint format bench manifests clean
+
+setup: system-deps $(STAMP) $(CHECKOV_VENV)/bin/checkov
+
+# Install missing Debian packages when we can (root, or sudo without a password); otherwise say how.
+system-deps:
+	@bash scripts/apt-install.sh $(APT_PACKAGES)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip==26.3
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+# checkov pins many libraries of its own, so it gets a virtualenv of its own.
+$(CHECKOV_VENV)/bin/checkov:
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
+
+demo: system-deps $(STAMP)
+	$(BIN)/podtally demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench infra
+	$(BIN)/ruff format --check src tests bench infra
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests bench infra
+	$(BIN)/ruff check --fix src tests bench infra
+
+test: setup lint
+	$(BIN)/pytest
+
+bench: setup
+	@bash scripts/apt-install.sh $(BENCH_APT_PACKAGES)
+	$(BIN)/python bench/service_bench.py
+	$(BIN)/python bench/verify_bench.py
+
+clean:
+	rm -rf $(VENV) $(CHECKOV_VENV) build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,210 @@
+"""The identity service against nginx, side by side, driven by wrk in alternation.
+
+Both servers run one worker on loopback and serve the same text (nginx from a file). Each round
+runs wrk against each server with keep-alive and with `Connection: close`; the table shows medians
+over the rounds and the ratios to nginx. Then the resident memory of idle replicas.
+
+    .venv/bin/python bench/service_bench.py [--rounds 3] [--seconds 5] [--connections 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+NGINX_ADDR = "127.0.0.31"
+SERVICE_ADDR = "127.0.0.32"
+ENV = {
+    "POD_NAME": "podtally-5f6d7c8b9a-bench",
+    "NODE_NAME": "local-node-1",
+    "POD_NAMESPACE": "podtally",
+    "POD_IP": SERVICE_ADDR,
+    "ZONE": "local-a",
+}
+TEXT = (
+    f"Pod: {ENV['POD_NAME']}\nNode: {ENV['NODE_NAME']}\nNamespace: {ENV['POD_NAMESPACE']}\n"
+    f"IP: {ENV['POD_IP']}\nZone: {ENV['ZONE']}\n"
+)
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ok(url: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        time.sleep(0.05)
+    raise SystemExit(f"error: {url} never answered")
+
+
+@contextlib.contextmanager
+def nginx(workdir: Path) -> Iterator[str]:
+    port = free_port(NGINX_ADDR)
+    workdir.chmod(0o755)  # nginx workers may run as another user
+    (workdir / "index.txt").write_text(TEXT)
+    conf = workdir / "nginx.conf"
+    conf.write_text(
+        f"""worker_processes 1;
+daemon off;
+pid {workdir}/nginx.pid;
+error_log {workdir}/nginx-error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  server {{
+    listen {NGINX_ADDR}:{port} backlog=1024;
+    location / {{ default_type text/plain; root {workdir}; try_files /index.txt =404; }}
+  }}
+}}
+"""
+    )
+    proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(workdir)])
+    try:
+        wait_ok(f"http://{NGINX_ADDR}:{port}/")
+        yield f"http://{NGINX_ADDR}:{port}/"
+    finally:
+        proc.send_signal(signal.SIGQUIT)
+        proc.wait(timeout=10)
+
+
+def start_service(port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "podtally", "serve", "--host", SERVICE_ADDR, "--port", str(port)],
+        env={**os.environ, **ENV},
+        stderr=subprocess.DEVNULL,
+    )
+
+
+@contextlib.contextmanager
+def service() -> Iterator[str]:
+    port = free_port(SERVICE_ADDR)
+    proc = start_service(port)
+    try:
+        wait_ok(f"http://{SERVICE_ADDR}:{port}/readyz")
+        yield f"http://{SERVICE_ADDR}:{port}/"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    match = re.match(r"([\d.]+)(us|ms|s)", text)
+    if not match:
+        raise ValueError(text)
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def wrk(url: str, seconds: int, connections: int, close: bool) -> dict[str, float]:
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    if close:
+        args[1:1] = ["-H", "Connection: close"]
+    out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=seconds + 30)
+    text = out.stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"50%\s+(\S+)", text).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+(\S+)", text).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Socket errors: (.*)", text)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if non2xx:
+        raise SystemExit(f"error: {url} answered {non2xx.group(1)} non-2xx responses")
+    return {"rps": rps, "p50": p50, "p99": p99, "socket_errors": bool(errors)}
+
+
+def idle_rss_mb(samples: int = 3) -> list[float]:
+    """Resident memory of a fresh replica that has answered one request, then sat idle 1 s."""
+    values = []
+    for _ in range(samples):
+        port = free_port(SERVICE_ADDR)
+        proc = start_service(port)
+        try:
+            wait_ok(f"http://{SERVICE_ADDR}:{port}/readyz")
+            time.sleep(1)
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            kb = int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1))  # type: ignore[union-attr]
+            values.append(kb / 1024)
+        finally:
+            proc.kill()
+            proc.wait(timeout=10)
+    return values
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=50)
+    args = parser.parse_args()
+    for tool in ("wrk", "nginx"):
+        if not shutil.which(tool):
+            print(f"error: {tool} not found: sudo apt-get install -y wrk nginx-light")
+            return 2
+
+    results: dict[tuple[str, str], list[dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory() as tmp, nginx(Path(tmp)) as nginx_url, service() as svc_url:
+        targets = {"nginx": nginx_url, "podtally": svc_url}
+        for url in targets.values():  # warm both up
+            wrk(url, 1, args.connections, close=False)
+        for round_ in range(args.rounds):
+            order = list(targets.items())
+            if round_ % 2:
+                order.reverse()  # alternate who goes first
+            for mode in ("keep-alive", "close"):
+                for name, url in order:
+                    run = wrk(url, args.seconds, args.connections, close=(mode == "close"))
+                    results.setdefault((name, mode), []).append(run)
+                    print(
+                        f"round {round_ + 1} {mode:10} {name:8} {run['rps']:>9.0f} req/s "
+                        f"p50 {run['p50']:.3f} ms p99 {run['p99']:.3f} ms",
+                        file=sys.stderr,
+                    )
+
+    def med(name: str, mode: str, key: str) -> float:
+        return statistics.median(r[key] for r in results[(name, mode)])
+
+    print(
+        f"\nwrk -t1 -c{args.connections}, {args.seconds} s per run, medians of {args.rounds} "
+        f"rounds, one worker each, loopback, {os.cpu_count()} cores\n"
+    )
+    print("| mode | server | req/s | p50 ms | p99 ms | ratio to nginx |")
+    print("|---|---|---:|---:|---:|---:|")
+    for mode in ("keep-alive", "close"):
+        base = med("nginx", mode, "rps")
+        for name in ("nginx", "podtally"):
+            rps = med(name, mode, "rps")
+            print(
+                f"| {mode} | {name} | {rps:.0f} | {med(name, mode, 'p50'):.3f} | "
+                f"{med(name, mode, 'p99'):.3f} | {rps / base:.2f}x |"
+            )
+    rss = idle_rss_mb()
+    print(
+        f"\nidle replica RSS: median {statistics.median(rss):.1f} MB "
+        f"(samples: {', '.join(f'{v:.1f}' for v in rss)})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,160 @@
+"""The JSON Schema (draft 2020-12) of the ``podtally verify --json`` document.
+
+Kept next to the renderer (:func:`podtally.verify.report.to_document`) and checked against real
+runs in the tests, so the documented shape and the printed shape cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from podtally.verify.probe import ERROR_KINDS
+
+_NUM = {"type": "number"}
+_INT = {"type": "integer", "minimum": 0}
+_STR = {"type": "string"}
+_OPT_STR = {"type": ["string", "null"]}
+_OPT_NUM = {"type": ["number", "null"]}
+
+
+def _object(properties: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
+_GROUP = _object(
+    {
+        "name": _STR,
+        "count": _INT,
+        "share": _NUM,
+        "expected_share": _NUM,
+        "deviation": _NUM,
+        "pods": _INT,
+    }
+)
+
+_DIMENSION = _object(
+    {
+        "groups": {"type": "array", "items": _GROUP},
+        "total": _INT,
+        "chi2": _OPT_NUM,
+        "p_value": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+        "dof": _INT,
+        "max_min_ratio": _OPT_NUM,
+        "min_expected": _NUM,
+        "judged": {"type": "boolean"},
+    }
+)
+
+RESULT_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "podtally.verify.result/1",
+    "title": "podtally verify result",
+    **_object(
+        {
+            "schema": {"const": "podtally.verify.result/1"},
+            "url": _STR,
+            "started_at": {"type": "string", "format": "date-time"},
+            "elapsed_seconds": _NUM,
+            "options": _object(
+                {
+                    "requests": {"type": ["integer", "null"], "minimum": 1},
+                    "duration_seconds": _OPT_NUM,
+                    "concurrency": {"type": "integer", "minimum": 1},
+                    "rate": _OPT_NUM,
+                    "timeout_seconds": _NUM,
+                    "keep_alive": {"type": "boolean"},
+                    "follow": {"type": "boolean"},
+                    "insecure": {"type": "boolean"},
+                    "cacert": _OPT_STR,
+                    "resolve": {"type": "array", "items": _STR},
+                    "alpha": _NUM,
+                    "expect_pods": {"type": ["integer", "null"], "minimum": 1},
+                    "max_error_rate": _NUM,
+                }
+            ),
+            "summary": _object(
+                {
+                    "requests": _INT,
+                    "responses": _INT,
+                    "identified": _INT,
+                    "failed": _INT,
+                    "error_rate": _NUM,
+                    "connections": _INT,
+                    "requests_per_second": _NUM,
+                    "pods": _INT,
+                    "addresses": {"type": "array", "items": _STR},
+                }
+            ),
+            "pods": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "pod": _STR,
+                        "node": _OPT_STR,
+                        "namespace": _OPT_STR,
+                        "ip": _OPT_STR,
+                        "zone": _OPT_STR,
+                        "count": _INT,
+                    }
+                ),
+            },
+            "dimensions": _object({name: _DIMENSION for name in ("pod", "node", "zone", "ip")}),
+            "latency_ms": {
+                "oneOf": [
+                    {"type": "null"},
+                    _object({k: _NUM for k in ("p50", "p90", "p99", "max", "mean")}),
+                ]
+            },
+            "status_codes": {
+                "type": "object",
+                "propertyNames": {"pattern": "^[1-5][0-9][0-9]$"},
+                "additionalProperties": _INT,
+            },
+            "errors": _object({kind: _INT for kind in ERROR_KINDS}),
+            "error_examples": {
+                "type": "object",
+                "propertyNames": {"enum": list(ERROR_KINDS)},
+                "additionalProperties": _STR,
+            },
+            "redirects": {
+                "type": "array",
+                "items": _object({"location": _STR, "count": _INT}),
+            },
+            "identity_sources": {
+                "type": "object",
+                "propertyNames": {"enum": ["headers", "body"]},
+                "additionalProperties": _INT,
+            },
+            "connection_spread": {
+                "oneOf": [
+                    {"type": "null"},
+                    _object({"connections": _INT, "pinned": _INT, "most_pods": _INT}),
+                ]
+            },
+            "notes": {"type": "array", "items": _STR},
+            "verdict": _object(
+                {
+                    "result": {
+                        "enum": [
+                            "even",
+                            "uneven",
+                            "too few requests to judge",
+                            "one pod",
+                            "no identity",
+                            "unreachable",
+                        ]
+                    },
+                    "passed": {"type": "boolean"},
+                    "exit_code": {"enum": [0, 1, 3]},
+                    "summary": _STR,
+                    "failures": {"type": "array", "items": _STR},
+                }
+            ),
+        }
+    ),
+}

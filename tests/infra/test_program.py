@@ -1,0 +1,542 @@
+"""The Pulumi program in infra/, run under pulumi.runtime.set_mocks: no CLI, no cloud.
+
+Each scenario runs the real infra/__main__.py with the real Pulumi.dev.yaml (plus overrides) in
+its own interpreter (tests/infra/harness.py); all scenarios start at once and are read back as
+JSON. The assertions are about what would be created and how it is wired.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from podtally.k8s import render
+from podtally.spec import AppSpec
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parents[1] / "infra"))
+
+import harness  # noqa: E402
+from podtally_infra import lbc_policy  # noqa: E402
+from podtally_infra.network import plan_subnets  # noqa: E402
+
+ACCOUNT = harness.ACCOUNT
+SCENARIOS: dict[str, tuple[dict[str, Any], str | None]] = {
+    "default": ({}, None),
+    "default-again": ({}, None),
+    "per-zone-nat": ({"podtally:natGateways": "per-zone"}, None),
+    "sized": (
+        {
+            "podtally:zones": ["us-east-1b", "us-east-1c"],
+            "podtally:nodeInstanceType": "t3.medium",
+            "podtally:nodeCount": "4",
+            "podtally:nodeMax": "6",
+            "podtally:capacityType": "SPOT",
+        },
+        None,
+    ),
+    "assumed-role": ({}, f"arn:aws:sts::{ACCOUNT}:assumed-role/Deployer/alice"),
+    "no-app": ({"podtally:deployApp": "false"}, None),
+}
+BAD_CONFIG = {
+    "nat": ({"podtally:natGateways": "two"}, "podtally:natGateways must be one of"),
+    "zones": ({"podtally:zones": "7"}, "podtally:zones must be between 2 and 4"),
+    "host": ({"podtally:hostname": "x.example.org"}, "is not inside the zone"),
+    "tag": ({"podtally:imageTag": "latest"}, "moving tag"),
+    "cidr": ({"podtally:vpcCidr": "10.0.0.0/24"}, "must be a /16, /17 or /18"),
+    "nodes": ({"podtally:nodeCount": "5", "podtally:nodeMax": "4"}, "does not hold"),
+    "region": ({"aws:region": None}, "aws:region is not set"),
+    "name": ({"podtally:clusterName": "Pod_Tally"}, "not a DNS-1123 label"),
+}
+
+
+@cache
+def _runs() -> dict[str, dict[str, Any]]:
+    """Start every scenario at once (one interpreter each), then collect their JSON."""
+    jobs = {}
+    everything = {**SCENARIOS, **{f"bad-{k}": (v[0], None) for k, v in BAD_CONFIG.items()}}
+    for key, (overrides, caller) in everything.items():
+        argv = [sys.executable, str(HERE / "harness.py"), json.dumps(overrides)]
+        if caller:
+            argv.append(caller)
+        jobs[key] = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+    results = {}
+    for key, proc in jobs.items():
+        out, errs = proc.communicate(timeout=240)
+        assert proc.returncode == 0, f"scenario {key} crashed:\n{errs[-3000:]}"
+        results[key] = json.loads(out)
+    return results
+
+
+def run(scenario: str) -> dict[str, Any]:
+    result = _runs()[scenario]
+    if not scenario.startswith("bad-"):
+        assert result["error"] is None, result["error"]
+    return result
+
+
+def of_type(result: dict[str, Any], typ: str) -> list[dict[str, Any]]:
+    return sorted(
+        (r for r in result["resources"] if r["type"] == typ), key=lambda r: r["name"]
+    )
+
+
+def one(result: dict[str, Any], typ: str, name: str | None = None) -> dict[str, Any]:
+    found = [r for r in of_type(result, typ) if name is None or r["name"] == name]
+    assert len(found) == 1, f"expected one {typ} {name or ''}, found {[r['name'] for r in found]}"
+    return found[0]
+
+
+def urn(resource: dict[str, Any]) -> str:
+    return f"urn:pulumi:dev::podtally::pulumi:pulumi:Stack${resource['type']}::{resource['name']}"
+
+
+SUBNET = "aws:ec2/subnet:Subnet"
+NAT = "aws:ec2/natGateway:NatGateway"
+ROUTE_TABLE = "aws:ec2/routeTable:RouteTable"
+ASSOC = "aws:ec2/routeTableAssociation:RouteTableAssociation"
+RELEASE = "kubernetes:helm.sh/v3:Release"
+RECORD = "aws:route53/record:Record"
+
+
+def subnets(result: dict[str, Any], tier: str) -> list[dict[str, Any]]:
+    return [s for s in of_type(result, SUBNET) if f"-{tier}-" in s["name"]]
+
+
+# --- network -----------------------------------------------------------------------------------
+
+
+def test_subnets_span_three_zones_with_the_elb_tags() -> None:
+    result = run("default")
+    public, private, intra = (subnets(result, t) for t in ("public", "private", "intra"))
+    for tier in (public, private, intra):
+        assert sorted(s["inputs"]["availabilityZone"] for s in tier) == [
+            "us-east-1a",
+            "us-east-1b",
+            "us-east-1c",
+        ]
+    for s in public:
+        assert s["inputs"]["tags"]["kubernetes.io/role/elb"] == "1"
+        assert "kubernetes.io/role/internal-elb" not in s["inputs"]["tags"]
+        assert s["inputs"]["tags"]["kubernetes.io/cluster/podtally"] == "shared"
+    for s in private:
+        assert s["inputs"]["tags"]["kubernetes.io/role/internal-elb"] == "1"
+        assert "kubernetes.io/role/elb" not in s["inputs"]["tags"]
+        assert s["inputs"]["tags"]["kubernetes.io/cluster/podtally"] == "shared"
+    vpc = one(result, "aws:ec2/vpc:Vpc")
+    assert vpc["inputs"]["cidrBlock"] == "10.42.0.0/16"
+    nets = [ipaddress.ip_network(s["inputs"]["cidrBlock"]) for s in public + private + intra]
+    assert all(n.subnet_of(ipaddress.ip_network("10.42.0.0/16")) for n in nets)  # type: ignore[arg-type]
+    assert not any(a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1 :])
+
+
+def test_public_subnets_route_to_the_internet_gateway_and_intra_nowhere() -> None:
+    result = run("default")
+    tables = {t["name"]: t for t in of_type(result, ROUTE_TABLE)}
+    assert tables["podtally-public"]["inputs"]["routes"][0]["gatewayId"] == "podtally-igw-id"
+    assert not tables["podtally-intra"]["inputs"].get("routes")
+    assocs = {a["name"]: a["inputs"] for a in of_type(result, ASSOC)}
+    for zone in ("us-east-1a", "us-east-1b", "us-east-1c"):
+        assert assocs[f"podtally-public-{zone}"]["routeTableId"] == "podtally-public-id"
+        assert assocs[f"podtally-intra-{zone}"]["routeTableId"] == "podtally-intra-id"
+        assert assocs[f"podtally-private-{zone}"]["routeTableId"] == f"podtally-private-{zone}-id"
+
+
+@pytest.mark.parametrize(("scenario", "expected"), [("default", 1), ("per-zone-nat", 3)])
+def test_nat_gateway_count_follows_config(scenario: str, expected: int) -> None:
+    result = run(scenario)
+    nats = of_type(result, NAT)
+    assert len(nats) == expected
+    assert len(of_type(result, "aws:ec2/eip:Eip")) == expected
+    public_ids = {f"{s['name']}-id" for s in subnets(result, "public")}
+    assert all(n["inputs"]["subnetId"] in public_ids for n in nats)
+    private_tables = [t for t in of_type(result, ROUTE_TABLE) if "-private-" in t["name"]]
+    targets = {t["name"]: t["inputs"]["routes"][0]["natGatewayId"] for t in private_tables}
+    assert len(targets) == 3
+    if expected == 1:
+        assert set(targets.values()) == {"podtally-nat-us-east-1a-id"}
+    else:
+        for name, target in targets.items():
+            zone = name.removeprefix("podtally-private-")
+            assert target == f"podtally-nat-{zone}-id", "each zone leaves through its own NAT"
+
+
+def test_explicit_zone_list_is_used_without_a_lookup() -> None:
+    result = run("sized")
+    assert sorted(s["inputs"]["availabilityZone"] for s in subnets(result, "private")) == [
+        "us-east-1b",
+        "us-east-1c",
+    ]
+    tokens = [c["token"] for c in result["calls"]]
+    assert "aws:index/getAvailabilityZones:getAvailabilityZones" not in tokens
+    assert "aws:index/getAvailabilityZones:getAvailabilityZones" in [
+        c["token"] for c in run("default")["calls"]
+    ]
+
+
+def test_subnet_plan_is_disjoint_for_every_supported_prefix() -> None:
+    for cidr in ("10.0.0.0/16", "10.0.0.0/17", "172.16.0.0/18"):
+        plan = plan_subnets(cidr, ["a", "b", "c", "d"])
+        nets = [ipaddress.ip_network(c) for p in plan for c in (p.private, p.public, p.intra)]
+        assert not any(a.overlaps(b) for i, a in enumerate(nets) for b in nets[i + 1 :])
+        assert all(ipaddress.ip_network(p.intra).prefixlen <= 28 for p in plan), "EKS needs /28+"
+
+
+# --- cluster -----------------------------------------------------------------------------------
+
+
+def test_cluster_uses_api_authentication_kms_and_logging() -> None:
+    result = run("default")
+    cluster = one(result, "aws:eks/cluster:Cluster")["inputs"]
+    assert cluster["accessConfig"] == {
+        "authenticationMode": "API",
+        "bootstrapClusterCreatorAdminPermissions": False,
+    }
+    assert cluster["version"] == "1.35"
+    key = one(result, "aws:kms/key:Key")
+    assert key["inputs"]["enableKeyRotation"] is True
+    assert cluster["encryptionConfig"] == {
+        "provider": {"keyArn": f"arn:aws:kms:us-east-1:{ACCOUNT}:key/{key['name']}"},
+        "resources": ["secrets"],
+    }
+    assert {"api", "audit", "authenticator"} <= set(cluster["enabledClusterLogTypes"])
+    intra = sorted(f"{s['name']}-id" for s in subnets(result, "intra"))
+    assert sorted(cluster["vpcConfig"]["subnetIds"]) == intra
+    assert not of_type(result, "kubernetes:core/v1:ConfigMap"), "no aws-auth ConfigMap"
+
+
+@pytest.mark.parametrize(
+    ("scenario", "principal"),
+    [
+        ("default", f"arn:aws:iam::{ACCOUNT}:user/deployer"),
+        ("assumed-role", f"arn:aws:iam::{ACCOUNT}:role/Deployer"),
+    ],
+)
+def test_deployer_gets_an_access_entry_with_cluster_admin(scenario: str, principal: str) -> None:
+    result = run(scenario)
+    entry = one(result, "aws:eks/accessEntry:AccessEntry")["inputs"]
+    assert entry["principalArn"] == principal
+    assert entry["clusterName"] == "podtally"
+    assoc = one(result, "aws:eks/accessPolicyAssociation:AccessPolicyAssociation")["inputs"]
+    assert assoc["principalArn"] == principal
+    assert assoc["policyArn"].endswith(":cluster-access-policy/AmazonEKSClusterAdminPolicy")
+    assert assoc["accessScope"] == {"type": "cluster"}
+
+
+@pytest.mark.parametrize(
+    ("scenario", "instance", "sizes", "capacity", "zones"),
+    [
+        ("default", "t3.small", (3, 3, 3), "ON_DEMAND", 3),
+        ("sized", "t3.medium", (4, 4, 6), "SPOT", 2),
+    ],
+)
+def test_node_group_type_sizes_and_subnets(
+    scenario: str, instance: str, sizes: tuple[int, int, int], capacity: str, zones: int
+) -> None:
+    result = run(scenario)
+    group = one(result, "aws:eks/nodeGroup:NodeGroup")["inputs"]
+    assert group["instanceTypes"] == [instance]
+    scaling = group["scalingConfig"]
+    assert (scaling["desiredSize"], scaling["minSize"], scaling["maxSize"]) == sizes
+    assert group["capacityType"] == capacity
+    private = sorted(f"{s['name']}-id" for s in subnets(result, "private"))
+    assert sorted(group["subnetIds"]) == private
+    assert len(private) == zones
+    role = one(result, "aws:iam/role:Role", "podtally-nodes")
+    attached = {
+        a["inputs"]["policyArn"].rsplit("/", 1)[1]
+        for a in of_type(result, "aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+        if a["inputs"]["role"] == role["name"]
+    }
+    assert attached == {
+        "AmazonEKSWorkerNodePolicy",
+        "AmazonEKS_CNI_Policy",
+        "AmazonEC2ContainerRegistryReadOnly",
+    }
+
+
+def test_the_four_addons_and_their_order() -> None:
+    result = run("default")
+    addons = {a["inputs"]["addonName"]: a for a in of_type(result, "aws:eks/addon:Addon")}
+    assert set(addons) == {"vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent"}
+    group = one(result, "aws:eks/nodeGroup:NodeGroup")
+    assert urn(group) in addons["coredns"]["dependencies"], "CoreDNS waits for nodes"
+    assert urn(addons["vpc-cni"]) in group["dependencies"], "nodes come up with the CNI"
+    assert urn(addons["eks-pod-identity-agent"]) in group["dependencies"]
+
+
+# --- load balancer controller ------------------------------------------------------------------
+
+
+def test_controller_release_is_pinned_and_wired() -> None:
+    result = run("default")
+    release = one(result, RELEASE)
+    inputs = release["inputs"]
+    assert inputs["chart"] == "aws-load-balancer-controller"
+    assert inputs["version"] == "1.14.0"
+    assert inputs["repositoryOpts"] == {"repo": "https://aws.github.io/eks-charts"}
+    assert inputs["namespace"] == "kube-system"
+    assert inputs["values"]["clusterName"] == "podtally"
+    assert inputs["values"]["region"] == "us-east-1"
+    assert inputs["values"]["vpcId"] == "podtally-vpc-id"
+    assert inputs["values"]["serviceAccount"]["name"] == "aws-load-balancer-controller"
+    provider = one(result, "pulumi:providers:kubernetes")
+    assert release["provider"] == f"{urn(provider)}::eks-id"
+    association = one(result, "aws:eks/podIdentityAssociation:PodIdentityAssociation")
+    assert urn(association) in release["dependencies"]
+
+
+def test_controller_permissions_come_through_pod_identity() -> None:
+    result = run("default")
+    association = one(result, "aws:eks/podIdentityAssociation:PodIdentityAssociation")["inputs"]
+    assert association["namespace"] == "kube-system"
+    assert association["serviceAccount"] == "aws-load-balancer-controller"
+    role = one(result, "aws:iam/role:Role", "podtally-lb-controller")
+    assert association["roleArn"] == f"arn:aws:iam::{ACCOUNT}:role/{role['name']}"
+    trust = json.loads(role["inputs"]["assumeRolePolicy"])["Statement"][0]
+    assert trust["Principal"] == {"Service": "pods.eks.amazonaws.com"}
+    assert sorted(trust["Action"]) == ["sts:AssumeRole", "sts:TagSession"]
+    policy = one(result, "aws:iam/rolePolicy:RolePolicy", "podtally-lb-controller")
+    assert policy["inputs"]["role"] == f"{role['name']}-id"
+    document = json.loads(policy["inputs"]["policy"])
+    granted = {a for s in document["Statement"] if s["Effect"] == "Allow" for a in s["Action"]}
+    needed = {
+        "elasticloadbalancing:CreateLoadBalancer",
+        "elasticloadbalancing:CreateTargetGroup",
+        "elasticloadbalancing:CreateListener",
+        "elasticloadbalancing:CreateRule",
+        "elasticloadbalancing:RegisterTargets",
+        "elasticloadbalancing:DeregisterTargets",
+        "elasticloadbalancing:ModifyListener",
+        "elasticloadbalancing:AddTags",
+        "elasticloadbalancing:DescribeLoadBalancers",
+        "elasticloadbalancing:DescribeTargetHealth",
+        "elasticloadbalancing:DeleteLoadBalancer",
+        "ec2:DescribeSubnets",
+        "ec2:DescribeVpcs",
+        "ec2:DescribeSecurityGroups",
+        "ec2:CreateSecurityGroup",
+        "ec2:AuthorizeSecurityGroupIngress",
+        "ec2:DeleteSecurityGroup",
+        "ec2:CreateTags",
+        "acm:DescribeCertificate",
+        "acm:ListCertificates",
+        "wafv2:GetWebACLForResource",
+        "wafv2:AssociateWebACL",
+        "shield:GetSubscriptionState",
+        "iam:CreateServiceLinkedRole",
+    }
+    assert needed <= granted, f"missing: {sorted(needed - granted)}"
+    assert granted == lbc_policy.actions()
+    # Deleting load balancers is only allowed on ones the controller tagged as its own.
+    deletes = [
+        s for s in document["Statement"] if "elasticloadbalancing:DeleteLoadBalancer" in s["Action"]
+    ]
+    assert deletes
+    assert all("aws:ResourceTag/elbv2.k8s.aws/cluster" in s["Condition"]["Null"] for s in deletes)
+
+
+# --- ECR, certificate, DNS ---------------------------------------------------------------------
+
+
+def test_ecr_repository_is_immutable_scanned_and_pruned() -> None:
+    result = run("default")
+    repo = one(result, "aws:ecr/repository:Repository")["inputs"]
+    assert repo["imageTagMutability"] == "IMMUTABLE"
+    assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
+    assert repo["forceDelete"] is True
+    lifecycle = json.loads(one(result, "aws:ecr/lifecyclePolicy:LifecyclePolicy")["inputs"]["policy"])
+    assert {r["selection"]["tagStatus"] for r in lifecycle["rules"]} == {"untagged", "any"}
+
+
+def test_certificate_is_validated_by_dns_in_the_zone() -> None:
+    result = run("default")
+    cert = one(result, "aws:acm/certificate:Certificate")["inputs"]
+    assert cert["domainName"] == "podtally.example.com"
+    assert cert["validationMethod"] == "DNS"
+    zone_calls = [c for c in result["calls"] if c["token"] == "aws:route53/getZone:getZone"]
+    assert zone_calls
+    assert zone_calls[0]["args"]["name"] == "example.com"
+    assert zone_calls[0]["args"]["privateZone"] is False
+    record = one(result, RECORD, "podtally-cert-validation")
+    assert record["inputs"]["zoneId"] == harness.ZONE_ID
+    assert record["inputs"]["name"] == "_a79865eb4cd1a6ab990a45779b4e0b96.podtally.example.com."
+    assert record["inputs"]["type"] == "CNAME"
+    assert record["inputs"]["records"] == ["_0123456789abcdef.mhbtsbpdnt.acm-validations.aws."]
+    validation = one(result, "aws:acm/certificateValidation:CertificateValidation")
+    assert validation["inputs"]["certificateArn"] == harness.CERT_ARN
+    assert validation["inputs"]["validationRecordFqdns"] == [
+        "_a79865eb4cd1a6ab990a45779b4e0b96.podtally.example.com"
+    ]
+    assert urn(record) in validation["dependencies"]
+
+
+def test_alias_record_points_at_the_ingress_alb() -> None:
+    result = run("default")
+    records = [r for r in of_type(result, RECORD) if r["inputs"]["name"] == "podtally.example.com"]
+    assert [r["inputs"]["type"] for r in records] == ["A"], "an alias A record, no CNAME"
+    alias = records[0]["inputs"]
+    assert alias["zoneId"] == harness.ZONE_ID
+    assert "records" not in alias and "ttl" not in alias
+    assert alias["aliases"] == [
+        {"name": harness.ALB_HOSTNAME, "zoneId": harness.ALB_ZONE_ID, "evaluateTargetHealth": True}
+    ]
+    hosted = [c for c in result["calls"] if c["token"] == "aws:lb/getHostedZoneId:getHostedZoneId"]
+    assert hosted[0]["args"] == {"loadBalancerType": "application", "region": "us-east-1"}
+    ingress = one(result, "kubernetes:networking.k8s.io/v1:Ingress")
+    assert urn(ingress) in records[0]["dependencies"]
+
+
+# --- the app -----------------------------------------------------------------------------------
+
+
+def _expected_objects() -> list[dict[str, Any]]:
+    image = f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/podtally:0.1.0"
+    return render(
+        AppSpec(
+            profile="eks",
+            name="podtally",
+            namespace="podtally",
+            replicas=3,
+            image=image,
+            host="podtally.example.com",
+            certificate_arn=harness.CERT_ARN,
+        )
+    )
+
+
+def k8s_objects(result: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r for r in result["resources"] if r["type"].startswith("kubernetes:") and r["type"] != RELEASE]
+
+
+def test_app_objects_are_exactly_what_podtally_k8s_renders() -> None:
+    result = run("default")
+    created = {(r["inputs"]["kind"], r["inputs"]["metadata"]["name"]): r for r in k8s_objects(result)}
+    expected = _expected_objects()
+    assert sorted(created) == sorted((o["kind"], o["metadata"]["name"]) for o in expected)
+    for obj in expected:
+        inputs = created[(obj["kind"], obj["metadata"]["name"])]["inputs"]
+        for field, value in obj.items():
+            assert inputs[field] == value, f"{obj['kind']}.{field} differs from podtally.k8s"
+
+
+def test_deployment_runs_the_ecr_image_and_ingress_has_the_certificate() -> None:
+    result = run("default")
+    deployment = one(result, "kubernetes:apps/v1:Deployment")["inputs"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == result["outputs"]["ecrRepositoryUrl"] + ":0.1.0"
+    assert deployment["spec"]["replicas"] == 3
+    ingress = one(result, "kubernetes:networking.k8s.io/v1:Ingress")
+    annotations = ingress["inputs"]["metadata"]["annotations"]
+    assert annotations["alb.ingress.kubernetes.io/certificate-arn"] == harness.CERT_ARN
+    assert ingress["inputs"]["spec"]["ingressClassName"] == "alb"
+    validation = one(result, "aws:acm/certificateValidation:CertificateValidation")
+    assert urn(validation) in ingress["dependencies"], "the ALB gets an issued certificate"
+
+
+def test_every_app_object_goes_to_the_cluster_after_the_controller() -> None:
+    result = run("default")
+    provider = one(result, "pulumi:providers:kubernetes")
+    release = one(result, RELEASE)
+    objects = k8s_objects(result)
+    assert objects
+    for obj in objects:
+        assert obj["provider"] == f"{urn(provider)}::eks-id"
+        assert urn(release) in obj["dependencies"], obj["name"]
+    kubeconfig = json.loads(result["outputs"]["kubeconfig"])
+    user = kubeconfig["users"][0]["user"]["exec"]
+    assert user["command"] == "aws"
+    assert user["args"][:2] == ["eks", "get-token"]
+    assert provider["inputs"]["kubeconfig"] == result["outputs"]["kubeconfig"]
+
+
+def test_outputs_and_the_secret_kubeconfig() -> None:
+    outputs = run("default")["outputs"]
+    assert outputs["clusterName"] == "podtally"
+    assert outputs["url"] == "https://podtally.example.com"
+    assert outputs["ecrRepositoryUrl"] == f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/podtally"
+    assert outputs["replicas"] == 3
+    assert run("default")["secret_outputs"] == ["kubeconfig"]
+
+
+def test_first_stage_without_the_app_creates_no_workload() -> None:
+    result = run("no-app")
+    assert not k8s_objects(result)
+    assert not [r for r in of_type(result, RECORD) if r["name"] == "podtally-a"]
+    assert one(result, RELEASE)
+    assert one(result, "aws:ecr/repository:Repository")
+    assert "url" not in result["outputs"]
+
+
+def test_mock_runs_are_deterministic() -> None:
+    def canonical(result: dict[str, Any]) -> str:
+        resources = sorted(result["resources"], key=lambda r: (r["type"], r["name"]))
+        calls = sorted(result["calls"], key=lambda c: json.dumps(c, sort_keys=True))
+        return json.dumps([resources, calls, result["outputs"]], sort_keys=True)
+
+    assert canonical(run("default")) == canonical(run("default-again"))
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIG))
+def test_bad_config_stops_with_one_clear_line(case: str) -> None:
+    result = run(f"bad-{case}")
+    error = result["error"]
+    assert error is not None
+    assert BAD_CONFIG[case][1] in error
+    assert "\n" not in error
+    assert result["resources"] == []
+
+
+CHECKOV = Path(__file__).resolve().parents[2] / ".venv-checkov" / "bin" / "checkov"
+
+
+def _ints(value: Any) -> Any:
+    """Pulumi's wire format (protobuf Struct) carries every number as a double: 10001 arrives
+    as 10001.0. Kubernetes fields are integers, so turn whole doubles back before checkov reads
+    them (its checks compare with int thresholds and types)."""
+    if isinstance(value, dict):
+        return {k: _ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_ints(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def test_checkov_passes_on_the_kubernetes_objects_the_program_creates(tmp_path: Path) -> None:
+    import yaml
+
+    assert CHECKOV.exists(), f"checkov not found at {CHECKOV}: CI must install it"
+    for index, resource in enumerate(k8s_objects(run("default"))):
+        (tmp_path / f"{index:02d}.yaml").write_text(yaml.safe_dump(_ints(resource["inputs"])))
+    assert len(list(tmp_path.glob("*.yaml"))) >= 6
+    proc = subprocess.run(
+        [str(CHECKOV), "-d", str(tmp_path), "--framework", "kubernetes", "--skip-download",
+         "--output", "json", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    report = json.loads(proc.stdout)
+    reports = report if isinstance(report, list) else [report]
+    summary = reports[0]["summary"]
+    failed = [
+        f"{c['check_id']} {c['resource']}"
+        for r in reports
+        for c in r.get("results", {}).get("failed_checks", [])
+    ]
+    assert summary["parsing_errors"] == 0
+    assert summary["passed"] > 50, summary
+    assert failed == [], failed
+    assert proc.returncode == 0

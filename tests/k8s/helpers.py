@@ -1,0 +1,81 @@
+"""Shared by the k8s tests: the spec matrix, the offline tools, and object lookups."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from podtally.spec import AppSpec
+
+REPO = Path(__file__).resolve().parents[2]
+ARN = "arn:aws:acm:us-east-1:111122223333:certificate/0f0e0d0c-1111-2222-3333-444455556666"
+DIGEST_IMAGE = (
+    "123456789012.dkr.ecr.us-east-1.amazonaws.com/podtally:0.1.0@sha256:" + "ab" * 32
+)
+
+# Every combination a user or the Pulumi program can reach, by name.
+MATRIX: dict[str, AppSpec] = {
+    "generic-default": AppSpec(),
+    "generic-one-replica": AppSpec(replicas=1),
+    "generic-host": AppSpec(host="podtally.example.com"),
+    "generic-host-class-tls": AppSpec(
+        host="podtally.example.com", ingress_class="nginx", tls_secret="podtally-tls"
+    ),
+    "generic-zone-autoscale": AppSpec(
+        name="tally", namespace="apps", zone_lookup=True, autoscaling=True, max_replicas=9
+    ),
+    "generic-digest-drain0": AppSpec(image=DIGEST_IMAGE, drain_seconds=0, replicas=2),
+    "eks-arn": AppSpec(profile="eks", host="podtally.example.com", certificate_arn=ARN),
+    "eks-arn-no-host": AppSpec(profile="eks", certificate_arn=ARN, replicas=1),
+    "eks-host-discovery": AppSpec(profile="eks", host="podtally.example.com"),
+    "eks-http-only": AppSpec(profile="eks", tls=False, image=DIGEST_IMAGE),
+    "eks-everything": AppSpec(
+        profile="eks",
+        host="podtally.example.com",
+        certificate_arn=ARN,
+        image=DIGEST_IMAGE,
+        replicas=4,
+        zone_lookup=True,
+        autoscaling=True,
+        drain_seconds=30,
+    ),
+}
+
+
+def by_kind(objs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = [o for o in objs if o["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+    return found[0]
+
+
+def tool(name: str) -> str:
+    """An offline tool from the virtualenv, PATH, or (checkov) its own venv; missing = failure."""
+    candidates = [
+        os.environ.get(f"PODTALLY_{name.upper()}", ""),
+        str(Path(sys.executable).parent / name),
+        shutil.which(name) or "",
+    ]
+    if name == "checkov":
+        candidates.append(str(REPO / ".venv-checkov" / "bin" / "checkov"))
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    pytest.fail(f"{name} is not installed (CI installs it; see docs/kubernetes.md)")
+
+
+def podtally(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real CLI, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "podtally", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+        check=False,
+    )

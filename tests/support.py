@@ -1,0 +1,142 @@
+"""Test support: real `podtally serve` processes on loopback, a clean environment, free ports."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Environment variables that would leak the developer's or CI's identity into a replica.
+IDENTITY_ENV = (
+    "POD_NAME",
+    "NODE_NAME",
+    "POD_NAMESPACE",
+    "POD_IP",
+    "ZONE",
+    "K8_POD_NAME",
+    "K8_NODE_NAME",
+    "K8_POD_NAMESPACE",
+    "K8_POD_IP",
+    "KUBERNETES_SERVICE_HOST",
+    "KUBERNETES_SERVICE_PORT",
+    "PODTALLY_IMDS_ENDPOINT",
+    "PODTALLY_SERVICEACCOUNT_DIR",
+)
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in IDENTITY_ENV}
+    # Never read a real service-account directory, even on a machine that has one.
+    env["PODTALLY_SERVICEACCOUNT_DIR"] = "/nonexistent/podtally-test"
+    env.update(extra or {})
+    return env
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServeProcess:
+    proc: subprocess.Popen[bytes]
+    host: str
+    port: int
+    log_path: Path
+    _closed: bool = field(default=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def get(
+        self, path: str, headers: Mapping[str, str] | None = None, method: str = "GET"
+    ) -> tuple[int, dict[str, str], bytes]:
+        request = urllib.request.Request(
+            self.url + path, headers=dict(headers or {}), method=method
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return (
+                    response.status,
+                    {k.lower(): v for k, v in response.headers.items()},
+                    (response.read()),
+                )
+        except urllib.error.HTTPError as exc:
+            return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
+
+    def events(self) -> list[dict[str, object]]:
+        out = []
+        for line in self.log_path.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line))
+        return out
+
+    def signal(self, signum: int = signal.SIGTERM) -> None:
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float = 30) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+def start_serve(
+    tmp_path: Path,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
+    args: tuple[str, ...] = (),
+    drain_seconds: float = 1.0,
+    wait_ready: bool = True,
+) -> ServeProcess:
+    port = port or free_port(host)
+    log_path = tmp_path / f"serve-{host}-{port}.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "podtally",
+                "serve",
+                "--host",
+                host,
+                "--port",
+                str(port),
+                "--drain-seconds",
+                str(drain_seconds),
+                *args,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            env=clean_env(env),
+        )
+    server = ServeProcess(proc, host, port, log_path)
+    if wait_ready:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise AssertionError(f"serve exited early: {log_path.read_text()}")
+            with contextlib.suppress(OSError):
+                if server.get("/readyz")[0] == 200:
+                    return server
+            time.sleep(0.05)
+        server.stop()
+        raise AssertionError(f"serve never became ready: {log_path.read_text()}")
+    return server

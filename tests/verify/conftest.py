@@ -1,0 +1,305 @@
+"""Real servers for the verifier's tests, all on loopback, all torn down.
+
+- ``replicas``: three real ``podtally serve`` processes on 127.0.0.21-23 (one port each module);
+- ``StubServer``: a stdlib HTTP server on loopback for what the real service never does (no
+  identity, identity only in the body, redirects, errors), recording the client ports it saw;
+- raw listeners that accept and then hang, or accept and reset;
+- a throw-away CA and server certificate (cryptography) for TLS.
+
+Ports: this area owns 20000-20499; each test module passes its own base.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import socket
+import ssl
+import struct
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.support import ServeProcess, start_serve
+
+IDENTITY_HEADERS = ("X-Pod-Name", "X-Node-Name", "X-Pod-Namespace", "X-Pod-IP", "X-Zone")
+
+
+@dataclass
+class Replicas:
+    servers: list[ServeProcess]
+    pods: list[str]
+
+    def url(self, index: int = 0) -> str:
+        return self.servers[index].url + "/"
+
+
+def start_replicas(
+    tmp: Path, port: int, count: int = 3, first_address: int = 21, zones: bool = True
+) -> Replicas:
+    """``count`` real replicas, pod-k on 127.0.0.<first+k>:port; nodes: k=0,1 -> node-a."""
+    servers: list[ServeProcess] = []
+    pods = []
+    try:
+        for k in range(count):
+            host = f"127.0.0.{first_address + k}"
+            pod = f"podtally-test-{k}"
+            env = {
+                "POD_NAME": pod,
+                "NODE_NAME": "node-a" if k < 2 else "node-b",
+                "POD_NAMESPACE": "verify-test",
+                "POD_IP": host,
+            }
+            if zones:
+                env["ZONE"] = "zone-1" if k < 2 else "zone-2"
+            servers.append(start_serve(tmp, host=host, port=port, env=env, drain_seconds=0))
+            pods.append(pod)
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
+    return Replicas(servers, pods)
+
+
+# --- stdlib stand-ins ---------------------------------------------------------------------------
+Responder = Callable[[BaseHTTPRequestHandler], tuple[int, Mapping[str, str], bytes]]
+
+
+@dataclass
+class StubServer:
+    """A ThreadingHTTPServer answering with ``respond(handler)``; records client ports seen."""
+
+    host: str
+    port: int
+    respond: Responder
+    keep_alive: bool = True
+    client_ports: list[int] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+    host_headers: list[str] = field(default_factory=list)
+    _server: ThreadingHTTPServer | None = None
+    _thread: threading.Thread | None = None
+    tls: ssl.SSLContext | None = None
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{self.host}:{self.port}/"
+
+    def start(self) -> StubServer:
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if stub.keep_alive else "HTTP/1.0"
+
+            def do_GET(self) -> None:
+                stub.client_ports.append(self.client_address[1])
+                stub.paths.append(self.path)
+                stub.host_headers.append(self.headers.get("Host", ""))
+                status, headers, body = stub.respond(self)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return None
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            allow_reuse_address = True
+
+        server = Server((self.host, self.port), Handler)
+        if self.tls is not None:
+            server.socket = self.tls.wrap_socket(server.socket, server_side=True)
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+def identity_responder(pods: list[str], headers: bool = True, body: bool = True) -> Responder:
+    """Answer as pods[i % len(pods)] in turn: headers and/or the body's four lines."""
+    turn = iter(range(1_000_000))
+    lock = threading.Lock()
+
+    def respond(_: BaseHTTPRequestHandler) -> tuple[int, Mapping[str, str], bytes]:
+        with lock:
+            pod = pods[next(turn) % len(pods)]
+        values = (pod, "stub-node", "stub-ns", "127.0.0.1", "stub-zone")
+        hdrs = dict(zip(IDENTITY_HEADERS, values, strict=True)) if headers else {}
+        text = f"Pod: {pod}\nNode: stub-node\nNamespace: stub-ns\nIP: 127.0.0.1\n" if body else ""
+        return 200, {"Content-Type": "text/plain", **hdrs}, (text or "hello\n").encode()
+
+    return respond
+
+
+@pytest.fixture
+def stub() -> Iterator[Callable[..., StubServer]]:
+    started: list[StubServer] = []
+
+    def factory(host: str, port: int, respond: Responder, **kwargs: object) -> StubServer:
+        server = StubServer(host, port, respond, **kwargs).start()  # type: ignore[arg-type]
+        started.append(server)
+        return server
+
+    yield factory
+    for server in started:
+        server.stop()
+
+
+class RawListener:
+    """Accepts connections and then either never answers (``hang``) or resets them (``reset``)."""
+
+    def __init__(self, host: str, port: int, mode: str) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(128)
+        self.sock.settimeout(0.1)
+        self.mode = mode
+        self.accepted: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if self.mode == "reset":
+                conn.recv(4096)
+                # SO_LINGER with a zero timeout: close() sends RST instead of FIN.
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.close()
+            else:
+                self.accepted.append(conn)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for conn in self.accepted:
+            conn.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def raw_listener() -> Iterator[Callable[[str, int, str], RawListener]]:
+    started: list[RawListener] = []
+
+    def factory(host: str, port: int, mode: str) -> RawListener:
+        listener = RawListener(host, port, mode)
+        started.append(listener)
+        return listener
+
+    yield factory
+    for listener in started:
+        listener.close()
+
+
+# --- TLS ----------------------------------------------------------------------------------------
+@dataclass
+class Certs:
+    ca: Path
+    cert: Path
+    key: Path
+    other_ca: Path  # a CA that did not sign the server certificate
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert, self.key)
+        return context
+
+
+def make_certs(directory: Path, names: tuple[str, ...] = ("podtally.test",)) -> Certs:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def ca_cert(common_name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+            )
+            .sign(key, hashes.SHA256())
+        )
+        return key, cert
+
+    ca_key, ca = ca_cert("podtally verify test CA")
+    _, other = ca_cert("some other CA")
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in names]
+    sans.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+        .issuer_name(ca.subject)
+        .public_key(leaf_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    paths = Certs(
+        ca=directory / "ca.pem",
+        cert=directory / "server.pem",
+        key=directory / "server.key",
+        other_ca=directory / "other-ca.pem",
+    )
+    paths.ca.write_bytes(ca.public_bytes(pem))
+    paths.other_ca.write_bytes(other.public_bytes(pem))
+    paths.cert.write_bytes(leaf.public_bytes(pem))
+    paths.key.write_bytes(
+        leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return paths
