@@ -1,6 +1,6 @@
 """Regenerate (or check) the rendered manifests in deploy/ from `podtally manifests`.
 
-    python deploy/render.py           # rewrite deploy/generic/podtally.yaml, deploy/eks/podtally.yaml
+    python deploy/render.py           # rewrite deploy/{generic,eks}/podtally.yaml
     python deploy/render.py --check   # exit 1 and name the stale files if they differ from a render
 
 The copies are what `kubectl apply -f deploy/generic/` applies; tests/k8s runs `--check`, so a
@@ -62,9 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(text)
             print(f"wrote {path}", file=sys.stderr)
     if stale:
-        print(
-            f"stale: {', '.join(stale)} (regenerate: python deploy/render.py)", file=sys.stderr
-        )
+        print(f"stale: {', '.join(stale)} (regenerate: python deploy/render.py)", file=sys.stderr)
         return 1
     return 0
 

@@ -14,7 +14,7 @@ import pulumi_kubernetes as k8s
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from podtally_infra import (  # noqa: E402
+from podtally_infra import (
     app,
     certificate,
     cluster,

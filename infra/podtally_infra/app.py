@@ -70,9 +70,7 @@ def _with_arn(value: Any, placeholder: str, arn: pulumi.Output[str]) -> Any:
 
 def manifests(settings: Settings, image: str, account_id: str) -> tuple[list[dict[str, Any]], str]:
     """The plain objects from podtally.k8s, and the placeholder ARN they carry."""
-    placeholder = (
-        f"arn:aws:acm:{settings.region}:{account_id}:certificate/{PLACEHOLDER_CERT_ID}"
-    )
+    placeholder = f"arn:aws:acm:{settings.region}:{account_id}:certificate/{PLACEHOLDER_CERT_ID}"
     spec = AppSpec(
         profile="eks",
         name=settings.app_name,
@@ -112,9 +110,7 @@ def build(
         # objects go in render order (the namespace first) by depending on what came before.
         resource = KINDS[key](
             logical,
-            opts=pulumi.ResourceOptions(
-                provider=provider, depends_on=[controller, *created[-1:]]
-            ),
+            opts=pulumi.ResourceOptions(provider=provider, depends_on=[controller, *created[-1:]]),
             **fields,
         )
         created.append(resource)

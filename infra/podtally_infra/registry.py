@@ -51,7 +51,5 @@ def build(settings: Settings) -> aws.ecr.Repository:
         image_scanning_configuration={"scan_on_push": True},
         force_delete=settings.ecr_force_delete,
     )
-    aws.ecr.LifecyclePolicy(
-        settings.app_name, repository=repo.name, policy=json.dumps(LIFECYCLE)
-    )
+    aws.ecr.LifecyclePolicy(settings.app_name, repository=repo.name, policy=json.dumps(LIFECYCLE))
     return repo

@@ -83,11 +83,16 @@ class Mocks(pulumi_mocks.Mocks):
         return rid, state
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> dict[str, Any]:
-        self.calls.append({"token": args.token, "args": dict(args.args)})
-        token = args.token
-        if token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {"accountId": ACCOUNT, "arn": self.caller_arn, "userId": "AIDAEXAMPLE", "id": ACCOUNT}
-        if token == "aws:iam/getSessionContext:getSessionContext":
+        self.calls.append({"function": args.token, "args": dict(args.args)})
+        function = args.token
+        if function == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {
+                "accountId": ACCOUNT,
+                "arn": self.caller_arn,
+                "userId": "AIDAEXAMPLE",
+                "id": ACCOUNT,
+            }
+        if function == "aws:iam/getSessionContext:getSessionContext":
             role = self.caller_arn.split(":assumed-role/", 1)[1].split("/", 1)[0]
             return {
                 "arn": args.args["arn"],
@@ -95,17 +100,17 @@ class Mocks(pulumi_mocks.Mocks):
                 "issuerName": role,
                 "id": args.args["arn"],
             }
-        if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+        if function == "aws:index/getAvailabilityZones:getAvailabilityZones":
             return {
                 "names": REGION_ZONES,
                 "zoneIds": [f"use1-az{i}" for i in range(1, len(REGION_ZONES) + 1)],
                 "id": "us-east-1",
             }
-        if token == "aws:route53/getZone:getZone":
+        if function == "aws:route53/getZone:getZone":
             return {"zoneId": ZONE_ID, "name": args.args["name"], "id": ZONE_ID}
-        if token == "aws:lb/getHostedZoneId:getHostedZoneId":
+        if function == "aws:lb/getHostedZoneId:getHostedZoneId":
             return {"id": ALB_ZONE_ID}
-        raise AssertionError(f"the program made a call the mocks do not know: {token}")
+        raise AssertionError(f"the program made a call the mocks do not know: {function}")
 
 
 class Monitor(pulumi_mocks.MockMonitor):
@@ -115,7 +120,7 @@ class Monitor(pulumi_mocks.MockMonitor):
         super().__init__(mocks)
         self.dependencies: dict[str, list[str]] = {}
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+    def RegisterResource(self, request: Any) -> Any:
         self.dependencies[f"{request.type}::{request.name}"] = sorted(request.dependencies)
         return super().RegisterResource(request)
 

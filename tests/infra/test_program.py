@@ -25,6 +25,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parents[1] / "infra"))
 
 import harness  # noqa: E402
+
 from podtally_infra import lbc_policy  # noqa: E402
 from podtally_infra.network import plan_subnets  # noqa: E402
 
@@ -86,9 +87,7 @@ def run(scenario: str) -> dict[str, Any]:
 
 
 def of_type(result: dict[str, Any], typ: str) -> list[dict[str, Any]]:
-    return sorted(
-        (r for r in result["resources"] if r["type"] == typ), key=lambda r: r["name"]
-    )
+    return sorted((r for r in result["resources"] if r["type"] == typ), key=lambda r: r["name"])
 
 
 def one(result: dict[str, Any], typ: str, name: str | None = None) -> dict[str, Any]:
@@ -177,10 +176,10 @@ def test_explicit_zone_list_is_used_without_a_lookup() -> None:
         "us-east-1b",
         "us-east-1c",
     ]
-    tokens = [c["token"] for c in result["calls"]]
+    tokens = [c["function"] for c in result["calls"]]
     assert "aws:index/getAvailabilityZones:getAvailabilityZones" not in tokens
     assert "aws:index/getAvailabilityZones:getAvailabilityZones" in [
-        c["token"] for c in run("default")["calls"]
+        c["function"] for c in run("default")["calls"]
     ]
 
 
@@ -355,7 +354,9 @@ def test_ecr_repository_is_immutable_scanned_and_pruned() -> None:
     assert repo["imageTagMutability"] == "IMMUTABLE"
     assert repo["imageScanningConfiguration"] == {"scanOnPush": True}
     assert repo["forceDelete"] is True
-    lifecycle = json.loads(one(result, "aws:ecr/lifecyclePolicy:LifecyclePolicy")["inputs"]["policy"])
+    lifecycle = json.loads(
+        one(result, "aws:ecr/lifecyclePolicy:LifecyclePolicy")["inputs"]["policy"]
+    )
     assert {r["selection"]["tagStatus"] for r in lifecycle["rules"]} == {"untagged", "any"}
 
 
@@ -364,7 +365,7 @@ def test_certificate_is_validated_by_dns_in_the_zone() -> None:
     cert = one(result, "aws:acm/certificate:Certificate")["inputs"]
     assert cert["domainName"] == "podtally.example.com"
     assert cert["validationMethod"] == "DNS"
-    zone_calls = [c for c in result["calls"] if c["token"] == "aws:route53/getZone:getZone"]
+    zone_calls = [c for c in result["calls"] if c["function"] == "aws:route53/getZone:getZone"]
     assert zone_calls
     assert zone_calls[0]["args"]["name"] == "example.com"
     assert zone_calls[0]["args"]["privateZone"] is False
@@ -391,7 +392,9 @@ def test_alias_record_points_at_the_ingress_alb() -> None:
     assert alias["aliases"] == [
         {"name": harness.ALB_HOSTNAME, "zoneId": harness.ALB_ZONE_ID, "evaluateTargetHealth": True}
     ]
-    hosted = [c for c in result["calls"] if c["token"] == "aws:lb/getHostedZoneId:getHostedZoneId"]
+    hosted = [
+        c for c in result["calls"] if c["function"] == "aws:lb/getHostedZoneId:getHostedZoneId"
+    ]
     assert hosted[0]["args"] == {"loadBalancerType": "application", "region": "us-east-1"}
     ingress = one(result, "kubernetes:networking.k8s.io/v1:Ingress")
     assert urn(ingress) in records[0]["dependencies"]
@@ -416,12 +419,18 @@ def _expected_objects() -> list[dict[str, Any]]:
 
 
 def k8s_objects(result: dict[str, Any]) -> list[dict[str, Any]]:
-    return [r for r in result["resources"] if r["type"].startswith("kubernetes:") and r["type"] != RELEASE]
+    return [
+        r
+        for r in result["resources"]
+        if r["type"].startswith("kubernetes:") and r["type"] != RELEASE
+    ]
 
 
 def test_app_objects_are_exactly_what_podtally_k8s_renders() -> None:
     result = run("default")
-    created = {(r["inputs"]["kind"], r["inputs"]["metadata"]["name"]): r for r in k8s_objects(result)}
+    created = {
+        (r["inputs"]["kind"], r["inputs"]["metadata"]["name"]): r for r in k8s_objects(result)
+    }
     expected = _expected_objects()
     assert sorted(created) == sorted((o["kind"], o["metadata"]["name"]) for o in expected)
     for obj in expected:
@@ -521,8 +530,17 @@ def test_checkov_passes_on_the_kubernetes_objects_the_program_creates(tmp_path: 
         (tmp_path / f"{index:02d}.yaml").write_text(yaml.safe_dump(_ints(resource["inputs"])))
     assert len(list(tmp_path.glob("*.yaml"))) >= 6
     proc = subprocess.run(
-        [str(CHECKOV), "-d", str(tmp_path), "--framework", "kubernetes", "--skip-download",
-         "--output", "json", "--quiet"],
+        [
+            str(CHECKOV),
+            "-d",
+            str(tmp_path),
+            "--framework",
+            "kubernetes",
+            "--skip-download",
+            "--output",
+            "json",
+            "--quiet",
+        ],
         capture_output=True,
         text=True,
         timeout=240,

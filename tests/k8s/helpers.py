@@ -15,9 +15,7 @@ from podtally.spec import AppSpec
 
 REPO = Path(__file__).resolve().parents[2]
 ARN = "arn:aws:acm:us-east-1:111122223333:certificate/0f0e0d0c-1111-2222-3333-444455556666"
-DIGEST_IMAGE = (
-    "123456789012.dkr.ecr.us-east-1.amazonaws.com/podtally:0.1.0@sha256:" + "ab" * 32
-)
+DIGEST_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/podtally:0.1.0@sha256:" + "ab" * 32
 
 # Every combination a user or the Pulumi program can reach, by name.
 MATRIX: dict[str, AppSpec] = {
@@ -25,7 +23,9 @@ MATRIX: dict[str, AppSpec] = {
     "generic-one-replica": AppSpec(replicas=1),
     "generic-host": AppSpec(host="podtally.example.com"),
     "generic-host-class-tls": AppSpec(
-        host="podtally.example.com", ingress_class="nginx", tls_secret="podtally-tls"
+        host="podtally.example.com",
+        ingress_class="nginx",
+        tls_secret="podtally-tls",  # noqa: S106 - the name of a Secret, not a secret
     ),
     "generic-zone-autoscale": AppSpec(
         name="tally", namespace="apps", zone_lookup=True, autoscaling=True, max_replicas=9

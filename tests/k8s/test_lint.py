@@ -1,4 +1,4 @@
-"""The offline linters over what cannot run here: checkov (manifests, Dockerfile), hadolint, actionlint.
+"""Offline linters for what cannot run here: checkov (manifests, Dockerfile), hadolint, actionlint.
 
 Each clean run is paired with a broken input that the same tool must reject, so a linter that
 silently checks nothing (wrong framework, unparsed file, missing config) fails the suite.
@@ -24,10 +24,22 @@ WORKFLOWS = REPO / ".github" / "workflows"
 def _checkov(target: Path, framework: str) -> dict[str, Any]:
     flag = "-d" if target.is_dir() else "-f"
     out = subprocess.run(
-        [tool("checkov"), "--skip-download", "--framework", framework, flag, str(target),
-         "-o", "json", "--compact"],
-        capture_output=True, text=True, timeout=240, check=False,
-    )  # fmt: skip
+        [
+            tool("checkov"),
+            "--skip-download",
+            "--framework",
+            framework,
+            flag,
+            str(target),
+            "-o",
+            "json",
+            "--compact",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
     assert out.returncode in (0, 1), out.stderr[-2000:]
     report = json.loads(out.stdout)
     # One framework -> one report object (checkov prints a list only for several).
@@ -88,8 +100,11 @@ def test_checkov_catches_a_root_dockerfile(tmp_path: Path) -> None:
 def _hadolint(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [tool("hadolint"), "--no-color", str(path)],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_hadolint_is_clean() -> None:
@@ -112,8 +127,12 @@ def _actionlint(*paths: Path) -> subprocess.CompletedProcess[str]:
     shellcheck = Path(tool("shellcheck"))
     return subprocess.run(
         [tool("actionlint"), "-no-color", "-shellcheck", str(shellcheck), *map(str, paths)],
-        capture_output=True, text=True, timeout=60, check=False, cwd=REPO,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=REPO,
+    )
 
 
 @pytest.mark.parametrize("name", ["ci.yml", "release.yml"])
@@ -145,5 +164,8 @@ def test_workflow_actions_are_pinned_by_full_sha() -> None:
             if "uses:" in line and not line.strip().startswith("#"):
                 ref = line.split("uses:", 1)[1].split("#", 1)[0].strip()
                 sha = ref.rsplit("@", 1)[1]
-                assert len(sha) == 40 and all(c in "0123456789abcdef" for c in sha), (path.name, ref)
+                assert len(sha) == 40 and all(c in "0123456789abcdef" for c in sha), (
+                    path.name,
+                    ref,
+                )
                 assert "# v" in line, f"{path.name}: say which release {ref} is"

@@ -1,4 +1,4 @@
-"""The objects `podtally.k8s.render` returns: valid for current Kubernetes, and what the issue asks."""
+"""What `podtally.k8s.render` returns: valid for current Kubernetes, and what the issue asks."""
 
 from __future__ import annotations
 
@@ -88,7 +88,10 @@ def _pod(spec: AppSpec) -> dict[str, Any]:
 
 
 def test_downward_api_environment() -> None:
-    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in _pod(AppSpec())["containers"][0]["env"]}
+    env = {
+        e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"]
+        for e in _pod(AppSpec())["containers"][0]["env"]
+    }
     assert env == {
         "POD_NAME": "metadata.name",
         "NODE_NAME": "spec.nodeName",
@@ -103,15 +106,25 @@ def test_container_runs_serve_on_the_named_port_with_the_drain() -> None:
     container = _pod(spec)["containers"][0]
     assert "command" not in container  # the image's entrypoint is `podtally serve`
     assert container["args"] == [
-        "--host", "0.0.0.0", "--port", "9090", "--drain-seconds", "7",
-        "--shutdown-timeout", str(IN_FLIGHT_SECONDS),
-    ]  # fmt: skip
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "9090",
+        "--drain-seconds",
+        "7",
+        "--shutdown-timeout",
+        str(IN_FLIGHT_SECONDS),
+    ]
     assert container["ports"] == [{"name": "http", "containerPort": 9090, "protocol": "TCP"}]
 
 
 def test_probes_use_the_service_routes_on_the_named_port() -> None:
     container = _pod(AppSpec())["containers"][0]
-    assert container["startupProbe"]["httpGet"] == {"path": "/readyz", "port": "http", "scheme": "HTTP"}
+    assert container["startupProbe"]["httpGet"] == {
+        "path": "/readyz",
+        "port": "http",
+        "scheme": "HTTP",
+    }
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
@@ -132,10 +145,15 @@ def test_drain_defaults_by_profile() -> None:
 
 def test_rolling_update_never_goes_below_the_desired_count() -> None:
     strategy = by_kind(render(AppSpec()), "Deployment")["spec"]["strategy"]
-    assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    assert strategy == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
 
 
-@pytest.mark.parametrize(("profile", "zone_rule"), [("generic", "ScheduleAnyway"), ("eks", "DoNotSchedule")])
+@pytest.mark.parametrize(
+    ("profile", "zone_rule"), [("generic", "ScheduleAnyway"), ("eks", "DoNotSchedule")]
+)
 def test_spread_over_hosts_and_zones(profile: str, zone_rule: str) -> None:
     spec = AppSpec(profile=profile, certificate_arn=ARN if profile == "eks" else None)  # type: ignore[arg-type]
     rules = {c["topologyKey"]: c for c in _pod(spec)["topologySpreadConstraints"]}
@@ -170,12 +188,17 @@ def test_token_and_node_reader_only_with_zone_lookup() -> None:
     assert by_kind(plain, "ServiceAccount")["automountServiceAccountToken"] is False
     objs = render(AppSpec(zone_lookup=True))
     assert by_kind(objs, "ServiceAccount")["automountServiceAccountToken"] is True
-    assert by_kind(objs, "Deployment")["spec"]["template"]["spec"]["automountServiceAccountToken"] is True
+    assert (
+        by_kind(objs, "Deployment")["spec"]["template"]["spec"]["automountServiceAccountToken"]
+        is True
+    )
     role = by_kind(objs, "ClusterRole")
     assert role["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]
     binding = by_kind(objs, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "podtally", "namespace": "podtally"}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "podtally", "namespace": "podtally"}
+    ]
 
 
 def test_service_is_cluster_ip_on_the_named_port() -> None:
@@ -220,7 +243,10 @@ def test_eks_ingress_is_one_alb_with_tls_health_checks_and_drain() -> None:
     assert ingress["spec"]["rules"][0]["host"] == "podtally.example.com"
     backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]
     assert backend == {"service": {"name": "podtally", "port": {"name": "http"}}}
-    ann = {k.removeprefix("alb.ingress.kubernetes.io/"): v for k, v in ingress["metadata"]["annotations"].items()}
+    ann = {
+        k.removeprefix("alb.ingress.kubernetes.io/"): v
+        for k, v in ingress["metadata"]["annotations"].items()
+    }
     assert ann["scheme"] == "internet-facing"
     assert ann["target-type"] == "ip"
     assert json.loads(ann["listen-ports"]) == [{"HTTP": 80}, {"HTTPS": 443}]
@@ -251,8 +277,9 @@ def test_generic_ingress_takes_class_and_tls_from_the_spec() -> None:
     bare = by_kind(render(AppSpec(host="a.example.com")), "Ingress")
     assert "ingressClassName" not in bare["spec"] and "tls" not in bare["spec"]
     assert "annotations" not in bare["metadata"]
+    secret = "a-tls"  # noqa: S105 - the name of a Secret
     full = by_kind(
-        render(AppSpec(host="a.example.com", ingress_class="nginx", tls_secret="a-tls")), "Ingress"
+        render(AppSpec(host="a.example.com", ingress_class="nginx", tls_secret=secret)), "Ingress"
     )
     assert full["spec"]["ingressClassName"] == "nginx"
     assert full["spec"]["tls"] == [{"hosts": ["a.example.com"], "secretName": "a-tls"}]
@@ -275,8 +302,18 @@ def test_render_is_pure_and_repeatable() -> None:
 
 
 def test_cli_yaml_and_json_are_the_rendered_objects() -> None:
-    args = ["--profile", "eks", "--host", "podtally.example.com", "--certificate-arn", ARN, "--zone-lookup"]
-    expected = render(AppSpec(profile="eks", host="podtally.example.com", certificate_arn=ARN, zone_lookup=True))
+    args = [
+        "--profile",
+        "eks",
+        "--host",
+        "podtally.example.com",
+        "--certificate-arn",
+        ARN,
+        "--zone-lookup",
+    ]
+    expected = render(
+        AppSpec(profile="eks", host="podtally.example.com", certificate_arn=ARN, zone_lookup=True)
+    )
     as_yaml = podtally("manifests", *args)
     assert as_yaml.returncode == 0, as_yaml.stderr
     assert list(yaml.safe_load_all(as_yaml.stdout)) == expected
@@ -288,18 +325,43 @@ def test_cli_yaml_and_json_are_the_rendered_objects() -> None:
 
 def test_cli_flags_reach_the_spec() -> None:
     out = podtally(
-        "manifests", "--name", "tally", "--namespace", "apps", "--replicas", "2",
-        "--image", DIGEST_IMAGE, "--host", "t.example.com", "--ingress-class", "nginx",
-        "--tls-secret", "t-tls", "--drain-seconds", "9", "--autoscale", "--max-replicas", "6",
-        "-o", "json",
-    )  # fmt: skip
+        "manifests",
+        "--name",
+        "tally",
+        "--namespace",
+        "apps",
+        "--replicas",
+        "2",
+        "--image",
+        DIGEST_IMAGE,
+        "--host",
+        "t.example.com",
+        "--ingress-class",
+        "nginx",
+        "--tls-secret",
+        "t-tls",
+        "--drain-seconds",
+        "9",
+        "--autoscale",
+        "--max-replicas",
+        "6",
+        "-o",
+        "json",
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["items"] == render(
         AppSpec(
-            name="tally", namespace="apps", replicas=2, image=DIGEST_IMAGE, host="t.example.com",
-            ingress_class="nginx", tls_secret="t-tls", drain_seconds=9, autoscaling=True,
+            name="tally",
+            namespace="apps",
+            replicas=2,
+            image=DIGEST_IMAGE,
+            host="t.example.com",
+            ingress_class="nginx",
+            tls_secret="t-tls",  # noqa: S106
+            drain_seconds=9,
+            autoscaling=True,
             max_replicas=6,
-        )  # fmt: skip
+        )
     )
 
 

@@ -183,8 +183,9 @@ def stack_pids(stack: Stack) -> list[int]:
     return [stack.haproxy_pid, *(r.pid for r in stack.replicas)]
 
 
-def assert_all_gone(pids: list[int]) -> None:
-    alive = [pid for pid in pids if st.group_alive(pid)]
+def assert_all_gone(pids: list[int], within: float = 0.0) -> None:
+    """Every process group in ``pids`` is gone now (or within ``within`` seconds)."""
+    alive = st.wait_gone(pids, within)
     assert not alive, f"processes still running: {alive}"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
 import ssl
 import subprocess
 import time
@@ -131,6 +132,7 @@ def test_https_verifies_against_the_stack_ca_and_sends_hsts(stack: Stack) -> Non
         get(stack.url)
 
 
+@pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
 def test_https_refuses_tls_below_1_2(stack: Stack) -> None:
     assert stack.ca_path is not None
 
@@ -141,8 +143,6 @@ def test_https_refuses_tls_below_1_2(stack: Stack) -> None:
         context.set_ciphers("ALL:@SECLEVEL=0")
         context.minimum_version = version
         context.maximum_version = version
-        import socket
-
         with (
             socket.create_connection(("127.0.0.1", HTTPS), timeout=5) as raw,
             context.wrap_socket(raw, server_hostname="localhost") as tls,
@@ -281,6 +281,7 @@ def test_down_leaves_no_process_no_port_no_state(stack: Stack, state_root: Path)
     busy = [(a, p) for a, p in endpoints if not listening_free(a, p)]
     assert busy == []
     assert not (state_root / NAME).exists()
+    assert list(state_root.iterdir()) == []  # not even the lock file stays
     # Idempotent: a second down finds nothing, says so, and succeeds.
     assert down(NAME, run_dir=state_root / NAME) is False
     again = podtally("down", "--name", NAME, env={"PODTALLY_STATE_DIR": str(state_root)})

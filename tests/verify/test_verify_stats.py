@@ -6,6 +6,7 @@ import math
 
 import pytest
 from scipy.stats import chi2 as chi2_distribution
+from scipy.stats import chisquare
 
 from podtally.verify.tally import (
     UNKNOWN,
@@ -160,3 +161,14 @@ def test_latency_nearest_rank() -> None:
     assert lat.mean == pytest.approx(0.0505)
     assert latency_summary([]) is None
     assert latency_summary([0.2]) == latency_summary([0.2])
+
+
+@pytest.mark.parametrize(
+    "counts",
+    [(33, 33, 34), (90, 5, 5), (45, 30, 25), (10, 12, 9, 14, 30), (500, 480, 520, 510)],
+)
+def test_agrees_with_scipy_stats_chisquare(counts: tuple[int, ...]) -> None:
+    pods = tally_dimensions({key(f"pod-{i}"): n for i, n in enumerate(counts)})[0]
+    reference = chisquare(sorted(counts, reverse=True))
+    assert pods.chi2 == pytest.approx(reference.statistic, rel=1e-12)
+    assert pods.p_value == pytest.approx(reference.pvalue, rel=1e-9)

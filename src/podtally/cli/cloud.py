@@ -61,7 +61,7 @@ def _verify(args: argparse.Namespace) -> int:
     return main(argv)
 
 
-def register(sub: "argparse._SubParsersAction[Any]") -> None:
+def register(sub: argparse._SubParsersAction[Any]) -> None:
     """Add `cloud` and its sub-commands."""
     cloud = sub.add_parser(
         "cloud",

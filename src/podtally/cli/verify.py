@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from podtally.verify import Observation, Progress, VerifyOptions, VerifyResult
 
 DEMO_NAME = "podtally-demo"
+DEMO_REQUESTS = 1000
+DEMO_DRAIN_SECONDS = 0.5
 DEMO_PORTS = (18080, 18443, 18404)  # apart from a user's own stack on 8080/8443/8404
 BAR_AFTER = 1.0  # seconds: short runs never draw a bar
 BAR_WIDTH = 24
@@ -104,7 +106,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="the demo stack's HAProxy ports (default: %(default)s)",
     )
     d.add_argument("--run-dir", type=Path, default=None, help="where the stack keeps its state")
-    _load_options(d, default_requests=1000)
+    _load_options(d, default_requests=DEMO_REQUESTS)
     _judge_options(d)
     _output_options(d)
     d.set_defaults(func=_demo)
@@ -116,7 +118,7 @@ def _load_options(p: argparse.ArgumentParser, default_requests: int | None = Non
         "-n",
         "--requests",
         type=int,
-        default=default_requests,
+        default=None,
         help=f"requests to send (default: {shown}, or unlimited with --duration)",
     )
     p.add_argument(
@@ -162,7 +164,9 @@ def _output_options(p: argparse.ArgumentParser) -> None:
 
 
 # --- helpers ------------------------------------------------------------------------------------
-def _options(args: argparse.Namespace, url: str, **overrides: Any) -> VerifyOptions:
+def _options(
+    args: argparse.Namespace, url: str, default_requests: int = 100, **overrides: Any
+) -> VerifyOptions:
     from podtally.verify import (
         VerifyOptions,
         parse_duration,
@@ -174,7 +178,7 @@ def _options(args: argparse.Namespace, url: str, **overrides: Any) -> VerifyOpti
     duration = parse_duration(args.duration) if args.duration else None
     requests = args.requests
     if requests is None and duration is None:
-        requests = 100
+        requests = default_requests
     values: dict[str, Any] = {
         "url": url,
         "requests": requests,
@@ -211,7 +215,7 @@ class _ProgressBar:
         rate = progress.done / progress.elapsed if progress.elapsed else 0.0
         count = f"{progress.done}/{progress.total}" if progress.total else f"{progress.done}"
         if progress.duration and not progress.total:
-            count += f" in {progress.elapsed:.0f}/{progress.duration:.0f}s"
+            count += f" in {progress.elapsed:.1f}/{progress.duration:g}s"
         line = (
             f"[{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {fraction:4.0%}  {count}  "
             f"{rate:,.0f}/s  {progress.errors} errors"
@@ -292,7 +296,7 @@ def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     require_extra("local", "httptools", "scipy", "cryptography", "yaml")
-    from podtally.local import StackConfig, down, up
+    from podtally.local import StackConfig, up
 
     http_port, https_port, stats_port = _parse_ports(args.ports)
     if args.replicas < 1:
@@ -306,6 +310,8 @@ def _demo(args: argparse.Namespace) -> int:
         stats_port=stats_port,
         tls=not args.http,
         run_dir=args.run_dir,
+        # Nothing sends traffic when the demo tears down: a short drain is enough.
+        drain_seconds=DEMO_DRAIN_SECONDS,
     )
     # Check every option before anything starts, so a typo leaves nothing behind.
     probe_options = _options(args, f"http://127.0.0.1:{http_port}/")
@@ -319,18 +325,38 @@ def _demo(args: argparse.Namespace) -> int:
             options = _options(
                 args,
                 url,
+                default_requests=DEMO_REQUESTS,
                 cacert=None if args.http else stack.ca_path,
                 expect_pods=probe_options.expect_pods or args.replicas,
             )
             err(f"verifying {url} with {_describe(options)} ...")
             code = _run_and_print(args, options)
         finally:
-            err(f"tearing down {DEMO_NAME} ...")
-            down(DEMO_NAME, run_dir=args.run_dir, progress=err)
+            _tear_down(args.run_dir)
     finally:
         signal.signal(signal.SIGTERM, previous)
     err(f"demo done in {time.monotonic() - started:.1f} s")
     return code
+
+
+def _tear_down(run_dir: Path | None) -> None:
+    """Remove the demo stack. Ctrl-C or SIGTERM meanwhile waits until it is gone, then counts."""
+    from podtally.local import down
+
+    held: list[int] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        held.append(signum)
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        err(f"tearing down {DEMO_NAME} ...")
+        down(DEMO_NAME, run_dir=run_dir, progress=err)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if held:
+        raise KeyboardInterrupt
 
 
 def _describe(options: VerifyOptions) -> str:

@@ -54,7 +54,8 @@ def backend_url(env: Mapping[str, str] | None = None) -> str:
     env = os.environ if env is None else env
     if env.get("PULUMI_BACKEND_URL"):
         return env["PULUMI_BACKEND_URL"]
-    state_home = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    home = env.get("HOME") or str(Path.home())
+    state_home = env.get("XDG_STATE_HOME") or str(Path(home) / ".local" / "state")
     return "file://" + str(Path(state_home) / "podtally" / "pulumi")
 
 
@@ -114,7 +115,7 @@ def _check_passphrase(env: Mapping[str, str]) -> None:
         return
     raise UsageError(
         "PULUMI_CONFIG_PASSPHRASE is not set: it encrypts the stack's secrets (the kubeconfig); "
-        "export it (or PULUMI_CONFIG_PASSPHRASE_FILE) and keep it, the same one opens the stack later"
+        "export it (or PULUMI_CONFIG_PASSPHRASE_FILE) and keep it: it opens the stack later"
     )
 
 

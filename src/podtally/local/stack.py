@@ -26,7 +26,6 @@ import importlib.util
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import ssl
@@ -638,10 +637,7 @@ class _Runner:
 
 
 def _remove_run_dir(state: st.StackState | None, run_dir: Path) -> None:
-    if state is not None and not state.socket_path.startswith(str(run_dir)):
-        with contextlib.suppress(OSError):
-            Path(state.socket_path).unlink()
-    shutil.rmtree(run_dir, ignore_errors=True)
+    st.remove_run_dir(run_dir, state.socket_path if state is not None else None)
 
 
 def _socket_path(run_dir: Path) -> str:
@@ -672,6 +668,12 @@ def _load_running(run_dir: Path, progress: Progress) -> _Runner | None:
     """The runner of a live stack, or None. Stale state (HAProxy gone) is cleaned up."""
     state = st.load(run_dir)
     if state is None:
+        foreign = st.foreign_entries(run_dir)
+        if foreign:
+            raise UsageError(
+                f"{run_dir} holds files podtally did not create ({', '.join(foreign[:3])}); "
+                "pick another stack name or run directory"
+            )
         if run_dir.exists() and any(run_dir.iterdir()):
             progress(f"removing leftovers in {run_dir} (no state file)")
             _remove_run_dir(None, run_dir)
@@ -715,6 +717,7 @@ def up(config: StackConfig, progress: Progress | None = None) -> Stack:
     """
     say = progress or _quiet
     run_dir = config.resolved_run_dir()
+    hap.check_path(run_dir)
     binary = hap.find_binary()
     if config.tls and importlib.util.find_spec("cryptography") is None:
         raise MissingDependencyError(

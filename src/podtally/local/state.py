@@ -12,6 +12,7 @@ import dataclasses
 import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -83,6 +84,36 @@ class StackState:
         return Path(self.run_dir)
 
 
+# Everything a stack creates in its run directory; nothing else is ever deleted.
+OWNED_ENTRIES = frozenset(
+    {STATE_FILE, "state.tmp", "haproxy.cfg", "haproxy.tmp", "haproxy.sock", "tls", "logs"}
+)
+
+
+def foreign_entries(run_dir: Path) -> list[str]:
+    """Names in ``run_dir`` that podtally did not create (empty if the directory is missing)."""
+    try:
+        return sorted(p.name for p in run_dir.iterdir() if p.name not in OWNED_ENTRIES)
+    except FileNotFoundError:
+        return []
+
+
+def remove_run_dir(run_dir: Path, socket_path: str | None = None) -> None:
+    """Delete what the stack created, and the directory itself if that leaves it empty."""
+    if socket_path and Path(socket_path).parent != run_dir:
+        with contextlib.suppress(OSError):
+            Path(socket_path).unlink()
+    for name in OWNED_ENTRIES:
+        entry = run_dir / name
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+    with contextlib.suppress(OSError):
+        run_dir.rmdir()
+
+
 def save(state: StackState) -> None:
     """Write ``state.json`` atomically: a reader sees the old or the new state, never half."""
     target = state.path / STATE_FILE
@@ -115,23 +146,12 @@ def load(run_dir: Path) -> StackState | None:
         ) from exc
 
 
-@contextlib.contextmanager
-def locked(run_dir: Path) -> Iterator[None]:
-    """Hold the stack's lock so that two commands never change one stack at once.
-
-    The lock file sits next to the run directory (``.<name>.lock``) so that ``down`` can remove
-    the directory while holding it.
-    """
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = run_dir.parent / f".{run_dir.name}.lock"
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
+def _acquire(lock_path: Path, deadline: float) -> int:
+    """Open and flock ``lock_path``; retry if it was removed while we waited for it."""
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            deadline = time.monotonic() + 120
             while True:
-                time.sleep(0.1)
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
@@ -140,8 +160,35 @@ def locked(run_dir: Path) -> Iterator[None]:
                         raise PodtallyError(
                             f"another podtally command holds {lock_path}; try again later"
                         ) from None
+                    time.sleep(0.1)
+            try:
+                same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if same:
+            return fd
+        os.close(fd)  # the holder removed the file as it finished: lock the new one
+
+
+@contextlib.contextmanager
+def locked(run_dir: Path, timeout: float = 120.0) -> Iterator[None]:
+    """Hold the stack's lock so that two commands never change one stack at once.
+
+    The lock file sits next to the run directory (``.<name>.lock``), so that ``down`` can remove
+    the directory while holding it; the lock file goes too once the run directory is gone.
+    """
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = run_dir.parent / f".{run_dir.name}.lock"
+    fd = _acquire(lock_path, time.monotonic() + timeout)
+    try:
         yield
     finally:
+        if not run_dir.exists():
+            with contextlib.suppress(FileNotFoundError):
+                lock_path.unlink()
         os.close(fd)
 
 

@@ -200,10 +200,6 @@ class VerifyOptions:
             if not self.cacert.is_file():
                 raise UsageError(f"--cacert {self.cacert}: no such file")
 
-    @property
-    def judged_pods(self) -> int | None:
-        return self.expect_pods
-
     def address_for(self, host: str, port: int) -> str | None:
         """The ``--resolve`` address for HOST:PORT, if one was given."""
         key = host.lower().rstrip(".")

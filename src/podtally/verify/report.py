@@ -6,6 +6,7 @@ Pure functions from a result to a string; nothing here computes statistics or pr
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -155,7 +156,16 @@ def render_text(result: VerifyResult) -> str:
     lines.extend(f"{key.ljust(width)}  {value}" for key, value in facts)
     if result.notes:
         lines.append("")
-        lines.extend(f"note: {note}" for note in result.notes)
+        lines.extend(
+            textwrap.fill(
+                note,
+                width=100,
+                initial_indent="note: ",
+                subsequent_indent="      ",
+                break_on_hyphens=False,
+            )
+            for note in result.notes
+        )
     lines.append("")
     lines.append(f"verdict: {result.verdict.summary}")
     return "\n".join(lines) + "\n"

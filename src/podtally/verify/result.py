@@ -178,7 +178,7 @@ def build_result(options: VerifyOptions, acc: Accumulator, probe: ProbeSummary) 
         identified=sum(acc.identities.values()),
         connections=probe.connections,
         addresses=probe.addresses,
-        identities=tuple(acc.identities.most_common()),
+        identities=tuple(sorted(acc.identities.items(), key=lambda kv: (-kv[1], kv[0].pod))),
         dimensions=dimensions,
         latency=latency_summary(acc.latencies),
         status_codes=tuple(sorted(acc.statuses.items())),

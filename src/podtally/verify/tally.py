@@ -130,7 +130,7 @@ class Dimension:
 def _dimension(
     name: DimensionName, counts: Mapping[str, int], pods: Mapping[str, int]
 ) -> Dimension:
-    from scipy.stats import chisquare
+    from scipy.special import chdtrc
 
     total = sum(counts.values())
     all_pods = sum(pods.values())
@@ -155,13 +155,16 @@ def _dimension(
         return Dimension(
             name, rows, total, None, None, max(len(rows) - 1, 0), ratio, min_expected, judged=False
         )
-    test = chisquare([r.count for r in rows], expected)
+    # Pearson's statistic; its p-value from scipy's chi-square survival function. (This is what
+    # scipy.stats.chisquare computes; scipy.special loads in a third of the time.)
+    statistic = sum((r.count - e) ** 2 / e for r, e in zip(rows, expected, strict=True))
+    p_value = float(chdtrc(len(rows) - 1, statistic))
     return Dimension(
         name=name,
         rows=rows,
         total=total,
-        chi2=float(test.statistic),
-        p_value=float(test.pvalue),
+        chi2=statistic,
+        p_value=p_value,
         dof=len(rows) - 1,
         max_min_ratio=ratio,
         min_expected=min_expected,

@@ -1,0 +1,286 @@
+"""What goes wrong, said clearly, with nothing left behind: up twice, stale state, a port in use,
+haproxy missing, a replica that never becomes ready, bad input, Ctrl-C and SIGTERM.
+
+Ports 19100-19199, a few per test so that tests never share one.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.local.localstack_helpers import (
+    assert_all_gone,
+    get,
+    listening_free,
+    podtally,
+    processes_with,
+    stack_pids,
+)
+
+from podtally.errors import MissingDependencyError, NotRunningError, PodtallyError, UsageError
+from podtally.local import AlreadyUpError, StackConfig, down, status, up
+from podtally.local import state as st
+
+pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Iterator[Path]:
+    """A state root for one test; whatever stacks it holds are brought down afterwards."""
+    yield tmp_path
+    for run_dir in tmp_path.iterdir():
+        if run_dir.is_dir() and (run_dir / st.STATE_FILE).exists():
+            down(run_dir.name, run_dir=run_dir)
+
+
+def config(root: Path, base: int, **overrides: object) -> StackConfig:
+    values: dict[str, object] = {
+        "name": "errs",
+        "replicas": 2,
+        "http_port": base,
+        "https_port": base + 1,
+        "stats_port": base + 2,
+        "run_dir": root / "errs",
+        "drain_seconds": 0.5,
+    }
+    values.update(overrides)
+    return StackConfig(**values)  # type: ignore[arg-type]
+
+
+def nothing_left(root: Path, http_port: int) -> None:
+    """No replica or HAProxy of this stack runs, no run directory is left."""
+    assert processes_with(f"--port {http_port}") == []
+    assert processes_with(str(root / "errs")) == []
+    assert not (root / "errs").exists()
+
+
+def test_up_twice_says_already_up(root: Path) -> None:
+    cfg = config(root, 19100)
+    first = up(cfg)
+    with pytest.raises(AlreadyUpError, match="already up") as caught:
+        up(cfg)
+    assert caught.value.stack.haproxy_pid == first.haproxy_pid
+    env = {"PODTALLY_STATE_DIR": str(root)}
+    ports = ["--http-port", "19100", "--https-port", "19101", "--stats-port", "19102"]
+    same = podtally(
+        "up", "--name", "errs", "--replicas", "2", "--drain-seconds", "0.5", *ports, env=env
+    )
+    # The same stack asked for again: not an error, it says so and shows the URLs.
+    assert same.returncode == 0, same.stderr
+    assert "already up" in same.stderr and "https://127.0.0.1:19101/" in same.stdout
+    other = podtally("up", "--name", "errs", "--replicas", "4", *ports, env=env)
+    assert other.returncode == 2
+    assert other.stderr.startswith("error: ") and other.stderr.count("\n") == 1
+    assert "replicas 2" in other.stderr
+    # Nothing changed underneath.
+    assert status("errs", run_dir=root / "errs").haproxy_pid == first.haproxy_pid
+
+
+def test_stale_state_is_detected_and_cleaned(root: Path) -> None:
+    cfg = config(root, 19110)
+    crashed = up(cfg)
+    # A crash: HAProxy dies hard, replicas are left orphaned, the state file stays.
+    st.signal_group(crashed.haproxy_pid, signal.SIGKILL)
+    assert_all_gone([crashed.haproxy_pid], within=5)
+    with pytest.raises(NotRunningError, match="HAProxy"):
+        status("errs", run_dir=root / "errs")
+    lines: list[str] = []
+    fresh = up(cfg, progress=lines.append)
+    assert any("stale" in line for line in lines), lines
+    assert_all_gone([r.pid for r in crashed.replicas])
+    assert fresh.ready and {r.pod for r in fresh.replicas}.isdisjoint(
+        {r.pod for r in crashed.replicas}
+    )
+    assert get(fresh.url, fresh.ca_path)[0] == 200
+
+
+def test_down_cleans_stale_state_too(root: Path) -> None:
+    crashed = up(config(root, 19115))
+    st.signal_group(crashed.haproxy_pid, signal.SIGKILL)
+    assert down("errs", run_dir=root / "errs") is True  # the orphaned replicas were stopped
+    assert_all_gone(stack_pids(crashed))
+    nothing_left(root, 19115)
+
+
+@pytest.mark.parametrize(("offset", "what"), [(0, "HTTP"), (1, "HTTPS"), (2, "stats")])
+def test_port_in_use_is_a_one_line_error_and_starts_nothing(
+    root: Path, offset: int, what: str
+) -> None:
+    base = 19120 + 5 * offset
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", base + offset))
+        squatter.listen(1)
+        with pytest.raises(UsageError, match=rf"{what} port 127.0.0.1:{base + offset} is already"):
+            up(config(root, base))
+        nothing_left(root, base)
+        cli = podtally(
+            "up",
+            *("--http-port", str(base), "--https-port", str(base + 1)),
+            *("--stats-port", str(base + 2), "--name", "errs"),
+            env={"PODTALLY_STATE_DIR": str(root)},
+        )
+    assert cli.returncode == 2
+    assert cli.stderr.startswith("error: ") and cli.stderr.count("\n") == 1, cli.stderr
+    assert "already in use" in cli.stderr
+    nothing_left(root, base)
+
+
+def test_replica_address_in_use_is_caught_before_starting(root: Path) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.12", 19140))
+        squatter.listen(1)
+        with pytest.raises(UsageError, match=r"replica port 127.0.0.12:19140 is already in use"):
+            up(config(root, 19140))
+    nothing_left(root, 19140)
+
+
+def test_missing_haproxy_is_a_one_line_error(root: Path) -> None:
+    env = {"PODTALLY_STATE_DIR": str(root), "PODTALLY_HAPROXY": str(root / "no-such-haproxy")}
+    cli = podtally(
+        "up", "--http-port", "19145", "--https-port", "19146", "--stats-port", "19147", env=env
+    )
+    assert cli.returncode == 3
+    assert cli.stderr.count("\n") == 1, cli.stderr
+    assert cli.stderr.startswith("error: haproxy not found")
+    assert "install it with 'sudo apt-get install haproxy'" in cli.stderr
+    assert processes_with("--port 19145") == []
+    assert list(root.iterdir()) == []
+    os.environ["PODTALLY_HAPROXY"] = str(root / "no-such-haproxy")
+    try:
+        with pytest.raises(MissingDependencyError):
+            up(config(root, 19145))
+    finally:
+        del os.environ["PODTALLY_HAPROXY"]
+    nothing_left(root, 19145)
+
+
+def test_replica_never_ready_fails_after_the_bound_and_stops_everything(root: Path) -> None:
+    # No Python program listens within 50 ms of being started: the bound always trips.
+    with pytest.raises(PodtallyError, match=r"not ready after 0\.05 s"):
+        up(config(root, 19150, ready_timeout=0.05))
+    nothing_left(root, 19150)
+    assert all(listening_free("127.0.0.1", p) for p in (19150, 19151, 19152))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--replicas", "0"], "replicas must be between 1 and 64"),
+        (["--name", "Bad_Name"], "is not a DNS-1123 label"),
+        (["--http-port", "19160", "--https-port", "19160"], "ports must differ"),
+        (["--host", "not a host"], "not a valid DNS hostname"),
+    ],
+)
+def test_bad_input_is_exit_2_with_one_line(root: Path, args: list[str], message: str) -> None:
+    cli = podtally("up", *args, env={"PODTALLY_STATE_DIR": str(root)})
+    assert cli.returncode == 2
+    assert cli.stderr.startswith("error: ") and cli.stderr.count("\n") == 1, cli.stderr
+    assert message in cli.stderr
+    assert list(root.iterdir()) == []
+
+
+def test_commands_on_a_stack_that_is_not_up_exit_3(root: Path) -> None:
+    env = {"PODTALLY_STATE_DIR": str(root)}
+    for command in (["status"], ["status", "--json"], ["restart"], ["scale", "2"]):
+        cli = podtally(*command, env=env)
+        assert cli.returncode == 3, (command, cli.stderr)
+        assert cli.stderr.startswith("error: stack 'podtally' is not up"), cli.stderr
+        assert cli.stdout == ""
+
+
+def _spawn_up(root: Path, base: int, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            *(sys.executable, "-m", "podtally", "up", "--name", "errs", "--drain-seconds", "0.5"),
+            *("--http-port", str(base), "--https-port", str(base + 1)),
+            *("--stats-port", str(base + 2), *extra),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PODTALLY_STATE_DIR": str(root)},
+    )
+
+
+def _read_until(stream: object, needle: str, timeout: float = 30) -> str:
+    """Read lines until one contains ``needle``."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = stream.readline()  # type: ignore[attr-defined]
+        if not line:
+            break
+        seen.append(line)
+        if needle in line:
+            return "".join(seen)
+    raise AssertionError(f"{needle!r} never came; got {''.join(seen)!r}")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_foreground_stops_everything_on_ctrl_c_or_sigterm(root: Path, sig: signal.Signals) -> None:
+    base = 19170 if sig == signal.SIGINT else 19175
+    process = _spawn_up(root, base, "--foreground")
+    try:
+        _read_until(process.stdout, "is up")
+        running = status("errs", run_dir=root / "errs")
+        assert running.ready
+        process.send_signal(sig)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err
+    assert "is down" in err
+    assert_all_gone(stack_pids(running))
+    nothing_left(root, base)
+
+
+def test_ctrl_c_while_up_waits_leaves_nothing(root: Path) -> None:
+    # Six replicas take well over a second to start on two cores: time enough to interrupt.
+    process = _spawn_up(root, 19180, "--replicas", "6")
+    try:
+        # The replicas have been started and are being waited for: interrupt now.
+        _read_until(process.stderr, "starting 6 replica")
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, err
+    assert "stopping what was started" in err
+    nothing_left(root, 19180)
+    assert all(listening_free(f"127.0.0.{10 + k}", 19180) for k in range(1, 7))
+
+
+def test_a_run_directory_with_foreign_files_is_never_deleted(root: Path) -> None:
+    precious = root / "errs" / "notes.txt"
+    precious.parent.mkdir()
+    precious.write_text("not podtally's")
+    with pytest.raises(UsageError, match="holds files podtally did not create"):
+        up(config(root, 19185))
+    assert down("errs", run_dir=root / "errs") is False
+    assert precious.read_text() == "not podtally's"
+    assert processes_with("--port 19185") == []
+
+
+def test_run_directory_with_a_space_works_and_a_dollar_is_refused(root: Path) -> None:
+    spaced = root / "my stacks" / "errs"
+    stack = up(config(root, 19190, run_dir=spaced, replicas=1))
+    try:
+        assert stack.ready and get(stack.url, stack.ca_path)[0] == 200
+    finally:
+        assert down("errs", run_dir=spaced)
+    assert not spaced.exists()
+    with pytest.raises(UsageError, match=r"contains '\$'"):
+        up(config(root, 19195, run_dir=root / "$HOME" / "errs"))
+    assert not (root / "$HOME").exists()

@@ -1,0 +1,115 @@
+"""The run directory's lock and the process helpers that decide what still runs. No ports."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from podtally.errors import PodtallyError
+from podtally.local import state as st
+
+
+def test_lock_keeps_a_second_command_out_until_the_first_is_done(tmp_path: Path) -> None:
+    run_dir = tmp_path / "stack"
+    run_dir.mkdir()
+    held, release = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with st.locked(run_dir):
+            held.set()
+            release.wait(10)
+
+    worker = threading.Thread(target=first)
+    worker.start()
+    try:
+        assert held.wait(10)
+        with (
+            pytest.raises(PodtallyError, match="another podtally command holds"),
+            st.locked(run_dir, timeout=0.3),
+        ):
+            pass
+    finally:
+        release.set()
+        worker.join(10)
+    with st.locked(run_dir, timeout=1):
+        pass
+    assert (tmp_path / ".stack.lock").exists()  # the stack still exists: its lock file stays
+
+
+def test_lock_file_goes_with_the_run_directory_and_waiters_relock(tmp_path: Path) -> None:
+    run_dir = tmp_path / "stack"
+    run_dir.mkdir()
+    held, release, second_in = threading.Event(), threading.Event(), threading.Event()
+
+    def first() -> None:
+        with st.locked(run_dir):
+            held.set()
+            release.wait(10)
+            run_dir.rmdir()  # like `down`: the directory goes, so the lock file goes too
+
+    def second() -> None:
+        with st.locked(run_dir, timeout=10):
+            second_in.set()
+
+    a = threading.Thread(target=first)
+    a.start()
+    assert held.wait(10)
+    b = threading.Thread(target=second)
+    b.start()
+    assert not second_in.wait(0.3)  # waits while the first holds the lock
+    release.set()
+    a.join(10)
+    b.join(10)
+    assert second_in.is_set()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_killed_but_unreaped_child_counts_as_gone() -> None:
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert st.pid_alive(process.pid)
+        process.send_signal(signal.SIGKILL)
+        # Not waited for: a zombie until reaped. It must not count as running.
+        assert st.wait_gone([process.pid], 10) == []
+        assert not st.group_alive(process.pid)
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_pid_is_checks_the_command_line_against_pid_reuse() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "marker-one"],
+        start_new_session=True,
+    )
+    try:
+        assert st.pid_is(process.pid, "marker-one")
+        assert not st.pid_is(process.pid, "haproxy.cfg")
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_stop_groups_escalates_to_sigkill_for_a_process_that_ignores_sigterm() -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "print('ready', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None and process.stdout.readline() == b"ready\n"
+        assert st.stop_groups([process.pid], signal.SIGTERM, grace=0.5) is True
+        assert process.wait(5) == -signal.SIGKILL
+    finally:
+        process.kill()
+        process.wait()

@@ -1,0 +1,200 @@
+"""`podtally verify` as a user runs it: a subprocess, its stdout, stderr and exit code.
+
+Ports 20100-20149.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from podtally.verify.probe import ERROR_KINDS
+from podtally.verify.schema import RESULT_SCHEMA
+from tests.support import clean_env
+from tests.verify.conftest import StubServer, identity_responder
+
+PODS = ["pod-a", "pod-b", "pod-c"]
+
+
+def podtally(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "podtally", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=clean_env(),
+        check=False,
+    )
+
+
+@pytest.fixture
+def balanced(stub: Callable[..., StubServer]) -> Iterator[StubServer]:
+    """A round-robin 'balancer' over three pods (the stack tests use the real HAProxy)."""
+    yield stub("127.0.0.1", 20100, identity_responder(PODS))
+
+
+def test_text_report(balanced: StubServer) -> None:
+    proc = podtally("verify", balanced.url, "-n", "60", "-c", "3", "--expect-pods", "3")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    # The seed's `sort | uniq -c` lines come first, exactly in its format.
+    assert out.splitlines()[:3] == [
+        "     20 Pod: pod-a",
+        "     20 Pod: pod-b",
+        "     20 Pod: pod-c",
+    ]
+    assert re.search(r"^pod: chi-square 0\.00, 2 dof, p = 1, max/min 1\.00$", out, re.M)
+    assert re.search(r"^  pod-a\s+20\s+33\.3%\s+33\.3%\s+\+0\.0%$", out, re.M)
+    assert re.search(r"^node \(expected: weighted by its pods\): one group", out, re.M)
+    assert re.search(r"^latency\s+p50 [\d.]+ ms  p90 [\d.]+ ms  p99 [\d.]+ ms  max", out, re.M)
+    assert re.search(r"^status codes\s+200: 60$", out, re.M)
+    assert re.search(r"^errors\s+none$", out, re.M)
+    assert out.rstrip().splitlines()[-1].startswith("verdict: PASS: even across 3 pods")
+    assert proc.stderr == ""  # not a terminal: no progress bar
+
+
+def test_json_document_matches_the_documented_schema(balanced: StubServer, tmp_path: Path) -> None:
+    proc = podtally("verify", balanced.url, "-n", "30", "--json", "--expect-pods", "4")
+    assert proc.returncode == 1
+    doc = json.loads(proc.stdout)
+    jsonschema.validate(doc, RESULT_SCHEMA)
+    assert doc["verdict"]["exit_code"] == 1 and doc["verdict"]["result"] == "even"
+    assert doc["verdict"]["failures"] == ["only 3 of 4 expected pods answered"]
+    assert doc["summary"]["requests"] == 30 and doc["summary"]["pods"] == 3
+    assert {g["name"]: g["count"] for g in doc["dimensions"]["pod"]["groups"]} == dict.fromkeys(
+        PODS, 10
+    )
+    assert set(doc["errors"]) == set(ERROR_KINDS)
+    assert doc["status_codes"] == {"200": 30}
+    # The docs show the same schema: keep them in step.
+    docs = (Path(__file__).parents[2] / "docs" / "verify.md").read_text()
+    for field in ("error_examples", "connection_spread", "max_min_ratio", "expected_share"):
+        assert f"`{field}`" in docs, field
+
+
+def test_observations_file(balanced: StubServer, tmp_path: Path) -> None:
+    path = tmp_path / "obs.jsonl"
+    proc = podtally("verify", balanced.url, "-n", "12", "-c", "2", "--observations", str(path))
+    assert proc.returncode == 1  # 4 per pod: too few to judge
+    assert "too few requests to judge" in proc.stdout
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(lines) == 12
+    assert sorted(line["index"] for line in lines) == list(range(12))
+    assert {line["pod"] for line in lines} == set(PODS)
+    assert all(line["status"] == 200 and line["error"] is None for line in lines)
+    assert all(line["peer"] == "127.0.0.1:20100" and line["latency_ms"] > 0 for line in lines)
+    assert len({line["connection"] for line in lines}) == 12
+
+
+def test_unreachable_is_one_line_and_exit_3() -> None:
+    proc = podtally("verify", "http://127.0.0.1:20101/", "-n", "5")
+    assert proc.returncode == 3
+    assert proc.stdout == ""
+    assert proc.stderr == "error: connection refused to 127.0.0.1:20101\n"
+
+    as_json = podtally("verify", "http://127.0.0.1:20101/", "-n", "5", "--json")
+    assert as_json.returncode == 3
+    doc = json.loads(as_json.stdout)
+    jsonschema.validate(doc, RESULT_SCHEMA)
+    assert doc["verdict"]["result"] == "unreachable"
+    assert doc["errors"]["refused"] == 5
+    assert doc["error_examples"]["refused"] == "connection refused to 127.0.0.1:20101"
+    assert as_json.stderr == "error: connection refused to 127.0.0.1:20101\n"
+
+
+def test_body_without_identity(stub: Callable[..., StubServer]) -> None:
+    server = stub("127.0.0.1", 20102, identity_responder(["x"], headers=False, body=False))
+    proc = podtally("verify", server.url, "-n", "10")
+    assert proc.returncode == 1
+    assert re.search(r"^errors\s+10 \(100\.0%\): no-identity 10$", proc.stdout, re.M)
+    assert "verdict: FAIL: no response carried an identity" in proc.stdout
+
+
+def test_redirect_is_explained(stub: Callable[..., StubServer]) -> None:
+    def redirect(_: object) -> tuple[int, dict[str, str], bytes]:
+        return 301, {"Location": "https://127.0.0.1:20104/"}, b""
+
+    server = stub("127.0.0.1", 20103, redirect)
+    proc = podtally("verify", server.url, "-n", "4")
+    assert proc.returncode == 1
+    assert "redirected to https://127.0.0.1:20104/; use --follow or the https URL" in proc.stdout
+    assert re.search(r"^status codes\s+301: 4$", proc.stdout, re.M)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["verify", "not-a-url"], "error: URL 'not-a-url' must start with http:// or https://"),
+        (["verify", "http://127.0.0.1:20105/", "-n", "-1"], "error: -n must be at least 1"),
+        (["verify", "http://127.0.0.1:20105/", "-n", "x"], "error: argument -n/--requests"),
+        (["verify", "http://h/", "--resolve", "h:80"], "error: --resolve 'h:80' must be"),
+        (["verify", "http://h/", "--duration", "soon"], "error: duration 'soon' is not valid"),
+        (["verify", "http://h/", "--max-error-rate", "2"], "error: error rate '2' must be"),
+        (["verify", "http://h/", "-c", "0"], "error: -c must be between"),
+        (["verify", "http://h/", "-H", "nocolon"], "error: header 'nocolon' must be"),
+        (["verify", "https://h/", "--cacert", "/nonexistent"], "error: --cacert /nonexistent"),
+        (["demo", "--ports", "1,2"], "error: --ports '1,2' must be three ports"),
+        (["demo", "--replicas", "0"], "error: --replicas must be at least 1"),
+    ],
+)
+def test_bad_usage_is_one_line_and_exit_2(args: list[str], message: str) -> None:
+    proc = podtally(*args)
+    assert proc.returncode == 2, proc
+    assert proc.stderr.startswith(message), proc.stderr
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_observations_file_that_cannot_be_written(balanced: StubServer) -> None:
+    proc = podtally("verify", balanced.url, "--observations", "/nonexistent/dir/obs.jsonl")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: --observations /nonexistent/dir/obs.jsonl")
+    assert balanced.client_ports == []  # nothing was sent
+
+
+def test_progress_bar_only_on_a_terminal(balanced: StubServer) -> None:
+    """A run of ~1.5 s draws the bar on a terminal; the same run into a pipe stays silent."""
+    args = ["verify", balanced.url, "--duration", "1.5s", "--rate", "100", "-c", "2"]
+    piped = podtally(*args)
+    assert piped.returncode == 0 and piped.stderr == ""
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "podtally", *args],
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        env=clean_env(),
+    )
+    os.close(follower)
+    seen = b""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([leader], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal closed: the process is gone
+                break
+            if not chunk:
+                break
+            seen += chunk
+        elif proc.poll() is not None:
+            break
+    os.close(leader)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    text = seen.decode()
+    assert re.search(r"\[#+-*\]\s+\d+%\s+\d+ in [\d.]+/1.5s\s+[\d,]+/s\s+0 errors", text), text
+    assert text.endswith("\r\x1b[K")  # the bar is wiped before the report
+    assert b"verdict: PASS" in out

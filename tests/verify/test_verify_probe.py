@@ -1,0 +1,370 @@
+"""The request engine through the library API, against real sockets on loopback.
+
+Real `podtally serve` replicas where the service can play the part; stdlib servers and raw
+listeners for what it never does (no identity, redirects, hanging, resetting, TLS variants).
+Ports 20020-20099.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from podtally.errors import PodtallyError, UsageError
+from podtally.verify import Observation, Progress, VerifyOptions, parse_resolve, run
+from tests.verify.conftest import (
+    Certs,
+    RawListener,
+    Replicas,
+    StubServer,
+    identity_responder,
+    make_certs,
+    start_replicas,
+)
+
+REPLICA_PORT = 20020
+
+
+@pytest.fixture(scope="module")
+def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
+    group = start_replicas(tmp_path_factory.mktemp("replicas"), REPLICA_PORT)
+    yield group
+    for server in group.servers:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+# --- identity -----------------------------------------------------------------------------------
+def test_identity_from_a_real_replica(replicas: Replicas) -> None:
+    seen: list[Observation] = []
+    result = run(
+        VerifyOptions(replicas.url(0), requests=20, concurrency=4), on_observation=seen.append
+    )
+    assert result.requests == 20 and result.responses == 20 and result.identified == 20
+    assert result.pod_counts() == {"podtally-test-0": 20}
+    assert result.verdict.result == "one pod" and result.exit_code == 0
+    assert result.status_codes == ((200, 20),)
+    assert dict(result.sources) == {"headers": 20}
+    obs = seen[0]
+    assert (obs.pod, obs.node, obs.namespace, obs.ip, obs.zone) == (
+        "podtally-test-0",
+        "node-a",
+        "verify-test",
+        "127.0.0.21",
+        "zone-1",
+    )
+    assert obs.peer == "127.0.0.21:20020" and obs.status == 200 and obs.error is None
+    assert sorted(o.index for o in seen) == list(range(20))
+    assert all(o.latency > 0 for o in seen)
+
+
+def test_identity_from_the_body_when_there_are_no_headers(
+    stub: Callable[..., StubServer],
+) -> None:
+    # What the original nginx pods did: the four lines in the body, no X-Pod-* headers.
+    server = stub("127.0.0.1", 20030, identity_responder(["nginx-a", "nginx-b"], headers=False))
+    result = run(VerifyOptions(server.url, requests=40, concurrency=1))
+    assert result.pod_counts() == {"nginx-a": 20, "nginx-b": 20}
+    assert dict(result.sources) == {"body": 40}
+    assert result.identities[0][0].node == "stub-node"
+    assert any("came from the response body" in note for note in result.notes)
+    assert result.verdict.result == "even" and result.exit_code == 0
+
+
+def test_a_body_without_identity_is_counted_as_such(stub: Callable[..., StubServer]) -> None:
+    server = stub("127.0.0.1", 20031, identity_responder(["x"], headers=False, body=False))
+    result = run(VerifyOptions(server.url, requests=10, concurrency=2))
+    assert result.responses == 10 and result.identified == 0
+    assert dict(result.errors)["no-identity"] == 10
+    assert result.verdict.result == "no identity" and result.exit_code == 1
+
+
+def test_non_2xx_is_an_http_status_error_but_still_tallied(
+    stub: Callable[..., StubServer],
+) -> None:
+    def respond(_: object) -> tuple[int, dict[str, str], bytes]:
+        return 503, {"X-Pod-Name": "sick-pod"}, b"draining\n"
+
+    server = stub("127.0.0.1", 20032, respond)
+    result = run(VerifyOptions(server.url, requests=6, concurrency=2, max_error_rate=0.5))
+    assert dict(result.errors)["http-status"] == 6
+    assert result.status_codes == ((503, 6),)
+    assert result.pod_counts() == {"sick-pod": 6}
+    assert result.exit_code == 1  # 100 % errors against a 50 % budget
+
+
+# --- connections --------------------------------------------------------------------------------
+def test_new_connection_per_request_vs_keep_alive(stub: Callable[..., StubServer]) -> None:
+    """Seen from the server: one client port per request by default, reused with keep-alive."""
+    fresh = stub("127.0.0.1", 20033, identity_responder(["a", "b"]))
+    result = run(VerifyOptions(fresh.url, requests=60, concurrency=3))
+    assert result.connections == 60
+    assert len(set(fresh.client_ports)) == 60
+    assert result.connection_spread is None
+
+    reused = stub("127.0.0.1", 20034, identity_responder(["a", "b"]))
+    seen: list[Observation] = []
+    result = run(
+        VerifyOptions(reused.url, requests=60, concurrency=3, keep_alive=True),
+        on_observation=seen.append,
+    )
+    assert result.requests == 60 and result.exit_code == 0
+    assert result.connections == 3
+    assert len(set(reused.client_ports)) == 3
+    assert len({o.connection for o in seen}) == 3
+    # This stub alternates pods on every request, like an HTTP-level balancer does.
+    assert result.connection_spread is not None
+    assert result.connection_spread.pinned == 0
+    assert any("keep-alive: 3 connections carried 60 requests" in n for n in result.notes)
+
+
+def test_keep_alive_reconnects_when_the_server_closes(stub: Callable[..., StubServer]) -> None:
+    # An HTTP/1.0 server closes after every response: keep-alive must still work, reconnecting.
+    server = stub("127.0.0.1", 20035, identity_responder(["a", "b"]), keep_alive=False)
+    result = run(VerifyOptions(server.url, requests=30, concurrency=2, keep_alive=True))
+    assert result.exit_code == 0 and result.responses == 30
+    assert result.connections == 30 and len(set(server.client_ports)) == 30
+
+
+def test_balanced_addresses_from_resolve_and_host_header(replicas: Replicas) -> None:
+    # --resolve sends a DNS name to a given address; the Host header keeps the name.
+    options = VerifyOptions(
+        f"http://pods.podtally.test:{REPLICA_PORT}/",
+        requests=10,
+        concurrency=2,
+        resolve=(parse_resolve(f"pods.podtally.test:{REPLICA_PORT}:127.0.0.23"),),
+    )
+    result = run(options)
+    assert result.pod_counts() == {"podtally-test-2": 10}
+    assert result.addresses == (f"127.0.0.23:{REPLICA_PORT}",)
+
+
+def test_host_header_is_the_url_host(stub: Callable[..., StubServer]) -> None:
+    server = stub("127.0.0.1", 20036, identity_responder(["a"]))
+    run(
+        VerifyOptions(
+            "http://app.podtally.test:20036/some/path?q=1",
+            requests=2,
+            concurrency=1,
+            resolve=(parse_resolve("app.podtally.test:20036:127.0.0.1"),),
+        )
+    )
+    assert server.host_headers == ["app.podtally.test:20036"] * 2
+    assert server.paths == ["/some/path?q=1"] * 2
+
+
+# --- errors -------------------------------------------------------------------------------------
+def test_refused() -> None:
+    result = run(VerifyOptions("http://127.0.0.1:20037/", requests=5, concurrency=2))
+    assert dict(result.errors)["refused"] == 5 and result.responses == 0
+    assert result.verdict.result == "unreachable" and result.exit_code == 3
+    assert result.verdict.failures == ("connection refused to 127.0.0.1:20037",)
+
+
+def test_timeout(raw_listener: Callable[[str, int, str], RawListener]) -> None:
+    raw_listener("127.0.0.1", 20038, "hang")
+    result = run(VerifyOptions("http://127.0.0.1:20038/", requests=3, concurrency=3, timeout=0.3))
+    assert dict(result.errors)["timeout"] == 3
+    assert "no response from 127.0.0.1:20038 within 0.3s" in result.verdict.failures[0]
+    assert result.exit_code == 3
+
+
+def test_reset(raw_listener: Callable[[str, int, str], RawListener]) -> None:
+    raw_listener("127.0.0.1", 20039, "reset")
+    result = run(VerifyOptions("http://127.0.0.1:20039/", requests=4, concurrency=2))
+    assert dict(result.errors)["reset"] == 4
+    assert result.exit_code == 3
+
+
+def test_error_budget_on_a_real_run(stub: Callable[..., StubServer]) -> None:
+    """Every fourth answer is a 500: 25 % errors, judged against the budget."""
+    responder = identity_responder(["a", "b", "c"])
+    calls = iter(range(1000))
+
+    def flaky(handler: object) -> tuple[int, dict[str, str], bytes]:
+        status, headers, body = responder(handler)  # type: ignore[arg-type]
+        return (500 if next(calls) % 4 == 3 else status), dict(headers), body
+
+    server = stub("127.0.0.1", 20045, flaky)
+    within = run(VerifyOptions(server.url, requests=40, concurrency=1, max_error_rate=0.3))
+    assert dict(within.errors)["http-status"] == 10
+    assert within.error_rate == pytest.approx(0.25) and within.exit_code == 0
+    over = run(VerifyOptions(server.url, requests=40, concurrency=1, max_error_rate=0.2))
+    assert over.exit_code == 1
+    assert "10 of 40 requests failed (25.0%: 10 http-status)" in over.verdict.summary
+
+
+# --- TLS ----------------------------------------------------------------------------------------
+def test_tls_with_cacert_and_sni(stub: Callable[..., StubServer], certs: Certs) -> None:
+    server = stub(
+        "127.0.0.1", 20041, identity_responder(["tls-a", "tls-b"]), tls=certs.server_context()
+    )
+    assert server.url.startswith("https://")
+    resolve = (parse_resolve("podtally.test:20041:127.0.0.1"),)
+    good = run(
+        VerifyOptions(
+            "https://podtally.test:20041/",
+            requests=10,
+            concurrency=2,
+            cacert=certs.ca,
+            resolve=resolve,
+        )
+    )
+    assert good.pod_counts() == {"tls-a": 5, "tls-b": 5} and good.exit_code == 0
+
+    untrusted = run(
+        VerifyOptions(
+            "https://podtally.test:20041/",
+            requests=2,
+            concurrency=1,
+            cacert=certs.other_ca,
+            resolve=resolve,
+        )
+    )
+    assert dict(untrusted.errors)["tls"] == 2 and untrusted.exit_code == 3
+    assert "not trusted" in untrusted.verdict.failures[0]
+    assert "--cacert" in untrusted.verdict.failures[0]
+
+    wrong_name = run(
+        VerifyOptions(
+            "https://wrong.podtally.test:20041/",
+            requests=1,
+            concurrency=1,
+            cacert=certs.ca,
+            resolve=(parse_resolve("wrong.podtally.test:20041:127.0.0.1"),),
+        )
+    )
+    assert dict(wrong_name.errors)["tls"] == 1
+    assert "mismatch" in wrong_name.verdict.failures[0].lower()
+
+    insecure = run(
+        VerifyOptions(
+            "https://wrong.podtally.test:20041/",
+            requests=2,
+            concurrency=1,
+            insecure=True,
+            resolve=(parse_resolve("wrong.podtally.test:20041:127.0.0.1"),),
+        )
+    )
+    assert insecure.responses == 2 and dict(insecure.errors)["tls"] == 0
+
+
+def test_https_to_a_plain_http_port_is_a_tls_error(replicas: Replicas) -> None:
+    result = run(VerifyOptions(f"https://127.0.0.22:{REPLICA_PORT}/", requests=2, concurrency=1))
+    assert dict(result.errors)["tls"] == 2
+    assert "TLS handshake" in result.verdict.failures[0]
+
+
+# --- redirects ----------------------------------------------------------------------------------
+def test_redirect_reported_and_followed(
+    stub: Callable[..., StubServer], replicas: Replicas
+) -> None:
+    def to_https(_: object) -> tuple[int, dict[str, str], bytes]:
+        return 301, {"Location": "https://app.podtally.test/"}, b""
+
+    server = stub("127.0.0.1", 20042, to_https)
+    result = run(VerifyOptions(server.url, requests=5, concurrency=1))
+    assert result.redirects == (("https://app.podtally.test/", 5),)
+    assert result.exit_code == 1
+    assert result.verdict.failures[0].endswith(
+        "redirected to https://app.podtally.test/; use --follow or the https URL"
+    )
+
+    def to_replica(_: object) -> tuple[int, dict[str, str], bytes]:
+        return 308, {"Location": replicas.url(2)}, b""
+
+    hop = stub("127.0.0.1", 20043, to_replica)
+    followed = run(VerifyOptions(hop.url, requests=6, concurrency=2, follow=True))
+    assert followed.pod_counts() == {"podtally-test-2": 6}
+    assert followed.exit_code == 0
+    assert any("6 requests followed redirects" in n for n in followed.notes)
+    kept = run(VerifyOptions(hop.url, requests=6, concurrency=2, follow=True, keep_alive=True))
+    assert kept.pod_counts() == {"podtally-test-2": 6}
+
+
+# --- pacing, duration, progress -----------------------------------------------------------------
+def test_rate_spaces_the_requests(replicas: Replicas) -> None:
+    seen: list[Observation] = []
+    run(
+        VerifyOptions(replicas.url(0), requests=10, concurrency=5, rate=40),
+        on_observation=seen.append,
+    )
+    # Request i may not start before i/rate seconds (a lower bound: holds on any machine).
+    assert all(o.start >= o.index / 40 - 0.005 for o in seen)
+    assert max(o.start for o in seen) >= 9 / 40 - 0.005
+
+
+def test_duration_bounds_the_run_and_progress_is_reported(replicas: Replicas) -> None:
+    updates: list[Progress] = []
+    seen: list[Observation] = []
+    result = run(
+        VerifyOptions(replicas.url(1), requests=None, duration=0.4, concurrency=2, rate=200),
+        progress=updates.append,
+        on_observation=seen.append,
+    )
+    assert result.elapsed >= 0.4
+    assert all(o.start < 0.4 + 0.05 for o in seen)
+    assert 10 < result.requests <= 0.45 * 200 + 2
+    assert len(updates) >= 3
+    assert updates[-1].done == result.requests
+    assert [u.done for u in updates] == sorted(u.done for u in updates)
+    assert updates[-1].fraction == pytest.approx(1.0, abs=0.15)
+
+
+# --- bad input ----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"url": "ftp://x/"}, "must start with http:// or https://"),
+        ({"url": "http:///nohost"}, "has no host"),
+        ({"url": "http://x:99999/"}, "is not valid"),
+        ({"url": "http://x/", "requests": 0}, "-n must be at least 1"),
+        ({"url": "http://x/", "requests": -5}, "-n must be at least 1"),
+        ({"url": "http://x/", "concurrency": 0}, "-c must be between"),
+        ({"url": "http://x/", "requests": None}, "give a number of requests"),
+        ({"url": "http://x/", "alpha": 1.5}, "--alpha"),
+        ({"url": "http://x/", "cacert": Path("/nonexistent.pem")}, "no such file"),
+    ],
+)
+def test_bad_options_are_usage_errors(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(UsageError, match=message.replace("?", r"\?")) as info:
+        VerifyOptions(**kwargs)  # type: ignore[arg-type]
+    assert info.value.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["nohost", "h:80", "h:port:127.0.0.1", "h:80:not-an-ip", "h:0:127.0.0.1", ":80:1.2.3.4"],
+)
+def test_bad_resolve(value: str) -> None:
+    with pytest.raises(UsageError, match="--resolve"):
+        parse_resolve(value)
+
+
+def test_resolve_accepts_ipv6_in_brackets() -> None:
+    entry = parse_resolve("Example.COM:443:[::1]")
+    assert (entry.host, entry.port, entry.address) == ("example.com", 443, "::1")
+    assert str(entry) == "example.com:443:[::1]"
+
+
+def test_unresolvable_host_fails_before_sending() -> None:
+    with pytest.raises(PodtallyError, match="cannot resolve host") as info:
+        run(VerifyOptions("http://does-not-exist.invalid:20044/", requests=1))
+    assert info.value.exit_code == 3
+
+
+def test_counts_add_up(replicas: Replicas) -> None:
+    seen: list[Observation] = []
+    result = run(
+        VerifyOptions(replicas.url(0), requests=50, concurrency=7), on_observation=seen.append
+    )
+    assert result.requests == result.responses == result.identified == 50
+    assert sum(result.pod_counts().values()) == 50
+    assert len(seen) == 50 and Counter(o.error for o in seen) == {None: 50}

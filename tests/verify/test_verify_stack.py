@@ -1,0 +1,307 @@
+"""The verifier against the real local stack: replicas of `podtally serve` behind real HAProxy,
+real TLS with the stack's own CA, and `podtally demo` end to end.
+
+Ports 20200-20299: the stack binds 20200-20202 (its replicas 127.0.0.11-13:20200), a TCP-mode
+HAProxy 20230, the demos 20210-20221.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from podtally.local import Stack, StackConfig, down, up
+from podtally.verify import VerifyOptions, parse_resolve, run
+from podtally.verify.schema import RESULT_SCHEMA
+from tests.support import clean_env
+
+HTTP, HTTPS, STATS = 20200, 20201, 20202
+HOST = "verify.podtally.test"
+L4_PORT = 20230
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    config = StackConfig(
+        name="podtally-verify-test",
+        replicas=3,
+        http_port=HTTP,
+        https_port=HTTPS,
+        stats_port=STATS,
+        host=HOST,
+        run_dir=tmp_path_factory.mktemp("stack") / "run",
+    )
+    running = up(config)
+    try:
+        yield running
+    finally:
+        down(config.name, run_dir=config.run_dir)
+
+
+def haproxy_totals(stack: Stack) -> dict[str, int]:
+    """HAProxy's own count of requests per pod (``stot`` per server, from its stats CSV)."""
+    with urllib.request.urlopen(stack.stats_url + ";csv", timeout=5) as response:
+        text = response.read().decode()
+    rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
+    by_server = {f"{r['pxname']}/{r['svname']}": int(r["stot"] or 0) for r in rows}
+    return {replica.pod: by_server[replica.server] for replica in stack.replicas}
+
+
+def podtally(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "podtally", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=clean_env(),
+        check=False,
+    )
+
+
+def test_1000_requests_through_haproxy_are_even_and_match_its_own_counts(stack: Stack) -> None:
+    before = haproxy_totals(stack)
+    assert stack.ca_path is not None
+    result = run(VerifyOptions(stack.url, requests=1000, cacert=stack.ca_path, expect_pods=3))
+    after = haproxy_totals(stack)
+
+    assert result.verdict.result == "even", result.verdict.summary
+    assert result.exit_code == 0 and result.requests == result.identified == 1000
+    assert result.connections == 1000
+    pods = {replica.pod for replica in stack.replicas}
+    assert set(result.pod_counts()) == pods
+    # Round robin over three servers: each gets 333 or 334.
+    assert sorted(result.pod_counts().values()) == [333, 333, 334]
+    # What we tallied per pod is what HAProxy says it sent to that pod's server.
+    assert result.pod_counts() == {pod: after[pod] - before[pod] for pod in pods}
+    # Node, zone and IP come from the replicas themselves and match the stack's records.
+    seen = {key.pod: key for key, _ in result.identities}
+    for replica in stack.replicas:
+        key = seen[replica.pod]
+        assert (key.node, key.zone, key.ip, key.namespace) == (
+            replica.node,
+            replica.zone,
+            replica.address,
+            replica.namespace,
+        )
+    assert result.dimension("node").groups == 3 and result.dimension("node").judged
+
+
+def test_expect_more_pods_than_there_are_fails(stack: Stack) -> None:
+    proc = podtally(
+        "verify", stack.url, "--cacert", str(stack.ca_path), "-n", "150", "--expect-pods", "4"
+    )
+    assert proc.returncode == 1, proc.stderr
+    last = proc.stdout.rstrip().splitlines()[-1]
+    assert last.startswith("verdict: FAIL: only 3 of 4 expected pods answered")
+    assert "(spread: even across 3 pods" in last
+
+
+def test_one_replica_bypassing_the_balancer_fails_expect_pods(stack: Stack) -> None:
+    replica = stack.replicas[0]
+    url = f"http://{replica.address}:{replica.port}/"
+    proc = podtally("verify", url, "-n", "50", "--expect-pods", "3", "--json")
+    assert proc.returncode == 1
+    doc = json.loads(proc.stdout)
+    jsonschema.validate(doc, RESULT_SCHEMA)
+    assert doc["verdict"]["result"] == "one pod"
+    assert doc["verdict"]["failures"] == ["only 1 of 3 expected pods answered"]
+    assert [p["pod"] for p in doc["pods"]] == [replica.pod]
+    assert doc["pods"][0]["count"] == 50
+
+
+def test_keep_alive_vs_new_connections_through_haproxy(stack: Stack) -> None:
+    assert stack.ca_path is not None
+    fresh = run(VerifyOptions(stack.url, requests=300, concurrency=5, cacert=stack.ca_path))
+    kept = run(
+        VerifyOptions(stack.url, requests=300, concurrency=5, cacert=stack.ca_path, keep_alive=True)
+    )
+    assert fresh.exit_code == 0 and kept.exit_code == 0
+    assert fresh.connections == 300 and kept.connections == 5
+    assert fresh.connection_spread is None
+    # HAProxy in HTTP mode balances each request, even on one client connection: every
+    # connection reached all three pods. An L4 balancer would pin each to one pod instead.
+    spread = kept.connection_spread
+    assert spread is not None
+    assert (spread.connections, spread.pinned, spread.most_pods) == (5, 0, 3)
+    assert any("per-connection balancer" in note for note in kept.notes)
+    assert not any("per-connection balancer" in note for note in fresh.notes)
+    assert sorted(kept.pod_counts().values()) == [100, 100, 100]
+
+
+def test_https_name_via_resolve_and_the_http_redirect(stack: Stack) -> None:
+    assert stack.ca_path is not None
+    named = run(
+        VerifyOptions(
+            f"https://{HOST}:{HTTPS}/",
+            requests=60,
+            cacert=stack.ca_path,
+            resolve=(parse_resolve(f"{HOST}:{HTTPS}:127.0.0.1"),),
+        )
+    )
+    assert named.exit_code == 0 and named.pods_answered == 3
+
+    untrusted = run(VerifyOptions(stack.url, requests=3, concurrency=1))  # no --cacert
+    assert untrusted.exit_code == 3 and dict(untrusted.errors)["tls"] == 3
+
+    redirected = run(VerifyOptions(stack.http_url, requests=20))
+    assert redirected.exit_code == 1 and redirected.status_codes == ((301, 20),)
+    assert "use --follow or the https URL" in redirected.verdict.summary
+    followed = run(VerifyOptions(stack.http_url, requests=60, follow=True, cacert=stack.ca_path))
+    assert followed.exit_code == 0 and followed.pods_answered == 3
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_demo_end_to_end(tmp_path: Path) -> None:
+    run_dir = tmp_path / "demo"
+    proc = podtally("demo", "-n", "200", "--ports", "20210,20211,20212", "--run-dir", str(run_dir))
+    assert proc.returncode == 0, proc.stderr
+    seed = [line for line in proc.stdout.splitlines() if re.match(r"^ +\d+ Pod: ", line)]
+    assert len(seed) == 3
+    assert sum(int(line.split()[0]) for line in seed) == 200
+    assert all("Pod: podtally-demo-" in line for line in seed)
+    assert "verdict: PASS: even across 3 pods" in proc.stdout
+    assert "verifying https://127.0.0.1:20211/" in proc.stderr
+    assert "tearing down podtally-demo" in proc.stderr
+    # Nothing left behind: the run directory is gone and the ports are free again.
+    assert not run_dir.exists()
+    assert all(_port_free(port) for port in (20210, 20211, 20212))
+
+
+def test_demo_fails_with_the_verifiers_code_and_still_tears_down(tmp_path: Path) -> None:
+    run_dir = tmp_path / "demo"
+    proc = podtally(
+        "demo",
+        "--replicas",
+        "2",
+        "-n",
+        "40",
+        "--expect-pods",
+        "3",
+        "--ports",
+        "20213,20214,20215",
+        "--run-dir",
+        str(run_dir),
+        "--json",
+    )
+    assert proc.returncode == 1
+    doc = json.loads(proc.stdout)
+    assert doc["verdict"]["failures"] == ["only 2 of 3 expected pods answered"]
+    assert not run_dir.exists()
+    assert all(_port_free(port) for port in (20213, 20214, 20215))
+
+
+@pytest.mark.parametrize(
+    ("signum", "ports"),
+    [(signal.SIGINT, (20216, 20217, 20218)), (signal.SIGTERM, (20219, 20220, 20221))],
+)
+def test_demo_interrupted_mid_run_still_tears_down(
+    tmp_path: Path, signum: int, ports: tuple[int, int, int]
+) -> None:
+    run_dir = tmp_path / "demo"
+    log = tmp_path / "stderr.log"
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "podtally",
+                "demo",
+                "--duration",
+                "60s",
+                "--rate",
+                "50",
+                "--ports",
+                ",".join(map(str, ports)),
+                "--run-dir",
+                str(run_dir),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env=clean_env(),
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "verifying" not in log.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.05)
+        time.sleep(0.5)  # mid-run: requests in flight
+        proc.send_signal(signum)
+        assert proc.wait(timeout=60) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = log.read_text()
+    assert "tearing down podtally-demo" in text and text.endswith("interrupted\n")
+    assert "Traceback" not in text
+    assert not run_dir.exists()
+    assert all(_port_free(port) for port in ports)
+
+
+@pytest.fixture(scope="module")
+def l4_balancer(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real HAProxy in TCP mode (as an NLB or kube-proxy: per connection) over the replicas."""
+    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    assert os.access(haproxy, os.X_OK), "haproxy is not installed (apt-get install haproxy)"
+    directory = tmp_path_factory.mktemp("l4")
+    servers = "\n".join(
+        f"    server s{i} {r.address}:{r.port}" for i, r in enumerate(stack.replicas)
+    )
+    config = directory / "haproxy.cfg"
+    config.write_text(
+        "global\n    maxconn 1000\n"
+        "defaults\n    mode tcp\n    timeout connect 2s\n"
+        "    timeout client 30s\n    timeout server 30s\n"
+        f"frontend l4\n    bind 127.0.0.1:{L4_PORT}\n    default_backend pods\n"
+        f"backend pods\n    balance roundrobin\n{servers}\n"
+    )
+    proc = subprocess.Popen([haproxy, "-db", "-f", str(config)], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        while _port_free(L4_PORT):
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "HAProxy (tcp mode) did not start"
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{L4_PORT}/"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_keep_alive_through_a_per_connection_balancer_is_pinned(l4_balancer: str) -> None:
+    fresh = run(VerifyOptions(l4_balancer, requests=150, concurrency=2, expect_pods=3))
+    assert fresh.exit_code == 0 and sorted(fresh.pod_counts().values()) == [50, 50, 50]
+
+    kept = run(
+        VerifyOptions(l4_balancer, requests=150, concurrency=2, expect_pods=3, keep_alive=True)
+    )
+    # Two connections, each pinned to one pod: the third pod never sees a request.
+    assert kept.connections == 2
+    assert kept.connection_spread is not None
+    assert (kept.connection_spread.connections, kept.connection_spread.pinned) == (2, 2)
+    assert kept.pods_answered == 2 and kept.exit_code == 1
+    assert "only 2 of 3 expected pods answered" in kept.verdict.failures
+    assert any("every connection stayed on one pod" in note for note in kept.notes)
