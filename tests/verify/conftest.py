@@ -163,7 +163,8 @@ def stub() -> Iterator[Callable[..., StubServer]]:
 
 
 class RawListener:
-    """Accepts connections and then either never answers (``hang``) or resets them (``reset``)."""
+    """Accepts connections, then never answers (``hang``), resets them (``reset``), or answers
+    HTTP/1.0 style with a body delimited by closing the connection (``eof``)."""
 
     def __init__(self, host: str, port: int, mode: str) -> None:
         self.sock = socket.socket()
@@ -185,7 +186,13 @@ class RawListener:
                 continue
             except OSError:
                 return
-            if self.mode == "reset":
+            if self.mode == "eof":
+                # HTTP/1.0 style: no Content-Length, the body ends when the connection does.
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n")
+                conn.sendall(b"Pod: eof-pod\nNode: eof-node\nNamespace: ns\nIP: 127.0.0.1\n")
+                conn.close()
+            elif self.mode == "reset":
                 conn.recv(4096)
                 # SO_LINGER with a zero timeout: close() sends RST instead of FIN.
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

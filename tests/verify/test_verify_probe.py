@@ -183,6 +183,15 @@ def test_reset(raw_listener: Callable[[str, int, str], RawListener]) -> None:
     assert result.exit_code == 3
 
 
+def test_body_delimited_by_the_end_of_the_connection(
+    raw_listener: Callable[[str, int, str], RawListener],
+) -> None:
+    raw_listener("127.0.0.1", 20046, "eof")
+    result = run(VerifyOptions("http://127.0.0.1:20046/", requests=8, concurrency=2))
+    assert result.exit_code == 0 and result.pod_counts() == {"eof-pod": 8}
+    assert dict(result.sources) == {"body": 8}
+
+
 def test_error_budget_on_a_real_run(stub: Callable[..., StubServer]) -> None:
     """Every fourth answer is a 500: 25 % errors, judged against the budget."""
     responder = identity_responder(["a", "b", "c"])

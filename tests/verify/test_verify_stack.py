@@ -40,6 +40,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     config = StackConfig(
         name="podtally-verify-test",
         replicas=3,
+        nodes=2,  # two pods on one node: the node and zone tallies must weight by pods
         http_port=HTTP,
         https_port=HTTPS,
         stats_port=STATS,
@@ -98,7 +99,22 @@ def test_1000_requests_through_haproxy_are_even_and_match_its_own_counts(stack: 
             replica.address,
             replica.namespace,
         )
-    assert result.dimension("node").groups == 3 and result.dimension("node").judged
+    # Two of the three pods share a node (and its zone): that node is expected to get 2/3.
+    pods_per_node: dict[str, list[str]] = {}
+    for replica in stack.replicas:
+        pods_per_node.setdefault(replica.node, []).append(replica.pod)
+    assert sorted(len(p) for p in pods_per_node.values()) == [1, 2]
+    nodes = result.dimension("node")
+    assert nodes.judged and nodes.p_value is not None and nodes.p_value > 0.001
+    for row in nodes.rows:
+        members = pods_per_node[row.name]
+        assert row.pods == len(members)
+        assert row.expected_share == pytest.approx(len(members) / 3)
+        assert row.count == sum(result.pod_counts()[pod] for pod in members)
+    zone_of = {replica.node: replica.zone for replica in stack.replicas}
+    assert {r.name: r.pods for r in result.dimension("zone").rows} == {
+        zone_of[r.name]: r.pods for r in nodes.rows
+    }
 
 
 def test_expect_more_pods_than_there_are_fails(stack: Stack) -> None:
@@ -165,13 +181,11 @@ def test_https_name_via_resolve_and_the_http_redirect(stack: Stack) -> None:
     assert followed.exit_code == 0 and followed.pods_answered == 3
 
 
-def _port_free(port: int) -> bool:
+def _listening(port: int) -> bool:
+    """Something accepts connections on 127.0.0.1:port (a bind test would trip on TIME_WAIT)."""
     with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+        s.settimeout(2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_demo_end_to_end(tmp_path: Path) -> None:
@@ -187,7 +201,7 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     assert "tearing down podtally-demo" in proc.stderr
     # Nothing left behind: the run directory is gone and the ports are free again.
     assert not run_dir.exists()
-    assert all(_port_free(port) for port in (20210, 20211, 20212))
+    assert not any(_listening(port) for port in (20210, 20211, 20212))
 
 
 def test_demo_fails_with_the_verifiers_code_and_still_tears_down(tmp_path: Path) -> None:
@@ -210,7 +224,7 @@ def test_demo_fails_with_the_verifiers_code_and_still_tears_down(tmp_path: Path)
     doc = json.loads(proc.stdout)
     assert doc["verdict"]["failures"] == ["only 2 of 3 expected pods answered"]
     assert not run_dir.exists()
-    assert all(_port_free(port) for port in (20213, 20214, 20215))
+    assert not any(_listening(port) for port in (20213, 20214, 20215))
 
 
 @pytest.mark.parametrize(
@@ -258,7 +272,7 @@ def test_demo_interrupted_mid_run_still_tears_down(
     assert "tearing down podtally-demo" in text and text.endswith("interrupted\n")
     assert "Traceback" not in text
     assert not run_dir.exists()
-    assert all(_port_free(port) for port in ports)
+    assert not any(_listening(port) for port in ports)
 
 
 @pytest.fixture(scope="module")
@@ -281,7 +295,7 @@ def l4_balancer(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Itera
     proc = subprocess.Popen([haproxy, "-db", "-f", str(config)], stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
-        while _port_free(L4_PORT):
+        while not _listening(L4_PORT):
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             assert time.monotonic() < deadline, "HAProxy (tcp mode) did not start"
             time.sleep(0.05)

@@ -48,8 +48,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser(
         "verify",
         help="send requests through a URL and check which pods answered, and how evenly",
-        description="Send requests through a load-balanced URL, read which pod answered each "
-        "(X-Pod-* headers, or 'Pod:' lines in the body), and judge the spread with a "
+        description="Send requests through a load-balanced URL, read which pod answered each\n"
+        "(X-Pod-* headers, or 'Pod:' lines in the body), and judge the spread with a\n"
         "chi-square test: the original `curl | sort | uniq -c` check, measured.",
         epilog=VERIFY_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -290,8 +290,10 @@ def _parse_ports(text: str) -> tuple[int, int, int]:
     return http, https, stats
 
 
-def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # unwinds through `finally`, so the stack is torn down
+def _sigterm_as_sigint(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM does what Ctrl-C does: while requests run, the event loop cancels them cleanly
+    (raising here could land inside a transport callback); either way `finally` tears down."""
+    signal.raise_signal(signal.SIGINT)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -317,7 +319,7 @@ def _demo(args: argparse.Namespace) -> int:
     probe_options = _options(args, f"http://127.0.0.1:{http_port}/")
 
     started = time.monotonic()
-    previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    previous = signal.signal(signal.SIGTERM, _sigterm_as_sigint)
     try:
         stack = up(config, progress=err)
         try:

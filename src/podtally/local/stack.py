@@ -9,7 +9,8 @@ Life of a stack, as the functions here drive it:
   on the way stops whatever started and removes the run directory.
 * ``restart``: like ``kubectl rollout restart`` with maxSurge 1, maxUnavailable 0: for each replica
   a new one (new template hash, new pod name) starts, turns ready and is UP in HAProxy before the
-  old one is set to drain in HAProxy, sent SIGTERM, and killed if it outlives a bound.
+  old one is set to drain in HAProxy, sent SIGTERM, and killed if it outlives a bound. The old one
+  drains while the next replacement starts.
 * ``scale``: new replicas join the same way; removed ones leave the same way.
 * ``down``: HAProxy soft-stops, the replicas get SIGTERM and drain, SIGKILL after a bound, and the
   run directory goes. Idempotent.
@@ -46,8 +47,9 @@ from podtally.spec import check_dns1123_label, check_hostname
 Progress = Callable[[str], None]
 
 MAX_REPLICAS = 64
-# One slot more than the most replicas: a rolling restart runs one extra replica at a time.
-SERVER_SLOTS = MAX_REPLICAS + 1
+# HAProxy server slots: during a rolling restart, old replicas still draining and their
+# replacements hold a slot each. Empty slots sit in maintenance and cost nothing.
+SERVER_SLOTS = 2 * MAX_REPLICAS
 ZONES = ("local-a", "local-b", "local-c")
 LOOPBACK = "127.0.0.1"
 # Replica k (1-based) listens on 127.0.0.(10+k) where the OS routes all of 127.0.0.0/8 (Linux).
@@ -353,6 +355,7 @@ class _Runner:
         self.progress = progress
         self.config = StackConfig.from_dict(state.config)
         self.api = hap.RuntimeApi(Path(state.socket_path))
+        self._terminated: dict[int, float] = {}  # pid -> when it got SIGTERM
 
     # state
     def save(self) -> None:
@@ -503,17 +506,23 @@ class _Runner:
 
     def retire(self, records: list[st.ReplicaRecord]) -> None:
         """Take replicas out of rotation, then stop them: drain in HAProxy, SIGTERM, SIGKILL."""
-        if not records:
-            return
+        self.drain(records)
+        self.finish(records, wait=True)
+
+    def drain(self, records: list[st.ReplicaRecord]) -> None:
+        """Stop sending replicas new requests, let theirs finish, then SIGTERM them.
+
+        They stay in the state (and keep answering for their drain time) until :meth:`finish`.
+        """
         attached = [r for r in records if r.server]
-        if self.haproxy_alive():
+        if attached and self.haproxy_alive():
             for record in attached:
                 with contextlib.suppress(OSError, PodtallyError):
                     self.api.set_state(hap.server_name(record.server), "drain")
-            # Let requests already on their way to these replicas finish (bounded).
+            # Requests already on their way to these replicas finish first (bounded).
             deadline = time.monotonic() + max(2.0, self.config.drain_seconds)
             names = {hap.server_name(r.server) for r in attached}
-            while names and time.monotonic() < deadline:
+            while time.monotonic() < deadline:
                 try:
                     stats = self.api.servers()
                 except OSError:
@@ -521,15 +530,38 @@ class _Runner:
                 if all(stats[n].sessions == 0 for n in names if n in stats):
                     break
                 time.sleep(_POLL)
-        pids = [r.pid for r in records if self.replica_alive(r)]
-        st.stop_groups(pids, signal.SIGTERM, grace=self.config.drain_seconds + 10.0)
-        if self.haproxy_alive():
-            for record in attached:
-                with contextlib.suppress(OSError, PodtallyError):
-                    self.api.set_state(hap.server_name(record.server), "maint")
         for record in records:
+            if self.replica_alive(record):
+                st.signal_pid(record.pid, signal.SIGTERM)
+            self._terminated.setdefault(record.pid, time.monotonic())
+
+    def finish(self, records: list[st.ReplicaRecord], wait: bool) -> list[st.ReplicaRecord]:
+        """Forget drained replicas once they exited; return those still running.
+
+        With ``wait``, wait for each until its drain time plus a bound has passed since SIGTERM,
+        then SIGKILL its process group. Without, only collect the ones already gone.
+        """
+        grace = self.config.drain_seconds + 10.0
+        if wait:
+            for record in records:
+                since = self._terminated.get(record.pid, time.monotonic())
+                left = st.wait_gone([record.pid], max(0.0, since + grace - time.monotonic()))
+                if left:
+                    st.signal_group(record.pid, signal.SIGKILL)
+                    if st.wait_gone(left, 5.0):
+                        raise PodtallyError(f"replica {record.pod} survived SIGKILL")
+        done = [r for r in records if not st.group_alive(r.pid)]
+        if done and self.haproxy_alive():
+            for record in done:
+                if record.server:
+                    with contextlib.suppress(OSError, PodtallyError):
+                        self.api.set_state(hap.server_name(record.server), "maint")
+        for record in done:
             self.state.replicas.remove(record)
-        self.save()
+            self._terminated.pop(record.pid, None)
+        if done:
+            self.save()
+        return [r for r in records if r not in done]
 
     # HAProxy
     def layout(self) -> hap.Layout:
@@ -812,22 +844,29 @@ def restart(
         runner.state.template_hash = template_hash
         runner.save()
         old = sorted(runner.state.replicas, key=lambda r: (r.ordinal, r.started_at))
-        for index, previous in enumerate(old, start=1):
-            fresh = runner.start_replica(previous.ordinal, template_hash)
-            say(
-                f"[{index}/{len(old)}] started {fresh.pod} on {fresh.node} "
-                f"to replace {previous.pod}"
-            )
-            try:
-                runner.wait_ready([fresh])
-                runner.attach(fresh)
-                runner.wait_up([fresh])
-            except BaseException:
-                with _no_interrupts():
-                    runner.retire([fresh])
-                raise
-            say(f"[{index}/{len(old)}] {fresh.pod} is UP; draining {previous.pod}")
-            runner.retire([previous])
+        draining: list[st.ReplicaRecord] = []
+        try:
+            for index, previous in enumerate(old, start=1):
+                step = f"[{index}/{len(old)}]"
+                fresh = runner.start_replica(previous.ordinal, template_hash)
+                say(f"{step} started {fresh.pod} on {fresh.node} to replace {previous.pod}")
+                try:
+                    runner.wait_ready([fresh])
+                    runner.attach(fresh)
+                    runner.wait_up([fresh])
+                except BaseException:
+                    with _no_interrupts():
+                        runner.retire([fresh])
+                    raise
+                say(f"{step} {fresh.pod} is UP; draining {previous.pod}")
+                # The old replica drains while the next new one starts, as in a Deployment.
+                runner.drain([previous])
+                draining = runner.finish([*draining, previous], wait=False)
+            if draining:
+                say(f"waiting for {len(draining)} old replica(s) to finish draining")
+        finally:
+            with _no_interrupts():
+                runner.finish(draining, wait=True)
         runner.write_haproxy_config()
         return runner.snapshot()
 
