@@ -198,3 +198,9 @@ def test_progress_bar_only_on_a_terminal(balanced: StubServer) -> None:
     assert re.search(r"\[#+-*\]\s+\d+%\s+\d+ in [\d.]+/1.5s\s+[\d,]+/s\s+0 errors", text), text
     assert text.endswith("\r\x1b[K")  # the bar is wiped before the report
     assert b"verdict: PASS" in out
+
+
+def test_observations_disk_full_is_one_line(balanced: StubServer) -> None:
+    proc = podtally("verify", balanced.url, "-n", "20", "--observations", "/dev/full")
+    assert proc.returncode == 3
+    assert proc.stderr == "error: --observations /dev/full: No space left on device\n"

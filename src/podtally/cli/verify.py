@@ -17,7 +17,7 @@ from types import FrameType
 from typing import IO, TYPE_CHECKING, Any
 
 from podtally.cli.common import err, require_extra, stderr_is_tty
-from podtally.errors import UsageError
+from podtally.errors import PodtallyError, UsageError
 
 if TYPE_CHECKING:
     from podtally.verify import Observation, Progress, VerifyOptions, VerifyResult
@@ -241,12 +241,20 @@ def _observation_writer(path: Path | None) -> Iterator[Callable[[Observation], N
         handle = path.open("w", encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"--observations {path}: cannot write it: {exc.strerror}") from None
-    with handle:
 
-        def write(observation: Observation) -> None:
+    def write(observation: Observation) -> None:
+        try:
             handle.write(observation_line(observation))
+        except OSError as exc:
+            raise PodtallyError(f"--observations {path}: {exc.strerror}") from None
 
+    try:
         yield write
+    finally:
+        try:
+            handle.close()
+        except OSError as exc:
+            raise PodtallyError(f"--observations {path}: {exc.strerror}") from None
 
 
 def _run_and_print(args: argparse.Namespace, options: VerifyOptions) -> int:
@@ -293,6 +301,8 @@ def _parse_ports(text: str) -> tuple[int, int, int]:
 def _sigterm_as_sigint(signum: int, frame: FrameType | None) -> None:
     """SIGTERM does what Ctrl-C does: while requests run, the event loop cancels them cleanly
     (raising here could land inside a transport callback); either way `finally` tears down."""
+    if signal.getsignal(signal.SIGINT) in (signal.SIG_IGN, signal.SIG_DFL, None):
+        raise KeyboardInterrupt  # SIGINT is ignored (a background job): stop all the same
     signal.raise_signal(signal.SIGINT)
 
 
