@@ -135,7 +135,7 @@ def build(settings: Settings) -> Network:
 
     # NAT: one gateway in the first zone (cheap, one zone's failure cuts egress for all), or
     # one per zone (each zone's nodes leave through their own zone).
-    nat_zones = zones[:1]
+    nat_zones = zones if settings.nat_mode == "per-zone" else zones[:1]
     nat_gateways: list[aws.ec2.NatGateway] = []
     for index, zone in enumerate(nat_zones):
         eip = aws.ec2.Eip(f"{name}-nat-{zone}", domain="vpc", tags={"Name": f"{name}-nat-{zone}"})
