@@ -64,8 +64,21 @@ def _with_arn(value: Any, placeholder: str, arn: pulumi.Output[str]) -> Any:
     if isinstance(value, list):
         return [_with_arn(v, placeholder, arn) for v in value]
     if isinstance(value, str) and placeholder in value:
-        return arn.apply(lambda real, text=value: text.replace(placeholder, real))
+        text = value
+
+        def swap(real: str) -> str:
+            return text.replace(placeholder, real)
+
+        return arn.apply(swap)
     return value
+
+
+def _alb_hostname(status: k8s.networking.v1.outputs.IngressStatus | None) -> str:
+    """The ALB's DNS name from the Ingress status the controller writes."""
+    entries = status.load_balancer.ingress if status and status.load_balancer else None
+    if not entries or not entries[0].hostname:
+        raise pulumi.RunError("the Ingress has no load balancer address; see the controller logs")
+    return entries[0].hostname
 
 
 def manifests(settings: Settings, image: str, account_id: str) -> tuple[list[dict[str, Any]], str]:
@@ -122,7 +135,7 @@ def build(
         raise pulumi.RunError("podtally.k8s rendered no Ingress for the eks profile")
 
     # Pulumi waits for the Ingress to get an address, so this is the ALB's DNS name.
-    alb_hostname = ingress.status.apply(lambda s: s.load_balancer.ingress[0].hostname)
+    alb_hostname = ingress.status.apply(_alb_hostname)
     alb_zone_id = aws.lb.get_hosted_zone_id(
         load_balancer_type="application", region=settings.region
     ).id

@@ -29,12 +29,22 @@ def build(settings: Settings) -> Certificate:
     option = cert.domain_validation_options.apply(
         lambda options: next(o for o in options if o.domain_name == settings.hostname)
     )
+
+    def field(name: str) -> pulumi.Output[str]:
+        def pick(o: aws.acm.outputs.CertificateDomainValidationOption) -> str:
+            value = getattr(o, name)
+            if not value:
+                raise pulumi.RunError(f"ACM gave no {name} for {settings.hostname}")
+            return str(value)
+
+        return option.apply(pick)
+
     record = aws.route53.Record(
         f"{settings.app_name}-cert-validation",
         zone_id=zone.zone_id,
-        name=option.apply(lambda o: o.resource_record_name),
-        type=option.apply(lambda o: o.resource_record_type),
-        records=[option.apply(lambda o: o.resource_record_value)],
+        name=field("resource_record_name"),
+        type=field("resource_record_type"),
+        records=[field("resource_record_value")],
         ttl=60,
         allow_overwrite=True,
     )

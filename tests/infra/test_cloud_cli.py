@@ -170,3 +170,41 @@ def test_state_lives_outside_the_repository(tmp_path: Path) -> None:
     assert not Path(url.removeprefix("file://")).is_relative_to(REPO)
     assert backend_url({"XDG_STATE_HOME": str(tmp_path)}) == f"file://{tmp_path}/podtally/pulumi"
     assert backend_url({"PULUMI_BACKEND_URL": "s3://bucket/podtally"}) == "s3://bucket/podtally"
+
+
+def test_cloud_verify_runs_the_verifier_on_the_stack_outputs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The stack cannot exist here, so its outputs are given; the verifier and the service are
+    real: one `podtally serve` on loopback, and the verifier's own exit code comes back."""
+    from tests.support import start_serve
+
+    import podtally.cloud
+    from podtally.cli import main
+
+    server = start_serve(tmp_path, host="127.0.0.66", env={"POD_NAME": "only-pod"})
+    try:
+        outputs = {"url": server.url + "/", "replicas": 1}
+        seen: list[str] = []
+
+        def read_outputs(ref: podtally.cloud.StackRef, progress: object) -> dict[str, object]:
+            seen.append(ref.name)
+            return outputs
+
+        monkeypatch.setattr(podtally.cloud, "read_outputs", read_outputs)
+        code = main(["cloud", "verify", "--stack", "dev", "--", "--requests", "20", "--json"])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        assert seen == ["dev"]
+        assert f"podtally verify {server.url}/ --expect-pods 1 --requests 20" in captured.err
+        assert "only-pod" in captured.out
+
+        outputs["replicas"] = 2  # one pod answers, two expected: the verifier's verdict is 1
+        assert main(["cloud", "verify", "--", "--requests", "20", "--json"]) == 1
+        capsys.readouterr()
+
+        outputs.pop("url")
+        assert main(["cloud", "verify"]) == 3
+        assert "has no url/replicas outputs" in capsys.readouterr().err
+    finally:
+        server.stop()
