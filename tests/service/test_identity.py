@@ -26,7 +26,7 @@ from cryptography.x509.oid import NameOID
 from podtally.identity import resolve
 
 STANDIN = "127.0.0.25"
-TOKEN = "test-service-account-token"
+TOKEN = "test-service-account-token"  # noqa: S105 - a stand-in's token
 
 
 def _quiet(handler: type[BaseHTTPRequestHandler]) -> type[BaseHTTPRequestHandler]:
