@@ -422,7 +422,9 @@ class _Runner:
             "--drain-seconds",
             f"{self.config.drain_seconds:g}",
         ]
-        with open(log_path, "ab") as log:
+        # A Ctrl-C between the spawn and the record would leave a replica no cleanup knows of:
+        # hold signals until the new process is in the state.
+        with _deferred_interrupts(), open(log_path, "ab") as log:
             process = subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL,
@@ -432,22 +434,22 @@ class _Runner:
                 env=env,
                 cwd=self.state.path,
             )
-        st.adopt(process)
-        record = st.ReplicaRecord(
-            ordinal=ordinal,
-            server=0,
-            pod=pod,
-            node=node,
-            zone=zone,
-            address=address,
-            port=port,
-            pid=process.pid,
-            template_hash=template_hash,
-            log=str(log_path),
-            started_at=time.time(),
-        )
-        self.state.replicas.append(record)
-        self.save()
+            st.adopt(process)
+            record = st.ReplicaRecord(
+                ordinal=ordinal,
+                server=0,
+                pod=pod,
+                node=node,
+                zone=zone,
+                address=address,
+                port=port,
+                pid=process.pid,
+                template_hash=template_hash,
+                log=str(log_path),
+                started_at=time.time(),
+            )
+            self.state.replicas.append(record)
+            self.save()
         return record
 
     def wait_ready(self, records: list[st.ReplicaRecord]) -> None:
@@ -592,7 +594,8 @@ class _Runner:
         path = self.write_haproxy_config()
         hap.check_config(self.state.haproxy_binary, path)
         log_path = self.state.path / "logs" / "haproxy.log"
-        with open(log_path, "ab") as log:
+        # As for replicas: hold signals until the new process is in the state.
+        with _deferred_interrupts(), open(log_path, "ab") as log:
             process = subprocess.Popen(
                 [self.state.haproxy_binary, "-f", str(path)],
                 stdin=subprocess.DEVNULL,
@@ -601,9 +604,9 @@ class _Runner:
                 start_new_session=True,
                 cwd=self.state.path,
             )
-        st.adopt(process)
-        self.state.haproxy_pid = process.pid
-        self.save()
+            st.adopt(process)
+            self.state.haproxy_pid = process.pid
+            self.save()
         waiter = _Waiter("HAProxy to start", self.config.ready_timeout, self.progress)
         while not self.api.available():
             if not st.pid_alive(process.pid):
@@ -679,6 +682,33 @@ def _socket_path(run_dir: Path) -> str:
         return str(path)
     digest = hashlib.sha256(str(run_dir).encode()).hexdigest()[:16]
     return str(Path(tempfile.gettempdir()) / f"podtally-{os.getuid()}-{digest}.sock")
+
+
+@contextlib.contextmanager
+def _deferred_interrupts() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM for the length of the block, then deliver them (main thread only).
+
+    Unlike :func:`_no_interrupts`, nothing is lost: a signal that arrives inside the block is
+    raised again, with the handlers of before, as soon as the block is done.
+    """
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        held.append(signum)
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if held:
+            signal.raise_signal(held[0])
 
 
 @contextlib.contextmanager
