@@ -40,6 +40,8 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in IDENTITY_ENV}
     # Never read a real service-account directory, even on a machine that has one.
     env["PODTALLY_SERVICEACCOUNT_DIR"] = "/nonexistent/podtally-test"
+    # Never ask a real instance metadata service, even when the tests run on EC2.
+    env["PODTALLY_IMDS_ENDPOINT"] = "off"
     env.update(extra or {})
     return env
 
@@ -140,3 +142,22 @@ def start_serve(
         server.stop()
         raise AssertionError(f"serve never became ready: {log_path.read_text()}")
     return server
+
+
+def run_cli(
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m podtally ARGS`` as a user would, with a clean identity environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "podtally", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=clean_env(env),
+        cwd=cwd,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import json
 import logging
 import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import Mapping
@@ -25,6 +23,7 @@ from datetime import UTC, datetime
 
 from podtally import __version__, identity
 from podtally.errors import PodtallyError, UsageError
+from podtally.net import bind_error
 from podtally.service.config import ServeConfig
 from podtally.service.lifecycle import Lifecycle, Phase
 from podtally.service.metrics import Metrics
@@ -44,19 +43,10 @@ def log_event(event: str, fields: Mapping[str, object] | None = None) -> None:
 
 def _check_port_free(host: str, port: int) -> None:
     """Fail early and clearly: the HTTP library reuses ports, so a clash could go unnoticed."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise UsageError(f"port {port} on {host} is already in use") from None
-            if exc.errno == errno.EADDRNOTAVAIL:
-                raise UsageError(f"address {host} is not available on this machine") from None
-            if exc.errno == errno.EACCES:
-                raise UsageError(f"permission denied binding {host}:{port}") from None
-            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    reason = bind_error(host, port)
+    if reason:
+        where = f"address {host}" if "not an address" in reason else f"port {port} on {host}"
+        raise UsageError(f"{where} {reason}")
 
 
 async def _wait_listening(host: str, port: int, timeout: float) -> bool:
@@ -88,7 +78,9 @@ class Replica:
     def _on_signal(self, signum: int) -> None:
         self._signals += 1
         if self._signals > 1:
-            log_event("stopped", {"reason": f"second {signal.Signals(signum).name}", "code": 1})
+            log_event(
+                "stopped", {"reason": f"second {signal.Signals(signum).name}", "code": 128 + signum}
+            )
             os._exit(128 + signum)
         self.lifecycle.phase = Phase.DRAINING
         log_event(
@@ -161,8 +153,8 @@ class Replica:
             await asyncio.wait_for(serving, timeout=cfg.shutdown_timeout)
         except TimeoutError:
             self.lifecycle.phase = Phase.STOPPED
-            log_event("stopped", {"reason": "in-flight requests outlived the bound", "code": 1})
-            return 1
+            log_event("stopped", {"reason": "in-flight requests outlived the bound", "code": 3})
+            return 3
         self.lifecycle.phase = Phase.STOPPED
         log_event("stopped", {"reason": "drained", "code": 0})
         return 0
