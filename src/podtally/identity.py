@@ -240,7 +240,7 @@ def resolve(
 
     ``env`` defaults to the process environment. ``PODTALLY_SERVICEACCOUNT_DIR`` and
     ``PODTALLY_IMDS_ENDPOINT`` point the lookups elsewhere (tests use loopback stand-ins); IMDS is
-    only asked on EC2 or when its endpoint is given explicitly.
+    only asked on EC2 or when its endpoint is given explicitly, and never when that is ``off``.
     """
     env = os.environ if env is None else env
     sa_dir = serviceaccount_dir or Path(env.get("PODTALLY_SERVICEACCOUNT_DIR", SERVICEACCOUNT_DIR))
@@ -274,8 +274,10 @@ def resolve(
         if found:
             zone = Field(found, "kubernetes-api")
         else:
-            endpoint = env.get("PODTALLY_IMDS_ENDPOINT")
-            if endpoint or _looks_like_ec2():
+            endpoint = env.get("PODTALLY_IMDS_ENDPOINT", "").strip()
+            if endpoint == "off":
+                found = None
+            elif endpoint or _looks_like_ec2():
                 found = _zone_from_imds(endpoint or IMDS_ENDPOINT, deadline, log)
             zone = Field(found, "imds") if found else Field("unknown", "fallback")
 

@@ -6,25 +6,26 @@ name, a replica count or a hostname is validated once, here, with the same one-l
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from typing import Literal
 
 from podtally.errors import UsageError
+from podtally.service.config import DEFAULT_PORT
 
 Profile = Literal["generic", "eks"]
 PROFILES: tuple[Profile, ...] = ("generic", "eks")
 
 DEFAULT_IMAGE = "ghcr.io/podtally/podtally:0.1.0"
-DEFAULT_PORT = 8080
 # How long a replica keeps answering after SIGTERM (with /readyz at 503), by profile. Behind the
 # AWS Load Balancer Controller the ALB stops sending to a removed pod IP only after the controller
 # has seen the endpoint change and the ALB has applied the deregistration: that takes longer
 # than kube-proxy or an in-cluster ingress controller needs.
 DEFAULT_DRAIN_SECONDS: dict[Profile, int] = {"generic": 5, "eks": 20}
-PROFILE_DEFAULT = -1  # drain_seconds: take DEFAULT_DRAIN_SECONDS[profile]
 
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _HOST_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _ACM_ARN = re.compile(r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[A-Za-z0-9-]+$")
 # registry/path:tag or registry/path@sha256:<64 hex>, as the OCI distribution spec names them.
@@ -46,8 +47,21 @@ def check_dns1123_label(value: str, what: str) -> str:
     return value
 
 
+def check_dns1035_label(value: str, what: str) -> str:
+    """Return ``value`` if it is a DNS-1035 label (Service names), else raise."""
+    if len(value) > 63 or not _DNS1035_LABEL.match(value):
+        raise UsageError(
+            f"{what} {value!r} is not a DNS-1035 label (it names the Service: lower-case "
+            "letters, digits and '-', start with a letter, end alphanumeric, at most 63)"
+        )
+    return value
+
+
 def check_hostname(value: str, what: str = "host") -> str:
-    """Return ``value`` if it is a fully valid DNS hostname (RFC 1123), else raise."""
+    """Return ``value`` if it is a fully valid DNS hostname (RFC 1123), else raise.
+
+    An IPv4 address also passes (its labels are digits); :func:`check_ingress_host` does not.
+    """
     name = value[:-1] if value.endswith(".") else value
     labels = name.split(".")
     if (
@@ -57,6 +71,19 @@ def check_hostname(value: str, what: str = "host") -> str:
     ):
         raise UsageError(f"{what} {value!r} is not a valid DNS hostname")
     return name
+
+
+def check_ingress_host(value: str, what: str = "host") -> str:
+    """A hostname for an Ingress rule: a DNS name, never an IP address (the API server's rule)."""
+    name = check_hostname(value, what)
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return name
+    raise UsageError(
+        f"{what} {value!r} is an IP address; an Ingress host must be a DNS name "
+        "(leave --host out to serve any host)"
+    )
 
 
 def check_certificate_arn(value: str) -> str:
@@ -94,7 +121,8 @@ class AppSpec:
     profile: Profile = "generic"
     certificate_arn: str | None = None
     zone_lookup: bool = False
-    drain_seconds: int = PROFILE_DEFAULT  # resolved to DEFAULT_DRAIN_SECONDS[profile]
+    # None: the profile's default, DEFAULT_DRAIN_SECONDS[profile]; resolved in __post_init__.
+    drain_seconds: int | None = None
     port: int = DEFAULT_PORT
     ingress_class: str | None = None
     tls_secret: str | None = None
@@ -102,8 +130,16 @@ class AppSpec:
     max_replicas: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def drain(self) -> int:
+        """The drain in seconds, with the profile's default filled in (never None)."""
+        if self.drain_seconds is None:
+            return DEFAULT_DRAIN_SECONDS[self.profile]
+        return self.drain_seconds
+
     def __post_init__(self) -> None:
-        check_dns1123_label(self.name, "name")
+        # The name is every object's name, the Service's included: the stricter DNS-1035 rule.
+        check_dns1035_label(self.name, "name")
         check_dns1123_label(self.namespace, "namespace")
         if self.replicas < 1:
             raise UsageError(f"replicas must be at least 1, got {self.replicas}")
@@ -114,14 +150,14 @@ class AppSpec:
         if self.profile not in PROFILES:
             raise UsageError(f"profile {self.profile!r} is not one of {', '.join(PROFILES)}")
         check_image(self.image)
-        if self.drain_seconds == PROFILE_DEFAULT:
+        if self.drain_seconds is None:
             object.__setattr__(self, "drain_seconds", DEFAULT_DRAIN_SECONDS[self.profile])
         if self.host is not None:
-            object.__setattr__(self, "host", check_hostname(self.host))
+            object.__setattr__(self, "host", check_ingress_host(self.host))
         if self.certificate_arn is not None:
             check_certificate_arn(self.certificate_arn)
-        if not 0 <= self.drain_seconds <= 3600:
-            raise UsageError(f"drain seconds must be between 0 and 3600, got {self.drain_seconds}")
+        if not 0 <= self.drain <= 3600:
+            raise UsageError(f"drain seconds must be between 0 and 3600, got {self.drain}")
         if not 1 <= self.port <= 65535:
             raise UsageError(f"port must be between 1 and 65535, got {self.port}")
         if self.ingress_class is not None:

@@ -12,6 +12,7 @@ import yaml
 
 from podtally.k8s import render
 from podtally.k8s.render import IN_FLIGHT_SECONDS, alb_annotations
+from podtally.errors import UsageError
 from podtally.spec import AppSpec
 from tests.k8s.helpers import ARN, DIGEST_IMAGE, MATRIX, by_kind, podtally
 
@@ -384,6 +385,14 @@ BAD_INPUT = {
     "tls-secret-without-host": ["--tls-secret", "x-tls"],
     "class-on-eks": ["--profile", "eks", "--certificate-arn", ARN, "--ingress-class", "nginx"],
     "drain-out-of-range": ["--drain-seconds", "9999"],
+    # -1 was once the "profile default" sentinel: it must be an error like any negative value.
+    "drain-minus-one": ["--drain-seconds", "-1"],
+    "drain-negative": ["--drain-seconds", "-7"],
+    # A Service name is a DNS-1035 label: it must start with a letter.
+    "name-starts-with-digit": ["--name", "1pod"],
+    # Ingress rule hosts are DNS names; the API server rejects IP addresses.
+    "host-is-ipv4": ["--host", "10.0.0.1"],
+    "host-is-ipv4-eks": ["--profile", "eks", "--host", "192.168.1.10"],
     "unknown-profile": ["--profile", "gke"],
     "unknown-output": ["-o", "xml"],
 }
@@ -397,3 +406,39 @@ def test_bad_input_is_one_line_and_exit_2(case: str) -> None:
     lines = out.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--drain-seconds", "-1"], ["drain seconds", "-1"]),
+        (["--name", "1pod"], ["DNS-1035", "'1pod'", "start with a letter"]),
+        (["--host", "10.0.0.1"], ["'10.0.0.1'", "IP address"]),
+    ],
+    ids=["negative-drain", "name-dns1035", "ip-host"],
+)
+def test_bad_input_says_what_is_wrong(args: list[str], words: list[str]) -> None:
+    out = podtally("manifests", *args)
+    assert out.returncode == 2, out.stderr
+    for word in words:
+        assert word in out.stderr, (word, out.stderr)
+
+
+def test_spec_rejects_what_the_api_server_would() -> None:
+    for bad in (
+        {"drain_seconds": -1},
+        {"drain_seconds": -30},
+        {"name": "1pod"},
+        {"name": "0"},
+        {"host": "10.0.0.1"},
+        {"host": "10.0.0.1."},
+    ):
+        with pytest.raises(UsageError):
+            AppSpec(**bad)  # type: ignore[arg-type]
+    # None means "the profile's default"; 0 is a real value (no drain).
+    assert AppSpec(drain_seconds=None).drain_seconds == 5
+    assert AppSpec(drain_seconds=0).drain_seconds == 0
+    # Digits are fine after the first letter, and in the namespace (a DNS-1123 label).
+    assert AppSpec(name="pod1", namespace="1apps").name == "pod1"
+    # Hostnames with numeric labels that are not IP addresses stay valid.
+    assert AppSpec(host="10.example.com").host == "10.example.com"

@@ -12,6 +12,7 @@ import json
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -174,6 +175,8 @@ def events_log() -> tuple[list[tuple[str, dict[str, Any]]], Any]:
 
 
 NOWHERE = Path("/nonexistent/podtally-test")
+# Tests that do not stand in for IMDS switch it off, so a run on EC2 never asks the real one.
+OFF = {"PODTALLY_IMDS_ENDPOINT": "off"}
 
 
 def test_downward_api_names() -> None:
@@ -201,7 +204,7 @@ def test_the_original_exercises_names_work_too() -> None:
         "K8_POD_NAMESPACE": "old-ns",
         "K8_POD_IP": "10.9.9.9",
     }
-    who = resolve("127.0.0.1", env, serviceaccount_dir=NOWHERE)
+    who = resolve("127.0.0.1", {**env, **OFF}, serviceaccount_dir=NOWHERE)
     assert (who.pod.value, who.node.value, who.namespace.value, who.ip.value) == (
         "old-pod",
         "old-node",
@@ -210,23 +213,23 @@ def test_the_original_exercises_names_work_too() -> None:
     )
     assert {f.source for f in (who.pod, who.node, who.namespace, who.ip)} == {"env"}
     # The new names win when both are set.
-    both = resolve("127.0.0.1", {**env, "POD_NAME": "new-pod"}, serviceaccount_dir=NOWHERE)
+    both = resolve("127.0.0.1", {**env, **OFF, "POD_NAME": "new-pod"}, serviceaccount_dir=NOWHERE)
     assert both.pod.value == "new-pod"
 
 
 def test_fallbacks() -> None:
-    who = resolve("127.0.0.26", {}, serviceaccount_dir=NOWHERE)
+    who = resolve("127.0.0.26", OFF, serviceaccount_dir=NOWHERE)
     assert who.pod.value == socket.gethostname() and who.pod.source == "fallback"
     assert (who.node.value, who.node.source) == ("unknown", "fallback")
     assert (who.namespace.value, who.namespace.source) == ("default", "fallback")
     assert (who.ip.value, who.ip.source) == ("127.0.0.26", "fallback")  # the bound address
     assert (who.zone.value, who.zone.source) == ("unknown", "fallback")
-    anywhere = resolve("0.0.0.0", {}, serviceaccount_dir=NOWHERE)
+    anywhere = resolve("0.0.0.0", OFF, serviceaccount_dir=NOWHERE)
     assert not ipaddress.ip_address(anywhere.ip.value).is_unspecified
 
 
 def test_namespace_from_the_service_account_file(sa_dir: Path) -> None:
-    who = resolve("127.0.0.1", {}, serviceaccount_dir=sa_dir)
+    who = resolve("127.0.0.1", OFF, serviceaccount_dir=sa_dir)
     assert (who.namespace.value, who.namespace.source) == ("from-file", "file")
 
 
@@ -276,6 +279,7 @@ def test_node_without_zone_label(pki: Any, sa_dir: Path) -> None:
             "NODE_NAME": "node-a",
             "KUBERNETES_SERVICE_HOST": STANDIN,
             "KUBERNETES_SERVICE_PORT": str(api.port),
+            **OFF,
         }
         who = resolve("127.0.0.1", env, serviceaccount_dir=sa_dir, log=log)
     finally:
@@ -291,6 +295,7 @@ def test_imds_hop_limit_is_reported_and_bounded() -> None:
     silent.bind((STANDIN, 0))
     silent.listen(8)
     seen, log = events_log()
+    started = time.monotonic()
     try:
         env = {"PODTALLY_IMDS_ENDPOINT": f"http://{STANDIN}:{silent.getsockname()[1]}"}
         who = resolve("127.0.0.1", env, serviceaccount_dir=NOWHERE, log=log, budget=0.3)
@@ -298,6 +303,14 @@ def test_imds_hop_limit_is_reported_and_bounded() -> None:
         silent.close()
     assert (who.zone.value, who.zone.source) == ("unknown", "fallback")
     assert seen and "hop limit" in seen[0][1]["reason"]
+    # Bounded by the budget, not by a socket's default timeout (generous for a slow machine).
+    assert time.monotonic() - started < 5
+
+
+def test_imds_off_is_never_asked(imds: _Server) -> None:
+    who = resolve("127.0.0.1", OFF, serviceaccount_dir=NOWHERE)
+    assert who.zone.source == "fallback"
+    assert imds.requests == []
 
 
 def test_the_running_service_reports_its_sources(

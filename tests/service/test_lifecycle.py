@@ -5,14 +5,11 @@ from __future__ import annotations
 import http.client
 import signal
 import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support import clean_env, free_port
+from tests.support import run_cli
 
 
 def test_sigterm_turns_readyz_503_while_the_rest_answers_then_exits_0(serve: Any) -> None:
@@ -64,60 +61,19 @@ def test_second_signal_exits_at_once(serve: Any) -> None:
     assert replica.wait(timeout=20) == 128 + signal.SIGTERM
 
 
-def test_ready_only_after_listening(tmp_path: Path) -> None:
-    port = free_port("127.0.0.24")
-    log = tmp_path / "serve.log"
-    with log.open("wb") as err:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "podtally",
-                "serve",
-                "--host",
-                "127.0.0.24",
-                "--port",
-                str(port),
-            ],
-            stderr=err,
-            env=clean_env(),
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while '"ready"' not in log.read_text():
-            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
-            time.sleep(0.02)
-        # The "ready" event is only logged once a connection to the listener succeeded.
-        with socket.create_connection(("127.0.0.24", port), timeout=2):
-            pass
-    finally:
-        proc.kill()
-        proc.wait()
-
-
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "podtally", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=clean_env(),
-        check=False,
-    )
-
-
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (("--host", "not-an-ip"), "error: host 'not-an-ip' is not an IP address"),
-        (("--host", "127.0.0.1", "--port", "70000"), "error: port must be between 0 and 65535"),
+        (("--host", "127.0.0.1", "--port", "70000"), "error: port must be between 1 and 65535"),
+        (("--host", "127.0.0.1", "--port", "0"), "error: port must be between 1 and 65535"),
         (("--host", "127.0.0.1", "--port", "x"), "error: argument --port: invalid int value"),
         (("--host", "192.0.2.123", "--port", "18080"), "error: address 192.0.2.123 is not"),
         (("--drain-seconds", "-1"), "error: drain seconds must be between 0 and 3600"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...], message: str) -> None:
-    result = _run("serve", *args)
+    result = run_cli("serve", *args)
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith(message), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -126,7 +82,7 @@ def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...], message: str) -
 
 def test_port_in_use_is_one_line_exit_2_and_leaves_nothing(serve: Any) -> None:
     replica = serve(host="127.0.0.24")
-    result = _run("serve", "--host", "127.0.0.24", "--port", str(replica.port))
+    result = run_cli("serve", "--host", "127.0.0.24", "--port", str(replica.port))
     assert result.returncode == 2
     assert result.stderr == f"error: port {replica.port} on 127.0.0.24 is already in use\n"
     # The first replica is still the only one answering on that port.

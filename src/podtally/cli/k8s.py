@@ -72,7 +72,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _manifests(args: argparse.Namespace) -> int:
-    from podtally.spec import DEFAULT_IMAGE, PROFILE_DEFAULT, AppSpec
+    from podtally.spec import DEFAULT_IMAGE, AppSpec
 
     if args.output == "yaml":
         require_extra("local", "yaml")
@@ -88,7 +88,7 @@ def _manifests(args: argparse.Namespace) -> int:
         profile=args.profile,
         certificate_arn=args.certificate_arn,
         zone_lookup=args.zone_lookup,
-        drain_seconds=args.drain_seconds if args.drain_seconds is not None else PROFILE_DEFAULT,
+        drain_seconds=args.drain_seconds,  # None: the profile's default
         ingress_class=args.ingress_class,
         tls_secret=args.tls_secret,
         autoscaling=args.autoscale,

@@ -19,10 +19,13 @@ Two profiles:
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
 from podtally import __version__
+from podtally.identity import ZONE_LABEL
+from podtally.service.config import DEFAULT_SHUTDOWN_TIMEOUT
 from podtally.spec import AppSpec
 
 Obj = dict[str, Any]
@@ -35,16 +38,15 @@ RUN_AS = 10001
 SERVICE_PORT = 80
 PORT_NAME = "http"
 
-# After the drain the service gives in-flight requests this long (`--shutdown-timeout`) before it
-# exits anyway; the grace period covers drain + this + a margin.
-IN_FLIGHT_SECONDS = 10
+# After the drain the service gives in-flight requests this long (`--shutdown-timeout`, the
+# service's own default) before it exits anyway; the grace period covers drain + this + a margin.
+IN_FLIGHT_SECONDS = math.ceil(DEFAULT_SHUTDOWN_TIMEOUT)
 GRACE_MARGIN_SECONDS = 5
 
 # The ALB's TLS policy: TLS 1.3 and 1.2 only, forward-secret AEAD suites
 # (https://docs.aws.amazon.com/elasticloadbalancing/latest/application/describe-ssl-policies.html).
 ALB_SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 
-ZONE_LABEL = "topology.kubernetes.io/zone"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
@@ -52,7 +54,7 @@ _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
 def grace_period_seconds(spec: AppSpec) -> int:
     """terminationGracePeriodSeconds: the drain, then in-flight requests, then a margin."""
-    return spec.drain_seconds + IN_FLIGHT_SECONDS + GRACE_MARGIN_SECONDS
+    return spec.drain + IN_FLIGHT_SECONDS + GRACE_MARGIN_SECONDS
 
 
 def app_version(spec: AppSpec) -> str:
@@ -224,7 +226,7 @@ def container_args(spec: AppSpec) -> list[str]:
         "--port",
         str(spec.port),
         "--drain-seconds",
-        str(spec.drain_seconds),
+        str(spec.drain),
         "--shutdown-timeout",
         str(IN_FLIGHT_SECONDS),
     ]
@@ -447,7 +449,7 @@ def alb_annotations(spec: AppSpec) -> dict[str, str]:
         "success-codes": "200",
         # A removed pod keeps answering for drain_seconds; the ALB lets in-flight requests on it
         # finish within the same window, then forgets it.
-        "target-group-attributes": f"deregistration_delay.timeout_seconds={spec.drain_seconds}",
+        "target-group-attributes": f"deregistration_delay.timeout_seconds={spec.drain}",
         "load-balancer-attributes": "routing.http.drop_invalid_header_fields.enabled=true",
     }
     if spec.tls:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from podtally.errors import PodtallyError
+from podtally.errors import PodtallyError, UsageError
 
 STATE_ENV = "PODTALLY_STATE_DIR"
 STATE_FILE = "state.json"
@@ -43,6 +45,60 @@ def state_root() -> Path:
 
 def resolve_run_dir(name: str, run_dir: Path | None) -> Path:
     return (Path(run_dir) if run_dir is not None else state_root() / name).absolute()
+
+
+# Errors that say the path itself is unusable (the user's choice of directory), not that the
+# machine is in trouble (a full disk, an I/O error).
+_PATH_ERRNOS = frozenset(
+    {
+        errno.ENOTDIR,
+        errno.EEXIST,
+        errno.EISDIR,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ENAMETOOLONG,
+        errno.ELOOP,
+        errno.ENOENT,
+    }
+)
+
+
+def path_error(exc: OSError, action: str, path: Path) -> PodtallyError:
+    """One line for an OSError on the stack's files: UsageError (exit 2) when the path is the
+    problem, PodtallyError (exit 3) otherwise. ``action`` completes "cannot ...", e.g. "create"."""
+    reason = (exc.strerror or str(exc)).lower()
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        reason = "a file is in the way where a directory should be"
+    message = f"cannot {action} {path}: {reason}"
+    if exc.errno in _PATH_ERRNOS:
+        return UsageError(f"{message}; point {STATE_ENV} at a directory you can write to")
+    return PodtallyError(message)
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """UsageError if ``run_dir`` or one of its parents exists but is not a directory."""
+    for path in (run_dir, *run_dir.parents):
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise path_error(exc, "use", path) from exc
+        if not stat.S_ISDIR(mode):
+            raise UsageError(
+                f"cannot use {run_dir} as a run directory: {path} is a file, not a directory; "
+                f"point {STATE_ENV} at a directory"
+            )
+        return  # the nearest existing ancestor is a directory: the rest can be created
+
+
+def make_dirs(path: Path, mode: int = 0o777) -> None:
+    """``mkdir -p``, with a one-line error."""
+    try:
+        path.mkdir(mode=mode, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise path_error(exc, "create", path) from exc
 
 
 @dataclass
@@ -96,6 +152,8 @@ def foreign_entries(run_dir: Path) -> list[str]:
         return sorted(p.name for p in run_dir.iterdir() if p.name not in OWNED_ENTRIES)
     except FileNotFoundError:
         return []
+    except OSError as exc:
+        raise path_error(exc, "list", run_dir) from exc
 
 
 def remove_run_dir(run_dir: Path, socket_path: str | None = None) -> None:
@@ -119,10 +177,13 @@ def save(state: StackState) -> None:
     target = state.path / STATE_FILE
     tmp = target.with_suffix(".tmp")
     data = json.dumps(dataclasses.asdict(state), indent=2, sort_keys=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(data + "\n")
-    os.replace(tmp, target)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(data + "\n")
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise path_error(exc, "write", target) from exc
 
 
 def load(run_dir: Path) -> StackState | None:
@@ -132,7 +193,9 @@ def load(run_dir: Path) -> StackState | None:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
+        raise path_error(exc, "read", path) from exc
+    except ValueError as exc:
         raise PodtallyError(
             f"cannot read {path}: {exc}; remove {run_dir} if no stack runs from it"
         ) from exc
@@ -149,7 +212,10 @@ def load(run_dir: Path) -> StackState | None:
 def _acquire(lock_path: Path, deadline: float) -> int:
     """Open and flock ``lock_path``; retry if it was removed while we waited for it."""
     while True:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise path_error(exc, "create the lock file", lock_path) from exc
         try:
             while True:
                 try:
@@ -180,7 +246,8 @@ def locked(run_dir: Path, timeout: float = 120.0) -> Iterator[None]:
     The lock file sits next to the run directory (``.<name>.lock``), so that ``down`` can remove
     the directory while holding it; the lock file goes too once the run directory is gone.
     """
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    check_run_dir(run_dir)
+    make_dirs(run_dir.parent)
     lock_path = run_dir.parent / f".{run_dir.name}.lock"
     fd = _acquire(lock_path, time.monotonic() + timeout)
     try:

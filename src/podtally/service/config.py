@@ -32,8 +32,8 @@ class ServeConfig:
                 "machine)"
             ) from None
         object.__setattr__(self, "host", str(address))
-        if not 0 <= self.port <= 65535:
-            raise UsageError(f"port must be between 0 and 65535, got {self.port}")
+        if not 1 <= self.port <= 65535:
+            raise UsageError(f"port must be between 1 and 65535, got {self.port}")
         if not 0 <= self.drain_seconds <= 3600:
             raise UsageError(f"drain seconds must be between 0 and 3600, got {self.drain_seconds}")
         if not 0 < self.shutdown_timeout <= 3600:
