@@ -19,6 +19,7 @@ system-deps:
 	@bash scripts/apt-install.sh $(APT_PACKAGES)
 
 $(STAMP): pyproject.toml
+	@bash scripts/check-python.sh $(PYTHON)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip==26.3
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -26,6 +27,7 @@ $(STAMP): pyproject.toml
 
 # checkov pins many libraries of its own, so it gets a virtualenv of its own.
 $(CHECKOV_VENV)/bin/checkov:
+	@bash scripts/check-python.sh $(PYTHON)
 	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
 

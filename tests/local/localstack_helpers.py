@@ -6,8 +6,6 @@ import http.client
 import os
 import socket
 import ssl
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -151,31 +149,27 @@ def tls_get(port: int, server_hostname: str, cafile: Path) -> str:
     return b"".join(chunks).decode()
 
 
-def listening_free(address: str, port: int) -> bool:
-    """True if nothing listens on address:port (we could bind and listen there ourselves)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((address, port))
-            probe.listen(1)
-        except OSError:
-            return False
-    return True
+def stack_processes(run_dir: Path) -> list[str]:
+    """Live processes that belong to the stack whose run directory is ``run_dir``.
 
-
-def processes_with(needle: str) -> list[str]:
-    """Command lines of live processes that contain ``needle`` (this test process excluded)."""
+    The stack starts every replica and HAProxy with ``run_dir`` as its working directory (which
+    /proc still shows, with " (deleted)", once the directory is gone), and HAProxy's command line
+    names ``run_dir/haproxy.cfg``. Test run directories are unique temporary paths, so processes
+    of another test run on the same machine never match.
+    """
+    wanted = str(run_dir.absolute())
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            raw = (entry / "cmdline").read_bytes()
+            cwd = os.readlink(entry / "cwd").removesuffix(" (deleted)")
+            line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
-            continue
-        line = raw.replace(b"\0", b" ").decode(errors="replace")
-        if needle in line and st.pid_alive(int(entry.name)):
-            found.append(f"{entry.name}: {line}")
+            continue  # gone meanwhile, or not ours to look at
+        inside = cwd == wanted or cwd.startswith(wanted + "/")
+        if (inside or wanted + "/" in line) and st.pid_alive(int(entry.name)):
+            found.append(f"{entry.name} (cwd {cwd}): {line}")
     return found
 
 
@@ -187,18 +181,3 @@ def assert_all_gone(pids: list[int], within: float = 0.0) -> None:
     """Every process group in ``pids`` is gone now (or within ``within`` seconds)."""
     alive = st.wait_gone(pids, within)
     assert not alive, f"processes still running: {alive}"
-
-
-def podtally(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    """Run the real `podtally` CLI (python -m podtally) and capture its output."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "podtally", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=timeout,
-        check=False,
-    )

@@ -4,14 +4,15 @@
 - ``StubServer``: a stdlib HTTP server on loopback for what the real service never does (no
   identity, identity only in the body, redirects, errors), recording the client ports it saw;
 - raw listeners that accept and then hang, or accept and reset;
-- a throw-away CA and server certificate (cryptography) for TLS.
+- a throw-away CA and server certificate (the local stack's own generator) for TLS;
+- a guard that fails any test whose verifier would ask DNS for a name.
 
 Ports: this area owns 20000-20499; each test module passes its own base.
 """
 
 from __future__ import annotations
 
-import datetime
+import contextlib
 import ipaddress
 import socket
 import ssl
@@ -226,89 +227,39 @@ def raw_listener() -> Iterator[Callable[[str, int, str], RawListener]]:
 @dataclass
 class Certs:
     ca: Path
-    cert: Path
-    key: Path
+    server_pem: Path  # certificate then key, as HAProxy takes it
     other_ca: Path  # a CA that did not sign the server certificate
 
     def server_context(self) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.cert, self.key)
+        context.load_cert_chain(self.server_pem)
         return context
 
 
-def make_certs(directory: Path, names: tuple[str, ...] = ("podtally.test",)) -> Certs:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+def make_certs(directory: Path, name: str = "podtally.test") -> Certs:
+    """The local stack's own CA and server certificate (localhost, 127.0.0.1 and ``name``)."""
+    from podtally.local.tls import generate
 
-    now = datetime.datetime.now(datetime.UTC)
+    files = generate(directory / "signed", "verify-test", host=name)
+    other = generate(directory / "other", "some-other-ca")
+    return Certs(ca=files.ca_cert, server_pem=files.server_pem, other_ca=other.ca_cert)
 
-    def ca_cert(common_name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-            )
-            .sign(key, hashes.SHA256())
-        )
-        return key, cert
 
-    ca_key, ca = ca_cert("podtally verify test CA")
-    _, other = ca_cert("some other CA")
-    leaf_key = ec.generate_private_key(ec.SECP256R1())
-    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in names]
-    sans.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
-        .issuer_name(ca.subject)
-        .public_key(leaf_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    pem = serialization.Encoding.PEM
-    paths = Certs(
-        ca=directory / "ca.pem",
-        cert=directory / "server.pem",
-        key=directory / "server.key",
-        other_ca=directory / "other-ca.pem",
-    )
-    paths.ca.write_bytes(ca.public_bytes(pem))
-    paths.other_ca.write_bytes(other.public_bytes(pem))
-    paths.cert.write_bytes(leaf.public_bytes(pem))
-    paths.key.write_bytes(
-        leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return paths
+# --- no DNS -------------------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def _no_dns_queries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The verifier's tests never ask DNS for a name: only loopback literals and ``localhost``
+    reach the system resolver; anything else fails the test instead of leaving the machine."""
+    from podtally.verify import probe
+
+    real = probe.system_addresses
+
+    async def guarded(host: str, port: int) -> list[str]:
+        local = host == "localhost"
+        with contextlib.suppress(ValueError):
+            local = ipaddress.ip_address(host).is_loopback
+        if not local:
+            pytest.fail(f"a test asked DNS for {host!r}: use --resolve or an injected resolver")
+        return await real(host, port)
+
+    monkeypatch.setattr(probe, "system_addresses", guarded)

@@ -7,6 +7,7 @@ Ports 20020-20099.
 
 from __future__ import annotations
 
+import socket
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -318,13 +319,15 @@ def test_duration_bounds_the_run_and_progress_is_reported(replicas: Replicas) ->
         progress=updates.append,
         on_observation=seen.append,
     )
+    # Only bounds a slow machine cannot break: no request starts at or after the deadline, the
+    # run lasts at least until it, and request i starts no sooner than i/rate (so at most
+    # 0.4 s * 200/s = 80 requests). How many fit in is the machine's business.
     assert result.elapsed >= 0.4
-    assert all(o.start < 0.4 + 0.05 for o in seen)
-    assert 10 < result.requests <= 0.45 * 200 + 2
-    assert len(updates) >= 3
-    assert updates[-1].done == result.requests
+    assert seen and all(o.start < 0.4 for o in seen)
+    assert 1 <= result.requests <= 80
+    assert updates and updates[-1].done == result.requests
     assert [u.done for u in updates] == sorted(u.done for u in updates)
-    assert updates[-1].fraction == pytest.approx(1.0, abs=0.15)
+    assert updates[-1].fraction == 1.0
 
 
 # --- bad input ----------------------------------------------------------------------------------
@@ -340,6 +343,12 @@ def test_duration_bounds_the_run_and_progress_is_reported(replicas: Replicas) ->
         ({"url": "http://x/", "requests": None}, "give a number of requests"),
         ({"url": "http://x/", "alpha": 1.5}, "--alpha"),
         ({"url": "http://x/", "cacert": Path("/nonexistent.pem")}, "no such file"),
+        ({"url": "http://x/", "cacert": Path("/")}, "not a file"),
+        ({"url": "http://x/", "cacert": Path(__file__)}, "cannot load it as PEM"),
+        ({"url": "http://" + "ü" * 70 + ".test/"}, "host .* is not valid"),
+        ({"url": "http://x/", "headers": (("X-A", "☃"),)}, "not Latin-1"),
+        ({"url": "http://x/", "headers": (("X-☃", "a"),)}, "header name 'X-☃' is not valid"),
+        ({"url": "http://x/", "headers": (("X-A", "a\x00b"),)}, "control character"),
     ],
 )
 def test_bad_options_are_usage_errors(kwargs: dict[str, object], message: str) -> None:
@@ -364,9 +373,56 @@ def test_resolve_accepts_ipv6_in_brackets() -> None:
 
 
 def test_unresolvable_host_fails_before_sending() -> None:
+    """Name resolution is injected: no DNS query leaves the machine in any test."""
+    asked: list[tuple[str, int]] = []
+
+    async def no_such_host(host: str, port: int) -> list[str]:
+        asked.append((host, port))
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    seen: list[Observation] = []
     with pytest.raises(PodtallyError, match="cannot resolve host") as info:
-        run(VerifyOptions("http://does-not-exist.invalid:20044/", requests=1))
+        run(
+            VerifyOptions("http://nowhere.podtally.test:20044/", requests=3),
+            on_observation=seen.append,
+            resolver=no_such_host,
+        )
     assert info.value.exit_code == 3
+    assert str(info.value) == (
+        "cannot resolve host nowhere.podtally.test: Name or service not known"
+    )
+    assert asked == [("nowhere.podtally.test", 20044)]  # once, up front; not once per request
+    assert seen == []
+
+
+def test_a_name_with_several_addresses_is_used_across_all_of_them(replicas: Replicas) -> None:
+    """As for an NLB's DNS name (one address per zone): new connections take them in turn."""
+    addresses = ["127.0.0.21", "127.0.0.22", "127.0.0.23"]
+
+    async def three(host: str, port: int) -> list[str]:
+        assert (host, port) == ("pods.podtally.test", REPLICA_PORT)
+        return addresses
+
+    result = run(
+        VerifyOptions(f"http://pods.podtally.test:{REPLICA_PORT}/", requests=30, concurrency=3),
+        resolver=three,
+    )
+    assert result.pod_counts() == {f"podtally-test-{k}": 10 for k in range(3)}
+    assert sorted(result.addresses) == [f"{a}:{REPLICA_PORT}" for a in addresses]
+
+
+def test_non_ascii_path_and_host_are_encoded_as_curl_does(stub: Callable[..., StubServer]) -> None:
+    server = stub("127.0.0.1", 20047, identity_responder(["a"]))
+    run(
+        VerifyOptions(
+            "http://bücher.podtally.test:20047/☃/ü?q=é&r=%41",
+            requests=1,
+            resolve=(parse_resolve("bücher.podtally.test:20047:127.0.0.1"),),
+        )
+    )
+    # UTF-8, percent-encoded; an existing escape is left alone. The host goes out as IDNA.
+    assert server.paths == ["/%E2%98%83/%C3%BC?q=%C3%A9&r=%41"]
+    assert server.host_headers == ["xn--bcher-kva.podtally.test:20047"]
 
 
 def test_counts_add_up(replicas: Replicas) -> None:

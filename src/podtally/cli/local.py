@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import signal
 import sys
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +22,23 @@ _DEFAULTS_NOTE = (
     "State lives in $PODTALLY_STATE_DIR/<name> (default ~/.local/state/podtally/<name>); "
     "set PODTALLY_HAPROXY to use another haproxy binary."
 )
+
+
+def _os_errors_as_one_line(
+    func: Callable[[argparse.Namespace], int],
+) -> Callable[[argparse.Namespace], int]:
+    """A file or process error the library did not explain still ends as one line, exit 3."""
+
+    @functools.wraps(func)
+    def wrapper(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            reason = (exc.strerror or str(exc)).lower()
+            raise PodtallyError(f"podtally {args.command}: {reason}{where}") from exc
+
+    return wrapper
 
 
 def _add_name(parser: argparse.ArgumentParser) -> None:
@@ -82,7 +101,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         action="store_true",
         help="stay attached; Ctrl-C or SIGTERM tears the whole stack down",
     )
-    p.set_defaults(func=_up)
+    p.set_defaults(func=_os_errors_as_one_line(_up))
 
     p = sub.add_parser(
         "status",
@@ -92,7 +111,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     _add_name(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=_status)
+    p.set_defaults(func=_os_errors_as_one_line(_status))
 
     p = sub.add_parser(
         "restart",
@@ -102,7 +121,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "No request through the balancer fails.",
     )
     _add_name(p)
-    p.set_defaults(func=_restart)
+    p.set_defaults(func=_os_errors_as_one_line(_restart))
 
     p = sub.add_parser(
         "scale",
@@ -112,7 +131,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument("replicas", type=int, help="the new number of replicas")
     _add_name(p)
-    p.set_defaults(func=_scale)
+    p.set_defaults(func=_os_errors_as_one_line(_scale))
 
     p = sub.add_parser(
         "down",
@@ -121,7 +140,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "the run directory is removed. Safe to run when nothing is up.",
     )
     _add_name(p)
-    p.set_defaults(func=_down)
+    p.set_defaults(func=_os_errors_as_one_line(_down))
 
 
 # --- output ------------------------------------------------------------------------------------

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import hashlib
 import http.client
 import importlib.util
 import json
+import math
 import os
 import secrets
 import signal
@@ -42,11 +42,14 @@ from typing import Any
 from podtally.errors import MissingDependencyError, NotRunningError, PodtallyError, UsageError
 from podtally.local import haproxy as hap
 from podtally.local import state as st
+from podtally.net import bind_error
 from podtally.spec import check_dns1123_label, check_hostname
 
 Progress = Callable[[str], None]
 
 MAX_REPLICAS = 64
+MAX_DRAIN_SECONDS = 300.0
+MAX_READY_TIMEOUT = 3600.0
 # HAProxy server slots: during a rolling restart, old replicas still draining and their
 # replacements hold a slot each. Empty slots sit in maintenance and cost nothing.
 SERVER_SLOTS = 2 * MAX_REPLICAS
@@ -104,10 +107,19 @@ class StackConfig:
             raise UsageError(f"the stack's ports must differ ({listed})")
         if self.host is not None:
             object.__setattr__(self, "host", check_hostname(self.host, "host"))
-        if not 0 <= self.drain_seconds <= 300:
-            raise UsageError(f"drain seconds must be between 0 and 300, got {self.drain_seconds}")
-        if self.ready_timeout <= 0:
-            raise UsageError(f"ready timeout must be positive, got {self.ready_timeout}")
+        # NaN fails every comparison and infinity passes "> 0": check finiteness first.
+        if not (math.isfinite(self.drain_seconds) and 0 <= self.drain_seconds <= MAX_DRAIN_SECONDS):
+            raise UsageError(
+                f"drain seconds must be between 0 and {MAX_DRAIN_SECONDS:g}, "
+                f"got {self.drain_seconds}"
+            )
+        if not (
+            math.isfinite(self.ready_timeout) and 0 < self.ready_timeout <= MAX_READY_TIMEOUT
+        ):
+            raise UsageError(
+                f"ready timeout must be more than 0 and at most {MAX_READY_TIMEOUT:g} seconds, "
+                f"got {self.ready_timeout}"
+            )
         if self.run_dir is not None:
             object.__setattr__(self, "run_dir", Path(self.run_dir))
 
@@ -248,33 +260,6 @@ def _node_of(ordinal: int, node_count: int) -> tuple[str, str]:
     return f"local-node-{index + 1}", ZONES[index % len(ZONES)]
 
 
-def _port_free(address: str, port: int) -> bool:
-    """Could a server listen on address:port? (SO_REUSEADDR, as HAProxy and the replicas bind.)"""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((address, port))
-            probe.listen(1)
-        except OSError:
-            return False
-    return True
-
-
-def _bind_error(address: str, port: int) -> str | None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((address, port))
-            probe.listen(1)
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                return "is already in use"
-            if exc.errno == errno.EACCES:
-                return "needs privileges to bind"
-            return f"cannot be bound ({exc.strerror})"
-    return None
-
-
 def _multi_address_loopback() -> bool:
     """True where 127.0.0.11 can be bound without setup (Linux routes all of 127/8 to lo)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -377,7 +362,7 @@ class _Runner:
             port = self.config.http_port
             for k in range(1, SERVER_SLOTS + 1):
                 address = f"127.0.0.{_ADDRESS_BASE + k}"
-                if (address, port) not in taken and _port_free(address, port):
+                if (address, port) not in taken and bind_error(address, port) is None:
                     return address, port
             raise PodtallyError("no free loopback address left for a new replica")
         for _ in range(50):
@@ -759,7 +744,7 @@ def _check_ports(config: StackConfig, multi_address: bool) -> None:
             address = f"127.0.0.{_ADDRESS_BASE + k}"
             wanted.append(("replica", address, config.http_port, "--http-port"))
     for what, address, port, option in wanted:
-        problem = _bind_error(address, port)
+        problem = bind_error(address, port)
         if problem is not None:
             raise UsageError(
                 f"{what} port {address}:{port} {problem}: stop what uses it or pick another "
@@ -797,8 +782,7 @@ def up(config: StackConfig, progress: Progress | None = None) -> Stack:
         multi = _multi_address_loopback()
         _check_ports(config, multi)
 
-        run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        (run_dir / "logs").mkdir(exist_ok=True)
+        st.make_dirs(run_dir, mode=0o700)
         template_hash = _template_hash(config, restarted_at="")
         state = st.StackState(
             name=config.name,
@@ -813,6 +797,7 @@ def up(config: StackConfig, progress: Progress | None = None) -> Stack:
         )
         runner = _Runner(state, say)
         try:
+            st.make_dirs(run_dir / "logs")
             runner.save()
             if config.tls:
                 from podtally.local import tls
@@ -843,6 +828,7 @@ def up(config: StackConfig, progress: Progress | None = None) -> Stack:
 def status(name: str = "podtally", run_dir: Path | None = None) -> Stack:
     """The running stack, with HAProxy's view of each replica. NotRunningError if it is not up."""
     where = st.resolve_run_dir(name, run_dir)
+    st.check_run_dir(where)
     state = st.load(where)
     if state is None:
         raise NotRunningError(f"stack {name!r} is not up (no state in {where})")
@@ -956,6 +942,7 @@ def down(
     """Stop the stack and remove its run directory. True if anything was running."""
     say = progress or _quiet
     where = st.resolve_run_dir(name, run_dir)
+    st.check_run_dir(where)
     if not where.exists():
         return False
     with st.locked(where):

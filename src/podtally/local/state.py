@@ -81,8 +81,8 @@ def check_run_dir(run_dir: Path) -> None:
     for path in (run_dir, *run_dir.parents):
         try:
             mode = path.stat().st_mode
-        except FileNotFoundError:
-            continue
+        except (FileNotFoundError, NotADirectoryError):
+            continue  # missing, or a parent is a file: the parent tells which
         except OSError as exc:
             raise path_error(exc, "use", path) from exc
         if not stat.S_ISDIR(mode):
@@ -166,7 +166,8 @@ def remove_run_dir(run_dir: Path, socket_path: str | None = None) -> None:
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
         else:
-            with contextlib.suppress(FileNotFoundError):
+            # Best effort, as rmtree: this also runs while cleaning up after another error.
+            with contextlib.suppress(OSError):
                 entry.unlink()
     with contextlib.suppress(OSError):
         run_dir.rmdir()
