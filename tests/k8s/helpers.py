@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -12,8 +13,12 @@ from typing import Any
 import pytest
 
 from podtally.spec import AppSpec
+from tests.support import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
+# The image's locked wheels for this machine, downloaded by `make setup` so the image recipe test
+# installs offline. PODTALLY_WHEELHOUSE points elsewhere.
+WHEELHOUSE = Path(os.environ.get("PODTALLY_WHEELHOUSE") or REPO / ".venv" / "wheelhouse")
 ARN = "arn:aws:acm:us-east-1:111122223333:certificate/0f0e0d0c-1111-2222-3333-444455556666"
 DIGEST_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/podtally:0.1.0@sha256:" + "ab" * 32
 
@@ -70,12 +75,33 @@ def tool(name: str) -> str:
 
 
 def podtally(*args: str) -> subprocess.CompletedProcess[str]:
-    """The real CLI, as a user runs it."""
-    return subprocess.run(
-        [sys.executable, "-m", "podtally", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=REPO,
-        check=False,
-    )
+    """The real CLI, as a user runs it (clean identity environment, from the repository root)."""
+    return run_cli(*args, timeout=60, cwd=REPO)
+
+
+# requirements/*.lock as uv and pip-compile write them: `name==version \`, then hash lines.
+PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[^\s;\\]+)")
+_HASH = re.compile(r"--hash=sha256:(?P<digest>[0-9a-f]{64})")
+
+
+def norm_name(name: str) -> str:
+    """A distribution name as PEP 503 compares them (prometheus_client == prometheus-client)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def parse_lock(text: str) -> tuple[dict[str, str], dict[str, set[str]], set[str]]:
+    """(every pin, its sha256 hashes, the names pulled in by podtally itself)."""
+    pins: dict[str, str] = {}
+    hashes: dict[str, set[str]] = {}
+    top: set[str] = set()
+    current = ""
+    for line in text.splitlines():
+        if match := PIN.match(line):
+            current = norm_name(match["name"])
+            pins[current] = match["version"]
+            hashes[current] = set()
+        for digest in _HASH.findall(line):
+            hashes[current].add(digest)
+        if re.match(r"^\s+#\s+(via\s+)?podtally \(pyproject\.toml\)", line):
+            top.add(current)
+    return pins, hashes, top

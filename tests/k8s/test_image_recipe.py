@@ -1,10 +1,19 @@
-"""The image's install recipe, replayed without docker: what deploy/Dockerfile's build stages do
-(build the wheel from the files the build context admits, install it with the core dependencies
-only into a fresh virtualenv, drop pip), then `podtally serve` from that virtualenv.
+"""The image's install recipe, replayed without docker: what deploy/Dockerfile's build stages do,
+step for step, then `podtally serve` from the resulting virtualenv.
 
-This proves the image needs nothing beyond the core extra, and that serving writes nothing into
-the installed tree (the read-only root filesystem). It needs PyPI (or the pip index CI
-configures) for granian and prometheus-client. Ports 21010-21019 on 127.0.0.22.
+1. the build context is exactly what .dockerignore admits;
+2. setuptools from requirements/build.lock (hashes required) in a build virtualenv, then
+   `pip wheel --no-deps --no-build-isolation`;
+3. a fresh virtualenv: requirements/core.lock with `--require-hashes`, the wheel with `--no-deps`,
+   `pip check`, pip removed.
+
+It proves the image needs nothing beyond the locked core, that the lock is complete (with
+`--no-deps` and `pip check`, a missing or mismatched dependency fails) and that serving writes
+nothing into the installed tree (the read-only root filesystem).
+
+Offline: the only difference from the Dockerfile is where pip finds the files. Here it reads the
+locked wheels `make setup` downloaded into the wheelhouse (`--no-index --find-links`); the hashes
+are checked the same way. Ports 21010-21019 on 127.0.0.22.
 """
 
 from __future__ import annotations
@@ -15,32 +24,74 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.k8s.helpers import REPO
-from tests.support import clean_env
+from podtally import __version__
+from tests.k8s.helpers import REPO, WHEELHOUSE, norm_name, parse_lock
+from tests.support import ServeProcess, clean_env
 
 HOST = "127.0.0.22"
 PORT = 21010
+LOCKS = ("requirements/build.lock", "requirements/core.lock")
 
 
-def _copy_dockerfile_sources(context: Path) -> None:
-    dockerfile = (REPO / "deploy" / "Dockerfile").read_text()
+def _copy_build_context(context: Path) -> None:
     ignore = (REPO / ".dockerignore").read_text().splitlines()
-    # The build stage copies exactly these; .dockerignore (deny-all, then allow) must admit each.
-    for name in ("pyproject.toml", "README.md", "src"):
-        assert f"!{name}" in ignore or f"!{name}/" in ignore, name
-    assert "COPY pyproject.toml README.md ./" in dockerfile
-    assert "COPY src ./src" in dockerfile
-    shutil.copy(REPO / "pyproject.toml", context)
-    shutil.copy(REPO / "README.md", context)
+    assert ignore[1] == "*", "the .dockerignore is deny-all, then allow"
+    # Everything the Dockerfile copies must be admitted by .dockerignore, and copied here.
+    for name in ("pyproject.toml", "README.md", "src/", *LOCKS):
+        assert f"!{name}" in ignore, name
+    for name in ("pyproject.toml", "README.md", *LOCKS):
+        (context / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / name, context / name)
     shutil.copytree(
         REPO / "src", context / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
     )
+
+
+def _dockerfile_runs_the_same_recipe() -> None:
+    """The commands replayed below are the Dockerfile's own (only the file source differs)."""
+    # One line per instruction, single spaces: line continuations do not matter.
+    text = " ".join((REPO / "deploy" / "Dockerfile").read_text().replace("\\\n", " ").split())
+    for fragment in (
+        "COPY requirements/build.lock ./requirements/",
+        "/opt/build/bin/pip install --no-cache-dir --require-hashes -r requirements/build.lock",
+        "/opt/build/bin/pip wheel --no-cache-dir --no-deps --no-build-isolation "
+        "--wheel-dir /dist .",
+        "COPY requirements/core.lock /tmp/core.lock",
+        "/opt/podtally/bin/pip install --no-cache-dir --only-binary=:all: --require-hashes "
+        "-r /tmp/core.lock",
+        "/opt/podtally/bin/pip install --no-cache-dir --no-deps /dist/podtally-*.whl",
+        "/opt/podtally/bin/pip check",
+        "/opt/podtally/bin/pip uninstall --yes pip setuptools",
+    ):
+        assert fragment in text, fragment
+
+
+def _serve(venv: Path, tmp_path: Path) -> ServeProcess:
+    """The image's ENTRYPOINT and CMD (`podtally serve`) from the virtualenv, on loopback."""
+    log_path = tmp_path / "serve.log"
+    env = {"POD_NAME": "image-pod", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [venv / "bin" / "podtally", "serve", "--host", HOST, "--port", str(PORT)]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [*cmd, "--drain-seconds", "0"],
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            env=clean_env(env),
+            cwd=tmp_path,
+        )
+    replica = ServeProcess(proc, HOST, PORT, log_path)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        with contextlib.suppress(OSError):
+            if replica.get("/readyz")[0] == 200:
+                return replica
+        time.sleep(0.05)
+    replica.stop()
+    pytest.fail(f"the installed podtally never became ready: {log_path.read_text()}")
 
 
 def _snapshot(root: Path) -> dict[str, float]:
@@ -48,96 +99,85 @@ def _snapshot(root: Path) -> dict[str, float]:
 
 
 @pytest.mark.slow
-def test_core_only_virtualenv_serves(tmp_path: Path) -> None:
-    context, dist, venv = tmp_path / "context", tmp_path / "dist", tmp_path / "venv"
+def test_locked_core_virtualenv_serves(tmp_path: Path) -> None:
+    _dockerfile_runs_the_same_recipe()
+    if not any(WHEELHOUSE.glob("*.whl")):
+        pytest.fail(f"no wheels in {WHEELHOUSE}: run `make setup` (it downloads the locked wheels)")
+    context, dist = tmp_path / "context", tmp_path / "dist"
+    build, venv = tmp_path / "build", tmp_path / "venv"
     context.mkdir()
-    _copy_dockerfile_sources(context)
+    _copy_build_context(context)
     pip_env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    # Where the Dockerfile's pip reads the index, this one reads the wheelhouse only.
+    offline = ("--no-index", "--find-links", str(WHEELHOUSE))
 
-    def run(*cmd: str | Path) -> None:
+    def run(*cmd: str | Path, cwd: Path | None = None) -> str:
         out = subprocess.run(
             [str(c) for c in cmd],
             capture_output=True,
             text=True,
-            timeout=300,
+            timeout=180,
             env=pip_env,
+            cwd=cwd,
             check=False,
         )
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        return out.stdout
 
-    run(
-        sys.executable,
-        "-m",
-        "pip",
-        "wheel",
-        "--no-cache-dir",
-        "--no-deps",
-        "--wheel-dir",
-        dist,
-        context,
-    )
+    # Stage 1: the wheel, built with the locked setuptools and no build isolation.
+    run(sys.executable, "-m", "venv", build)
+    run(build / "bin" / "pip", "install", "--no-cache-dir", *offline, "--require-hashes",
+        "-r", context / "requirements" / "build.lock")  # fmt: skip
+    run(build / "bin" / "pip", "wheel", "--no-cache-dir", "--no-deps", "--no-build-isolation",
+        "--wheel-dir", dist, ".", cwd=context)  # fmt: skip
     (wheel,) = dist.glob("podtally-*.whl")
-    run(sys.executable, "-m", "venv", venv)
-    run(venv / "bin" / "pip", "install", "--no-cache-dir", wheel)
-    run(venv / "bin" / "pip", "uninstall", "--yes", "pip")
 
+    # Stage 2: the locked core, then the wheel without dependencies.
+    pip = venv / "bin" / "pip"
+    run(sys.executable, "-m", "venv", venv)
+    run(pip, "install", "--no-cache-dir", *offline, "--only-binary=:all:", "--require-hashes",
+        "-r", context / "requirements" / "core.lock")  # fmt: skip
+    run(pip, "install", "--no-cache-dir", *offline, "--no-deps", wheel)
+    run(pip, "check")
+    run(pip, "uninstall", "--yes", "pip", "setuptools")
     python = venv / "bin" / "python"
+    # Exactly the lock's pins and podtally: nothing resolved beyond the lock, no pip, no setuptools.
+    installed = run(
+        python,
+        "-c",
+        "import importlib.metadata as m; "
+        "print(' '.join(d.name + '==' + d.version for d in m.distributions()))",
+    ).split()
+    locked = parse_lock((REPO / "requirements" / "core.lock").read_text())[0]
+    assert {norm_name(n): v for n, v in (p.split("==") for p in installed)} == {
+        **locked,
+        "podtally": __version__,
+    }
+
     # Core only: the verifier's, local stack's and cloud's dependencies are absent.
     probe = subprocess.run(
         [
             python,
             "-c",
-            "import importlib.util as u; print([m for m in "
-            "('granian', 'prometheus_client', 'yaml', 'scipy', 'httptools', 'pulumi') "
-            "if u.find_spec(m)])",
+            "import importlib.util as u; print([m for m in ('granian', 'prometheus_client', "
+            "'uvloop', 'yaml', 'scipy', 'httptools', 'cryptography', 'pulumi') if u.find_spec(m)])",
         ],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
-    assert probe.stdout.strip() == "['granian', 'prometheus_client']"
+    assert probe.stdout.strip() == "['granian', 'prometheus_client', 'uvloop']"
 
     before = _snapshot(venv)
-    env = clean_env(
-        {"POD_NAME": "image-pod", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
-    )
-    log = tmp_path / "serve.log"
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            [
-                venv / "bin" / "podtally",
-                "serve",
-                "--host",
-                HOST,
-                "--port",
-                str(PORT),
-                "--drain-seconds",
-                "0",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=sink,
-            env=env,
-            cwd=tmp_path,
-        )
+    replica = _serve(venv, tmp_path)
     try:
-        deadline = time.monotonic() + 30
-        body = ""
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, log.read_text()
-            with (
-                contextlib.suppress(OSError, urllib.error.HTTPError),
-                urllib.request.urlopen(f"http://{HOST}:{PORT}/", timeout=2) as response,
-            ):
-                body = response.read().decode()
-                break
-            time.sleep(0.05)
-        assert body.startswith("Pod: image-pod\n"), log.read_text()
-        proc.terminate()
-        assert proc.wait(timeout=30) == 0, log.read_text()
+        status, _, body = replica.get("/")
+        assert status == 200
+        assert body.decode().startswith("Pod: image-pod\n"), replica.log_path.read_text()
+        replica.signal()
+        assert replica.wait() == 0, replica.log_path.read_text()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+        replica.stop()
     # Nothing in the installed tree was written while serving.
     assert _snapshot(venv) == before

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from podtally import __version__
 from podtally.k8s import render, to_yaml
-from podtally.spec import AppSpec
+from podtally.spec import DEFAULT_IMAGE, AppSpec
 from tests.k8s.helpers import MATRIX, REPO, tool
 
 DOCKERFILE = REPO / "deploy" / "Dockerfile"
@@ -169,3 +171,27 @@ def test_workflow_actions_are_pinned_by_full_sha() -> None:
                     ref,
                 )
                 assert "# v" in line, f"{path.name}: say which release {ref} is"
+
+
+def test_release_pushes_the_default_image_to_ghcr() -> None:
+    """`podtally manifests` defaults to ghcr.io/<owner>/podtally:<version>: a release pushes it."""
+    workflow = yaml.safe_load((WORKFLOWS / "release.yml").read_text())
+    # Only the job that pushes may write packages.
+    assert "packages" not in workflow["permissions"]
+    for name, job in workflow["jobs"].items():
+        assert ("packages" in job.get("permissions", {})) == (name == "image"), name
+    assert workflow["jobs"]["image"]["permissions"]["packages"] == "write"
+    steps = workflow["jobs"]["image"]["steps"]
+    ghcr = next(s for s in steps if s.get("id") == "ghcr")
+    assert "ghcr.io/${OWNER,,}/podtally" in ghcr["run"]
+    assert ghcr["env"]["OWNER"] == "${{ github.repository_owner }}"
+    assert any("docker login ghcr.io" in s.get("run", "") for s in steps)
+    build = next(s for s in steps if s.get("id") == "build")
+    assert build["with"]["push"] is True
+    assert "linux/arm64" in build["with"]["platforms"]
+    tags = build["with"]["tags"].splitlines()
+    assert "${{ steps.ghcr.outputs.repository }}:${{ steps.version.outputs.tag }}" in tags
+    # The default image names this package version: the release of this version pushes it.
+    repository, tag = DEFAULT_IMAGE.rsplit(":", 1)
+    assert repository.startswith("ghcr.io/") and repository.endswith("/podtally")
+    assert tag == __version__

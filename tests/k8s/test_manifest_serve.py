@@ -8,13 +8,8 @@ Ports 21000-21099 on 127.0.0.x belong to this module.
 from __future__ import annotations
 
 import contextlib
-import json
 import signal
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +19,7 @@ import pytest
 from podtally.k8s import render
 from podtally.spec import AppSpec
 from tests.k8s.helpers import ARN, by_kind
-from tests.support import clean_env
+from tests.support import ServeProcess, start_serve
 
 HOST = "127.0.0.21"
 
@@ -38,57 +33,49 @@ POD = {
 }
 
 
-def _get(url: str) -> tuple[int, dict[str, str], str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            headers = {k.lower(): v for k, v in response.headers.items()}
-            return response.status, headers, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read().decode()
-
-
 def _container(objs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
     pod = by_kind(objs, "Deployment")["spec"]["template"]["spec"]
     return pod, pod["containers"][0]
 
 
-def _probe_url(container: dict[str, Any], probe: str) -> str:
+def _probe_path(container: dict[str, Any], probe: str, port: int) -> str:
+    """The probe's path, after checking it targets the container's HTTP port."""
     action = container[probe]["httpGet"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    port = ports[action["port"]] if isinstance(action["port"], str) else action["port"]
-    return f"{action['scheme'].lower()}://{HOST}:{port}{action['path']}"
+    assert action["scheme"] == "HTTP"
+    assert (ports[action["port"]] if isinstance(action["port"], str) else action["port"]) == port
+    path: str = action["path"]
+    return path
 
 
 @contextlib.contextmanager
-def _run_container(container: dict[str, Any], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def _run_container(container: dict[str, Any], port: int, tmp_path: Path) -> Iterator[ServeProcess]:
+    """`podtally serve` (the image's ENTRYPOINT) with the container's args and downward-API env."""
     args = list(container["args"])
     # The one change: listen on a loopback address instead of every interface.
     args[args.index("--host") + 1] = HOST
     env = {e["name"]: POD[e["valueFrom"]["fieldRef"]["fieldPath"]] for e in container["env"]}
-    with log.open("wb") as sink:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "podtally", "serve", *args],  # the image's ENTRYPOINT + args
-            stdout=subprocess.DEVNULL,
-            stderr=sink,
-            env=clean_env(env),
-        )
+    # start_serve puts its own --host/--port/--drain-seconds first; the container's args, last,
+    # override them, so the process runs with exactly what the manifest says. Its environment is
+    # clean_env(): no developer identity, no service account, no real instance metadata service.
+    replica = start_serve(
+        tmp_path, host=HOST, port=port, env=env, args=tuple(args), wait_ready=False
+    )
     try:
-        yield proc
+        yield replica
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+        replica.stop()
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> float:
+def _wait_ready(replica: ServeProcess, path: str) -> float:
     started = time.monotonic()
     while time.monotonic() - started < 30:
-        assert proc.poll() is None, log.read_text()
+        assert replica.proc.poll() is None, replica.log_path.read_text()
         with contextlib.suppress(OSError):
-            if _get(url)[0] == 200:
+            if replica.get(path)[0] == 200:
                 return time.monotonic() - started
         time.sleep(0.05)
-    pytest.fail(f"never ready: {log.read_text()}")
+    pytest.fail(f"never ready: {replica.log_path.read_text()}")
 
 
 @pytest.mark.parametrize(
@@ -104,9 +91,13 @@ def test_the_rendered_container_serves_its_probes_and_drains(
 ) -> None:
     pod, container = _container(render(spec))
     assert container["ports"][0]["containerPort"] == port
-    log = tmp_path / "serve.log"
-    with _run_container(container, log) as proc:
-        startup = _wait_ready(_probe_url(container, "startupProbe"), proc, log)
+    startup_path = _probe_path(container, "startupProbe", port)
+    ready_path = _probe_path(container, "readinessProbe", port)
+    live_path = _probe_path(container, "livenessProbe", port)
+    with _run_container(container, port, tmp_path) as replica:
+        startup = _wait_ready(replica, startup_path)
+        # The replica (past exec) cannot ask a real instance metadata service.
+        assert "PODTALLY_IMDS_ENDPOINT=off" in _environ(replica)
         # The startup probe's budget covers the real start-up time with a wide margin.
         budget = (
             container["startupProbe"]["periodSeconds"]
@@ -114,11 +105,11 @@ def test_the_rendered_container_serves_its_probes_and_drains(
         )
         assert startup < budget
 
-        assert _get(_probe_url(container, "readinessProbe"))[0] == 200
-        assert _get(_probe_url(container, "livenessProbe"))[0] == 200
-        status, headers, body = _get(f"http://{HOST}:{port}/")
+        assert replica.get(ready_path)[0] == 200
+        assert replica.get(live_path)[0] == 200
+        status, headers, body = replica.get("/")
         assert status == 200
-        assert body.splitlines()[:5] == [
+        assert body.decode().splitlines()[:5] == [
             "Pod: podtally-7d9c6b5f4-x2x8q",
             "Node: ip-10-42-1-17.ec2.internal",
             "Namespace: podtally",
@@ -130,21 +121,25 @@ def test_the_rendered_container_serves_its_probes_and_drains(
 
         # The kubelet's termination: SIGTERM, then SIGKILL after the grace period.
         sent = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
+        replica.signal(signal.SIGTERM)
         deadline = sent + 5
-        while _get(_probe_url(container, "readinessProbe"))[0] != 503:
+        while replica.get(ready_path)[0] != 503:
             assert time.monotonic() < deadline, "readiness never turned 503"
             time.sleep(0.02)
         # Draining: out of the endpoints, but still answering traffic and liveness.
-        assert _get(f"http://{HOST}:{port}/")[0] == 200
-        assert _get(_probe_url(container, "livenessProbe"))[0] == 200
-        code = proc.wait(timeout=pod["terminationGracePeriodSeconds"])
+        assert replica.get("/")[0] == 200
+        assert replica.get(live_path)[0] == 200
+        code = replica.wait(timeout=pod["terminationGracePeriodSeconds"])
         took = time.monotonic() - sent
-        assert code == 0, log.read_text()
+        assert code == 0, replica.log_path.read_text()
         # It kept answering for the drain it was given (never a hard cut before it).
-        assert took >= spec.drain_seconds
+        assert took >= spec.drain
 
-    events = [
-        json.loads(line)["event"] for line in log.read_text().splitlines() if line.startswith("{")
-    ]
+    events = [str(e.get("event")) for e in replica.events()]
     assert "draining" in events and events[-1] == "stopped"
+
+
+def _environ(replica: ServeProcess) -> list[str]:
+    """The replica process's real environment, as the kernel has it."""
+    raw = Path(f"/proc/{replica.proc.pid}/environ").read_bytes()
+    return raw.decode(errors="replace").split("\0")

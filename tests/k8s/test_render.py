@@ -10,9 +10,9 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from podtally.errors import UsageError
 from podtally.k8s import render
 from podtally.k8s.render import IN_FLIGHT_SECONDS, alb_annotations
-from podtally.errors import UsageError
 from podtally.spec import AppSpec
 from tests.k8s.helpers import ARN, DIGEST_IMAGE, MATRIX, by_kind, podtally
 

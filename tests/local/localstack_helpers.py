@@ -157,7 +157,8 @@ def stack_processes(run_dir: Path) -> list[str]:
     names ``run_dir/haproxy.cfg``. Test run directories are unique temporary paths, so processes
     of another test run on the same machine never match.
     """
-    wanted = str(run_dir.absolute())
+    # The kernel reports resolved paths; HAProxy's command line has the path as given.
+    wanted = {str(run_dir.absolute()), os.path.realpath(run_dir)}
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -167,8 +168,8 @@ def stack_processes(run_dir: Path) -> list[str]:
             line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue  # gone meanwhile, or not ours to look at
-        inside = cwd == wanted or cwd.startswith(wanted + "/")
-        if (inside or wanted + "/" in line) and st.pid_alive(int(entry.name)):
+        ours = any(cwd == w or cwd.startswith(w + "/") or w + "/" in line for w in wanted)
+        if ours and st.pid_alive(int(entry.name)):
             found.append(f"{entry.name} (cwd {cwd}): {line}")
     return found
 

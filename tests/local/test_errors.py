@@ -19,15 +19,15 @@ import pytest
 from tests.local.localstack_helpers import (
     assert_all_gone,
     get,
-    listening_free,
-    podtally,
-    processes_with,
     stack_pids,
+    stack_processes,
 )
+from tests.support import clean_env, run_cli
 
 from podtally.errors import MissingDependencyError, NotRunningError, PodtallyError, UsageError
 from podtally.local import AlreadyUpError, StackConfig, down, status, up
 from podtally.local import state as st
+from podtally.net import bind_error
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
 
@@ -56,9 +56,10 @@ def config(root: Path, base: int, **overrides: object) -> StackConfig:
 
 
 def nothing_left(root: Path, http_port: int) -> None:
-    """No replica or HAProxy of this stack runs, no run directory is left."""
-    assert processes_with(f"--port {http_port}") == []
-    assert processes_with(str(root / "errs")) == []
+    """No replica or HAProxy of this test's stacks runs, nothing listens on the stack's ports,
+    no run directory is left."""
+    assert stack_processes(root) == []
+    assert bind_error("127.0.0.1", http_port) is None
     assert not (root / "errs").exists()
 
 
@@ -70,13 +71,13 @@ def test_up_twice_says_already_up(root: Path) -> None:
     assert caught.value.stack.haproxy_pid == first.haproxy_pid
     env = {"PODTALLY_STATE_DIR": str(root)}
     ports = ["--http-port", "19100", "--https-port", "19101", "--stats-port", "19102"]
-    same = podtally(
+    same = run_cli(
         "up", "--name", "errs", "--replicas", "2", "--drain-seconds", "0.5", *ports, env=env
     )
     # The same stack asked for again: not an error, it says so and shows the URLs.
     assert same.returncode == 0, same.stderr
     assert "already up" in same.stderr and "https://127.0.0.1:19101/" in same.stdout
-    other = podtally("up", "--name", "errs", "--replicas", "4", *ports, env=env)
+    other = run_cli("up", "--name", "errs", "--replicas", "4", *ports, env=env)
     assert other.returncode == 2
     assert other.stderr.startswith("error: ") and other.stderr.count("\n") == 1
     assert "replicas 2" in other.stderr
@@ -121,7 +122,7 @@ def test_port_in_use_is_a_one_line_error_and_starts_nothing(
         with pytest.raises(UsageError, match=rf"{what} port 127.0.0.1:{base + offset} is already"):
             up(config(root, base))
         nothing_left(root, base)
-        cli = podtally(
+        cli = run_cli(
             "up",
             *("--http-port", str(base), "--https-port", str(base + 1)),
             *("--stats-port", str(base + 2), "--name", "errs"),
@@ -144,14 +145,14 @@ def test_replica_address_in_use_is_caught_before_starting(root: Path) -> None:
 
 def test_missing_haproxy_is_a_one_line_error(root: Path) -> None:
     env = {"PODTALLY_STATE_DIR": str(root), "PODTALLY_HAPROXY": str(root / "no-such-haproxy")}
-    cli = podtally(
+    cli = run_cli(
         "up", "--http-port", "19145", "--https-port", "19146", "--stats-port", "19147", env=env
     )
     assert cli.returncode == 3
     assert cli.stderr.count("\n") == 1, cli.stderr
     assert cli.stderr.startswith("error: haproxy not found")
     assert "install it with 'sudo apt-get install haproxy'" in cli.stderr
-    assert processes_with("--port 19145") == []
+    assert stack_processes(root) == []
     assert list(root.iterdir()) == []
     os.environ["PODTALLY_HAPROXY"] = str(root / "no-such-haproxy")
     try:
@@ -167,7 +168,7 @@ def test_replica_never_ready_fails_after_the_bound_and_stops_everything(root: Pa
     with pytest.raises(PodtallyError, match=r"not ready after 0\.05 s"):
         up(config(root, 19150, ready_timeout=0.05))
     nothing_left(root, 19150)
-    assert all(listening_free("127.0.0.1", p) for p in (19150, 19151, 19152))
+    assert all(bind_error("127.0.0.1", p) is None for p in (19150, 19151, 19152))
 
 
 @pytest.mark.parametrize(
@@ -180,7 +181,7 @@ def test_replica_never_ready_fails_after_the_bound_and_stops_everything(root: Pa
     ],
 )
 def test_bad_input_is_exit_2_with_one_line(root: Path, args: list[str], message: str) -> None:
-    cli = podtally("up", *args, env={"PODTALLY_STATE_DIR": str(root)})
+    cli = run_cli("up", *args, env={"PODTALLY_STATE_DIR": str(root)})
     assert cli.returncode == 2
     assert cli.stderr.startswith("error: ") and cli.stderr.count("\n") == 1, cli.stderr
     assert message in cli.stderr
@@ -190,7 +191,7 @@ def test_bad_input_is_exit_2_with_one_line(root: Path, args: list[str], message:
 def test_commands_on_a_stack_that_is_not_up_exit_3(root: Path) -> None:
     env = {"PODTALLY_STATE_DIR": str(root)}
     for command in (["status"], ["status", "--json"], ["restart"], ["scale", "2"]):
-        cli = podtally(*command, env=env)
+        cli = run_cli(*command, env=env)
         assert cli.returncode == 3, (command, cli.stderr)
         assert cli.stderr.startswith("error: stack 'podtally' is not up"), cli.stderr
         assert cli.stdout == ""
@@ -206,7 +207,7 @@ def _spawn_up(root: Path, base: int, *extra: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PODTALLY_STATE_DIR": str(root)},
+        env=clean_env({"PODTALLY_STATE_DIR": str(root)}),
     )
 
 
@@ -222,6 +223,17 @@ def _read_until(stream: object, needle: str, timeout: float = 30) -> str:
         if needle in line:
             return "".join(seen)
     raise AssertionError(f"{needle!r} never came; got {''.join(seen)!r}")
+
+
+def _recorded_replica_pids(run_dir: Path, at_least: int, timeout: float = 30) -> list[int]:
+    """Poll the stack's state file until it records ``at_least`` replicas; their pids."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = st.load(run_dir) if run_dir.is_dir() else None
+        if state is not None and len(state.replicas) >= at_least:
+            return [r.pid for r in state.replicas]
+        time.sleep(0.01)
+    raise AssertionError(f"{run_dir} never recorded {at_least} replicas")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -248,8 +260,10 @@ def test_ctrl_c_while_up_waits_leaves_nothing(root: Path) -> None:
     # Six replicas take well over a second to start on two cores: time enough to interrupt.
     process = _spawn_up(root, 19180, "--replicas", "6")
     try:
-        # The replicas have been started and are being waited for: interrupt now.
         _read_until(process.stderr, "starting 6 replica")
+        # Interrupt once replicas run and are recorded (not before the first one is spawned).
+        spawned = _recorded_replica_pids(root / "errs", at_least=2)
+        assert all(st.pid_alive(pid) for pid in spawned)
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=60)
     finally:
@@ -258,8 +272,9 @@ def test_ctrl_c_while_up_waits_leaves_nothing(root: Path) -> None:
             process.wait()
     assert process.returncode == 130, err
     assert "stopping what was started" in err
+    assert_all_gone(spawned)
     nothing_left(root, 19180)
-    assert all(listening_free(f"127.0.0.{10 + k}", 19180) for k in range(1, 7))
+    assert all(bind_error(f"127.0.0.{10 + k}", 19180) is None for k in range(1, 7))
 
 
 def test_a_run_directory_with_foreign_files_is_never_deleted(root: Path) -> None:
@@ -270,7 +285,7 @@ def test_a_run_directory_with_foreign_files_is_never_deleted(root: Path) -> None
         up(config(root, 19185))
     assert down("errs", run_dir=root / "errs") is False
     assert precious.read_text() == "not podtally's"
-    assert processes_with("--port 19185") == []
+    assert stack_processes(root) == []
 
 
 def test_run_directory_with_a_space_works_and_a_dollar_is_refused(root: Path) -> None:
@@ -284,3 +299,74 @@ def test_run_directory_with_a_space_works_and_a_dollar_is_refused(root: Path) ->
     with pytest.raises(UsageError, match=r"contains '\$'"):
         up(config(root, 19195, run_dir=root / "$HOME" / "errs"))
     assert not (root / "$HOME").exists()
+
+
+@pytest.mark.parametrize(
+    "layout",
+    ["state-dir-is-a-file", "parent-is-a-file", "run-dir-is-a-file", "lock-is-a-directory"],
+)
+def test_an_unusable_state_directory_is_one_line_exit_2(root: Path, layout: str) -> None:
+    blocker = root / "blocker"
+    if layout == "state-dir-is-a-file":
+        blocker.write_text("mine")
+        state_dir = blocker
+    elif layout == "parent-is-a-file":
+        blocker.write_text("mine")
+        state_dir = blocker / "deeper"
+    elif layout == "run-dir-is-a-file":
+        blocker.mkdir()
+        (blocker / "errs").write_text("mine")
+        state_dir = blocker
+    else:
+        (blocker / ".errs.lock").mkdir(parents=True)
+        state_dir = blocker
+    env = {"PODTALLY_STATE_DIR": str(state_dir)}
+    ports = ("--http-port", "19196", "--https-port", "19197", "--stats-port", "19198")
+    commands: list[tuple[str, ...]] = [("up", "--name", "errs", *ports)]
+    if layout != "lock-is-a-directory":  # only commands that change a stack take the lock
+        commands += [("status", "--name", "errs"), ("restart", "--name", "errs")]
+        commands += [("scale", "2", "--name", "errs"), ("down", "--name", "errs")]
+    for command in commands:
+        cli = run_cli(*command, env=env)
+        assert cli.returncode == 2, (command, cli.returncode, cli.stderr)
+        assert cli.stderr.startswith("error: cannot ") and cli.stderr.count("\n") == 1, cli.stderr
+        assert "PODTALLY_STATE_DIR" in cli.stderr and "Traceback" not in cli.stderr
+    # The same from Python: a UsageError, the user's file untouched, nothing started.
+    with pytest.raises(UsageError, match="cannot "):
+        up(config(root, 19196, run_dir=state_dir / "errs"))
+    if blocker.is_file():
+        assert blocker.read_text() == "mine"
+    assert stack_processes(root) == []
+    assert bind_error("127.0.0.1", 19196) is None
+
+
+def test_a_state_directory_the_system_refuses_is_one_line_exit_2(root: Path) -> None:
+    # /sys refuses new directories, even to root (EPERM, EACCES or EROFS depending on the host).
+    cli = run_cli(
+        "up",
+        "--http-port",
+        "19196",
+        "--https-port",
+        "19197",
+        "--stats-port",
+        "19198",
+        env={"PODTALLY_STATE_DIR": "/sys/podtally-test"},
+    )
+    assert cli.returncode == 2, cli.stderr
+    assert cli.stderr.startswith("error: cannot create /sys/podtally-test: "), cli.stderr
+    assert cli.stderr.count("\n") == 1
+    assert not Path("/sys/podtally-test").exists()
+
+
+@pytest.mark.parametrize("option", ["--ready-timeout", "--drain-seconds"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-1", "1e9"])
+def test_timeouts_must_be_finite_and_bounded(root: Path, option: str, value: str) -> None:
+    ports = ("--http-port", "19196", "--https-port", "19197", "--stats-port", "19198")
+    cli = run_cli("up", f"{option}={value}", *ports, env={"PODTALLY_STATE_DIR": str(root)})
+    assert cli.returncode == 2, cli.stderr
+    assert cli.stderr.startswith("error: ") and cli.stderr.count("\n") == 1, cli.stderr
+    assert ("ready timeout must be" if "ready" in option else "drain seconds must be") in cli.stderr
+    assert list(root.iterdir()) == []
+    field = "ready_timeout" if "ready" in option else "drain_seconds"
+    with pytest.raises(UsageError):
+        StackConfig(**{field: float(value)})  # type: ignore[arg-type]

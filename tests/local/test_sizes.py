@@ -13,12 +13,12 @@ import pytest
 from tests.local.localstack_helpers import (
     assert_all_gone,
     get,
-    listening_free,
-    podtally,
     stack_pids,
 )
+from tests.support import run_cli
 
 from podtally.local import Stack, StackConfig, down, status, up
+from podtally.net import bind_error
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
 
@@ -97,7 +97,7 @@ def test_no_tls_serves_plain_http_without_redirect_or_ca(stacks: tuple[Stack, St
     assert six.url == "http://127.0.0.1:19210/"
     code, headers, _ = get(six.url)
     assert code == 200 and "strict-transport-security" not in headers
-    assert listening_free("127.0.0.1", 19211)  # no HTTPS listener at all
+    assert bind_error("127.0.0.1", 19211) is None  # no HTTPS listener at all
     assert not (six.run_dir / "tls").exists()
 
 
@@ -111,7 +111,7 @@ def test_two_stacks_side_by_side_are_independent(stacks: tuple[Stack, Stack]) ->
     status_one = status("one", run_dir=one.run_dir)
     assert [r.pod for r in status_one.replicas] == [r.pod for r in one.replicas]
     env = {"PODTALLY_STATE_DIR": str(six.run_dir.parent)}
-    shown = podtally("status", "--name", "six", env=env)
+    shown = run_cli("status", "--name", "six", env=env)
     assert shown.returncode == 0 and shown.stdout.count("local-node-") == 6, shown.stdout
     # Stopping one leaves the other running.
     pids = stack_pids(one)

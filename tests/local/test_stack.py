@@ -23,15 +23,15 @@ from tests.local.localstack_helpers import (
     Load,
     assert_all_gone,
     get,
-    listening_free,
-    podtally,
     stack_pids,
     tls_get,
 )
+from tests.support import run_cli
 
 from podtally.local import Stack, StackConfig, down, restart, scale, status, up
 from podtally.local import haproxy as hap
 from podtally.local import state as st
+from podtally.net import bind_error
 
 HTTP, HTTPS, STATS = 19000, 19001, 19002
 NAME = "stacktest"
@@ -173,7 +173,7 @@ def test_stats_page_and_prometheus_endpoint(stack: Stack) -> None:
 
 def test_status_cli_table_and_json(stack: Stack, state_root: Path) -> None:
     env = {"PODTALLY_STATE_DIR": str(state_root)}
-    table = podtally("status", "--name", NAME, env=env)
+    table = run_cli("status", "--name", NAME, env=env)
     assert table.returncode == 0, table.stderr
     for replica in stack.replicas:
         assert re.search(
@@ -182,7 +182,7 @@ def test_status_cli_table_and_json(stack: Stack, state_root: Path) -> None:
             table.stdout,
         ), table.stdout
     assert str(stack.ca_path) in table.stdout
-    as_json = podtally("status", "--name", NAME, "--json", env=env)
+    as_json = run_cli("status", "--name", NAME, "--json", env=env)
     assert as_json.returncode == 0, as_json.stderr
     data = json.loads(as_json.stdout)
     assert data["url"] == stack.url and data["ready"] is True
@@ -261,7 +261,7 @@ def test_sigkilled_replica_is_taken_out_and_no_request_fails(
     # The survivors carried the load after the kill.
     assert {r.pod for r in before.replicas} - {victim.pod} <= set(result.pods)
     # `status` says so: exit 1 while a replica is down, the dead one marked.
-    shown = podtally("status", "--name", NAME, env={"PODTALLY_STATE_DIR": str(state_root)})
+    shown = run_cli("status", "--name", NAME, env={"PODTALLY_STATE_DIR": str(state_root)})
     assert shown.returncode == 1
     assert re.search(rf"{victim.pod}.*\(exited\)\s+DOWN", shown.stdout), shown.stdout
     # A rolling restart heals the stack.
@@ -274,18 +274,18 @@ def test_down_leaves_no_process_no_port_no_state(stack: Stack, state_root: Path)
     pids = stack_pids(last)
     endpoints = [("127.0.0.1", p) for p in (HTTP, HTTPS, STATS)]
     endpoints += [(r.address, r.port) for r in last.replicas]
-    assert not any(listening_free(a, p) for a, p in endpoints)
+    assert all(bind_error(a, p) for a, p in endpoints)  # all listening
     lines: list[str] = []
     assert down(NAME, run_dir=state_root / NAME, progress=lines.append) is True
     assert_all_gone(pids)
-    busy = [(a, p) for a, p in endpoints if not listening_free(a, p)]
+    busy = [(a, p) for a, p in endpoints if bind_error(a, p)]
     assert busy == []
     assert not (state_root / NAME).exists()
     assert list(state_root.iterdir()) == []  # not even the lock file stays
     # Idempotent: a second down finds nothing, says so, and succeeds.
     assert down(NAME, run_dir=state_root / NAME) is False
-    again = podtally("down", "--name", NAME, env={"PODTALLY_STATE_DIR": str(state_root)})
+    again = run_cli("down", "--name", NAME, env={"PODTALLY_STATE_DIR": str(state_root)})
     assert again.returncode == 0 and "not running" in again.stderr
-    gone = podtally("status", "--name", NAME, env={"PODTALLY_STATE_DIR": str(state_root)})
+    gone = run_cli("status", "--name", NAME, env={"PODTALLY_STATE_DIR": str(state_root)})
     assert gone.returncode == 3
     assert gone.stderr.startswith("error: ") and gone.stderr.count("\n") == 1

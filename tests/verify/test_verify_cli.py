@@ -10,6 +10,7 @@ import os
 import pty
 import re
 import select
+import socket
 import subprocess
 import sys
 import time
@@ -21,21 +22,10 @@ import pytest
 
 from podtally.verify.probe import ERROR_KINDS
 from podtally.verify.schema import RESULT_SCHEMA
-from tests.support import clean_env
+from tests.support import clean_env, run_cli
 from tests.verify.conftest import StubServer, identity_responder
 
 PODS = ["pod-a", "pod-b", "pod-c"]
-
-
-def podtally(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "podtally", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=clean_env(),
-        check=False,
-    )
 
 
 @pytest.fixture
@@ -45,7 +35,7 @@ def balanced(stub: Callable[..., StubServer]) -> Iterator[StubServer]:
 
 
 def test_text_report(balanced: StubServer) -> None:
-    proc = podtally("verify", balanced.url, "-n", "60", "-c", "3", "--expect-pods", "3")
+    proc = run_cli("verify", balanced.url, "-n", "60", "-c", "3", "--expect-pods", "3")
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     # The seed's `sort | uniq -c` lines come first, exactly in its format.
@@ -65,7 +55,7 @@ def test_text_report(balanced: StubServer) -> None:
 
 
 def test_json_document_matches_the_documented_schema(balanced: StubServer, tmp_path: Path) -> None:
-    proc = podtally("verify", balanced.url, "-n", "30", "--json", "--expect-pods", "4")
+    proc = run_cli("verify", balanced.url, "-n", "30", "--json", "--expect-pods", "4")
     assert proc.returncode == 1
     doc = json.loads(proc.stdout)
     jsonschema.validate(doc, RESULT_SCHEMA)
@@ -85,7 +75,7 @@ def test_json_document_matches_the_documented_schema(balanced: StubServer, tmp_p
 
 def test_observations_file(balanced: StubServer, tmp_path: Path) -> None:
     path = tmp_path / "obs.jsonl"
-    proc = podtally("verify", balanced.url, "-n", "12", "-c", "2", "--observations", str(path))
+    proc = run_cli("verify", balanced.url, "-n", "12", "-c", "2", "--observations", str(path))
     assert proc.returncode == 1  # 4 per pod: too few to judge
     assert "too few requests to judge" in proc.stdout
     lines = [json.loads(line) for line in path.read_text().splitlines()]
@@ -98,12 +88,12 @@ def test_observations_file(balanced: StubServer, tmp_path: Path) -> None:
 
 
 def test_unreachable_is_one_line_and_exit_3() -> None:
-    proc = podtally("verify", "http://127.0.0.1:20101/", "-n", "5")
+    proc = run_cli("verify", "http://127.0.0.1:20101/", "-n", "5")
     assert proc.returncode == 3
     assert proc.stdout == ""
     assert proc.stderr == "error: connection refused to 127.0.0.1:20101\n"
 
-    as_json = podtally("verify", "http://127.0.0.1:20101/", "-n", "5", "--json")
+    as_json = run_cli("verify", "http://127.0.0.1:20101/", "-n", "5", "--json")
     assert as_json.returncode == 3
     doc = json.loads(as_json.stdout)
     jsonschema.validate(doc, RESULT_SCHEMA)
@@ -115,7 +105,7 @@ def test_unreachable_is_one_line_and_exit_3() -> None:
 
 def test_body_without_identity(stub: Callable[..., StubServer]) -> None:
     server = stub("127.0.0.1", 20102, identity_responder(["x"], headers=False, body=False))
-    proc = podtally("verify", server.url, "-n", "10")
+    proc = run_cli("verify", server.url, "-n", "10")
     assert proc.returncode == 1
     assert re.search(r"^errors\s+10 \(100\.0%\): no-identity 10$", proc.stdout, re.M)
     assert "verdict: FAIL: no response carried an identity" in proc.stdout
@@ -126,7 +116,7 @@ def test_redirect_is_explained(stub: Callable[..., StubServer]) -> None:
         return 301, {"Location": "https://127.0.0.1:20104/"}, b""
 
     server = stub("127.0.0.1", 20103, redirect)
-    proc = podtally("verify", server.url, "-n", "4")
+    proc = run_cli("verify", server.url, "-n", "4")
     assert proc.returncode == 1
     assert "redirected to https://127.0.0.1:20104/; use --follow or the https URL" in proc.stdout
     assert re.search(r"^status codes\s+301: 4$", proc.stdout, re.M)
@@ -146,27 +136,100 @@ def test_redirect_is_explained(stub: Callable[..., StubServer]) -> None:
         (["verify", "https://h/", "--cacert", "/nonexistent"], "error: --cacert /nonexistent"),
         (["demo", "--ports", "1,2"], "error: --ports '1,2' must be three ports"),
         (["demo", "--replicas", "0"], "error: --replicas must be at least 1"),
+        (["verify", "http://h/", "-H", "X-A: ☃"], "error: header 'X-A' contains '☃'"),
+        (["verify", "http://h/", "-H", "X-☃: a"], "error: header name 'X-☃' is not valid"),
+        (["verify", "https://h/", "--cacert", "/"], "error: --cacert /: not a file"),
+        (["verify", "https://h/", "--cacert", __file__], f"error: --cacert {__file__}: cannot"),
     ],
 )
 def test_bad_usage_is_one_line_and_exit_2(args: list[str], message: str) -> None:
-    proc = podtally(*args)
+    proc = run_cli(*args)
     assert proc.returncode == 2, proc
     assert proc.stderr.startswith(message), proc.stderr
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert proc.stdout == ""
 
 
-def test_observations_file_that_cannot_be_written(balanced: StubServer) -> None:
-    proc = podtally("verify", balanced.url, "--observations", "/nonexistent/dir/obs.jsonl")
-    assert proc.returncode == 2
-    assert proc.stderr.startswith("error: --observations /nonexistent/dir/obs.jsonl")
-    assert balanced.client_ports == []  # nothing was sent
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-H", "X-A: ☃"], "error: header 'X-A' contains '☃'"),
+        (["--cacert", __file__], f"error: --cacert {__file__}: cannot load it as PEM"),
+        (["--observations", "/nonexistent/dir/obs.jsonl"], "error: --observations /nonexistent/"),
+        (["--observations", "/"], "error: --observations /: cannot write it"),
+    ],
+)
+def test_bad_input_sends_nothing(balanced: StubServer, args: list[str], message: str) -> None:
+    proc = run_cli("verify", balanced.url, "-n", "5", *args)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(message) and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stdout == ""
+    assert balanced.client_ports == []  # not one request was sent
+
+
+def test_non_ascii_url_is_encoded_not_a_traceback(balanced: StubServer) -> None:
+    proc = run_cli("verify", balanced.url + "☃?q=ü", "-n", "3")
+    assert "Traceback" not in proc.stderr
+    assert proc.returncode == 1  # one per pod: too few to judge, but every one answered
+    assert "too few requests to judge" in proc.stdout
+    assert balanced.paths == ["/%E2%98%83?q=%C3%BC"] * 3
+
+
+def test_demo_checks_its_outputs_before_starting_anything(tmp_path: Path) -> None:
+    run_dir = tmp_path / "demo"
+    proc = run_cli(
+        "demo",
+        "--ports",
+        "20140,20141,20142",
+        "--run-dir",
+        str(run_dir),
+        "--observations",
+        "/nonexistent/dir/obs.jsonl",
+        timeout=30,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == (
+        "error: --observations /nonexistent/dir/obs.jsonl: cannot write it: "
+        "No such file or directory\n"
+    )
+    assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("earlier", [None, "an earlier run\n"])
+def test_demo_that_cannot_start_leaves_the_observations_file_as_it_was(
+    tmp_path: Path, earlier: str | None
+) -> None:
+    """The file is opened before the stack starts; if no request is ever sent, a file it
+    created is removed again and one that was there keeps its content."""
+    path = tmp_path / "obs.jsonl"
+    if earlier is not None:
+        path.write_text(earlier)
+    with socket.socket() as busy:
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        busy.bind(("127.0.0.1", 20143))
+        busy.listen(1)
+        proc = run_cli(
+            "demo",
+            "--ports",
+            "20143,20144,20145",
+            "--run-dir",
+            str(tmp_path / "demo"),
+            "--observations",
+            str(path),
+            timeout=60,
+        )
+    assert proc.returncode == 2, proc.stderr
+    assert "20143" in proc.stderr and "starting HAProxy" not in proc.stderr
+    if earlier is None:
+        assert not path.exists()
+    else:
+        assert path.read_text() == earlier
 
 
 def test_progress_bar_only_on_a_terminal(balanced: StubServer) -> None:
     """A run of ~1.5 s draws the bar on a terminal; the same run into a pipe stays silent."""
     args = ["verify", balanced.url, "--duration", "1.5s", "--rate", "100", "-c", "2"]
-    piped = podtally(*args)
+    piped = run_cli(*args)
     assert piped.returncode == 0 and piped.stderr == ""
 
     leader, follower = pty.openpty()
@@ -201,6 +264,6 @@ def test_progress_bar_only_on_a_terminal(balanced: StubServer) -> None:
 
 
 def test_observations_disk_full_is_one_line(balanced: StubServer) -> None:
-    proc = podtally("verify", balanced.url, "-n", "20", "--observations", "/dev/full")
+    proc = run_cli("verify", balanced.url, "-n", "20", "--observations", "/dev/full")
     assert proc.returncode == 3
     assert proc.stderr == "error: --observations /dev/full: No space left on device\n"

@@ -28,7 +28,7 @@ import pytest
 from podtally.local import Stack, StackConfig, down, up
 from podtally.verify import VerifyOptions, parse_resolve, run
 from podtally.verify.schema import RESULT_SCHEMA
-from tests.support import clean_env
+from tests.support import clean_env, run_cli
 
 HTTP, HTTPS, STATS = 20200, 20201, 20202
 HOST = "verify.podtally.test"
@@ -61,17 +61,6 @@ def haproxy_totals(stack: Stack) -> dict[str, int]:
     rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
     by_server = {f"{r['pxname']}/{r['svname']}": int(r["stot"] or 0) for r in rows}
     return {replica.pod: by_server[replica.server] for replica in stack.replicas}
-
-
-def podtally(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "podtally", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=clean_env(),
-        check=False,
-    )
 
 
 def test_1000_requests_through_haproxy_are_even_and_match_its_own_counts(stack: Stack) -> None:
@@ -118,7 +107,7 @@ def test_1000_requests_through_haproxy_are_even_and_match_its_own_counts(stack: 
 
 
 def test_expect_more_pods_than_there_are_fails(stack: Stack) -> None:
-    proc = podtally(
+    proc = run_cli(
         "verify", stack.url, "--cacert", str(stack.ca_path), "-n", "150", "--expect-pods", "4"
     )
     assert proc.returncode == 1, proc.stderr
@@ -130,7 +119,7 @@ def test_expect_more_pods_than_there_are_fails(stack: Stack) -> None:
 def test_one_replica_bypassing_the_balancer_fails_expect_pods(stack: Stack) -> None:
     replica = stack.replicas[0]
     url = f"http://{replica.address}:{replica.port}/"
-    proc = podtally("verify", url, "-n", "50", "--expect-pods", "3", "--json")
+    proc = run_cli("verify", url, "-n", "50", "--expect-pods", "3", "--json")
     assert proc.returncode == 1
     doc = json.loads(proc.stdout)
     jsonschema.validate(doc, RESULT_SCHEMA)
@@ -190,7 +179,7 @@ def _listening(port: int) -> bool:
 
 def test_demo_end_to_end(tmp_path: Path) -> None:
     run_dir = tmp_path / "demo"
-    proc = podtally("demo", "-n", "200", "--ports", "20210,20211,20212", "--run-dir", str(run_dir))
+    proc = run_cli("demo", "-n", "200", "--ports", "20210,20211,20212", "--run-dir", str(run_dir))
     assert proc.returncode == 0, proc.stderr
     seed = [line for line in proc.stdout.splitlines() if re.match(r"^ +\d+ Pod: ", line)]
     assert len(seed) == 3
@@ -206,7 +195,7 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
 
 def test_demo_fails_with_the_verifiers_code_and_still_tears_down(tmp_path: Path) -> None:
     run_dir = tmp_path / "demo"
-    proc = podtally(
+    proc = run_cli(
         "demo",
         "--replicas",
         "2",

@@ -88,13 +88,14 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "--drain-seconds",
         type=float,
         default=2.0,
-        help="how long a stopping replica keeps answering after SIGTERM (default: 2)",
+        help="how long a stopping replica keeps answering after SIGTERM, 0 to 300 (default: 2)",
     )
     p.add_argument(
         "--ready-timeout",
         type=float,
         default=30.0,
-        help="give up if a replica or HAProxy is not ready after this long (default: 30)",
+        help="give up if a replica or HAProxy is not ready after this many seconds, at most "
+        "3600 (default: 30)",
     )
     p.add_argument(
         "--foreground",
@@ -107,7 +108,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "status",
         help="show the local stack's replicas and HAProxy's view of them",
         description="Each replica (pod, node, zone, address, pid, HAProxy's UP/DOWN) and the "
-        "URLs. Exit 0 when every replica is UP, 1 when some are not, 3 when the stack is not up.",
+        "URLs. Exit 0 when every replica is UP; 1 (a check failed) when the stack is degraded, "
+        "some replicas not UP; 3 when the stack is not up.",
     )
     _add_name(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")

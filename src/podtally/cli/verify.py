@@ -7,7 +7,9 @@ the report or the ``--json`` document goes to stdout; the exit code is the verdi
 from __future__ import annotations
 
 import argparse
+import os
 import signal
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -232,18 +234,32 @@ class _ProgressBar:
 
 @contextmanager
 def _observation_writer(path: Path | None) -> Iterator[Callable[[Observation], None] | None]:
+    """Open ``--observations`` up front (a bad path is bad input: exit 2 before anything runs).
+
+    The file is opened without truncating it and emptied at the first observation, so a run
+    that never sends a request leaves an existing file as it was, and removes one it created.
+    """
     if path is None:
         yield None
         return
     from podtally.verify.report import observation_line
 
+    existed = path.exists()
     try:
-        handle = path.open("w", encoding="utf-8")
+        handle = path.open("a", encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"--observations {path}: cannot write it: {exc.strerror}") from None
+    # Only a regular file is emptied (not /dev/stdout, a pipe or a device).
+    regular = stat.S_ISREG(os.fstat(handle.fileno()).st_mode)
+    started = False
 
     def write(observation: Observation) -> None:
+        nonlocal started
         try:
+            if not started:
+                started = True
+                if regular:
+                    handle.truncate(0)
             handle.write(observation_line(observation))
         except OSError as exc:
             raise PodtallyError(f"--observations {path}: {exc.strerror}") from None
@@ -255,23 +271,29 @@ def _observation_writer(path: Path | None) -> Iterator[Callable[[Observation], N
             handle.close()
         except OSError as exc:
             raise PodtallyError(f"--observations {path}: {exc.strerror}") from None
+        finally:
+            if not started and not existed and regular:
+                path.unlink(missing_ok=True)
 
 
-def _run_and_print(args: argparse.Namespace, options: VerifyOptions) -> int:
+def _run_and_print(
+    args: argparse.Namespace,
+    options: VerifyOptions,
+    on_observation: Callable[[Observation], None] | None,
+) -> int:
     from podtally.verify import run
     from podtally.verify.report import render_json, render_text
 
     bar = _ProgressBar(sys.stderr) if stderr_is_tty() and not args.no_progress else None
-    with _observation_writer(args.observations) as on_observation:
-        try:
-            result: VerifyResult = run(
-                options,
-                progress=bar.update if bar is not None else None,
-                on_observation=on_observation,
-            )
-        finally:
-            if bar is not None:
-                bar.clear()
+    try:
+        result: VerifyResult = run(
+            options,
+            progress=bar.update if bar is not None else None,
+            on_observation=on_observation,
+        )
+    finally:
+        if bar is not None:
+            bar.clear()
     if args.json:
         sys.stdout.write(render_json(result))
     elif result.verdict.result != "unreachable":
@@ -285,7 +307,9 @@ def _run_and_print(args: argparse.Namespace, options: VerifyOptions) -> int:
 # --- commands -----------------------------------------------------------------------------------
 def _verify(args: argparse.Namespace) -> int:
     require_extra("verify", "httptools", "scipy")
-    return _run_and_print(args, _options(args, args.url))
+    options = _options(args, args.url)
+    with _observation_writer(args.observations) as on_observation:
+        return _run_and_print(args, options, on_observation)
 
 
 def _parse_ports(text: str) -> tuple[int, int, int]:
@@ -325,26 +349,28 @@ def _demo(args: argparse.Namespace) -> int:
         # Nothing sends traffic when the demo tears down: a short drain is enough.
         drain_seconds=DEMO_DRAIN_SECONDS,
     )
-    # Check every option before anything starts, so a typo leaves nothing behind.
+    # Check every option and open every output before anything starts, so a typo or a bad
+    # path fails at once (exit 2) and leaves nothing behind.
     probe_options = _options(args, f"http://127.0.0.1:{http_port}/")
 
     started = time.monotonic()
     previous = signal.signal(signal.SIGTERM, _sigterm_as_sigint)
     try:
-        stack = up(config, progress=err)
-        try:
-            url = stack.http_url if args.http else stack.url
-            options = _options(
-                args,
-                url,
-                default_requests=DEMO_REQUESTS,
-                cacert=None if args.http else stack.ca_path,
-                expect_pods=probe_options.expect_pods or args.replicas,
-            )
-            err(f"verifying {url} with {_describe(options)} ...")
-            code = _run_and_print(args, options)
-        finally:
-            _tear_down(args.run_dir)
+        with _observation_writer(args.observations) as on_observation:
+            stack = up(config, progress=err)
+            try:
+                url = stack.http_url if args.http else stack.url
+                options = _options(
+                    args,
+                    url,
+                    default_requests=DEMO_REQUESTS,
+                    cacert=None if args.http else stack.ca_path,
+                    expect_pods=probe_options.expect_pods or args.replicas,
+                )
+                err(f"verifying {url} with {_describe(options)} ...")
+                code = _run_and_print(args, options, on_observation)
+            finally:
+                _tear_down(args.run_dir)
     finally:
         signal.signal(signal.SIGTERM, previous)
     err(f"demo done in {time.monotonic() - started:.1f} s")

@@ -113,9 +113,7 @@ class StackConfig:
                 f"drain seconds must be between 0 and {MAX_DRAIN_SECONDS:g}, "
                 f"got {self.drain_seconds}"
             )
-        if not (
-            math.isfinite(self.ready_timeout) and 0 < self.ready_timeout <= MAX_READY_TIMEOUT
-        ):
+        if not (math.isfinite(self.ready_timeout) and 0 < self.ready_timeout <= MAX_READY_TIMEOUT):
             raise UsageError(
                 f"ready timeout must be more than 0 and at most {MAX_READY_TIMEOUT:g} seconds, "
                 f"got {self.ready_timeout}"

@@ -27,7 +27,14 @@ from podtally.verify.options import (
     parse_resolve,
     parse_url,
 )
-from podtally.verify.probe import ERROR_KINDS, Engine, ErrorKind, Observation, Progress
+from podtally.verify.probe import (
+    ERROR_KINDS,
+    Engine,
+    ErrorKind,
+    Observation,
+    Progress,
+    Resolver,
+)
 from podtally.verify.result import ConnectionSpread, VerifyResult, build_result
 from podtally.verify.tally import (
     Accumulator,
@@ -50,6 +57,7 @@ __all__ = [
     "Observation",
     "Progress",
     "Resolve",
+    "Resolver",
     "Row",
     "Target",
     "Verdict",
@@ -71,6 +79,7 @@ async def run_async(
     options: VerifyOptions,
     progress: Callable[[Progress], None] | None = None,
     on_observation: Callable[[Observation], None] | None = None,
+    resolver: Resolver | None = None,
 ) -> VerifyResult:
     """:func:`run` for callers already inside an event loop."""
     acc = Accumulator(track_connections=options.keep_alive)
@@ -82,7 +91,7 @@ async def run_async(
             acc.add(observation)
             watcher(observation)
 
-    summary = await Engine(options, sink, progress).run()
+    summary = await Engine(options, sink, progress, resolver).run()
     return build_result(options, acc, summary)
 
 
@@ -90,17 +99,21 @@ def run(
     options: VerifyOptions,
     progress: Callable[[Progress], None] | None = None,
     on_observation: Callable[[Observation], None] | None = None,
+    resolver: Resolver | None = None,
 ) -> VerifyResult:
     """Send the requests ``options`` describe and return the judged result.
 
     ``progress`` is called about ten times a second; ``on_observation`` once per request, as it
-    completes (for ``--observations``). Raises :class:`podtally.errors.PodtallyError` only for
-    problems before any request (a host that does not resolve, an unreadable CA file); a target
-    that does not answer is a result whose verdict is ``unreachable`` (exit code 3).
+    completes (for ``--observations``); ``resolver`` replaces the system's name resolution
+    (``async (host, port) -> addresses``, raising :class:`socket.gaierror` for an unknown name).
+    Bad input was rejected when ``options`` was built (:class:`podtally.errors.UsageError`);
+    this raises :class:`podtally.errors.PodtallyError` only before the first request, for a
+    host that does not resolve. A target that does not answer is a result whose verdict is
+    ``unreachable`` (exit code 3).
     """
     import asyncio
 
     from podtally.verify.probe import new_event_loop
 
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        return runner.run(run_async(options, progress, on_observation))
+        return runner.run(run_async(options, progress, on_observation, resolver))

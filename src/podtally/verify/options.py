@@ -8,9 +8,10 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from podtally.errors import UsageError
 
@@ -68,6 +69,24 @@ class Resolve:
         return f"{self.host}:{self.port}:{address}"
 
 
+def _ascii_host(host: str, what: str) -> str:
+    """A host name as it goes on the wire: lower case, non-ASCII names IDNA-encoded (as curl)."""
+    if host.isascii():
+        return host
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise UsageError(f"{what}: host {host!r} is not valid: {exc}") from None
+
+
+def _percent_encode(text: str) -> str:
+    """Percent-encode (UTF-8) every character that is not printable ASCII, as curl does;
+    what is already ASCII, existing ``%XX`` escapes included, is left as written."""
+    if text.isascii() and text.isprintable():
+        return text
+    return "".join(c if c.isascii() and c.isprintable() else quote(c, safe="") for c in text)
+
+
 def parse_url(url: str, what: str = "URL") -> Target:
     """Parse and check an http(s) URL; anything else is a usage error."""
     try:
@@ -86,9 +105,10 @@ def parse_url(url: str, what: str = "URL") -> Target:
         raise UsageError(f"{what} {url!r} contains white space")
     if port == 0:
         raise UsageError(f"{what} {url!r} has port 0")
-    path = parts.path or "/"
+    host = _ascii_host(host, f"{what} {url!r}")
+    path = _percent_encode(parts.path) or "/"
     if parts.query:
-        path = f"{path}?{parts.query}"
+        path = f"{path}?{_percent_encode(parts.query)}"
     default = 443 if parts.scheme == "https" else 80
     return Target(url=url.strip(), scheme=parts.scheme, host=host, port=port or default, path=path)
 
@@ -109,7 +129,8 @@ def parse_resolve(value: str) -> Resolve:
         raise UsageError(
             f"--resolve {value!r}: {address!r} is not an IP address (IPv6 goes in brackets)"
         ) from None
-    return Resolve(host=host.lower().rstrip("."), port=int(port_text), address=address)
+    host = _ascii_host(host.lower().rstrip("."), f"--resolve {value!r}")
+    return Resolve(host=host, port=int(port_text), address=address)
 
 
 def parse_duration(value: str) -> float:
@@ -135,18 +156,53 @@ def parse_rate_fraction(value: str) -> float:
     return number
 
 
+def check_header(name: str, value: str) -> None:
+    """A request header podtally can send as is: a token name, a Latin-1 value without control
+    characters (HTTP/1.1 header fields are bytes; nothing is encoded on the user's behalf)."""
+    if not _TOKEN.match(name):
+        raise UsageError(
+            f"header name {name!r} is not valid (ASCII letters, digits and !#$%&'*+-.^_`|~ only)"
+        )
+    if name.lower() in ("connection", "content-length", "transfer-encoding"):
+        raise UsageError(f"header {name!r} is set by podtally (use --keep-alive for Connection)")
+    if "\r" in value or "\n" in value:
+        raise UsageError(f"header {name!r} contains a line break")
+    for char in value:
+        if ord(char) > 0xFF:
+            raise UsageError(
+                f"header {name!r} contains {char!r}, which is not Latin-1: HTTP header values "
+                "are bytes, encode it first (percent-encoding, for example)"
+            )
+        if char != "\t" and (ord(char) < 0x20 or ord(char) == 0x7F):
+            raise UsageError(f"header {name!r} contains a control character ({char!r})")
+
+
 def parse_header(value: str) -> tuple[str, str]:
     """``Name: value`` for ``--header``."""
     name, sep, text = value.partition(":")
-    name = name.strip()
-    if not sep or not _TOKEN.match(name):
+    name, text = name.strip(), text.strip()
+    if not sep or not name:
         raise UsageError(f"header {value!r} must be 'Name: value'")
-    if name.lower() in ("connection", "content-length", "transfer-encoding"):
-        raise UsageError(f"header {name!r} is set by podtally (use --keep-alive for Connection)")
-    text = text.strip()
-    if "\r" in text or "\n" in text:
-        raise UsageError(f"header {name!r} contains a line break")
+    check_header(name, text)
     return name, text
+
+
+def check_cacert(path: Path) -> None:
+    """A CA file that loads: checked up front, so a bad one is bad input, not a failed run."""
+    if not path.exists():
+        raise UsageError(f"--cacert {path}: no such file")
+    if not path.is_file():
+        raise UsageError(f"--cacert {path}: not a file")
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(path))
+    except ssl.SSLError as exc:
+        reason = exc.reason or str(exc)
+        raise UsageError(
+            f"--cacert {path}: cannot load it as PEM ({reason}): give the CA certificate(s), "
+            "-----BEGIN CERTIFICATE-----"
+        ) from None
+    except OSError as exc:
+        raise UsageError(f"--cacert {path}: cannot read it: {exc.strerror or exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,11 +250,12 @@ class VerifyOptions:
             raise UsageError(f"--expect-pods must be at least 1 (got {self.expect_pods})")
         if not 0.0 <= self.max_error_rate <= 1.0:
             raise UsageError(f"--max-error-rate must be within 0..1 (got {self.max_error_rate})")
+        for name, value in self.headers:
+            check_header(name, value)
         if self.cacert is not None:
             if self.insecure:
                 raise UsageError("--cacert and --insecure contradict each other; pick one")
-            if not self.cacert.is_file():
-                raise UsageError(f"--cacert {self.cacert}: no such file")
+            check_cacert(self.cacert)
 
     def address_for(self, host: str, port: int) -> str | None:
         """The ``--resolve`` address for HOST:PORT, if one was given."""

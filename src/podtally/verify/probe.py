@@ -18,7 +18,7 @@ import itertools
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -39,6 +39,8 @@ ERROR_KINDS: tuple[ErrorKind, ...] = (
     "other",
 )
 IdentitySource = Literal["headers", "body"]
+Resolver = Callable[[str, int], Awaitable[Sequence[str]]]
+"""``async (host, port) -> addresses``; raises :class:`socket.gaierror` for an unknown name."""
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 BODY_LIMIT = 64 * 1024  # enough for any identity page; the rest of a body is read and dropped
@@ -312,7 +314,16 @@ def _ssl_context(options: VerifyOptions) -> ssl.SSLContext:
     try:
         return ssl.create_default_context(cafile=cafile)
     except (ssl.SSLError, OSError) as exc:
+        # VerifyOptions loaded it already; this is the file changing under a running verifier.
         raise PodtallyError(f"--cacert {options.cacert}: cannot load it as PEM: {exc}") from None
+
+
+def _decode_location(value: bytes) -> str:
+    """A ``Location`` header: UTF-8 when it is (parse_url then percent-encodes it), else Latin-1."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
 
 
 def _text(value: bytes | None, cache: dict[bytes, str]) -> str | None:
@@ -340,6 +351,14 @@ def parse_identity_text(body: bytes) -> list[str | None] | None:
     return values if found and values[0] is not None else None
 
 
+async def system_addresses(host: str, port: int) -> list[str]:
+    """The system resolver (``getaddrinfo``, through the event loop): every TCP address."""
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    )
+    return [str(info[4][0]) for info in infos]
+
+
 class Engine:
     """One run of the probe. Create it, then ``await engine.run()``; observations go to ``sink``."""
 
@@ -348,10 +367,12 @@ class Engine:
         options: VerifyOptions,
         sink: Callable[[Observation], None],
         progress: Callable[[Progress], None] | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
         self.options = options
         self._sink = sink
         self._progress = progress
+        self._resolver = resolver if resolver is not None else system_addresses
         self._ssl: ssl.SSLContext | None = None
         self._requests: dict[tuple[str, str, int, str], bytes] = {}
         self._addresses: dict[tuple[str, int], list[tuple[str, str]]] = {}
@@ -362,8 +383,9 @@ class Engine:
         self._claimed = 0
         self._done = 0
         self._errors = 0
-        self._t0 = 0.0  # perf_counter at the start: observation times
-        self._loop_t0 = 0.0  # loop.time() at the start: deadline and rate schedule
+        # perf_counter() at the start: observation times, the rate schedule and the deadline
+        # (uvloop's loop.time() ticks in whole milliseconds and is cached per loop iteration).
+        self._t0 = 0.0
         self._deadline = float("inf")
 
     # --- set-up --------------------------------------------------------------------------------
@@ -377,14 +399,13 @@ class Engine:
         if forced is not None:
             found = [forced]
         else:
-            loop = asyncio.get_running_loop()
             try:
-                infos = await loop.getaddrinfo(
-                    target.host, target.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-                )
+                found = list(dict.fromkeys(await self._resolver(target.host, target.port)))
             except socket.gaierror as exc:
-                raise PodtallyError(f"cannot resolve host {target.host}: {exc.strerror}") from None
-            found = list(dict.fromkeys(str(info[4][0]) for info in infos))
+                reason = exc.strerror or str(exc)
+                raise PodtallyError(f"cannot resolve host {target.host}: {reason}") from None
+            if not found:
+                raise PodtallyError(f"cannot resolve host {target.host}: no address")
         pairs = [(a, f"[{a}]:{target.port}" if ":" in a else f"{a}:{target.port}") for a in found]
         self._addresses[key] = pairs
         self._turn[key] = itertools.count()
@@ -461,15 +482,16 @@ class Engine:
             else:
                 connection.close()
             try:
-                attempt.target = attempt.target.join(location.decode("latin-1"))
+                attempt.target = attempt.target.join(_decode_location(location))
             except PodtallyError as exc:
                 raise _Failure("other", str(exc)) from None
             attempt.redirects += 1
 
-    async def _exchange(self, index: int, kept: _Connection | None) -> _Connection | None:
+    async def _exchange(
+        self, index: int, started: float, kept: _Connection | None
+    ) -> _Connection | None:
         """Send request ``index``; return the connection to keep for the next one, if any."""
         options = self.options
-        started = time.perf_counter()  # uvloop's loop.time() ticks in whole milliseconds
         attempt = _Attempt(options.target)
         failure: _Failure | None = None
         response: _Response | None = None
@@ -597,32 +619,36 @@ class Engine:
         self._sink(observation)
 
     # --- the run -------------------------------------------------------------------------------
-    def _claim(self, loop: asyncio.AbstractEventLoop) -> int | None:
+    def _claim(self) -> int | None:
         total = self.options.requests
         if total is not None and self._claimed >= total:
-            return None
-        if loop.time() >= self._deadline:
             return None
         index = self._claimed
         self._claimed += 1
         return index
 
     async def _worker(self) -> None:
-        loop = asyncio.get_running_loop()
         rate = self.options.rate
+        deadline = self._deadline
         kept: _Connection | None = None
         try:
             while True:
-                index = self._claim(loop)
+                index = self._claim()
                 if index is None:
                     return
                 if rate is not None:
-                    delay = self._loop_t0 + index / rate - loop.time()
-                    if delay > 0:
+                    # Request i starts no sooner than i/rate after the start (checked against
+                    # the clock after each sleep: timers may fire a little early), and a wait
+                    # never outlasts the --duration deadline.
+                    due = min(self._t0 + index / rate, deadline)
+                    while (delay := due - time.perf_counter()) > 0:
                         await asyncio.sleep(delay)
-                        if loop.time() >= self._deadline:
-                            return
-                kept = await self._exchange(index, kept)
+                # The start time and the deadline check are one reading of the clock: no
+                # request starts at or after the deadline, however loaded the machine is.
+                started = time.perf_counter()
+                if started >= deadline:
+                    return
+                kept = await self._exchange(index, started, kept)
         finally:
             if kept is not None:
                 kept.close()
@@ -651,9 +677,8 @@ class Engine:
         await self._addresses_for(target)  # a DNS failure is one error up front, not N
         started_at = time.time()
         self._t0 = time.perf_counter()
-        self._loop_t0 = loop.time()
         if self.options.duration is not None:
-            self._deadline = self._loop_t0 + self.options.duration
+            self._deadline = self._t0 + self.options.duration
         workers = self.options.concurrency
         if self.options.requests is not None:
             workers = min(workers, self.options.requests)
@@ -683,10 +708,10 @@ class Engine:
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop when it is installed (about twice the request rate), else the stdlib loop."""
+    """uvloop (a core dependency: about twice the request rate), else the stdlib loop."""
     try:
         import uvloop
-    except ImportError:  # pragma: no cover - uvloop is in the verify extra
+    except ImportError:  # pragma: no cover - uvloop is a core dependency
         return asyncio.new_event_loop()
     loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
     return loop

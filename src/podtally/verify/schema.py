@@ -6,9 +6,10 @@ runs in the tests, so the documented shape and the printed shape cannot drift ap
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
-from podtally.verify.probe import ERROR_KINDS
+from podtally.verify.probe import ERROR_KINDS, IdentitySource
+from podtally.verify.tally import DIMENSIONS, VerdictResult
 
 _NUM = {"type": "number"}
 _INT = {"type": "integer", "minimum": 0}
@@ -103,7 +104,7 @@ RESULT_SCHEMA: dict[str, Any] = {
                     }
                 ),
             },
-            "dimensions": _object({name: _DIMENSION for name in ("pod", "node", "zone", "ip")}),
+            "dimensions": _object(dict.fromkeys(DIMENSIONS, _DIMENSION)),
             "latency_ms": {
                 "oneOf": [
                     {"type": "null"},
@@ -127,7 +128,7 @@ RESULT_SCHEMA: dict[str, Any] = {
             },
             "identity_sources": {
                 "type": "object",
-                "propertyNames": {"enum": ["headers", "body"]},
+                "propertyNames": {"enum": list(get_args(IdentitySource))},
                 "additionalProperties": _INT,
             },
             "connection_spread": {
@@ -139,16 +140,7 @@ RESULT_SCHEMA: dict[str, Any] = {
             "notes": {"type": "array", "items": _STR},
             "verdict": _object(
                 {
-                    "result": {
-                        "enum": [
-                            "even",
-                            "uneven",
-                            "too few requests to judge",
-                            "one pod",
-                            "no identity",
-                            "unreachable",
-                        ]
-                    },
+                    "result": {"enum": list(get_args(VerdictResult))},
                     "passed": {"type": "boolean"},
                     "exit_code": {"enum": [0, 1, 3]},
                     "summary": _STR,
