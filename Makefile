@@ -6,13 +6,14 @@ BIN := $(VENV)/bin
 CHECKOV_VENV := .venv-checkov
 CHECKOV_VERSION := 3.3.30
 STAMP := $(VENV)/.installed
+WHEELHOUSE := $(VENV)/wheelhouse
 # Debian packages: haproxy for the local stack; curl, wrk and nginx for the benchmarks.
 APT_PACKAGES := haproxy curl
 BENCH_APT_PACKAGES := wrk nginx-light
 
-.PHONY: setup system-deps demo test lint format bench manifests clean
+.PHONY: setup system-deps demo test lint format bench clean lock
 
-setup: system-deps $(STAMP) $(CHECKOV_VENV)/bin/checkov
+setup: system-deps $(STAMP) $(WHEELHOUSE)/.complete $(CHECKOV_VENV)/bin/checkov
 
 # Install missing Debian packages when we can (root, or sudo without a password); otherwise say how.
 system-deps:
@@ -24,6 +25,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip==26.3
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
+
+# The image's locked wheels for this machine (hashes checked): tests/k8s/test_image_recipe.py
+# installs from here, offline, exactly as deploy/Dockerfile does.
+$(WHEELHOUSE)/.complete: requirements/core.lock requirements/build.lock $(STAMP)
+	$(BIN)/python -m pip download --quiet --require-hashes --only-binary=:all: --dest $(WHEELHOUSE) -r requirements/core.lock -r requirements/build.lock
+	@touch $@
+
+# Regenerate the hashed lock files after changing a pin in pyproject.toml (docs/kubernetes.md).
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes -o requirements/core.lock
+	$(BIN)/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))' | $(BIN)/uv pip compile - --universal --python-version 3.11 --generate-hashes -o requirements/build.lock
 
 # checkov pins many libraries of its own, so it gets a virtualenv of its own.
 $(CHECKOV_VENV)/bin/checkov:

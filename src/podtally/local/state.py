@@ -319,7 +319,14 @@ def pid_is(pid: int, *needles: str) -> bool:
     """
     if not pid_alive(pid):
         return False
+    if pid in _children:
+        return True  # started by this process and not reaped yet: the pid cannot be reused
     line = cmdline(pid)
+    # Just after a spawn the command line reads empty until the kernel finishes the exec.
+    deadline = time.monotonic() + 1.0
+    while line == "" and time.monotonic() < deadline and pid_alive(pid):
+        time.sleep(0.005)
+        line = cmdline(pid)
     if line is None:
         return True
     return all(needle in line for needle in needles)
