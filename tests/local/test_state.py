@@ -83,16 +83,19 @@ def test_a_killed_but_unreaped_child_counts_as_gone() -> None:
 
 
 def test_pid_is_checks_the_command_line_against_pid_reuse() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(60)", "marker-one"],
-        start_new_session=True,
-    )
-    try:
-        assert st.pid_is(process.pid, "marker-one")
-        assert not st.pid_is(process.pid, "haproxy.cfg")
-    finally:
-        process.kill()
-        process.wait()
+    # Asked at once after the spawn, many times: the command line reads empty until the exec
+    # is through, and a process just started must still count as the one asked about.
+    for _ in range(20):
+        process = subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(60)", "marker-one"],
+            start_new_session=True,
+        )
+        try:
+            assert st.pid_is(process.pid, "marker-one")
+            assert not st.pid_is(process.pid, "haproxy.cfg")
+        finally:
+            process.kill()
+            process.wait()
 
 
 def test_stop_groups_escalates_to_sigkill_for_a_process_that_ignores_sigterm() -> None:

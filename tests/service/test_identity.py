@@ -6,7 +6,6 @@ IMDS stand-in speaks the IMDSv2 token dance. Nothing leaves 127.0.0.0/8.
 
 from __future__ import annotations
 
-import datetime as dt
 import ipaddress
 import json
 import socket
@@ -19,14 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from podtally.identity import resolve
+from podtally.local.tls import generate
 
 STANDIN = "127.0.0.25"
+KUBE_HOST = "127.0.0.1"  # the stand-in API server's certificate names 127.0.0.1
 TOKEN = "test-service-account-token"  # noqa: S105 - a stand-in's token
 
 
@@ -36,8 +33,13 @@ def _quiet(handler: type[BaseHTTPRequestHandler]) -> type[BaseHTTPRequestHandler
 
 
 class _Server:
-    def __init__(self, handler: type[BaseHTTPRequestHandler], tls: ssl.SSLContext | None = None):
-        self.httpd = ThreadingHTTPServer((STANDIN, 0), _quiet(handler))
+    def __init__(
+        self,
+        handler: type[BaseHTTPRequestHandler],
+        tls: ssl.SSLContext | None = None,
+        host: str = STANDIN,
+    ):
+        self.httpd = ThreadingHTTPServer((host, 0), _quiet(handler))
         if tls:
             self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
@@ -101,49 +103,11 @@ def _kube_handler(status: int, labels: dict[str, str]) -> type[BaseHTTPRequestHa
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ssl.SSLContext]:
-    """A CA and a server certificate for the stand-in API server's loopback address."""
-    directory = tmp_path_factory.mktemp("pki")
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test kubernetes CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubernetes")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(STANDIN))]),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    (directory / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    (directory / "tls.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (directory / "tls.key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    """A CA and a server certificate (for 127.0.0.1) for the stand-in API server."""
+    files = generate(tmp_path_factory.mktemp("pki"), "kubernetes-standin")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(directory / "tls.crt", directory / "tls.key")
-    return directory, context
+    context.load_cert_chain(files.server_pem)  # certificate and key in one file
+    return files.ca_cert, context
 
 
 @pytest.fixture
@@ -153,7 +117,7 @@ def sa_dir(tmp_path: Path, pki: tuple[Path, ssl.SSLContext]) -> Path:
     directory.mkdir()
     (directory / "token").write_text(TOKEN + "\n")
     (directory / "namespace").write_text("from-file\n")
-    (directory / "ca.crt").write_bytes((pki[0] / "ca.crt").read_bytes())
+    (directory / "ca.crt").write_bytes(pki[0].read_bytes())
     return directory
 
 
@@ -166,7 +130,7 @@ def imds() -> Iterator[_Server]:
 
 def kube(pki: tuple[Path, ssl.SSLContext], status: int = 200, labels: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
     zone = {"topology.kubernetes.io/zone": "eu-west-1c"}
-    return _Server(_kube_handler(status, zone if labels is None else labels), tls=pki[1])
+    return _Server(_kube_handler(status, zone if labels is None else labels), pki[1], KUBE_HOST)
 
 
 def events_log() -> tuple[list[tuple[str, dict[str, Any]]], Any]:
@@ -238,7 +202,7 @@ def test_zone_from_the_kubernetes_api(pki: Any, sa_dir: Path, imds: _Server) -> 
     try:
         env = {
             "NODE_NAME": "node-a",
-            "KUBERNETES_SERVICE_HOST": STANDIN,
+            "KUBERNETES_SERVICE_HOST": KUBE_HOST,
             "KUBERNETES_SERVICE_PORT": str(api.port),
             "PODTALLY_IMDS_ENDPOINT": f"http://{STANDIN}:{imds.port}",
         }
@@ -256,7 +220,7 @@ def test_forbidden_api_falls_through_to_imds(pki: Any, sa_dir: Path, imds: _Serv
     try:
         env = {
             "NODE_NAME": "node-a",
-            "KUBERNETES_SERVICE_HOST": STANDIN,
+            "KUBERNETES_SERVICE_HOST": KUBE_HOST,
             "KUBERNETES_SERVICE_PORT": str(api.port),
             "PODTALLY_IMDS_ENDPOINT": f"http://{STANDIN}:{imds.port}",
         }
@@ -277,7 +241,7 @@ def test_node_without_zone_label(pki: Any, sa_dir: Path) -> None:
     try:
         env = {
             "NODE_NAME": "node-a",
-            "KUBERNETES_SERVICE_HOST": STANDIN,
+            "KUBERNETES_SERVICE_HOST": KUBE_HOST,
             "KUBERNETES_SERVICE_PORT": str(api.port),
             **OFF,
         }
@@ -323,7 +287,7 @@ def test_the_running_service_reports_its_sources(
             env={
                 "POD_NAME": "p",
                 "NODE_NAME": "node-a",
-                "KUBERNETES_SERVICE_HOST": STANDIN,
+                "KUBERNETES_SERVICE_HOST": KUBE_HOST,
                 "KUBERNETES_SERVICE_PORT": str(api.port),
                 "PODTALLY_SERVICEACCOUNT_DIR": str(sa_dir),
             },
