@@ -62,6 +62,7 @@ bench: setup
 	@bash scripts/apt-install.sh $(BENCH_APT_PACKAGES)
 	$(BIN)/python bench/service_bench.py
 	$(BIN)/python bench/verify_bench.py
+	$(BIN)/python bench/local_bench.py
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache

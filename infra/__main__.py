@@ -1,6 +1,7 @@
 """podtally on AWS: VPC, EKS, the load balancer controller, ECR, a certificate, DNS and the app.
 
-Reads top to bottom; every knob is in Pulumi.<stack>.yaml (see podtally_infra/config.py).
+Reads top to bottom; every knob is in Pulumi.<stack>.yaml (see podtally_infra/config.py), a
+per-user copy of the tracked template stack.example.yaml (`podtally cloud` makes the copy).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ eks = cluster.build(settings, net)
 provider = k8s.Provider(
     "eks",
     kubeconfig=eks.kubeconfig,
-    opts=pulumi.ResourceOptions(depends_on=[eks.admin_access, eks.node_group]),
+    opts=pulumi.ResourceOptions(depends_on=[*eks.admin_access, eks.node_group]),
 )
 lb_controller = controller.build(settings, net, eks, provider)
 
@@ -47,7 +48,8 @@ pulumi.export("ecrRepositoryUrl", repo.repository_url)
 pulumi.export("certificateArn", cert.validated_arn)
 pulumi.export("replicas", settings.replicas)
 
-# The app, once its image is in ECR (set podtally:deployApp false for the first `up`).
+# The app, once its image is in ECR: podtally:deployApp is false in the template, so the first
+# `up` creates the repository; push the image, set it to true, `up` again.
 if settings.deploy_app:
     image = registry.image_reference(account_id, settings)
     objects, placeholder = app.manifests(settings, image, account_id)

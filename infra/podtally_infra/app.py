@@ -1,6 +1,9 @@
 """The app: the manifests from ``podtally.k8s`` (eks profile), applied to the cluster, and an
 alias record from the hostname to the ALB the controller makes for the Ingress.
 
+The record is an alias A record only: the VPC has no IPv6 and the Ingress asks for no dual-stack
+ALB, so there is nothing for an AAAA record to point at.
+
 ``render()`` wants plain strings, but the certificate ARN is only known once ACM has issued it.
 The manifests are therefore rendered once, in the program's own time, with a placeholder ARN of
 the right shape; every string that holds the placeholder then becomes an Output that swaps in
@@ -42,7 +45,6 @@ KINDS: dict[tuple[str, str], Any] = {
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): k8s.rbac.v1.ClusterRole,
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): k8s.rbac.v1.ClusterRoleBinding,
 }
-DUALSTACK = ("dualstack", "dualstack-without-public-ipv4")
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,6 @@ def build(
 ) -> App:
     created: list[pulumi.CustomResource] = []
     ingress: k8s.networking.v1.Ingress | None = None
-    dualstack = False
     for obj in objects:
         key = (obj["apiVersion"], obj["kind"])
         if key not in KINDS:
@@ -129,8 +130,6 @@ def build(
         created.append(resource)
         if obj["kind"] == "Ingress":
             ingress = resource
-            annotations = meta.get("annotations", {})
-            dualstack = annotations.get("alb.ingress.kubernetes.io/ip-address-type") in DUALSTACK
     if ingress is None:
         raise pulumi.RunError("podtally.k8s rendered no Ingress for the eks profile")
 
@@ -139,17 +138,14 @@ def build(
     alb_zone_id = aws.lb.get_hosted_zone_id(
         load_balancer_type="application", region=settings.region
     ).id
-    records = [
-        aws.route53.Record(
-            f"{settings.app_name}-{record_type.lower()}",
-            zone_id=zone_id,
-            name=settings.hostname,
-            type=record_type,
-            aliases=[
-                {"name": alb_hostname, "zone_id": alb_zone_id, "evaluate_target_health": True}
-            ],
-            allow_overwrite=True,
-        )
-        for record_type in (("A", "AAAA") if dualstack else ("A",))
-    ]
-    return App(created, ingress, alb_hostname, records)
+    # A only: the VPC is IPv4-only and podtally.k8s asks for no dual-stack ALB, so there is no
+    # AAAA to publish (an alias AAAA to an IPv4-only ALB would answer with nothing).
+    record = aws.route53.Record(
+        f"{settings.app_name}-a",
+        zone_id=zone_id,
+        name=settings.hostname,
+        type="A",
+        aliases=[{"name": alb_hostname, "zone_id": alb_zone_id, "evaluate_target_health": True}],
+        allow_overwrite=True,
+    )
+    return App(created, ingress, alb_hostname, [record])

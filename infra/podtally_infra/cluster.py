@@ -1,7 +1,9 @@
 """EKS: the control plane, who may administer it, the managed node group and the add-ons.
 
-Access is by EKS access entries only (authentication mode API, no aws-auth ConfigMap): the
-deployer gets an entry with the cluster-admin access policy. Kubernetes secrets are encrypted
+Access is by EKS access entries only (authentication mode API, no aws-auth ConfigMap): whoever
+runs `up` always gets an entry with the cluster-admin access policy (Pulumi's Kubernetes provider
+acts with that identity's token), and ``podtally:adminPrincipalArn``, when it names someone else,
+gets a second one. Kubernetes secrets are encrypted
 with a customer-managed KMS key that rotates yearly; the control plane logs to CloudWatch.
 """
 
@@ -22,6 +24,9 @@ ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPoli
 # needs nodes to schedule on, so it comes after them.
 ADDONS_BEFORE_NODES = ("vpc-cni", "kube-proxy", "eks-pod-identity-agent")
 ADDONS_AFTER_NODES = ("coredns",)
+# The VPC CNI enforces NetworkPolicy objects only when asked to (its network policy agent); the
+# app from podtally.k8s ships one, so turn enforcement on.
+ADDON_CONFIGURATION = {"vpc-cni": json.dumps({"enableNetworkPolicy": "true"})}
 NODE_POLICIES = (
     "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
     "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
@@ -49,22 +54,33 @@ class Cluster:
     cluster: aws.eks.Cluster
     node_group: aws.eks.NodeGroup
     addons: dict[str, aws.eks.Addon]
-    admin_access: aws.eks.AccessPolicyAssociation
+    admin_access: list[aws.eks.AccessPolicyAssociation]
     kubeconfig: pulumi.Output[str]
 
 
-def deployer_arn(settings: Settings) -> str:
-    """The IAM principal that gets cluster-admin: from config, else whoever runs `pulumi up`.
+def deployer_arn() -> str:
+    """The IAM principal running `pulumi up`, as an access entry can name it.
 
     An assumed-role session ARN (arn:aws:sts::...:assumed-role/R/session) is mapped to its role,
     because access entries name IAM roles and users, not sessions.
     """
-    if settings.admin_principal_arn:
-        return settings.admin_principal_arn
     caller = aws.get_caller_identity()
     if ":assumed-role/" in caller.arn:
         return aws.iam.get_session_context(arn=caller.arn).issuer_arn
     return caller.arn
+
+
+def admin_principals(settings: Settings) -> dict[str, str]:
+    """Logical suffix -> principal ARN of everyone who gets cluster-admin.
+
+    The deployer always: its credentials are what the Kubernetes provider uses to install the
+    controller and the app. ``adminPrincipalArn`` in addition, unless it is the deployer.
+    """
+    principals = {"deployer": deployer_arn()}
+    extra = settings.admin_principal_arn
+    if extra and extra != principals["deployer"]:
+        principals["admin"] = extra
+    return principals
 
 
 def kubeconfig(cluster: aws.eks.Cluster, region: str) -> pulumi.Output[str]:
@@ -168,19 +184,23 @@ def build(settings: Settings, network: Network) -> Cluster:
         opts=pulumi.ResourceOptions(depends_on=[cluster_policy, key_use, logs]),
     )
 
-    admin = aws.eks.AccessEntry(
-        f"{name}-deployer",
-        cluster_name=cluster.name,
-        principal_arn=deployer_arn(settings),
-        type="STANDARD",
-    )
-    admin_access = aws.eks.AccessPolicyAssociation(
-        f"{name}-deployer-admin",
-        cluster_name=cluster.name,
-        principal_arn=admin.principal_arn,
-        policy_arn=ADMIN_POLICY,
-        access_scope={"type": "cluster"},
-    )
+    admin_access: list[aws.eks.AccessPolicyAssociation] = []
+    for suffix, principal in admin_principals(settings).items():
+        entry = aws.eks.AccessEntry(
+            f"{name}-{suffix}",
+            cluster_name=cluster.name,
+            principal_arn=principal,
+            type="STANDARD",
+        )
+        admin_access.append(
+            aws.eks.AccessPolicyAssociation(
+                f"{name}-{suffix}-admin",
+                cluster_name=cluster.name,
+                principal_arn=entry.principal_arn,
+                policy_arn=ADMIN_POLICY,
+                access_scope={"type": "cluster"},
+            )
+        )
 
     addons: dict[str, aws.eks.Addon] = {}
     for addon in ADDONS_BEFORE_NODES:
@@ -188,6 +208,7 @@ def build(settings: Settings, network: Network) -> Cluster:
             f"{name}-{addon}",
             cluster_name=cluster.name,
             addon_name=addon,
+            configuration_values=ADDON_CONFIGURATION.get(addon),
             resolve_conflicts_on_create="OVERWRITE",
             resolve_conflicts_on_update="OVERWRITE",
         )

@@ -50,17 +50,26 @@ class Network:
     nat_gateways: list[aws.ec2.NatGateway]
 
 
+# Zone IDs in which EKS cannot place a cluster (AWS "network requirements" page; eksctl and
+# terraform modules avoid the same IDs). Zone *names* map to different IDs in every account, so
+# the exclusion has to be by ID: us-east-1e here may be use1-az3 there.
+EKS_UNSUPPORTED_ZONE_IDS = ("use1-az3", "usw1-az2", "cac1-az3")
+
+
 def resolve_zones(settings: Settings) -> list[str]:
-    """An explicit list from config, or the first N zones the region offers (sorted, stable)."""
+    """An explicit list from config, or the first N zones that EKS supports (sorted, stable)."""
     if isinstance(settings.zones, tuple):
         return list(settings.zones)
     available = aws.get_availability_zones(
-        state="available", filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}]
+        state="available",
+        exclude_zone_ids=list(EKS_UNSUPPORTED_ZONE_IDS),
+        filters=[{"name": "opt-in-status", "values": ["opt-in-not-required"]}],
     )
     names = sorted(available.names)
     if len(names) < settings.zones:
         raise pulumi.RunError(
-            f"{settings.region} offers {len(names)} zones, podtally:zones asks for {settings.zones}"
+            f"{settings.region} offers {len(names)} zones that EKS supports, podtally:zones asks "
+            f"for {settings.zones}"
         )
     return names[: settings.zones]
 

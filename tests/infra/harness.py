@@ -24,7 +24,16 @@ from pulumi.runtime.sync_await import _sync_await
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
 ACCOUNT = "123456789012"
-REGION_ZONES = ["us-east-1a", "us-east-1b", "us-east-1c", "us-east-1d", "us-east-1f"]
+TEMPLATE = INFRA / "stack.example.yaml"
+# Zone name -> zone ID as one account might see them. us-east-1b is use1-az3 here, a zone where
+# EKS cannot place a cluster: a program that does not exclude it by ID ends up using it.
+REGION_ZONES = {
+    "us-east-1a": "use1-az1",
+    "us-east-1b": "use1-az3",
+    "us-east-1c": "use1-az4",
+    "us-east-1d": "use1-az6",
+    "us-east-1f": "use1-az5",
+}
 ZONE_ID = "Z0123456789EXAMPLEZONE"
 ALB_ZONE_ID = "Z35SXDOTRQ7X7K"
 ALB_HOSTNAME = "k8s-podtally-podtally-0123456789-1234567890.us-east-1.elb.amazonaws.com"
@@ -101,11 +110,9 @@ class Mocks(pulumi_mocks.Mocks):
                 "id": args.args["arn"],
             }
         if function == "aws:index/getAvailabilityZones:getAvailabilityZones":
-            return {
-                "names": REGION_ZONES,
-                "zoneIds": [f"use1-az{i}" for i in range(1, len(REGION_ZONES) + 1)],
-                "id": "us-east-1",
-            }
+            excluded = set(args.args.get("excludeZoneIds") or [])
+            zones = {n: i for n, i in REGION_ZONES.items() if i not in excluded}
+            return {"names": list(zones), "zoneIds": list(zones.values()), "id": "us-east-1"}
         if function == "aws:route53/getZone:getZone":
             return {"zoneId": ZONE_ID, "name": args.args["name"], "id": ZONE_ID}
         if function == "aws:lb/getHostedZoneId:getHostedZoneId":
@@ -126,8 +133,8 @@ class Monitor(pulumi_mocks.MockMonitor):
 
 
 def stack_config(overrides: dict[str, Any]) -> dict[str, str]:
-    """Pulumi.dev.yaml's config (the real file), with the scenario's overrides on top."""
-    doc = yaml.safe_load((INFRA / "Pulumi.dev.yaml").read_text())
+    """The shipped stack template's config (the real file), with the scenario's overrides."""
+    doc = yaml.safe_load(TEMPLATE.read_text())
     config = {k: str(v) for k, v in doc["config"].items()}
     for key, value in overrides.items():
         if value is None:

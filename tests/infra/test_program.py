@@ -1,7 +1,7 @@
 """The Pulumi program in infra/, run under pulumi.runtime.set_mocks: no CLI, no cloud.
 
-Each scenario runs the real infra/__main__.py with the real Pulumi.dev.yaml (plus overrides) in
-its own interpreter (tests/infra/harness.py); all scenarios start at once and are read back as
+Each scenario runs the real infra/__main__.py with the real stack template infra/stack.example.yaml
+(plus overrides) in its own interpreter (tests/infra/harness.py); all scenarios start at once and are read back as
 JSON. The assertions are about what would be created and how it is wired.
 """
 
@@ -30,13 +30,16 @@ from podtally_infra import lbc_policy  # noqa: E402
 from podtally_infra.network import plan_subnets  # noqa: E402
 
 ACCOUNT = harness.ACCOUNT
+DEFAULT_ZONES = ["us-east-1a", "us-east-1c", "us-east-1d"]  # us-east-1b is use1-az3 (harness)
+APP = {"podtally:deployApp": "true"}  # the second `up`, once the image is in ECR
 SCENARIOS: dict[str, tuple[dict[str, Any], str | None]] = {
-    "default": ({}, None),
-    "default-again": ({}, None),
+    "default": (APP, None),
+    "default-again": (APP, None),
+    "as-shipped": ({}, None),
     "per-zone-nat": ({"podtally:natGateways": "per-zone"}, None),
     "sized": (
         {
-            "podtally:zones": ["us-east-1b", "us-east-1c"],
+            "podtally:zones": ["us-east-1c", "us-east-1d"],
             "podtally:nodeInstanceType": "t3.medium",
             "podtally:nodeCount": "4",
             "podtally:nodeMax": "6",
@@ -45,7 +48,9 @@ SCENARIOS: dict[str, tuple[dict[str, Any], str | None]] = {
         None,
     ),
     "assumed-role": ({}, f"arn:aws:sts::{ACCOUNT}:assumed-role/Deployer/alice"),
-    "no-app": ({"podtally:deployApp": "false"}, None),
+    "admin-other": ({"podtally:adminPrincipalArn": f"arn:aws:iam::{ACCOUNT}:role/Platform"}, None),
+    "admin-same": ({"podtally:adminPrincipalArn": f"arn:aws:iam::{ACCOUNT}:user/deployer"}, None),
+    "narrow-api": ({"podtally:apiPublicCidrs": '["203.0.113.7/32", "198.51.100.0/24"]'}, None),
 }
 BAD_CONFIG = {
     "nat": ({"podtally:natGateways": "two"}, "podtally:natGateways must be one of"),
@@ -116,6 +121,8 @@ ROUTE_TABLE = "aws:ec2/routeTable:RouteTable"
 ASSOC = "aws:ec2/routeTableAssociation:RouteTableAssociation"
 RELEASE = "kubernetes:helm.sh/v3:Release"
 RECORD = "aws:route53/record:Record"
+NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
+ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
 
 
 def subnets(result: dict[str, Any], tier: str) -> list[dict[str, Any]]:
@@ -129,11 +136,7 @@ def test_subnets_span_three_zones_with_the_elb_tags() -> None:
     result = run("default")
     public, private, intra = (subnets(result, t) for t in ("public", "private", "intra"))
     for tier in (public, private, intra):
-        assert sorted(s["inputs"]["availabilityZone"] for s in tier) == [
-            "us-east-1a",
-            "us-east-1b",
-            "us-east-1c",
-        ]
+        assert sorted(s["inputs"]["availabilityZone"] for s in tier) == DEFAULT_ZONES
     for s in public:
         assert s["inputs"]["tags"]["kubernetes.io/role/elb"] == "1"
         assert "kubernetes.io/role/internal-elb" not in s["inputs"]["tags"]
@@ -155,7 +158,7 @@ def test_public_subnets_route_to_the_internet_gateway_and_intra_nowhere() -> Non
     assert tables["podtally-public"]["inputs"]["routes"][0]["gatewayId"] == "podtally-igw-id"
     assert not tables["podtally-intra"]["inputs"].get("routes")
     assocs = {a["name"]: a["inputs"] for a in of_type(result, ASSOC)}
-    for zone in ("us-east-1a", "us-east-1b", "us-east-1c"):
+    for zone in DEFAULT_ZONES:
         assert assocs[f"podtally-public-{zone}"]["routeTableId"] == "podtally-public-id"
         assert assocs[f"podtally-intra-{zone}"]["routeTableId"] == "podtally-intra-id"
         assert assocs[f"podtally-private-{zone}"]["routeTableId"] == f"podtally-private-{zone}-id"
@@ -183,14 +186,31 @@ def test_nat_gateway_count_follows_config(scenario: str, expected: int) -> None:
 def test_explicit_zone_list_is_used_without_a_lookup() -> None:
     result = run("sized")
     assert sorted(s["inputs"]["availabilityZone"] for s in subnets(result, "private")) == [
-        "us-east-1b",
         "us-east-1c",
+        "us-east-1d",
     ]
     tokens = [c["function"] for c in result["calls"]]
     assert "aws:index/getAvailabilityZones:getAvailabilityZones" not in tokens
     assert "aws:index/getAvailabilityZones:getAvailabilityZones" in [
         c["function"] for c in run("default")["calls"]
     ]
+
+
+def test_zone_lookup_excludes_the_zone_ids_eks_does_not_support() -> None:
+    """Zone names map to different zone IDs per account; the exclusion must be by ID. In the
+    harness's account us-east-1b is use1-az3, so taking the first three names would use it."""
+    result = run("default")
+    lookups = [
+        c["args"]
+        for c in result["calls"]
+        if c["function"] == "aws:index/getAvailabilityZones:getAvailabilityZones"
+    ]
+    assert len(lookups) == 1
+    assert lookups[0]["state"] == "available"
+    assert {"use1-az3", "usw1-az2", "cac1-az3"} <= set(lookups[0]["excludeZoneIds"])
+    used = {s["inputs"]["availabilityZone"] for s in of_type(result, SUBNET)}
+    assert used == set(DEFAULT_ZONES)
+    assert "us-east-1b" not in used
 
 
 def test_subnet_plan_is_disjoint_for_every_supported_prefix() -> None:
@@ -225,21 +245,65 @@ def test_cluster_uses_api_authentication_kms_and_logging() -> None:
 
 
 @pytest.mark.parametrize(
-    ("scenario", "principal"),
+    ("scenario", "cidrs"),
+    [("default", ["0.0.0.0/0"]), ("narrow-api", ["203.0.113.7/32", "198.51.100.0/24"])],
+)
+def test_api_endpoint_is_private_and_public_only_from_the_configured_cidrs(
+    scenario: str, cidrs: list[str]
+) -> None:
+    vpc_config = one(run(scenario), "aws:eks/cluster:Cluster")["inputs"]["vpcConfig"]
+    assert vpc_config["endpointPrivateAccess"] is True  # nodes reach the API inside the VPC
+    assert vpc_config["endpointPublicAccess"] is True
+    assert vpc_config["publicAccessCidrs"] == cidrs
+
+
+ENTRY = "aws:eks/accessEntry:AccessEntry"
+ADMIN_ASSOC = "aws:eks/accessPolicyAssociation:AccessPolicyAssociation"
+DEPLOYER = f"arn:aws:iam::{ACCOUNT}:user/deployer"
+
+
+def _cluster_admins(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """principal ARN -> its access policy association, checking each has an entry too."""
+    entries = {e["inputs"]["principalArn"]: e for e in of_type(result, ENTRY)}
+    assocs = {a["inputs"]["principalArn"]: a for a in of_type(result, ADMIN_ASSOC)}
+    assert set(entries) == set(assocs)
+    for principal, entry in entries.items():
+        assert entry["inputs"]["clusterName"] == "podtally"
+        assert entry["inputs"]["type"] == "STANDARD"
+        assoc = assocs[principal]["inputs"]
+        assert assoc["policyArn"].endswith(":cluster-access-policy/AmazonEKSClusterAdminPolicy")
+        assert assoc["accessScope"] == {"type": "cluster"}
+    return assocs
+
+
+@pytest.mark.parametrize(
+    ("scenario", "principals"),
     [
-        ("default", f"arn:aws:iam::{ACCOUNT}:user/deployer"),
-        ("assumed-role", f"arn:aws:iam::{ACCOUNT}:role/Deployer"),
+        ("default", [DEPLOYER]),
+        ("assumed-role", [f"arn:aws:iam::{ACCOUNT}:role/Deployer"]),
+        # Someone else named as admin: the deployer keeps its entry (the provider acts as it).
+        ("admin-other", [DEPLOYER, f"arn:aws:iam::{ACCOUNT}:role/Platform"]),
+        # The deployer named as admin: one entry, not two for the same principal.
+        ("admin-same", [DEPLOYER]),
     ],
 )
-def test_deployer_gets_an_access_entry_with_cluster_admin(scenario: str, principal: str) -> None:
-    result = run(scenario)
-    entry = one(result, "aws:eks/accessEntry:AccessEntry")["inputs"]
-    assert entry["principalArn"] == principal
-    assert entry["clusterName"] == "podtally"
-    assoc = one(result, "aws:eks/accessPolicyAssociation:AccessPolicyAssociation")["inputs"]
-    assert assoc["principalArn"] == principal
-    assert assoc["policyArn"].endswith(":cluster-access-policy/AmazonEKSClusterAdminPolicy")
-    assert assoc["accessScope"] == {"type": "cluster"}
+def test_deployer_and_admin_get_access_entries_with_cluster_admin(
+    scenario: str, principals: list[str]
+) -> None:
+    assert sorted(_cluster_admins(run(scenario))) == sorted(principals)
+
+
+def test_kubernetes_provider_waits_for_every_access_entry_and_the_nodes() -> None:
+    """Helm and the app act with the deployer's token: before its access policy is associated
+    they get Unauthorized, and before nodes exist the controller cannot become ready."""
+    for scenario in ("default", "admin-other"):
+        result = run(scenario)
+        provider = one(result, "pulumi:providers:kubernetes")
+        assocs = of_type(result, ADMIN_ASSOC)
+        assert assocs
+        for assoc in assocs:
+            assert urn(assoc) in provider["dependencies"], (scenario, assoc["name"])
+        assert urn(one(result, NODE_GROUP)) in provider["dependencies"]
 
 
 @pytest.mark.parametrize(
@@ -253,7 +317,7 @@ def test_node_group_type_sizes_and_subnets(
     scenario: str, instance: str, sizes: tuple[int, int, int], capacity: str, zones: int
 ) -> None:
     result = run(scenario)
-    group = one(result, "aws:eks/nodeGroup:NodeGroup")["inputs"]
+    group = one(result, NODE_GROUP)["inputs"]
     assert group["instanceTypes"] == [instance]
     scaling = group["scalingConfig"]
     assert (scaling["desiredSize"], scaling["minSize"], scaling["maxSize"]) == sizes
@@ -272,16 +336,24 @@ def test_node_group_type_sizes_and_subnets(
         "AmazonEKS_CNI_Policy",
         "AmazonEC2ContainerRegistryReadOnly",
     }
+    # Nodes that start before their role may pull images and join the cluster never join.
+    group_deps = one(result, NODE_GROUP)["dependencies"]
+    for attachment in of_type(result, ATTACHMENT):
+        if attachment["inputs"]["role"] == role["name"]:
+            assert urn(attachment) in group_deps, attachment["name"]
 
 
 def test_the_four_addons_and_their_order() -> None:
     result = run("default")
     addons = {a["inputs"]["addonName"]: a for a in of_type(result, "aws:eks/addon:Addon")}
     assert set(addons) == {"vpc-cni", "coredns", "kube-proxy", "eks-pod-identity-agent"}
-    group = one(result, "aws:eks/nodeGroup:NodeGroup")
+    group = one(result, NODE_GROUP)
     assert urn(group) in addons["coredns"]["dependencies"], "CoreDNS waits for nodes"
     assert urn(addons["vpc-cni"]) in group["dependencies"], "nodes come up with the CNI"
     assert urn(addons["eks-pod-identity-agent"]) in group["dependencies"]
+    # The NetworkPolicy from podtally.k8s is only enforced when the CNI is told to.
+    cni_config = json.loads(addons["vpc-cni"]["inputs"]["configurationValues"])
+    assert cni_config == {"enableNetworkPolicy": "true"}
 
 
 # --- load balancer controller ------------------------------------------------------------------

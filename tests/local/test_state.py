@@ -98,6 +98,22 @@ def test_pid_is_checks_the_command_line_against_pid_reuse() -> None:
             process.wait()
 
 
+def test_a_child_this_process_started_is_never_taken_for_a_reused_pid() -> None:
+    # The stack adopts what it spawns; until reaped, such a pid cannot belong to anything else,
+    # so the command line (which may still read empty while the exec finishes) is not consulted.
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "marker-two"],
+        start_new_session=True,
+    )
+    st.adopt(process)
+    try:
+        assert st.pid_is(process.pid, "serve", "--port 1")
+    finally:
+        process.kill()
+        process.wait()
+    assert not st.pid_is(process.pid, "marker-two")
+
+
 def test_stop_groups_escalates_to_sigkill_for_a_process_that_ignores_sigterm() -> None:
     process = subprocess.Popen(
         [
