@@ -123,8 +123,8 @@ def wrk(url: str, seconds: int, connections: int, close: bool) -> dict[str, floa
     out = subprocess.run(args, capture_output=True, text=True, check=True, timeout=seconds + 30)
     text = out.stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"50%\s+(\S+)", text).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"99%\s+(\S+)", text).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", text, re.MULTILINE).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", text, re.MULTILINE).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Socket errors: (.*)", text)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     if non2xx:

@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from podtally.cloud import backend_url, check_aws_credentials, check_pulumi_cli, find_infra_dir
+from podtally.cloud import (
+    backend_url,
+    check_aws_credentials,
+    check_pulumi_cli,
+    check_stack_name,
+    find_infra_dir,
+)
 from podtally.errors import MissingDependencyError, PodtallyError, UsageError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,15 +48,37 @@ def _one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
+def _script(path: Path, body: str) -> None:
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(0o755)
+
+
 @pytest.fixture
 def fake_pulumi(tmp_path: Path) -> Path:
-    """A `pulumi` on PATH that records being run (it must not be: checks come first)."""
+    """`pulumi` and `aws` on PATH that record being run (they must not be: checks come first)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    script = bin_dir / "pulumi"
-    script.write_text(f"#!/bin/sh\ntouch {tmp_path}/pulumi-was-run\nexit 1\n")
-    script.chmod(0o755)
+    _script(bin_dir / "pulumi", f"touch {tmp_path}/pulumi-was-run\nexit 1\n")
+    _script(bin_dir / "aws", f"touch {tmp_path}/aws-was-run\nexit 1\n")
     return bin_dir
+
+
+def _working_pulumi(bin_dir: Path, calls: Path, stderr: str, code: int) -> None:
+    """A `pulumi` that passes the version check and fails every other command like the real
+    CLI does: the given line on stderr, the given exit code. Each call is logged to `calls`."""
+    _script(
+        bin_dir / "pulumi",
+        f'echo "$*" >> {calls}\n'
+        'if [ "$1" = version ]; then echo v3.272.0; exit 0; fi\n'
+        f'echo "{stderr}" >&2\nexit {code}\n',
+    )
+
+
+def _full_env(home: Path, bin_dir: Path) -> dict[str, str]:
+    """Everything the checks look for: the CLIs, credentials, the passphrase."""
+    env = _env(home, f"{bin_dir}:{BARE_PATH}", AWS_PROFILE="dev")
+    env["PULUMI_CONFIG_PASSPHRASE"] = "not-secret"  # noqa: S105  (a test value)
+    return env
 
 
 def _infra_listing() -> list[str]:
@@ -83,19 +111,53 @@ def test_without_aws_credentials(action: str, tmp_path: Path, fake_pulumi: Path)
     assert "AWS_ACCESS_KEY_ID" in line
     assert proc.returncode == 3
     assert not (tmp_path / "pulumi-was-run").exists()
+    assert not (tmp_path / "aws-was-run").exists()
     assert list(home.iterdir()) == []
+
+
+@pytest.mark.parametrize("action", ("preview", "up", "down"))
+def test_without_the_aws_cli(action: str, tmp_path: Path, fake_pulumi: Path) -> None:
+    """The kubeconfig runs `aws eks get-token`: without it `up` would fail ~15 minutes in and
+    `down` could not delete the Ingress, stranding its ALB. So it is checked first."""
+    (fake_pulumi / "aws").unlink()
+    assert shutil.which("aws", path=f"{fake_pulumi}:{BARE_PATH}") is None
+    home = tmp_path / "home"
+    home.mkdir()
+    before = _infra_listing()
+    proc = _run(["cloud", action], _full_env(home, fake_pulumi))
+    line = _one_error_line(proc)
+    assert line.startswith("error: the AWS CLI (aws) is not installed"), line
+    assert "aws eks get-token" in line
+    assert proc.returncode == 3
+    assert not (tmp_path / "pulumi-was-run").exists()
+    assert list(home.iterdir()) == []
+    assert _infra_listing() == before
+
+
+def test_verify_does_not_need_the_aws_cli(tmp_path: Path, fake_pulumi: Path) -> None:
+    """`verify` only reads outputs: it gets past the AWS checks without aws or credentials."""
+    (fake_pulumi / "aws").unlink()
+    home = tmp_path / "home"
+    home.mkdir()
+    env = _env(home, f"{fake_pulumi}:{BARE_PATH}")
+    env["PULUMI_CONFIG_PASSPHRASE"] = "not-secret"  # noqa: S105  (a test value)
+    line = _one_error_line(_run(["cloud", "verify"], env))
+    assert "pulumi" in line and "AWS" not in line
 
 
 def test_without_the_passphrase(tmp_path: Path, fake_pulumi: Path) -> None:
     home = tmp_path / "home"
     (home / ".aws").mkdir(parents=True)
-    (home / ".aws" / "credentials").write_text("[default]\n")
+    (home / ".aws" / "credentials").write_text(
+        "[default]\naws_access_key_id = AKIAEXAMPLE\naws_secret_access_key = x\n"
+    )
     for action in ACTIONS:
         proc = _run(["cloud", action], _env(home, f"{fake_pulumi}:{BARE_PATH}"))
         line = _one_error_line(proc)
         assert "PULUMI_CONFIG_PASSPHRASE is not set" in line, action
         assert proc.returncode == 2
     assert not (tmp_path / "pulumi-was-run").exists()
+    assert not (tmp_path / "aws-was-run").exists()
     assert sorted(p.name for p in home.iterdir()) == [".aws"]
 
 
@@ -153,9 +215,37 @@ def test_credentials_sources(tmp_path: Path) -> None:
         check_aws_credentials({**home, "AWS_WEB_IDENTITY_TOKEN_FILE": "/var/run/token"})
         == "AWS_WEB_IDENTITY_TOKEN_FILE"
     )
-    (tmp_path / ".aws").mkdir()
-    (tmp_path / ".aws" / "config").write_text("[default]\nregion = us-east-1\n")
-    assert check_aws_credentials(home) == str(tmp_path / ".aws" / "config")
+    aws = tmp_path / ".aws"
+    aws.mkdir()
+    # A config file that only sets a region is what `aws configure set region` leaves behind:
+    # no credentials, so not accepted.
+    (aws / "config").write_text("[default]\nregion = us-east-1\n")
+    with pytest.raises(PodtallyError, match="no AWS credentials"):
+        check_aws_credentials(home)
+    # A credentials file with an empty default profile is not a source either.
+    (aws / "credentials").write_text("[default]\n[other]\naws_access_key_id = AKIAEXAMPLE\n")
+    with pytest.raises(PodtallyError, match="no AWS credentials"):
+        check_aws_credentials(home)
+    # ...unless AWS_DEFAULT_PROFILE picks the profile that has keys.
+    assert check_aws_credentials({**home, "AWS_DEFAULT_PROFILE": "other"}) == str(
+        aws / "credentials"
+    )
+    (aws / "credentials").write_text("[default]\naws_access_key_id = AKIAEXAMPLE\n")
+    assert check_aws_credentials(home) == str(aws / "credentials")
+    (aws / "credentials").unlink()
+    for source in (
+        "sso_session = corp",
+        "sso_start_url = https://corp.awsapps.com/start",
+        "credential_process = /usr/local/bin/get-creds",
+        "role_arn = arn:aws:iam::123456789012:role/Deployer\nsource_profile = base",
+    ):
+        (aws / "config").write_text(f"[default]\nregion = us-east-1\n{source}\n")
+        assert check_aws_credentials(home) == str(aws / "config"), source
+    # In the config file a named profile is "[profile NAME]".
+    (aws / "config").write_text("[profile ci]\nsso_session = corp\n")
+    assert check_aws_credentials({**home, "AWS_DEFAULT_PROFILE": "ci"}) == str(aws / "config")
+    with pytest.raises(PodtallyError):
+        check_aws_credentials(home)
 
 
 def test_pulumi_cli_lookup_uses_path(fake_pulumi: Path) -> None:
@@ -208,3 +298,187 @@ def test_cloud_verify_runs_the_verifier_on_the_stack_outputs(
         assert "has no url/replicas outputs" in capsys.readouterr().err
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            "echo 'pulumi: cannot execute binary file' >&2\nexit 1\n",
+            "('pulumi version' exited 1: pulumi: cannot execute binary file)",
+        ),
+        ("echo v2.0.0\n", "is version 2.0.0"),
+        ("echo v4.0.0\n", "is version 4.0.0"),
+    ],
+    ids=["broken", "too-old", "too-new"],
+)
+def test_a_broken_or_unsupported_pulumi_is_one_line(
+    body: str, expected: str, tmp_path: Path, fake_pulumi: Path
+) -> None:
+    _script(fake_pulumi / "pulumi", body)
+    home = tmp_path / "home"
+    home.mkdir()
+    before = _infra_listing()
+    for action in ACTIONS:
+        proc = _run(["cloud", action], _full_env(home, fake_pulumi))
+        line = _one_error_line(proc)
+        assert line.startswith(f"error: {fake_pulumi / 'pulumi'} "), line
+        assert expected in line
+        assert "podtally needs pulumi >= 3.1.0" in line
+        assert proc.returncode == 3
+    assert list(home.iterdir()) == [], "no state directory before pulumi is known to work"
+    assert _infra_listing() == before
+    assert not (tmp_path / "aws-was-run").exists()
+
+
+@pytest.mark.parametrize("action", ("verify", "down"))
+def test_a_missing_stack_creates_no_state_directory(
+    action: str, tmp_path: Path, fake_pulumi: Path
+) -> None:
+    """`down` and `verify` need a stack that exists: they must not start a backend."""
+    calls = tmp_path / "calls"
+    _working_pulumi(fake_pulumi, calls, "error: no stack named 'dev' found", 255)
+    home = tmp_path / "home"
+    home.mkdir()
+    proc = _run(["cloud", action], _full_env(home, fake_pulumi))
+    line = _one_error_line(proc)
+    assert line == (
+        f"error: stack 'dev' does not exist in file://{home}/.local/state/podtally/pulumi: "
+        "run 'podtally cloud up' first"
+    )
+    assert proc.returncode == 3
+    assert list(home.iterdir()) == []
+    assert calls.read_text().splitlines()[0] == "version"
+    assert "stack select --stack dev" in calls.read_text()
+
+
+def _project_copy(tmp_path: Path) -> Path:
+    infra = tmp_path / "infra"
+    infra.mkdir()
+    for name in ("Pulumi.yaml", "stack.example.yaml"):
+        shutil.copy(REPO / "infra" / name, infra / name)
+    return infra
+
+
+@pytest.mark.parametrize("action", ("preview", "up"))
+def test_first_use_copies_the_template_to_an_untracked_stack_file(
+    action: str, tmp_path: Path, fake_pulumi: Path
+) -> None:
+    infra = _project_copy(tmp_path)
+    calls = tmp_path / "calls"
+    _working_pulumi(fake_pulumi, calls, "error: could not find plugin", 1)
+    home = tmp_path / "home"
+    home.mkdir()
+    argv = ["cloud", action, "--stack", "team-a", "--infra-dir", str(infra)]
+
+    first = _run(argv, _full_env(home, fake_pulumi))
+    assert first.returncode == 2
+    assert "Traceback" not in first.stderr
+    assert first.stderr.strip().splitlines()[-1] == (
+        f"error: created {infra}/Pulumi.team-a.yaml from the template: set "
+        "podtally:route53Zone and podtally:hostname in it (and read the other knobs), then "
+        "run this again"
+    )
+    stack_file = infra / "Pulumi.team-a.yaml"
+    assert stack_file.read_text() == (infra / "stack.example.yaml").read_text()
+    assert calls.read_text().splitlines() == ["version"], "no stack is created yet"
+    assert list(home.iterdir()) == []
+
+    # Second run: the stack file is there, Pulumi is asked, and its failure is one clean line
+    # (no "stderr:" label from the Automation API, no "error: error:").
+    stack_file.write_text(stack_file.read_text() + "  # edited\n")
+    second = _run(argv, _full_env(home, fake_pulumi))
+    line = _one_error_line(second)
+    assert line == "error: pulumi could not open stack 'team-a': could not find plugin"
+    assert second.returncode == 3
+    assert stack_file.read_text().endswith("  # edited\n"), "an existing stack file is kept"
+    assert (home / ".local" / "state" / "podtally" / "pulumi").is_dir()
+
+
+def test_the_shipped_repository_has_no_stack_file_and_ignores_them() -> None:
+    assert not list((REPO / "infra").glob("Pulumi.*.yaml"))
+    assert (REPO / "infra" / "stack.example.yaml").is_file()
+    ignored = subprocess.run(
+        ["git", "-C", str(REPO), "check-ignore", "-q", "infra/Pulumi.team-a.yaml"], check=False
+    )
+    assert ignored.returncode == 0, "infra/Pulumi.*.yaml must be in .gitignore"
+
+
+@pytest.mark.parametrize("name", ["bad/name", "a b", ".hidden", "x" * 101, "dev;rm"])
+def test_a_bad_stack_name_is_bad_usage(name: str, tmp_path: Path) -> None:
+    before = _infra_listing()
+    proc = _run(["cloud", "up", "--stack", name], _env(tmp_path))
+    line = _one_error_line(proc)
+    assert "is not a valid stack name" in line
+    assert proc.returncode == 2
+    assert list(tmp_path.iterdir()) == []
+    assert _infra_listing() == before
+
+
+def test_good_stack_names() -> None:
+    for name in ("dev", "prod-eu_1", "team.a", "X" * 100):
+        assert check_stack_name(name) == name
+
+
+def test_one_line_strips_the_labels_of_a_command_error() -> None:
+    from pulumi.automation import CommandError, CommandResult
+
+    from podtally.cloud.stack import _one_line
+
+    exc = CommandError(CommandResult("", "error: could not find plugin aws v7.51.1", 1))
+    assert str(exc).splitlines()[-1].strip().startswith("stderr: error:")
+    assert _one_line(exc) == "could not find plugin aws v7.51.1"
+    noisy = CommandResult(
+        "Updating (dev)\n  error: update failed\n",
+        "warning: x\nerror: error: 2 errors occurred\n",
+        255,
+    )
+    assert _one_line(CommandError(noisy)) == "2 errors occurred"
+    assert _one_line(CommandError(CommandResult("", "", 1))) == "pulumi exited 1"
+    assert _one_line(CommandError(CommandResult("panic: boom\n", "", 2))) == "panic: boom"
+
+
+def test_down_removes_the_stack_after_destroying_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Pulumi CLI cannot run here, so the opened stack is a stand-in that records calls;
+    the order and the failure handling are podtally's own code."""
+    from pulumi.automation import CommandError, CommandResult
+
+    import podtally.cloud.stack as stack_module
+
+    events: list[str] = []
+
+    class Summary:
+        def __init__(self) -> None:
+            self.resource_changes = {"delete": 42}
+
+    class Result:
+        def __init__(self) -> None:
+            self.summary = Summary()
+
+    class Workspace:
+        def remove_stack(self, name: str) -> None:
+            events.append(f"remove {name}")
+
+    class FakeStack:
+        workspace = Workspace()
+        fail = False
+
+        def destroy(self, **kwargs: object) -> Result:
+            events.append("destroy")
+            if self.fail:
+                raise CommandError(CommandResult("", "error: deleting ALB: timeout", 255))
+            return Result()
+
+    fake = FakeStack()
+    monkeypatch.setattr(stack_module, "_open", lambda ref, **kwargs: fake)
+    ref = stack_module.StackRef("dev", REPO / "infra", "file:///nowhere")
+    progress: list[str] = []
+    assert stack_module.destroy(ref, progress.append) == {"delete": 42}
+    assert events == ["destroy", "remove dev"]
+    assert progress[-1] == "stack dev removed from file:///nowhere"
+
+    events.clear()
+    fake.fail = True
+    with pytest.raises(PodtallyError, match="down failed: deleting ALB: timeout"):
+        stack_module.destroy(ref, progress.append)
+    assert events == ["destroy"], "a stack whose resources were not deleted is kept"

@@ -1,12 +1,14 @@
 """The Pulumi program in infra/, run under pulumi.runtime.set_mocks: no CLI, no cloud.
 
-Each scenario runs the real infra/__main__.py with the real stack template infra/stack.example.yaml
-(plus overrides) in its own interpreter (tests/infra/harness.py); all scenarios start at once and are read back as
-JSON. The assertions are about what would be created and how it is wired.
+Each scenario runs the real infra/__main__.py with the real stack template
+infra/stack.example.yaml (plus overrides) in its own interpreter (tests/infra/harness.py); all
+scenarios start at once and are read back as JSON. The assertions are about what would be
+created and how it is wired.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import subprocess
@@ -127,6 +129,111 @@ ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
 
 def subnets(result: dict[str, Any], tier: str) -> list[dict[str, Any]]:
     return [s for s in of_type(result, SUBNET) if f"-{tier}-" in s["name"]]
+
+
+# The actions the AWS Load Balancer Controller v2.14 needs, written out here independently of
+# infra/podtally_infra/lbc_policy.py, from the controller's published docs/install/iam_policy.json.
+CONTROLLER_ACTIONS = {
+    "iam:CreateServiceLinkedRole",
+    # discovery
+    *(
+        f"ec2:{a}"
+        for a in (
+            "DescribeAccountAttributes",
+            "DescribeAddresses",
+            "DescribeAvailabilityZones",
+            "DescribeInternetGateways",
+            "DescribeVpcs",
+            "DescribeVpcPeeringConnections",
+            "DescribeSubnets",
+            "DescribeSecurityGroups",
+            "DescribeInstances",
+            "DescribeNetworkInterfaces",
+            "DescribeTags",
+            "GetCoipPoolUsage",
+            "DescribeCoipPools",
+            "GetSecurityGroupsForVpc",
+            "DescribeIpamPools",
+            "DescribeRouteTables",
+        )
+    ),
+    *(
+        f"elasticloadbalancing:{a}"
+        for a in (
+            "DescribeLoadBalancers",
+            "DescribeLoadBalancerAttributes",
+            "DescribeListeners",
+            "DescribeListenerCertificates",
+            "DescribeSSLPolicies",
+            "DescribeRules",
+            "DescribeTargetGroups",
+            "DescribeTargetGroupAttributes",
+            "DescribeTargetHealth",
+            "DescribeTags",
+            "DescribeTrustStores",
+            "DescribeListenerAttributes",
+            "DescribeCapacityReservation",
+        )
+    ),
+    # integrations an Ingress can ask for
+    "cognito-idp:DescribeUserPoolClient",
+    "acm:ListCertificates",
+    "acm:DescribeCertificate",
+    "iam:ListServerCertificates",
+    "iam:GetServerCertificate",
+    *(
+        f"{svc}:{a}"
+        for svc in ("waf-regional", "wafv2")
+        for a in ("GetWebACL", "GetWebACLForResource", "AssociateWebACL", "DisassociateWebACL")
+    ),
+    "shield:GetSubscriptionState",
+    "shield:DescribeProtection",
+    "shield:CreateProtection",
+    "shield:DeleteProtection",
+    # security groups
+    "ec2:AuthorizeSecurityGroupIngress",
+    "ec2:RevokeSecurityGroupIngress",
+    "ec2:CreateSecurityGroup",
+    "ec2:CreateTags",
+    "ec2:DeleteTags",
+    "ec2:DeleteSecurityGroup",
+    # load balancers, target groups, listeners, rules
+    *(
+        f"elasticloadbalancing:{a}"
+        for a in (
+            "CreateLoadBalancer",
+            "CreateTargetGroup",
+            "CreateListener",
+            "DeleteListener",
+            "CreateRule",
+            "DeleteRule",
+            "AddTags",
+            "RemoveTags",
+            "ModifyLoadBalancerAttributes",
+            "SetIpAddressType",
+            "SetSecurityGroups",
+            "SetSubnets",
+            "DeleteLoadBalancer",
+            "ModifyTargetGroup",
+            "ModifyTargetGroupAttributes",
+            "DeleteTargetGroup",
+            "ModifyListenerAttributes",
+            "ModifyCapacityReservation",
+            "ModifyIpPools",
+            "RegisterTargets",
+            "DeregisterTargets",
+            "SetWebAcl",
+            "ModifyListener",
+            "AddListenerCertificates",
+            "RemoveListenerCertificates",
+            "ModifyRule",
+            "SetRulePriorities",
+        )
+    ),
+}
+REQUEST_TAG = "aws:RequestTag/elbv2.k8s.aws/cluster"
+RESOURCE_TAG = "aws:ResourceTag/elbv2.k8s.aws/cluster"
+POLICY_SHA256 = "bb9e48240ace4258c78d152ce98175ee6a118f0715faad4ff5a3e394c9d66171"
 
 
 # --- network -----------------------------------------------------------------------------------
@@ -267,6 +374,8 @@ def _cluster_admins(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     entries = {e["inputs"]["principalArn"]: e for e in of_type(result, ENTRY)}
     assocs = {a["inputs"]["principalArn"]: a for a in of_type(result, ADMIN_ASSOC)}
     assert set(entries) == set(assocs)
+    # One entry per principal: EKS refuses a second entry for the same ARN.
+    assert len(of_type(result, ENTRY)) == len(entries) == len(of_type(result, ADMIN_ASSOC))
     for principal, entry in entries.items():
         assert entry["inputs"]["clusterName"] == "podtally"
         assert entry["inputs"]["type"] == "STANDARD"
@@ -375,6 +484,11 @@ def test_controller_release_is_pinned_and_wired() -> None:
     assert release["provider"] == f"{urn(provider)}::eks-id"
     association = one(result, "aws:eks/podIdentityAssociation:PodIdentityAssociation")
     assert urn(association) in release["dependencies"]
+    # The controller needs nodes to run on, the CNI for pod networking and the Pod Identity
+    # agent for its AWS credentials; `atomic` would roll it back after 10 minutes without them.
+    assert urn(one(result, NODE_GROUP)) in release["dependencies"]
+    for addon in of_type(result, "aws:eks/addon:Addon"):
+        assert urn(addon) in release["dependencies"], addon["name"]
 
 
 def test_controller_permissions_come_through_pod_identity() -> None:
@@ -391,40 +505,54 @@ def test_controller_permissions_come_through_pod_identity() -> None:
     assert policy["inputs"]["role"] == f"{role['name']}-id"
     document = json.loads(policy["inputs"]["policy"])
     granted = {a for s in document["Statement"] if s["Effect"] == "Allow" for a in s["Action"]}
-    needed = {
-        "elasticloadbalancing:CreateLoadBalancer",
-        "elasticloadbalancing:CreateTargetGroup",
-        "elasticloadbalancing:CreateListener",
-        "elasticloadbalancing:CreateRule",
-        "elasticloadbalancing:RegisterTargets",
-        "elasticloadbalancing:DeregisterTargets",
-        "elasticloadbalancing:ModifyListener",
-        "elasticloadbalancing:AddTags",
-        "elasticloadbalancing:DescribeLoadBalancers",
-        "elasticloadbalancing:DescribeTargetHealth",
+    missing, extra = CONTROLLER_ACTIONS - granted, granted - CONTROLLER_ACTIONS
+    assert not missing and not extra, f"missing: {sorted(missing)}, extra: {sorted(extra)}"
+    assert all(s["Effect"] == "Allow" for s in document["Statement"])
+
+    def statements(action: str) -> list[dict[str, Any]]:
+        return [s for s in document["Statement"] if action in s["Action"]]
+
+    # Creating load balancers and target groups: only with the controller's cluster tag on them.
+    for action in ("CreateLoadBalancer", "CreateTargetGroup"):
+        found = statements(f"elasticloadbalancing:{action}")
+        assert found and all(s["Condition"] == {"Null": {REQUEST_TAG: "false"}} for s in found)
+    # Changing or deleting them, and deleting security groups: only those carrying the tag.
+    for action in (
         "elasticloadbalancing:DeleteLoadBalancer",
-        "ec2:DescribeSubnets",
-        "ec2:DescribeVpcs",
-        "ec2:DescribeSecurityGroups",
-        "ec2:CreateSecurityGroup",
-        "ec2:AuthorizeSecurityGroupIngress",
+        "elasticloadbalancing:DeleteTargetGroup",
+        "elasticloadbalancing:ModifyLoadBalancerAttributes",
+        "elasticloadbalancing:ModifyTargetGroup",
+        "elasticloadbalancing:SetSecurityGroups",
         "ec2:DeleteSecurityGroup",
-        "ec2:CreateTags",
-        "acm:DescribeCertificate",
-        "acm:ListCertificates",
-        "wafv2:GetWebACLForResource",
-        "wafv2:AssociateWebACL",
-        "shield:GetSubscriptionState",
-        "iam:CreateServiceLinkedRole",
+    ):
+        found = statements(action)
+        assert found, action
+        assert all(s["Condition"]["Null"][RESOURCE_TAG] == "false" for s in found), action
+    # Tagging a security group: while creating it with the tag, or re-tagging one that has it.
+    tag_sg = statements("ec2:CreateTags")
+    assert {json.dumps(s.get("Condition"), sort_keys=True) for s in tag_sg} == {
+        json.dumps(
+            {
+                "StringEquals": {"ec2:CreateAction": "CreateSecurityGroup"},
+                "Null": {REQUEST_TAG: "false"},
+            },
+            sort_keys=True,
+        ),
+        json.dumps({"Null": {REQUEST_TAG: "true", RESOURCE_TAG: "false"}}, sort_keys=True),
     }
-    assert needed <= granted, f"missing: {sorted(needed - granted)}"
-    assert granted == lbc_policy.actions()
-    # Deleting load balancers is only allowed on ones the controller tagged as its own.
-    deletes = [
-        s for s in document["Statement"] if "elasticloadbalancing:DeleteLoadBalancer" in s["Action"]
-    ]
-    assert deletes
-    assert all("aws:ResourceTag/elbv2.k8s.aws/cluster" in s["Condition"]["Null"] for s in deletes)
+    assert all(s["Resource"] == "arn:aws:ec2:*:*:security-group/*" for s in tag_sg)
+    # The service-linked role only for Elastic Load Balancing.
+    (slr,) = statements("iam:CreateServiceLinkedRole")
+    assert slr["Condition"] == {
+        "StringEquals": {"iam:AWSServiceName": "elasticloadbalancing.amazonaws.com"}
+    }
+
+
+def test_controller_policy_is_pinned() -> None:
+    """Any change to the policy, however small, must be deliberate: update the digest with it
+    (after diffing against the release's docs/install/iam_policy.json)."""
+    canonical = json.dumps(lbc_policy.POLICY, sort_keys=True, separators=(",", ":"))
+    assert hashlib.sha256(canonical.encode()).hexdigest() == POLICY_SHA256
 
 
 # --- ECR, certificate, DNS ---------------------------------------------------------------------
@@ -547,7 +675,14 @@ def test_every_app_object_goes_to_the_cluster_after_the_controller() -> None:
     kubeconfig = json.loads(result["outputs"]["kubeconfig"])
     user = kubeconfig["users"][0]["user"]["exec"]
     assert user["command"] == "aws"
-    assert user["args"][:2] == ["eks", "get-token"]
+    assert user["args"] == [
+        "eks",
+        "get-token",
+        "--cluster-name",
+        "podtally",
+        "--region",
+        "us-east-1",
+    ]
     assert provider["inputs"]["kubeconfig"] == result["outputs"]["kubeconfig"]
 
 
@@ -560,13 +695,31 @@ def test_outputs_and_the_secret_kubeconfig() -> None:
     assert run("default")["secret_outputs"] == ["kubeconfig"]
 
 
-def test_first_stage_without_the_app_creates_no_workload() -> None:
-    result = run("no-app")
+def test_the_template_as_shipped_is_the_first_stage_without_the_app() -> None:
+    """The first `up` must not wait ~10 minutes for an image that is not in ECR yet."""
+    result = run("as-shipped")
     assert not k8s_objects(result)
     assert not [r for r in of_type(result, RECORD) if r["name"] == "podtally-a"]
     assert one(result, RELEASE)
     assert one(result, "aws:ecr/repository:Repository")
     assert "url" not in result["outputs"]
+    assert result["outputs"]["ecrRepositoryUrl"].endswith(".amazonaws.com/podtally")
+    # deployApp "true" (the second `up`) adds the app and its record.
+    assert k8s_objects(run("default"))
+    assert [r for r in of_type(run("default"), RECORD) if r["name"] == "podtally-a"]
+
+
+def test_the_stack_template_holds_no_per_user_state() -> None:
+    """The tracked file is a template: a salt or a secret in it would be someone's stack."""
+    import yaml
+
+    doc = yaml.safe_load(harness.TEMPLATE.read_text())
+    assert set(doc) == {"config"}, "no encryptionsalt, secretsprovider or encryptedkey"
+    assert doc["config"]["podtally:deployApp"] == "false"
+    assert not any(isinstance(v, dict) for v in doc["config"].values()), "no secure: values"
+    assert not list(harness.INFRA.glob("Pulumi.*.yaml")) or all(
+        p.name == "Pulumi.yaml" for p in harness.INFRA.glob("Pulumi.*.yaml")
+    ), "per-user stack files are not shipped"
 
 
 def test_mock_runs_are_deterministic() -> None:

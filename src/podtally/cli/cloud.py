@@ -11,9 +11,9 @@ from podtally.cli.common import err
 
 
 def _ref(args: argparse.Namespace) -> Any:
-    from podtally.cloud import StackRef, backend_url, find_infra_dir
+    from podtally.cloud import StackRef, backend_url, check_stack_name, find_infra_dir
 
-    return StackRef(args.stack, find_infra_dir(args.infra_dir), backend_url())
+    return StackRef(check_stack_name(args.stack), find_infra_dir(args.infra_dir), backend_url())
 
 
 def _preview(args: argparse.Namespace) -> int:
@@ -36,7 +36,7 @@ def _down(args: argparse.Namespace) -> int:
     from podtally.cloud import destroy
 
     summary = destroy(_ref(args), err)
-    print(json.dumps({"stack": args.stack, "changes": summary}, sort_keys=True))
+    print(json.dumps({"stack": args.stack, "changes": summary, "removed": True}, sort_keys=True))
     return 0
 
 
@@ -68,9 +68,10 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="create, check and delete the AWS deployment (Pulumi, needs podtally[cloud])",
         description=(
             "Drive the Pulumi program in infra/ (VPC, EKS, load balancer controller, ECR, ACM, "
-            "Route53, the app). State: a local file backend under ~/.local/state/podtally/pulumi "
-            "unless PULUMI_BACKEND_URL is set. Needs the pulumi CLI, AWS credentials and "
-            "PULUMI_CONFIG_PASSPHRASE."
+            "Route53, the app). The knobs: infra/Pulumi.STACK.yaml, copied from "
+            "infra/stack.example.yaml on first use. State: a local file backend under "
+            "~/.local/state/podtally/pulumi unless PULUMI_BACKEND_URL is set. Needs the pulumi "
+            "CLI, the AWS CLI, AWS credentials and PULUMI_CONFIG_PASSPHRASE."
         ),
     )
     actions = cloud.add_subparsers(dest="cloud_command", metavar="ACTION")
@@ -78,12 +79,16 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     helps = {
         "preview": ("show what `up` would change", _preview),
         "up": ("create or update the stack; prints its outputs as JSON", _up),
-        "down": ("delete everything the stack created", _down),
+        "down": ("delete everything the stack created, then the stack itself", _down),
         "verify": ("run `podtally verify` against the stack's URL and replica count", _verify),
     }
     for name, (text, func) in helps.items():
         parser = actions.add_parser(name, help=text, description=text)
-        parser.add_argument("--stack", default="dev", help="Pulumi stack name (default: dev)")
+        parser.add_argument(
+            "--stack",
+            default="dev",
+            help="Pulumi stack name (default: dev); its knobs are infra/Pulumi.STACK.yaml",
+        )
         parser.add_argument(
             "--infra-dir",
             type=Path,

@@ -8,11 +8,15 @@ from __future__ import annotations
 from podtally.cloud.stack import (
     StackRef,
     backend_url,
+    check_aws_cli,
     check_aws_credentials,
     check_pulumi_cli,
+    check_stack_name,
     destroy,
+    ensure_stack_file,
     find_infra_dir,
     preview,
+    pulumi_command,
     read_outputs,
     up,
 )
@@ -20,11 +24,15 @@ from podtally.cloud.stack import (
 __all__ = [
     "StackRef",
     "backend_url",
+    "check_aws_cli",
     "check_aws_credentials",
     "check_pulumi_cli",
+    "check_stack_name",
     "destroy",
+    "ensure_stack_file",
     "find_infra_dir",
     "preview",
+    "pulumi_command",
     "read_outputs",
     "up",
 ]

@@ -1,12 +1,16 @@
 """Stack selection, preconditions and the preview/up/destroy/outputs operations.
 
-Every precondition is checked before Pulumi starts, and each failure is one
+Every precondition is checked before Pulumi starts, in this order, and each failure is one
 :class:`~podtally.errors.PodtallyError` whose message says what to install or set:
 
+* a valid stack name                          -> Pulumi's rules for stack names
 * the cloud extra (the ``pulumi`` packages)  -> ``pip install 'podtally[cloud]'``
-* the ``pulumi`` CLI (the Automation API runs it) -> the install page
-* AWS credentials (for preview, up and down)  -> which variables or files to set
+* the ``pulumi`` CLI on PATH (the Automation API runs it) -> the install page
+* the AWS CLI on PATH (preview, up, down: the kubeconfig runs ``aws eks get-token``)
+* AWS credentials (preview, up, down)         -> which variables or files to set
 * the passphrase of the stack's secrets       -> ``PULUMI_CONFIG_PASSPHRASE``
+* a working ``pulumi`` of a version the SDK supports (``pulumi version`` is run only now)
+* the stack file (preview, up): copied from the template on first use, then edit it
 
 State goes to a local file backend under ``$XDG_STATE_HOME/podtally/pulumi`` (by default
 ``~/.local/state/podtally/pulumi``), never into the repository; ``PULUMI_BACKEND_URL`` (for
@@ -15,8 +19,11 @@ example ``s3://bucket/prefix``) overrides it.
 
 from __future__ import annotations
 
+import configparser
 import os
+import re
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -27,6 +34,19 @@ from podtally.errors import MissingDependencyError, NotRunningError, PodtallyErr
 
 Progress = Callable[[str], None]
 INSTALL_URL = "https://www.pulumi.com/docs/install/"
+AWS_CLI_URL = "https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html"
+TEMPLATE = "stack.example.yaml"
+# Pulumi's rule for a stack name: letters, digits, hyphens, underscores and periods.
+STACK_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+# Keys that make a profile in ~/.aws/config (or ~/.aws/credentials) a source of credentials.
+CREDENTIAL_KEYS = (
+    "aws_access_key_id",
+    "credential_process",
+    "sso_session",
+    "sso_start_url",
+    "role_arn",
+    "web_identity_token_file",
+)
 SECRETS_PROVIDER = "passphrase"
 
 
@@ -37,6 +57,20 @@ class StackRef:
     name: str
     infra_dir: Path
     backend: str
+
+    @property
+    def stack_file(self) -> Path:
+        return self.infra_dir / f"Pulumi.{self.name}.yaml"
+
+
+def check_stack_name(name: str) -> str:
+    """A name Pulumi accepts for a stack (and that makes a file name ``Pulumi.NAME.yaml``)."""
+    if not STACK_NAME.fullmatch(name) or name.startswith("."):
+        raise UsageError(
+            f"--stack {name!r} is not a valid stack name: use up to 100 letters, digits, '-', "
+            "'_' and '.' (not first)"
+        )
+    return name
 
 
 def find_infra_dir(explicit: Path | None = None) -> Path:
@@ -79,11 +113,91 @@ def check_pulumi_cli(env: Mapping[str, str] | None = None) -> str:
     return found
 
 
+def check_aws_cli(env: Mapping[str, str] | None = None) -> str:
+    """The path of the ``aws`` executable: the kubeconfig authenticates with ``aws eks
+    get-token``, so without it ``up`` fails when it reaches the cluster and ``down`` cannot
+    delete the Ingress (and so strands the ALB)."""
+    env = os.environ if env is None else env
+    found = shutil.which("aws", path=env.get("PATH", ""))
+    if not found:
+        raise MissingDependencyError(
+            f"the AWS CLI (aws) is not installed; the kubeconfig runs 'aws eks get-token': "
+            f"see {AWS_CLI_URL}"
+        )
+    return found
+
+
+def _minimum_pulumi_version() -> str:
+    from pulumi.automation._minimum_version import _MINIMUM_VERSION
+
+    return str(_MINIMUM_VERSION)
+
+
+def pulumi_command(path: str) -> Any:
+    """A ``PulumiCommand`` for the CLI at ``path``, after it ran ``pulumi version`` and its
+    version passed the SDK's check; anything else is one line naming the binary and the version
+    needed."""
+    from pulumi import automation as auto
+
+    minimum = _minimum_pulumi_version()
+    need = f"podtally needs pulumi >= {minimum} (major version 3): see {INSTALL_URL}"
+    # Run once here with stderr captured (PulumiCommand lets a failing CLI's stderr through).
+    try:
+        probe = subprocess.run(
+            [path, "version"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "PULUMI_SKIP_UPDATE_CHECK": "true"},
+        )
+    except subprocess.TimeoutExpired:
+        raise MissingDependencyError(f"{path} did not answer 'pulumi version'; {need}") from None
+    except OSError as exc:
+        raise MissingDependencyError(f"{path} cannot be run ({exc.strerror}); {need}") from None
+    if probe.returncode != 0:
+        said = next((ln.strip() for ln in probe.stderr.splitlines() if ln.strip()), "")
+        detail = f": {said[:200]}" if said else ""
+        raise MissingDependencyError(
+            f"{path} does not work ('pulumi version' exited {probe.returncode}{detail}); {need}"
+        )
+    try:
+        return auto.PulumiCommand()  # runs `pulumi version` from PATH: the one found above
+    except subprocess.CalledProcessError as exc:
+        raise MissingDependencyError(
+            f"{path} does not work ('pulumi version' exited {exc.returncode}); {need}"
+        ) from None
+    except auto.InvalidVersionError as exc:
+        found = re.search(r"(?:CLI )?version (?:is )?v?(\d+\.\d+\.\d+\S*?)[ .,]", str(exc) + " ")
+        what = f"is version {found.group(1)}" if found else _first_sentence(exc)
+        raise MissingDependencyError(f"{path} {what}; {need}") from None
+    except OSError as exc:
+        raise MissingDependencyError(f"{path} cannot be run ({exc.strerror}); {need}") from None
+
+
+def _first_sentence(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    return text.split(". ", 1)[0].rstrip(".") if text else type(exc).__name__
+
+
+def _profile_has_credentials(path: Path, section: str) -> bool:
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read(path, encoding="utf-8")
+    except (configparser.Error, OSError, UnicodeDecodeError):
+        return False
+    if not parser.has_section(section):
+        return False
+    return any(parser.get(section, key, fallback="").strip() for key in CREDENTIAL_KEYS)
+
+
 def check_aws_credentials(env: Mapping[str, str] | None = None) -> str:
     """Where AWS credentials would come from, or a one-line error saying what to set.
 
     This looks for the sources the AWS SDKs read, without calling AWS: keys in the environment,
-    a profile, web identity (CI), a container credentials endpoint, or the shared files.
+    a named profile, web identity (CI), a container credentials endpoint, or a default profile
+    in the shared files that actually holds credentials (keys, a credential process, SSO or a
+    role). A ``~/.aws/config`` that only sets a region is not a source.
     """
     env = os.environ if env is None else env
     if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
@@ -97,12 +211,14 @@ def check_aws_credentials(env: Mapping[str, str] | None = None) -> str:
         if env.get(var):
             return var
     home = Path(env.get("HOME") or Path.home())
-    files = [
-        Path(env.get("AWS_SHARED_CREDENTIALS_FILE") or home / ".aws" / "credentials"),
-        Path(env.get("AWS_CONFIG_FILE") or home / ".aws" / "config"),
-    ]
-    for path in files:
-        if path.is_file():
+    profile = env.get("AWS_DEFAULT_PROFILE") or "default"
+    credentials = Path(env.get("AWS_SHARED_CREDENTIALS_FILE") or home / ".aws" / "credentials")
+    config = Path(env.get("AWS_CONFIG_FILE") or home / ".aws" / "config")
+    # The credentials file names profiles plainly; the config file says "profile NAME", except
+    # for the default profile.
+    config_section = profile if profile == "default" else f"profile {profile}"
+    for path, section in ((credentials, profile), (config, config_section)):
+        if path.is_file() and _profile_has_credentials(path, section):
             return str(path)
     raise PodtallyError(
         "no AWS credentials found: set AWS_PROFILE (after 'aws configure' or 'aws sso login'), "
@@ -119,27 +235,69 @@ def _check_passphrase(env: Mapping[str, str]) -> None:
     )
 
 
+_PREFIXES = ("stderr:", "stdout:", "error:")
+
+
+def _strip_labels(line: str) -> str:
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in _PREFIXES:
+            if line.lower().startswith(prefix):
+                line = line[len(prefix) :].strip()
+                stripped = True
+    return line
+
+
 def _one_line(exc: Exception) -> str:
-    """The most telling line of a Pulumi CLI failure (its last ``error:`` line)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    errors = [line for line in lines if "error:" in line.lower()]
-    chosen = errors[-1] if errors else (lines[-1] if lines else type(exc).__name__)
-    if chosen.lower().startswith("error:"):
-        chosen = chosen[6:].strip()
-    return chosen[:400]
+    """The most telling line of a Pulumi CLI failure: its last ``error:`` line, without the
+    ``stderr:``/``error:`` labels that the Automation API and the CLI put in front."""
+    lines = [_strip_labels(line.strip()) for line in str(exc).splitlines()]
+    raw = [line.strip() for line in str(exc).splitlines()]
+    errors = [text for text, line in zip(lines, raw, strict=True) if text and "error:" in line]
+    said = [text for text in lines if text and not text.startswith("code: ")]
+    if errors:
+        return errors[-1][:400]
+    if said:
+        return said[-1][:400]
+    code = next((text[6:] for text in lines if text.startswith("code: ")), "")
+    return f"pulumi exited {code}" if code else type(exc).__name__
+
+
+def ensure_stack_file(ref: StackRef, progress: Progress) -> None:
+    """The per-user stack file ``infra/Pulumi.NAME.yaml`` (git ignores it): on first use, copy
+    it from the tracked template and stop, so that the zone and hostname get set before anything
+    is created. Pulumi writes the stack's ``encryptionsalt`` into this copy, never the template.
+    """
+    if ref.stack_file.is_file():
+        return
+    template = ref.infra_dir / TEMPLATE
+    if not template.is_file():
+        raise UsageError(f"no {ref.stack_file.name} and no template {template} to make it from")
+    shutil.copyfile(template, ref.stack_file)
+    progress(f"created {ref.stack_file} from {TEMPLATE}")
+    raise UsageError(
+        f"created {ref.stack_file} from the template: set podtally:route53Zone and "
+        "podtally:hostname in it (and read the other knobs), then run this again"
+    )
 
 
 def _open(ref: StackRef, *, create: bool, need_aws: bool, progress: Progress) -> Any:
     """Select (or create) the stack, after every precondition holds (checked in this order)."""
     env = os.environ
     _require_cloud_extra()
-    check_pulumi_cli(env)
+    pulumi_path = check_pulumi_cli(env)
     if need_aws:
+        check_aws_cli(env)
         check_aws_credentials(env)
     _check_passphrase(env)
+    command = pulumi_command(pulumi_path)
+    if create:
+        ensure_stack_file(ref, progress)
     from pulumi import automation as auto
 
-    if ref.backend.startswith("file://"):
+    # Only preview/up may start a backend; down/verify need a stack that exists already.
+    if create and ref.backend.startswith("file://"):
         Path(ref.backend.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
     workspace_env = {
         "PULUMI_BACKEND_URL": ref.backend,
@@ -148,19 +306,26 @@ def _open(ref: StackRef, *, create: bool, need_aws: bool, progress: Progress) ->
         "PULUMI_SKIP_UPDATE_CHECK": "true",
     }
     opts = auto.LocalWorkspaceOptions(
-        work_dir=str(ref.infra_dir), env_vars=workspace_env, secrets_provider=SECRETS_PROVIDER
+        work_dir=str(ref.infra_dir),
+        env_vars=workspace_env,
+        secrets_provider=SECRETS_PROVIDER,
+        pulumi_command=command,
     )
-    progress(f"stack {ref.name} of {ref.infra_dir} (state: {ref.backend})")
     try:
         if create:
-            return auto.create_or_select_stack(ref.name, work_dir=str(ref.infra_dir), opts=opts)
-        return auto.select_stack(ref.name, work_dir=str(ref.infra_dir), opts=opts)
+            stack = auto.create_or_select_stack(ref.name, work_dir=str(ref.infra_dir), opts=opts)
+        else:
+            stack = auto.select_stack(ref.name, work_dir=str(ref.infra_dir), opts=opts)
     except auto.StackNotFoundError:
         raise NotRunningError(
             f"stack {ref.name!r} does not exist in {ref.backend}: run 'podtally cloud up' first"
         ) from None
     except auto.CommandError as exc:
         raise PodtallyError(f"pulumi could not open stack {ref.name!r}: {_one_line(exc)}") from None
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise PodtallyError(f"pulumi could not open stack {ref.name!r}: {exc}") from None
+    progress(f"stack {ref.name} of {ref.infra_dir} (state: {ref.backend})")
+    return stack
 
 
 def _run(action: str, call: Callable[[], Any]) -> Any:
@@ -175,6 +340,8 @@ def _run(action: str, call: Callable[[], Any]) -> Any:
         ) from None
     except auto.CommandError as exc:
         raise PodtallyError(f"{action} failed: {_one_line(exc)}") from None
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise PodtallyError(f"{action} failed: {exc}") from None
 
 
 def preview(ref: StackRef, progress: Progress) -> dict[str, int]:
@@ -192,10 +359,14 @@ def up(ref: StackRef, progress: Progress) -> dict[str, Any]:
 
 
 def destroy(ref: StackRef, progress: Progress) -> dict[str, int]:
-    """Delete everything the stack created; return the summary of deletions."""
+    """Delete everything the stack created, then the (now empty) stack itself from the backend;
+    return the summary of deletions. The stack file in infra/ is kept (it holds your knobs)."""
     stack = _open(ref, create=False, need_aws=True, progress=progress)
     result = _run("down", lambda: stack.destroy(on_output=progress, color="never"))
-    return {str(k): int(v) for k, v in (result.summary.resource_changes or {}).items()}
+    summary = {str(k): int(v) for k, v in (result.summary.resource_changes or {}).items()}
+    _run("down finished, but removing the stack", lambda: stack.workspace.remove_stack(ref.name))
+    progress(f"stack {ref.name} removed from {ref.backend}")
+    return summary
 
 
 def read_outputs(ref: StackRef, progress: Progress) -> dict[str, Any]:

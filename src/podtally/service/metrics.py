@@ -1,9 +1,18 @@
-"""Prometheus metrics of one replica, in a registry of its own (no global state)."""
+"""Prometheus metrics of one replica, in a registry of its own (no global state).
+
+The hot path only bumps plain integers: every request is handled on the event loop's one thread,
+so no lock is needed, and a scrape turns the integers into metric families through a collector.
+prometheus-client does the exposition format.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Info, disable_created_metrics
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
 
 from podtally.identity import Identity
 from podtally.service.lifecycle import Lifecycle
@@ -11,40 +20,40 @@ from podtally.service.lifecycle import Lifecycle
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
-class Metrics:
+class Metrics(Collector):
     def __init__(self, identity: Identity, lifecycle: Lifecycle, version: str) -> None:
-        disable_created_metrics()  # type: ignore[no-untyped-call]  # the *_created series only add noise for a replica
-        self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            "podtally_requests",
-            "HTTP requests answered, by route and status code.",
-            ("route", "status"),
-            registry=self.registry,
-        )
-        self.in_flight = Gauge(
-            "podtally_requests_in_flight",
-            "Requests being handled right now.",
-            registry=self.registry,
-        )
-        ready = Gauge("podtally_ready", "1 when /readyz answers 200.", registry=self.registry)
-        ready.set_function(lambda: 1.0 if lifecycle.ready else 0.0)
-        draining = Gauge(
-            "podtally_draining",
-            "1 while the replica drains before it stops.",
-            registry=self.registry,
-        )
-        draining.set_function(lambda: 1.0 if lifecycle.draining else 0.0)
-        info = Info(
-            "podtally_build", "This replica's version and identity.", registry=self.registry
-        )
-        info.info({"version": version, **{k: f.value for k, f in identity.fields().items()}})
-        self._children: dict[tuple[str, int], Counter] = {}
+        self.lifecycle = lifecycle
+        self.build = {"version": version, **{k: f.value for k, f in identity.fields().items()}}
+        self.counts: dict[tuple[str, int], int] = {}
+        self.in_flight = 0
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
 
     def count(self, route: str, status: int) -> None:
-        child = self._children.get((route, status))
-        if child is None:
-            child = self._children[(route, status)] = self.requests.labels(route, str(status))
-        child.inc()
+        key = (route, status)
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily | InfoMetricFamily]:
+        requests = CounterMetricFamily(
+            "podtally_requests",
+            "HTTP requests answered, by route and status code.",
+            labels=("route", "status"),
+        )
+        for (route, status), value in sorted(self.counts.items()):
+            requests.add_metric((route, str(status)), value)
+        yield requests
+        yield GaugeMetricFamily(
+            "podtally_requests_in_flight", "Requests being handled right now.", self.in_flight
+        )
+        yield GaugeMetricFamily(
+            "podtally_ready", "1 when /readyz answers 200.", 1 if self.lifecycle.ready else 0
+        )
+        yield GaugeMetricFamily(
+            "podtally_draining",
+            "1 while the replica drains before it stops.",
+            1 if self.lifecycle.draining else 0,
+        )
+        yield InfoMetricFamily("podtally_build", "This replica's version and identity.", self.build)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

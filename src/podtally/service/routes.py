@@ -140,14 +140,14 @@ class App:
 
     async def __rsgi__(self, scope: Any, protocol: Any) -> None:
         metrics = self.metrics
-        metrics.in_flight.inc()
+        metrics.in_flight += 1
         start = time.perf_counter() if self.access_log else 0.0
         try:
             route, status, headers, body = self._answer(scope)
             protocol.response_bytes(status, headers, body)  # the server drops it for HEAD
             metrics.count(route, status)
         finally:
-            metrics.in_flight.dec()
+            metrics.in_flight -= 1
         if self.access_log:
             _write_access(scope, status, time.perf_counter() - start)
 
