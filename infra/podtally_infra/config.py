@@ -1,5 +1,7 @@
 """The stack's knobs, read once from ``Pulumi.<stack>.yaml`` and checked before anything is created.
 
+``Pulumi.<stack>.yaml`` is each user's untracked copy of the template ``infra/stack.example.yaml``.
+
 Every setting lives under the ``podtally:`` namespace except the region, which is the AWS
 provider's own ``aws:region``. A bad value stops the program with one line naming the key.
 """
@@ -85,7 +87,7 @@ def _choice(cfg: pulumi.Config, key: str, default: str, choices: tuple[str, ...]
 
 
 def _zones(cfg: pulumi.Config) -> int | tuple[str, ...]:
-    """``zones`` is either a count (the first N available zones) or an explicit list."""
+    """``zones`` is either a count (the first N zones EKS supports) or an explicit list."""
     raw = cfg.get("zones") or "3"
     text = raw.strip()
     if text.startswith("["):

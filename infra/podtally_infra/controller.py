@@ -19,7 +19,9 @@ from podtally_infra.network import Network
 
 CHART = "aws-load-balancer-controller"
 CHART_REPO = "https://aws.github.io/eks-charts"
-CHART_VERSION = "1.14.0"  # controller v2.14.0
+# Controller v2.14.0. Newer charts exist, but a bump must move lbc_policy.py to that release's
+# iam_policy.json, which could not be confirmed here for v2.15.0 (docs/cloud.md says more).
+CHART_VERSION = "1.14.0"
 NAMESPACE = "kube-system"
 SERVICE_ACCOUNT = "aws-load-balancer-controller"
 

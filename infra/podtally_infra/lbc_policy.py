@@ -6,7 +6,8 @@ v2.14 line (kubernetes-sigs/aws-load-balancer-controller), including the actions
 conditions follow the same file: mutating calls are limited to load balancers, target groups and
 security groups that carry the controller's ``elbv2.k8s.aws/cluster`` tag.
 
-When you move CHART_VERSION in controller.py, diff this against the new release's policy.
+When you move CHART_VERSION in controller.py, diff this against the new release's policy, then
+update the independent action list and the pinned sha256 in tests/infra/test_program.py.
 """
 
 from __future__ import annotations

@@ -264,7 +264,7 @@ def _one_line(exc: Exception) -> str:
     return f"pulumi exited {code}" if code else type(exc).__name__
 
 
-def ensure_stack_file(ref: StackRef, progress: Progress) -> None:
+def ensure_stack_file(ref: StackRef) -> None:
     """The per-user stack file ``infra/Pulumi.NAME.yaml`` (git ignores it): on first use, copy
     it from the tracked template and stop, so that the zone and hostname get set before anything
     is created. Pulumi writes the stack's ``encryptionsalt`` into this copy, never the template.
@@ -275,7 +275,6 @@ def ensure_stack_file(ref: StackRef, progress: Progress) -> None:
     if not template.is_file():
         raise UsageError(f"no {ref.stack_file.name} and no template {template} to make it from")
     shutil.copyfile(template, ref.stack_file)
-    progress(f"created {ref.stack_file} from {TEMPLATE}")
     raise UsageError(
         f"created {ref.stack_file} from the template: set podtally:route53Zone and "
         "podtally:hostname in it (and read the other knobs), then run this again"
@@ -293,7 +292,7 @@ def _open(ref: StackRef, *, create: bool, need_aws: bool, progress: Progress) ->
     _check_passphrase(env)
     command = pulumi_command(pulumi_path)
     if create:
-        ensure_stack_file(ref, progress)
+        ensure_stack_file(ref)
     from pulumi import automation as auto
 
     # Only preview/up may start a backend; down/verify need a stack that exists already.
