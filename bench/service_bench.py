@@ -1,6 +1,8 @@
 """The identity service against nginx, side by side, driven by wrk in alternation.
 
-Both servers run one worker on loopback and serve the same text (nginx from a file). Each round
+nginx and the service run one worker on loopback and serve the same text (nginx from a file);
+a third server, granian with an app that does nothing (bench/service_control.py), is the control
+that shows how much of the gap is the HTTP library's. Each round
 runs wrk against each server with keep-alive and with `Connection: close`; the table shows medians
 over the rounds and the ratios to nginx. Then the resident memory of idle replicas.
 
@@ -27,6 +29,7 @@ from pathlib import Path
 
 NGINX_ADDR = "127.0.0.31"
 SERVICE_ADDR = "127.0.0.32"
+CONTROL_ADDR = "127.0.0.33"
 ENV = {
     "POD_NAME": "podtally-5f6d7c8b9a-bench",
     "NODE_NAME": "local-node-1",
@@ -106,6 +109,20 @@ def service() -> Iterator[str]:
         proc.wait(timeout=10)
 
 
+@contextlib.contextmanager
+def control() -> Iterator[str]:
+    """granian embedded like the service, with an app that does nothing (service_control.py)."""
+    port = free_port(CONTROL_ADDR)
+    script = Path(__file__).with_name("service_control.py")
+    proc = subprocess.Popen([sys.executable, str(script), CONTROL_ADDR, str(port)])
+    try:
+        wait_ok(f"http://{CONTROL_ADDR}:{port}/")
+        yield f"http://{CONTROL_ADDR}:{port}/"
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
@@ -162,8 +179,13 @@ def main() -> int:
             return 2
 
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
-    with tempfile.TemporaryDirectory() as tmp, nginx(Path(tmp)) as nginx_url, service() as svc_url:
-        targets = {"nginx": nginx_url, "podtally": svc_url}
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        nginx(Path(tmp)) as nginx_url,
+        service() as svc_url,
+        control() as control_url,
+    ):
+        targets = {"nginx": nginx_url, "podtally": svc_url, "granian-empty": control_url}
         for url in targets.values():  # warm both up
             wrk(url, 1, args.connections, close=False)
         for round_ in range(args.rounds):
@@ -175,7 +197,7 @@ def main() -> int:
                     run = wrk(url, args.seconds, args.connections, close=(mode == "close"))
                     results.setdefault((name, mode), []).append(run)
                     print(
-                        f"round {round_ + 1} {mode:10} {name:8} {run['rps']:>9.0f} req/s "
+                        f"round {round_ + 1} {mode:10} {name:13} {run['rps']:>9.0f} req/s "
                         f"p50 {run['p50']:.3f} ms p99 {run['p99']:.3f} ms",
                         file=sys.stderr,
                     )
@@ -191,7 +213,7 @@ def main() -> int:
     print("|---|---|---:|---:|---:|---:|")
     for mode in ("keep-alive", "close"):
         base = med("nginx", mode, "rps")
-        for name in ("nginx", "podtally"):
+        for name in ("nginx", "podtally", "granian-empty"):
             rps = med(name, mode, "rps")
             print(
                 f"| {mode} | {name} | {rps:.0f} | {med(name, mode, 'p50'):.3f} | "
