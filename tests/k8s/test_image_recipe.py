@@ -169,6 +169,27 @@ def test_locked_core_virtualenv_serves(tmp_path: Path) -> None:
     )
     assert probe.stdout.strip() == "['granian', 'prometheus_client', 'uvloop']"
 
+    # Every other command says, in one line, which extra it needs.
+    for argv, extra in (
+        (("verify", "http://127.0.0.1:9/"), "verify"),
+        (("demo",), "local"),
+        (("up", "--http-port", "21090"), "local"),
+        (("manifests",), "local"),
+        (("cloud", "preview", "--infra-dir", str(REPO / "infra")), "cloud"),
+    ):
+        missing = subprocess.run(
+            [venv / "bin" / "podtally", *argv],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env=clean_env({"PODTALLY_STATE_DIR": str(tmp_path / "state")}),
+        )
+        assert missing.returncode == 3, (argv, missing.stderr)
+        assert missing.stderr.startswith("error: ") and len(missing.stderr.splitlines()) == 1
+        assert f"pip install 'podtally[{extra}]'" in missing.stderr, missing.stderr
+    assert not (tmp_path / "state").exists()
+
     before = _snapshot(venv)
     replica = _serve(venv, tmp_path)
     try:
