@@ -11,9 +11,8 @@ import sys
 from typing import Any
 
 import uvloop
-from granian.constants import HTTPModes, Interfaces
-from granian.http import HTTP1Settings
-from granian.server.embed import Server
+
+from podtally.service.server import embedded_server
 
 BODY = b"Pod: podtally-5f6d7c8b9a-bench\nNode: local-node-1\nNamespace: podtally\nIP: x\nZone: z\n"
 HEADERS = [("content-type", "text/plain; charset=utf-8")]
@@ -31,18 +30,7 @@ class App:
 
 
 async def main(host: str, port: int) -> None:
-    server = Server(
-        App(),
-        address=host,
-        port=port,
-        interface=Interfaces.RSGI,
-        log_enabled=False,
-        websockets=False,
-        http=HTTPModes.http1,
-        http1_settings=HTTP1Settings(header_read_timeout=10_000, max_buffer_size=16 * 1024),
-        backlog=1024,
-    )
-    await server.serve()
+    await embedded_server(App(), host, port).serve()
 
 
 if __name__ == "__main__":

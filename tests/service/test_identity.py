@@ -133,6 +133,16 @@ def kube(pki: tuple[Path, ssl.SSLContext], status: int = 200, labels: dict[str, 
     return _Server(_kube_handler(status, zone if labels is None else labels), pki[1], KUBE_HOST)
 
 
+def in_pod(api: _Server, **extra: str) -> dict[str, str]:
+    """The environment of a pod on node-a whose API server is the stand-in ``api``."""
+    return {
+        "NODE_NAME": "node-a",
+        "KUBERNETES_SERVICE_HOST": KUBE_HOST,
+        "KUBERNETES_SERVICE_PORT": str(api.port),
+        **extra,
+    }
+
+
 def events_log() -> tuple[list[tuple[str, dict[str, Any]]], Any]:
     seen: list[tuple[str, dict[str, Any]]] = []
     return seen, lambda event, fields: seen.append((event, dict(fields)))
@@ -200,12 +210,7 @@ def test_namespace_from_the_service_account_file(sa_dir: Path) -> None:
 def test_zone_from_the_kubernetes_api(pki: Any, sa_dir: Path, imds: _Server) -> None:
     api = kube(pki)
     try:
-        env = {
-            "NODE_NAME": "node-a",
-            "KUBERNETES_SERVICE_HOST": KUBE_HOST,
-            "KUBERNETES_SERVICE_PORT": str(api.port),
-            "PODTALLY_IMDS_ENDPOINT": f"http://{STANDIN}:{imds.port}",
-        }
+        env = in_pod(api, PODTALLY_IMDS_ENDPOINT=f"http://{STANDIN}:{imds.port}")
         who = resolve("127.0.0.1", env, serviceaccount_dir=sa_dir)
     finally:
         api.close()
@@ -218,12 +223,7 @@ def test_forbidden_api_falls_through_to_imds(pki: Any, sa_dir: Path, imds: _Serv
     api = kube(pki, status=403)
     seen, log = events_log()
     try:
-        env = {
-            "NODE_NAME": "node-a",
-            "KUBERNETES_SERVICE_HOST": KUBE_HOST,
-            "KUBERNETES_SERVICE_PORT": str(api.port),
-            "PODTALLY_IMDS_ENDPOINT": f"http://{STANDIN}:{imds.port}",
-        }
+        env = in_pod(api, PODTALLY_IMDS_ENDPOINT=f"http://{STANDIN}:{imds.port}")
         who = resolve("127.0.0.1", env, serviceaccount_dir=sa_dir, log=log)
     finally:
         api.close()
@@ -239,12 +239,7 @@ def test_node_without_zone_label(pki: Any, sa_dir: Path) -> None:
     api = kube(pki, labels={})
     seen, log = events_log()
     try:
-        env = {
-            "NODE_NAME": "node-a",
-            "KUBERNETES_SERVICE_HOST": KUBE_HOST,
-            "KUBERNETES_SERVICE_PORT": str(api.port),
-            **OFF,
-        }
+        env = in_pod(api, **OFF)
         who = resolve("127.0.0.1", env, serviceaccount_dir=sa_dir, log=log)
     finally:
         api.close()
@@ -284,13 +279,7 @@ def test_the_running_service_reports_its_sources(
     try:
         replica = serve(
             host="127.0.0.26",
-            env={
-                "POD_NAME": "p",
-                "NODE_NAME": "node-a",
-                "KUBERNETES_SERVICE_HOST": KUBE_HOST,
-                "KUBERNETES_SERVICE_PORT": str(api.port),
-                "PODTALLY_SERVICEACCOUNT_DIR": str(sa_dir),
-            },
+            env=in_pod(api, POD_NAME="p", PODTALLY_SERVICEACCOUNT_DIR=str(sa_dir)),
         )
         doc = json.loads(replica.get("/api/identity")[2])
     finally:

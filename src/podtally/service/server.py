@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from podtally import __version__, identity
 from podtally.errors import PodtallyError, UsageError
@@ -66,6 +67,28 @@ async def _wait_listening(host: str, port: int, timeout: float) -> bool:
     return False
 
 
+def embedded_server(app: Any, host: str, port: int) -> Any:
+    """granian's embedded server, as every replica runs it (and the benchmark's control too)."""
+    from granian.constants import HTTPModes, Interfaces
+    from granian.http import HTTP1Settings
+    from granian.server.embed import Server
+
+    logging.getLogger("_granian").setLevel(logging.ERROR)
+    return Server(
+        app,
+        address=host,
+        port=port,
+        interface=Interfaces.RSGI,
+        log_enabled=False,
+        websockets=False,
+        http=HTTPModes.http1,
+        # Requests are tiny: with this read buffer, header blocks above about 64 KB and more
+        # than 100 header fields get 431 (measured); a client gets 10 s to send its headers.
+        http1_settings=HTTP1Settings(header_read_timeout=10_000, max_buffer_size=16 * 1024),
+        backlog=1024,
+    )
+
+
 class Replica:
     """One running replica; :meth:`run` returns the process exit code."""
 
@@ -90,10 +113,6 @@ class Replica:
         self._stop.set()
 
     async def run(self) -> int:
-        from granian.constants import HTTPModes, Interfaces
-        from granian.http import HTTP1Settings
-        from granian.server.embed import Server
-
         cfg = self.config
         _check_port_free(cfg.host, cfg.port)
         loop = asyncio.get_running_loop()
@@ -115,20 +134,7 @@ class Replica:
         )
         metrics = Metrics(who, self.lifecycle, __version__)
         app = App(who, self.lifecycle, metrics, __version__, access_log=cfg.access_log)
-        logging.getLogger("_granian").setLevel(logging.ERROR)
-        server = Server(
-            app,
-            address=cfg.host,
-            port=cfg.port,
-            interface=Interfaces.RSGI,
-            log_enabled=False,
-            websockets=False,
-            http=HTTPModes.http1,
-            # Requests are tiny: with this read buffer, header blocks above about 64 KB and more
-            # than 100 header fields get 431 (measured); a client gets 10 s to send its headers.
-            http1_settings=HTTP1Settings(header_read_timeout=10_000, max_buffer_size=16 * 1024),
-            backlog=1024,
-        )
+        server = embedded_server(app, cfg.host, cfg.port)
         serving = asyncio.create_task(server.serve())
         if not await _wait_listening(cfg.host, cfg.port, timeout=10):
             serving.cancel()
@@ -148,7 +154,7 @@ class Replica:
         # Draining: /readyz already says 503; keep serving everything else a while.
         await asyncio.sleep(cfg.drain_seconds)
         # Stop accepting; granian finishes in-flight requests. Bound the wait.
-        server.stop()  # type: ignore[no-untyped-call]
+        server.stop()
         try:
             await asyncio.wait_for(serving, timeout=cfg.shutdown_timeout)
         except TimeoutError:
