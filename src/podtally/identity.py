@@ -194,7 +194,7 @@ def _zone_from_imds(endpoint: str, deadline: _Deadline, log: Log) -> str | None:
             token = response.read().decode().strip()
     except (TimeoutError, urllib.error.URLError) as exc:
         reason = getattr(exc, "reason", exc)
-        if isinstance(reason, TimeoutError | socket.timeout):
+        if isinstance(reason, TimeoutError):
             log(
                 "zone-lookup-failed",
                 {

@@ -11,7 +11,6 @@ import html
 import json
 import sys
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -168,7 +167,3 @@ def _write_access(scope: Any, status: int, seconds: float) -> None:
         "ms": round(seconds * 1000, 3),
     }
     sys.stderr.write(json.dumps(line) + "\n")
-
-
-def known_routes() -> Sequence[str]:
-    return KNOWN_ROUTES
