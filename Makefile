@@ -60,7 +60,7 @@ test: setup lint
 
 bench: setup
 	@bash scripts/apt-install.sh $(BENCH_APT_PACKAGES)
-	$(BIN)/python bench/service_bench.py
+	$(BIN)/python bench/service_bench.py --rounds 5
 	$(BIN)/python bench/verify_bench.py
 	$(BIN)/python bench/local_bench.py
 
