@@ -4,9 +4,9 @@ nginx and the service run one worker on loopback and serve the same text (nginx 
 a third server, granian with an app that does nothing (bench/service_control.py), is the control
 that shows how much of the gap is the HTTP library's. Each round runs wrk against each server
 with keep-alive and with `Connection: close`, first with two threads (wrk's own default, so the
-issue's `wrk -c50`), then with one, a client that keeps one core busy by itself, which suits
-nginx's one thread better than granian's two (an I/O thread and the Python thread). The table shows medians over the rounds, the ratios
-to nginx, and the range of each round's own ratio. Then the resident memory of idle replicas.
+issue's `wrk -c50`), then with one, which is harder on granian than on nginx (BENCHMARKS.md says
+why). The table shows medians over the rounds, the ratios to nginx, and the range of each round's
+own ratio. Then the resident memory of idle replicas.
 
     .venv/bin/python bench/service_bench.py [--rounds 3] [--seconds 5] [--connections 50]
         [--threads 2 1]

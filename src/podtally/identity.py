@@ -18,11 +18,13 @@ Sources, per field, in the order they are tried:
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
 import socket
 import ssl
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -93,16 +95,41 @@ class Identity:
         }
 
 
-def _from_env(env: Mapping[str, str], key: str) -> str | None:
+def _usable(value: str, where: str, log: Log) -> str | None:
+    """A value that can go into a header and a line of text as it is: printable ASCII only.
+
+    Anything else (a CR or LF, control bytes, non-ASCII) would break the text format or be dropped
+    from the headers by the server, so it is refused and the next source is tried.
+    """
+    value = value.strip()
+    if not value:
+        return None
+    if value.isascii() and value.isprintable():
+        return value
+    log("identity-value-refused", {"from": where, "reason": "not printable ASCII", "value": value})
+    return None
+
+
+def _from_env(env: Mapping[str, str], key: str, log: Log) -> str | None:
     for name in ENV_NAMES[key]:
-        value = env.get(name, "").strip()
+        value = _usable(env.get(name, ""), name, log)
         if value:
             return value
     return None
 
 
 def _primary_address() -> str:
-    """The host's primary address without sending anything: what its hostname resolves to."""
+    """The host's primary address: the source address of its default route.
+
+    Connecting a UDP socket only asks the kernel for a route; nothing is sent. Where there is no
+    route, what the hostname resolves to, if not loopback. (Stock Debian maps the hostname to
+    127.0.1.1, so the route comes first.)
+    """
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect(("192.0.2.1", 9))  # TEST-NET-1: any address the default route covers
+        address = str(probe.getsockname()[0])
+        if not ipaddress.ip_address(address).is_unspecified:
+            return address
     try:
         infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET, socket.SOCK_STREAM)
     except OSError:
@@ -151,7 +178,11 @@ def _zone_from_kubernetes(
     host = env.get("KUBERNETES_SERVICE_HOST")
     port = env.get("KUBERNETES_SERVICE_PORT", "443")
     token_file = sa_dir / "token"
-    if not host or not node or not token_file.exists():
+    if not host or not token_file.exists():
+        return None  # not in a cluster
+    if not node:
+        reason = "NODE_NAME is not set (give it from spec.nodeName through the downward API)"
+        log("zone-lookup-skipped", {"via": "kubernetes-api", "reason": reason})
         return None
     if ":" in host:  # an IPv6 service address
         host = f"[{host}]"
@@ -177,11 +208,14 @@ def _zone_from_kubernetes(
     if not zone:
         log("zone-lookup-failed", {"via": "kubernetes-api", "reason": f"node has no {ZONE_LABEL}"})
         return None
-    return str(zone)
+    return _usable(str(zone), f"the node's {ZONE_LABEL} label", log)
 
 
 def _zone_from_imds(endpoint: str, deadline: _Deadline, log: Log) -> str | None:
     base = endpoint.rstrip("/")
+    if deadline.remaining() < 0.1:
+        log("zone-lookup-skipped", {"via": "imds", "reason": "the zone lookup budget is used up"})
+        return None
     try:
         token_request = urllib.request.Request(  # noqa: S310 - IMDS endpoint, http by design
             f"{base}/latest/api/token",
@@ -221,7 +255,7 @@ def _zone_from_imds(endpoint: str, deadline: _Deadline, log: Log) -> str | None:
     except (OSError, ValueError) as exc:
         log("zone-lookup-failed", {"via": "imds", "reason": f"placement request: {exc}"})
         return None
-    return zone or None
+    return _usable(zone, "IMDS placement/availability-zone", log)
 
 
 def _no_log(event: str, fields: Mapping[str, object]) -> None:
@@ -245,40 +279,62 @@ def resolve(
     env = os.environ if env is None else env
     sa_dir = serviceaccount_dir or Path(env.get("PODTALLY_SERVICEACCOUNT_DIR", SERVICEACCOUNT_DIR))
 
-    pod_env = _from_env(env, "pod")
+    pod_env = _from_env(env, "pod", log)
     pod = Field(pod_env, "env") if pod_env else Field(socket.gethostname(), "fallback")
 
-    node_env = _from_env(env, "node")
+    node_env = _from_env(env, "node", log)
     node = Field(node_env, "env") if node_env else Field("unknown", "fallback")
 
-    namespace_env = _from_env(env, "namespace")
-    if namespace_env:
-        namespace = Field(namespace_env, "env")
-    else:
-        try:
-            namespace = Field((sa_dir / "namespace").read_text().strip(), "file")
-        except OSError:
-            namespace = Field("default", "fallback")
-        if not namespace.value:
-            namespace = Field("default", "fallback")
+    namespace_env = _from_env(env, "namespace", log)
+    namespace = Field(namespace_env, "env") if namespace_env else Field("default", "fallback")
+    if not namespace_env:
+        with contextlib.suppress(OSError):
+            from_file = _usable((sa_dir / "namespace").read_text(), "the namespace file", log)
+            if from_file:
+                namespace = Field(from_file, "file")
 
-    ip_env = _from_env(env, "ip")
+    ip_env = _from_env(env, "ip", log)
     ip = Field(ip_env, "env") if ip_env else Field(_bound_ip(bind_host), "fallback")
 
-    zone_env = _from_env(env, "zone")
-    if zone_env:
-        zone = Field(zone_env, "env")
-    else:
-        deadline = _Deadline(budget)
-        found = _zone_from_kubernetes(env, node_env, sa_dir, deadline, log)
-        if found:
-            zone = Field(found, "kubernetes-api")
-        else:
-            endpoint = env.get("PODTALLY_IMDS_ENDPOINT", "").strip()
-            if endpoint == "off":
-                found = None
-            elif endpoint or _looks_like_ec2():
-                found = _zone_from_imds(endpoint or IMDS_ENDPOINT, deadline, log)
-            zone = Field(found, "imds") if found else Field("unknown", "fallback")
+    zone_env = _from_env(env, "zone", log)
+    zone = Field(zone_env, "env") if zone_env else _zone_within(budget, env, node_env, sa_dir, log)
 
     return Identity(pod=pod, node=node, namespace=namespace, ip=ip, zone=zone)
+
+
+def _zone_within(
+    budget: float, env: Mapping[str, str], node: str | None, sa_dir: Path, log: Log
+) -> Field:
+    """The zone lookups, cut off when the budget is spent.
+
+    Socket timeouts bound each read, not a whole answer: an endpoint that trickles bytes could
+    hold a lookup for ever. So the lookups run in a daemon thread, which is abandoned (and its
+    later log lines dropped) once the budget and a small grace are over.
+    """
+    deadline = _Deadline(budget)
+    result: list[Field] = []
+    late = threading.Event()
+
+    def guarded_log(event: str, fields: Mapping[str, object]) -> None:
+        if not late.is_set():
+            log(event, fields)
+
+    def lookup() -> None:
+        found = _zone_from_kubernetes(env, node, sa_dir, deadline, guarded_log)
+        if found:
+            result.append(Field(found, "kubernetes-api"))
+            return
+        endpoint = env.get("PODTALLY_IMDS_ENDPOINT", "").strip()
+        if endpoint != "off" and (endpoint or _looks_like_ec2()):
+            found = _zone_from_imds(endpoint or IMDS_ENDPOINT, deadline, guarded_log)
+            if found:
+                result.append(Field(found, "imds"))
+
+    worker = threading.Thread(target=lookup, name="podtally-zone-lookup", daemon=True)
+    worker.start()
+    worker.join(budget + 0.2)
+    if worker.is_alive():
+        late.set()
+        log("zone-lookup-failed", {"reason": f"no complete answer within {budget:g} s"})
+        return Field("unknown", "fallback")
+    return result[0] if result else Field("unknown", "fallback")

@@ -27,3 +27,23 @@ def bind_error(host: str, port: int) -> str | None:
                 return "needs privileges to bind"
             return f"cannot be bound ({exc.strerror})"
     return None
+
+
+def claim(host: str, port: int) -> socket.socket | None:
+    """Hold ``host:port`` for this process, or return None if another podtally process holds it.
+
+    granian binds with SO_REUSEPORT, so two replicas started at the same instant on the same
+    address could both pass :func:`bind_error` and then share the port. A name in Linux's abstract
+    socket namespace is taken atomically and given back by the kernel when the process ends, even
+    on SIGKILL. Where there is no such namespace, the claim is skipped (a socket is still returned
+    so that callers need not care).
+    """
+    holder = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        holder.bind(f"\0podtally-serve:{host}:{port}")
+    except OSError as exc:
+        holder.close()
+        if exc.errno == errno.EADDRINUSE:
+            return None
+        return socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    return holder

@@ -62,7 +62,7 @@ def test_drift_is_noticed() -> None:
 def test_core_lock_is_the_core_only_and_fully_hashed() -> None:
     pins, hashes, _ = parse_lock(CORE_LOCK.read_text())
     # granian needs click; nothing from the verify/local/cloud extras may creep in.
-    assert set(pins) == {"granian", "click", "prometheus-client", "uvloop"}
+    assert set(pins) == {"granian", "click", "prometheus-client", "python-mimeparse", "uvloop"}
     # Both architectures' wheels are in there: the binary packages carry many files' hashes.
     for name in ("granian", "uvloop"):
         assert len(hashes[name]) > 10, (name, len(hashes[name]))

@@ -6,6 +6,7 @@ IMDS stand-in speaks the IMDSv2 token dance. Nothing leaves 127.0.0.0/8.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import socket
@@ -288,3 +289,67 @@ def test_the_running_service_reports_its_sources(
     assert doc["namespace"] == {"value": "from-file", "source": "file"}
     assert doc["ip"] == {"value": "127.0.0.26", "source": "fallback"}
     assert replica.get("/")[1]["x-zone"] == "eu-west-1c"
+
+
+def test_a_trickling_endpoint_is_cut_off_at_the_budget() -> None:
+    """Socket timeouts bound each read; the budget must bound the whole lookup."""
+    listener = socket.socket()
+    listener.bind((STANDIN, 0))
+    listener.listen(8)
+    stop = threading.Event()
+
+    def trickle() -> None:  # an answer that never ends: a header line every 0.1 s, for 30 s
+        listener.settimeout(10)
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            with conn:
+                conn.sendall(b"HTTP/1.1 200 OK\r\n")
+                for i in range(300):
+                    if stop.wait(0.1):
+                        break
+                    conn.sendall(f"X-Slow-{i}: 1\r\n".encode())
+
+    feeder = threading.Thread(target=trickle, daemon=True)
+    feeder.start()
+    seen, log = events_log()
+    started = time.monotonic()
+    try:
+        env = {"PODTALLY_IMDS_ENDPOINT": f"http://{STANDIN}:{listener.getsockname()[1]}"}
+        who = resolve("127.0.0.1", env, serviceaccount_dir=NOWHERE, log=log, budget=0.3)
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        listener.close()
+        feeder.join(5)
+    assert (who.zone.value, who.zone.source) == ("unknown", "fallback")
+    assert seen == [("zone-lookup-failed", {"reason": "no complete answer within 0.3 s"})]
+    assert elapsed < 10  # the stand-in would have held it for 30 s (generous for a slow machine)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("ZONE", "eu-west-1a\r\nX-Injected: 1"), ("POD_NAME", "pod\x00x"), ("NODE_NAME", "nöde")],
+)
+def test_values_that_would_break_the_format_are_refused(name: str, value: str) -> None:
+    seen, log = events_log()
+    who = resolve("127.0.0.1", {**OFF, name: value}, serviceaccount_dir=NOWHERE, log=log)
+    field = {"ZONE": who.zone, "POD_NAME": who.pod, "NODE_NAME": who.node}[name]
+    assert field.source == "fallback" and field.value != value
+    assert seen[0][0] == "identity-value-refused" and seen[0][1]["from"] == name
+    assert len(who.text().splitlines()) == 5
+
+
+def _has_default_route() -> bool:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/route").read_text().splitlines()[1:]:
+            if line.split()[1] == "00000000":
+                return True
+    return False
+
+
+@pytest.mark.skipif(not _has_default_route(), reason="this machine has no IPv4 default route")
+def test_bound_to_all_reports_the_default_routes_address() -> None:
+    """Not what the hostname resolves to: on stock Debian and Ubuntu that is 127.0.1.1."""
+    who = resolve("0.0.0.0", OFF, serviceaccount_dir=NOWHERE)
+    assert who.ip.source == "fallback"
+    assert not ipaddress.ip_address(who.ip.value).is_loopback

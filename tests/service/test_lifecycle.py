@@ -5,11 +5,14 @@ from __future__ import annotations
 import http.client
 import signal
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support import run_cli
+from tests.support import clean_env, free_port, run_cli, start_serve
 
 
 def test_sigterm_turns_readyz_503_while_the_rest_answers_then_exits_0(serve: Any) -> None:
@@ -29,8 +32,13 @@ def test_sigterm_turns_readyz_503_while_the_rest_answers_then_exits_0(serve: Any
     assert headers["x-pod-name"] == "drainer"
     assert replica.get("/")[0] == 200
     assert replica.get("/livez")[0] == 200
+    # The open keep-alive connection is still answered, and told to go: `Connection: close`
+    # moves keep-alive clients to replicas that stay.
     conn.request("GET", "/api/identity")
-    assert conn.getresponse().status == 200
+    answer = conn.getresponse()
+    assert (answer.status, answer.getheader("connection")) == (200, "close")
+    answer.read()
+    assert answer.will_close
     metrics = replica.get("/metrics")[2].decode()
     assert "podtally_draining 1.0" in metrics and "podtally_ready 0.0" in metrics
 
@@ -84,7 +92,101 @@ def test_port_in_use_is_one_line_exit_2_and_leaves_nothing(serve: Any) -> None:
     replica = serve(host="127.0.0.24")
     result = run_cli("serve", "--host", "127.0.0.24", "--port", str(replica.port))
     assert result.returncode == 2
-    assert result.stderr == f"error: port {replica.port} on 127.0.0.24 is already in use\n"
+    assert result.stderr == (
+        f"error: port {replica.port} on 127.0.0.24 is already in use (by another podtally serve)\n"
+    )
     # The first replica is still the only one answering on that port.
     for _ in range(5):
         assert replica.get("/")[0] == 200
+
+
+def test_a_closed_log_pipe_does_not_stop_the_drain(tmp_path: Path) -> None:
+    """A log reader that goes away (`podtally serve | head`) must not make SIGTERM a no-op."""
+    port = free_port("127.0.0.24")
+    command = [sys.executable, "-m", "podtally", "serve", "--host", "127.0.0.24"]
+    proc = subprocess.Popen(
+        [*command, "--port", str(port), "--drain-seconds", "0.2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=clean_env(),
+    )
+    try:
+        assert proc.stderr is not None
+        for _ in range(2):  # start, ready
+            assert proc.stderr.readline()
+        proc.stderr.close()  # the reader is gone: the next log line meets a broken pipe
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def test_two_replicas_started_at_once_never_share_a_port(tmp_path: Path) -> None:
+    """granian binds with SO_REUSEPORT: without a claim, both could pass the check and serve."""
+    for attempt in range(6):
+        port = free_port("127.0.0.24")
+        logs = [tmp_path / f"{attempt}-{i}" for i in range(2)]  # one log file each
+        for directory in logs:
+            directory.mkdir()
+        pair = [start_serve(d, "127.0.0.24", port, wait_ready=False) for d in logs]
+        try:
+            deadline = time.monotonic() + 30
+            codes: list[int | None] = [None, None]
+            while time.monotonic() < deadline:
+                codes = [r.proc.poll() for r in pair]
+                if 2 in codes:
+                    break
+                time.sleep(0.05)
+            assert sorted(codes, key=str) == [2, None], f"attempt {attempt}: {codes}"
+            loser = pair[codes.index(2)]
+            assert "already in use" in loser.log_path.read_text()
+            deadline = time.monotonic() + 30
+            winner = pair[codes.index(None)]
+            while winner.proc.poll() is None and time.monotonic() < deadline:
+                if "ready" in [e["event"] for e in winner.events()]:
+                    break
+                time.sleep(0.05)
+            assert winner.get("/readyz")[0] == 200
+        finally:
+            for replica in pair:
+                replica.stop()
+
+
+def test_a_half_sent_request_does_not_fail_the_exit(serve: Any) -> None:
+    replica = serve(host="127.0.0.24", drain_seconds=0.2, args=("--shutdown-timeout", "1"))
+    with socket.create_connection((replica.host, replica.port), timeout=5) as slow:
+        slow.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+        replica.signal(signal.SIGTERM)
+        assert replica.wait(timeout=20) == 0
+    stopped = replica.events()[-1]
+    assert stopped["event"] == "stopped" and stopped["code"] == 0
+    assert "closed" in str(stopped["reason"])
+
+
+def test_a_signal_before_ready_skips_the_drain(tmp_path: Path) -> None:
+    """Signalled while still resolving its zone: never ready, so it stops without draining."""
+    silent = socket.socket()  # an IMDS that accepts and never answers keeps start-up busy
+    silent.bind(("127.0.0.25", 0))
+    silent.listen(8)
+    silent.settimeout(20)
+    endpoint = f"http://127.0.0.25:{silent.getsockname()[1]}"
+    replica = start_serve(
+        tmp_path,
+        "127.0.0.24",
+        env={"PODTALLY_IMDS_ENDPOINT": endpoint},
+        drain_seconds=60,
+        wait_ready=False,
+    )
+    try:
+        asked, _ = silent.accept()  # the lookup has begun, so the signal handlers are in place
+        replica.signal(signal.SIGTERM)
+        assert replica.wait(timeout=20) == 0  # far sooner than the 60 s drain
+        asked.close()
+    finally:
+        silent.close()
+        replica.stop()
+    events = [(e["event"], e.get("reason")) for e in replica.events()]
+    assert ("stopped", "signalled before ready") in events
+    assert ("ready", None) not in events and ("draining", None) not in events

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import socket
@@ -196,3 +197,42 @@ def test_malformed_requests_get_4xx_or_close_and_others_are_served(
     assert served[0] > 0
     assert replica.get("/")[0] == 200
     assert replica.proc.poll() is None
+
+
+@pytest.mark.parametrize(
+    ("accept", "content_type"),
+    [
+        (None, "text/plain"),
+        ("*/*", "text/plain"),
+        ("text/*", "text/plain"),
+        ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", "text/html"),
+        ("TEXT/HTML", "text/html"),
+        ("application/json", "application/json"),
+        ("application/json, text/html;q=0.1", "application/json"),
+        ("text/html;q=0", "text/plain"),
+        ("not a media range", "text/plain"),
+    ],
+)
+def test_get_root_negotiates_by_accept_with_q_values(
+    replica: Any, accept: str | None, content_type: str
+) -> None:
+    status, headers, _ = replica.get("/", {"Accept": accept} if accept else {})
+    assert status == 200
+    assert headers["content-type"].split(";")[0] == content_type
+    assert headers["vary"] == "accept"
+
+
+def test_the_refreshing_page_asks_for_a_new_connection(replica: Any) -> None:
+    """So that a browser behind a connection-level balancer sees the pods rotate too."""
+    conn = http.client.HTTPConnection(replica.host, replica.port, timeout=5)  # keep-alive
+    try:
+        conn.request("GET", "/", headers={"Accept": "text/html"})
+        plain = conn.getresponse()
+        plain.read()
+        assert plain.getheader("connection") is None and not plain.will_close
+        conn.request("GET", "/?refresh=2", headers={"Accept": "text/html"})
+        refreshing = conn.getresponse()
+        refreshing.read()
+        assert refreshing.getheader("connection") == "close" and refreshing.will_close
+    finally:
+        conn.close()

@@ -43,7 +43,10 @@ class Metrics(Collector):
             requests.add_metric((route, str(status)), value)
         yield requests
         yield GaugeMetricFamily(
-            "podtally_requests_in_flight", "Requests being handled right now.", self.in_flight
+            "podtally_requests_in_flight",
+            "Requests inside the handler right now (it answers without waiting, so a scrape "
+            "mostly sees itself).",
+            self.in_flight,
         )
         yield GaugeMetricFamily(
             "podtally_ready", "1 when /readyz answers 200.", 1 if self.lifecycle.ready else 0

@@ -6,14 +6,18 @@ only picks one. Nothing is shared and mutated between requests but the metrics c
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import html
 import json
 import sys
 import time
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qs
+
+import mimeparse
 
 from podtally.identity import Identity
 from podtally.service.lifecycle import Lifecycle
@@ -26,6 +30,24 @@ TEXT = "text/plain; charset=utf-8"
 HTML = "text/html; charset=utf-8"
 JSON = "application/json"
 KNOWN_ROUTES = ("/", "/api/identity", "/livez", "/readyz", "/metrics")
+
+
+# In rising order of preference: with ``*/*`` (curl) or no Accept header, text wins.
+_OFFERED = ("application/json", "text/html", "text/plain")
+CLOSE = ("connection", "close")
+
+
+@lru_cache(maxsize=256)
+def negotiate(accept: str) -> str:
+    """Which of text/plain, text/html and application/json ``GET /`` answers an Accept header.
+
+    Media ranges and q-values are weighed by python-mimeparse; browsers send a handful of distinct
+    headers, so the answer is cached. Anything unparsable, or nothing acceptable, gets text.
+    """
+    try:
+        return mimeparse.best_match(_OFFERED, accept.lower()) or "text/plain"
+    except (mimeparse.MimeTypeParseException, ValueError):
+        return "text/plain"
 
 
 def pod_colour(pod: str) -> str:
@@ -83,15 +105,25 @@ class App:
         def headers(content_type: str, *extra: tuple[str, str]) -> Headers:
             return [("content-type", content_type), ("cache-control", "no-store"), *ident, *extra]
 
-        self._headers = headers
-        self.text = (headers(TEXT), identity.text().encode())
+        vary = ("vary", "accept")
+        text = identity.text().encode()
         document = {
             **{k: {"value": f.value, "source": f.source} for k, f in identity.fields().items()},
             "version": version,
             "started_at": started.isoformat(timespec="seconds"),
         }
-        self.json = (headers(JSON), (json.dumps(document, indent=2) + "\n").encode())
-        self.html = (headers(HTML), render_html(identity, None).encode())
+        as_json = (json.dumps(document, indent=2) + "\n").encode()
+        self.json = (headers(JSON), as_json)
+        # GET / picks one of three by the Accept header, so caches are told it varies.
+        self.root = {
+            "text/plain": (headers(TEXT, vary), text),
+            "text/html": (headers(HTML, vary), render_html(identity, None).encode()),
+            "application/json": (headers(JSON, vary), as_json),
+        }
+        self.html = self.root["text/html"]
+        # A page that refreshes itself asks for a new connection each time, so that a browser
+        # behind a connection-level balancer (an NLB, kube-proxy) sees the pods rotate too.
+        self.refresh_headers = headers(HTML, vary, CLOSE)
         self.ok = (headers(TEXT), b"ok\n")
         self.starting = (headers(TEXT), b"starting\n")
         self.draining = (headers(TEXT), b"draining\n")
@@ -106,14 +138,10 @@ class App:
             route = path if path in KNOWN_ROUTES else "other"
             return route, 405, *self.not_allowed
         if path == "/":
-            accept = scope.headers.get("accept") or ""
-            if "text/html" in accept:
-                if scope.query_string:
-                    return "/", 200, *self._html_with_refresh(scope.query_string)
-                return "/", 200, *self.html
-            if "application/json" in accept:
-                return "/", 200, *self.json
-            return "/", 200, *self.text
+            kind = negotiate(scope.headers.get("accept") or "")
+            if kind == "text/html" and scope.query_string:
+                return "/", 200, *self._html_with_refresh(scope.query_string)
+            return "/", 200, *self.root[kind]
         if path == "/readyz":
             phase_ok = self.lifecycle.ready
             if phase_ok:
@@ -135,7 +163,7 @@ class App:
             refresh = None
         if refresh is None:
             return self.html
-        return self.html[0], render_html(self.identity, refresh).encode()
+        return self.refresh_headers, render_html(self.identity, refresh).encode()
 
     async def __rsgi__(self, scope: Any, protocol: Any) -> None:
         metrics = self.metrics
@@ -143,6 +171,9 @@ class App:
         start = time.perf_counter() if self.access_log else 0.0
         try:
             route, status, headers, body = self._answer(scope)
+            if self.lifecycle.draining:
+                # Ask keep-alive clients to reconnect, so that they move to a replica that stays.
+                headers = [*headers, CLOSE]
             protocol.response_bytes(status, headers, body)  # the server drops it for HEAD
             metrics.count(route, status)
         finally:
@@ -159,6 +190,7 @@ class App:
 
 def _write_access(scope: Any, status: int, seconds: float) -> None:
     line = {
+        "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "event": "access",
         "method": scope.method,
         "path": scope.path,
@@ -166,4 +198,5 @@ def _write_access(scope: Any, status: int, seconds: float) -> None:
         "client": scope.client,
         "ms": round(seconds * 1000, 3),
     }
-    sys.stderr.write(json.dumps(line) + "\n")
+    with contextlib.suppress(OSError, ValueError):  # a log reader that went away
+        sys.stderr.write(json.dumps(line) + "\n")

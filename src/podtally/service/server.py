@@ -4,8 +4,10 @@ The shutdown sequence, in order (as Kubernetes and any load balancer need it):
 
 1. SIGTERM or SIGINT: ``/readyz`` answers 503 at once, so health checks take us out of rotation;
 2. everything else keeps answering for ``drain_seconds``, while endpoints and targets update;
-3. the listener closes and in-flight requests get up to ``shutdown_timeout`` to finish;
-4. exit 0. A second signal at any point exits at once.
+3. the listener closes and in-flight requests get up to ``shutdown_timeout`` to finish (what is
+   still open then is closed);
+4. exit 0. A second signal at any point exits at once. A signal that comes before the replica
+   was ever ready skips the drain: no load balancer can be sending it traffic yet.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Mapping
@@ -24,7 +27,7 @@ from typing import Any
 
 from podtally import __version__, identity
 from podtally.errors import PodtallyError, UsageError
-from podtally.net import bind_error
+from podtally.net import bind_error, claim
 from podtally.service.config import ServeConfig
 from podtally.service.lifecycle import Lifecycle, Phase
 from podtally.service.metrics import Metrics
@@ -38,16 +41,30 @@ def log_event(event: str, fields: Mapping[str, object] | None = None) -> None:
         "event": event,
     }
     line.update(fields or {})
-    sys.stderr.write(json.dumps(line) + "\n")
-    sys.stderr.flush()
+    # A log reader that went away must not stop the replica (or its signal handling).
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(json.dumps(line) + "\n")
+        sys.stderr.flush()
 
 
-def _check_port_free(host: str, port: int) -> None:
-    """Fail early and clearly: the HTTP library reuses ports, so a clash could go unnoticed."""
+def _where(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _claim_port(host: str, port: int) -> socket.socket:
+    """Fail early and clearly: the HTTP library reuses ports, so a clash could go unnoticed.
+
+    Returns the claim, to be held for the life of the replica (see :func:`podtally.net.claim`).
+    """
+    held = claim(host, port)
+    if held is None:
+        raise UsageError(f"port {port} on {host} is already in use (by another podtally serve)")
     reason = bind_error(host, port)
     if reason:
+        held.close()
         where = f"address {host}" if "not an address" in reason else f"port {port} on {host}"
         raise UsageError(f"{where} {reason}")
+    return held
 
 
 async def _wait_listening(host: str, port: int, timeout: float) -> bool:
@@ -82,7 +99,7 @@ def embedded_server(app: Any, host: str, port: int) -> Any:
         log_enabled=False,
         websockets=False,
         http=HTTPModes.http1,
-        # Requests are tiny: with this read buffer, header blocks above about 64 KB and more
+        # Requests are tiny: with this read buffer, header blocks above about 16 KB and more
         # than 100 header fields get 431 (measured); a client gets 10 s to send its headers.
         http1_settings=HTTP1Settings(header_read_timeout=10_000, max_buffer_size=16 * 1024),
         backlog=1024,
@@ -97,24 +114,27 @@ class Replica:
         self.lifecycle = Lifecycle()
         self._signals = 0
         self._stop = asyncio.Event()
+        self._claim: socket.socket | None = None
 
     def _on_signal(self, signum: int) -> None:
+        # Act first, log second: logging can fail (a closed pipe), acting must not.
         self._signals += 1
+        name = signal.Signals(signum).name
         if self._signals > 1:
-            log_event(
-                "stopped", {"reason": f"second {signal.Signals(signum).name}", "code": 128 + signum}
-            )
-            os._exit(128 + signum)
+            try:
+                log_event("stopped", {"reason": f"second {name}", "code": 128 + signum})
+            finally:
+                os._exit(128 + signum)
+        was_ready = self.lifecycle.ready
         self.lifecycle.phase = Phase.DRAINING
-        log_event(
-            "draining",
-            {"signal": signal.Signals(signum).name, "drain_seconds": self.config.drain_seconds},
-        )
         self._stop.set()
+        if was_ready:
+            log_event("draining", {"signal": name, "drain_seconds": self.config.drain_seconds})
 
     async def run(self) -> int:
         cfg = self.config
-        _check_port_free(cfg.host, cfg.port)
+        self._claim = _claim_port(cfg.host, cfg.port)
+        listen = _where(cfg.host, cfg.port)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal, signum)
@@ -126,22 +146,28 @@ class Replica:
             "start",
             {
                 "version": __version__,
-                "listen": f"{cfg.host}:{cfg.port}",
+                "listen": listen,
                 "pid": os.getpid(),
                 **{f"{k}": f.value for k, f in who.fields().items()},
                 "sources": {k: f.source for k, f in who.fields().items()},
             },
         )
+        if self._stop.is_set():  # signalled before it was ever ready: nothing to drain
+            log_event("stopped", {"reason": "signalled before ready", "code": 0})
+            return 0
         metrics = Metrics(who, self.lifecycle, __version__)
         app = App(who, self.lifecycle, metrics, __version__, access_log=cfg.access_log)
         server = embedded_server(app, cfg.host, cfg.port)
         serving = asyncio.create_task(server.serve())
         if not await _wait_listening(cfg.host, cfg.port, timeout=10):
             serving.cancel()
-            raise PodtallyError(f"the server did not start listening on {cfg.host}:{cfg.port}")
-        if not self._stop.is_set():
+            raise PodtallyError(f"the server did not start listening on {listen}")
+        drain = cfg.drain_seconds
+        if self._stop.is_set():
+            drain = 0.0  # never ready, so no load balancer sends it traffic: stop at once
+        else:
             self.lifecycle.phase = Phase.READY
-            log_event("ready", {"listen": f"{cfg.host}:{cfg.port}"})
+            log_event("ready", {"listen": listen})
 
         stop = asyncio.create_task(self._stop.wait())
         done, _ = await asyncio.wait({serving, stop}, return_when=asyncio.FIRST_COMPLETED)
@@ -152,17 +178,20 @@ class Replica:
             return 3
 
         # Draining: /readyz already says 503; keep serving everything else a while.
-        await asyncio.sleep(cfg.drain_seconds)
+        await asyncio.sleep(drain)
         # Stop accepting; granian finishes in-flight requests. Bound the wait.
         server.stop()
         try:
             await asyncio.wait_for(serving, timeout=cfg.shutdown_timeout)
         except TimeoutError:
-            self.lifecycle.phase = Phase.STOPPED
-            log_event("stopped", {"reason": "in-flight requests outlived the bound", "code": 3})
-            return 3
+            # Every request the app sees is answered at once, so what is still open here is a
+            # client that never finished sending its request, or is not reading its answer.
+            # Cutting it off is the bound doing its job, not a failure of the replica.
+            reason = "drained; connections still open after the shutdown bound were closed"
+        else:
+            reason = "drained"
         self.lifecycle.phase = Phase.STOPPED
-        log_event("stopped", {"reason": "drained", "code": 0})
+        log_event("stopped", {"reason": reason, "code": 0})
         return 0
 
 
