@@ -248,6 +248,19 @@ def test_node_without_zone_label(pki: Any, sa_dir: Path) -> None:
     assert "topology.kubernetes.io/zone" in seen[0][1]["reason"]
 
 
+def test_in_a_cluster_without_node_name_says_why_it_skips_the_api(pki: Any, sa_dir: Path) -> None:
+    api = kube(pki)
+    seen, log = events_log()
+    try:
+        env = {k: v for k, v in in_pod(api, **OFF).items() if k != "NODE_NAME"}
+        who = resolve("127.0.0.1", env, serviceaccount_dir=sa_dir, log=log)
+    finally:
+        api.close()
+    assert who.zone.source == "fallback"
+    assert api.requests == []
+    assert seen[0][0] == "zone-lookup-skipped" and "NODE_NAME" in seen[0][1]["reason"]
+
+
 def test_imds_hop_limit_is_reported_and_bounded() -> None:
     # A listener that accepts connections and never answers: what a container sees when the
     # instance's hop limit of 1 drops IMDS's token response.
