@@ -58,11 +58,12 @@ def check_dns1035_label(value: str, what: str) -> str:
 
 
 def check_hostname(value: str, what: str = "host") -> str:
-    """Return ``value`` if it is a fully valid DNS hostname (RFC 1123), else raise.
+    """Return ``value``, in lower case, if it is a valid DNS hostname (RFC 1123), else raise.
 
-    An IPv4 address also passes (its labels are digits); :func:`check_ingress_host` does not.
+    Hostnames are case-insensitive, so ``App.Test`` is ``app.test``. An IPv4 address also passes
+    (its labels are digits); :func:`check_ingress_host` does not.
     """
-    name = value[:-1] if value.endswith(".") else value
+    name = (value[:-1] if value.endswith(".") else value).lower()
     labels = name.split(".")
     if (
         not name

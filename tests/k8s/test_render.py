@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 import kubernetes_validate
@@ -13,8 +16,9 @@ import yaml
 from podtally.errors import UsageError
 from podtally.k8s import render
 from podtally.k8s.render import IN_FLIGHT_SECONDS, alb_annotations
-from podtally.spec import AppSpec
-from tests.k8s.helpers import ARN, DIGEST_IMAGE, MATRIX, by_kind, podtally
+from podtally.spec import AppSpec, check_hostname, check_ingress_host
+from tests.k8s.helpers import ARN, DIGEST_IMAGE, MATRIX, REPO, by_kind, podtally
+from tests.support import clean_env
 
 # Current Kubernetes (EKS's standard-support window and the newest schema the package ships).
 VERSIONS = ("1.33", "1.35", "1.37")
@@ -366,6 +370,125 @@ def test_cli_flags_reach_the_spec() -> None:
     )
 
 
+# --- the namespace ------------------------------------------------------------------------------
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+@pytest.mark.parametrize("profile", ["generic", "eks"])
+@pytest.mark.parametrize("name", SYSTEM_NAMESPACES)
+def test_no_namespace_object_for_namespaces_every_cluster_has(name: str, profile: str) -> None:
+    """Applying one would relabel kube-system as restricted (blocking its privileged pods), and
+    `kubectl delete -f` of the same output would delete it."""
+    spec = AppSpec(namespace=name, profile=profile, host="podtally.example.com")  # type: ignore[arg-type]
+    objs = render(spec)
+    assert "Namespace" not in [o["kind"] for o in objs]
+    assert all(o["metadata"].get("namespace", name) == name for o in objs)
+    out = podtally(
+        "manifests", "--namespace", name, "--profile", profile, "--host", "a.example.com"
+    )
+    assert out.returncode == 0, out.stderr
+    docs = list(yaml.safe_load_all(out.stdout))
+    assert docs[0]["kind"] == "ServiceAccount"
+    assert "kind: Namespace" not in out.stdout
+    assert out.stderr.startswith(f"note: no Namespace object for '{name}'"), out.stderr
+    if profile == "eks":  # the readiness gate label now has to be set by hand
+        assert "elbv2.k8s.aws/pod-readiness-gate-inject=enabled" in out.stderr
+
+
+def test_no_namespace_leaves_it_to_whoever_manages_it() -> None:
+    out = podtally("manifests", "--namespace", "apps", "--no-namespace", "-o", "json")
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == ""
+    spec = AppSpec(namespace="apps")
+    items = json.loads(out.stdout)["items"]
+    assert items == render(spec, create_namespace=False) == render(spec)[1:]
+    for obj in items:
+        kubernetes_validate.validate(obj, "1.35", strict=True)
+    # The default is unchanged: a namespace of its own, created with the restricted labels.
+    assert render(spec)[0]["kind"] == "Namespace"
+    eks = podtally("manifests", "--profile", "eks", "--certificate-arn", ARN, "--no-namespace")
+    assert eks.returncode == 0, eks.stderr
+    assert "kind: Namespace" not in eks.stdout
+    assert eks.stderr == (
+        "note: no Namespace object: namespace 'podtally' must exist (label it "
+        "elbv2.k8s.aws/pod-readiness-gate-inject=enabled for the ALB's pod readiness gate)\n"
+    )
+
+
+# --- input and output ---------------------------------------------------------------------------
+def test_host_names_are_case_insensitive() -> None:
+    out = podtally("manifests", "--host", "PodTally.Example.COM", "-o", "json")
+    assert out.returncode == 0, out.stderr
+    ingress = by_kind(json.loads(out.stdout)["items"], "Ingress")
+    assert ingress["spec"]["rules"][0]["host"] == "podtally.example.com"
+
+
+def test_drain_seconds_must_be_whole() -> None:
+    out = podtally("manifests", "--drain-seconds", "2.5")
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr == (
+        "error: argument --drain-seconds: '2.5' is not a whole number of seconds (the pods' "
+        "grace period and the ALB's deregistration delay are integers) "
+        "(see 'podtally manifests --help')\n"
+    )
+    whole = podtally("manifests", "--drain-seconds", "7", "-o", "json")
+    assert whole.returncode == 0, whole.stderr
+    assert json.loads(whole.stdout)["items"] == render(AppSpec(drain_seconds=7))
+
+
+def _manifests_into(stdout: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "podtally", "manifests"],
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_full_disk_is_one_line_and_exit_3() -> None:
+    with open("/dev/full", "w") as full:
+        out = _manifests_into(full.fileno())
+    assert out.returncode == 3
+    assert out.stderr == "error: cannot write output: No space left on device\n"
+
+
+def test_a_closed_stdout_is_one_line_and_exit_3() -> None:
+    """Started with stdout closed (`podtally manifests >&-`): Python has no sys.stdout at all."""
+    closing = (
+        "import os, sys; os.close(1); "
+        "os.execv(sys.executable, [sys.executable, '-m', 'podtally', 'manifests'])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", closing],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 3
+    assert out.stderr == "error: cannot write output: stdout is closed\n"
+
+
+def test_a_closed_pipe_is_not_an_error() -> None:
+    """`podtally manifests | head -0`: the reader left early; exit 0, nothing on stderr."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        out = _manifests_into(write_end)
+    finally:
+        os.close(write_end)
+    assert out.returncode == 0
+    assert out.stderr == ""
+
+
 BAD_INPUT = {
     "name-not-dns1123": ["--name", "Pod_Tally"],
     "name-too-long": ["--name", "a" * 64],
@@ -388,6 +511,7 @@ BAD_INPUT = {
     # -1 was once the "profile default" sentinel: it must be an error like any negative value.
     "drain-minus-one": ["--drain-seconds", "-1"],
     "drain-negative": ["--drain-seconds", "-7"],
+    "drain-not-whole": ["--drain-seconds", "2.5"],
     # A Service name is a DNS-1035 label: it must start with a letter.
     "name-starts-with-digit": ["--name", "1pod"],
     # Ingress rule hosts are DNS names; the API server rejects IP addresses.
@@ -442,3 +566,9 @@ def test_spec_rejects_what_the_api_server_would() -> None:
     assert AppSpec(name="pod1", namespace="1apps").name == "pod1"
     # Hostnames with numeric labels that are not IP addresses stay valid.
     assert AppSpec(host="10.example.com").host == "10.example.com"
+
+
+def test_hostnames_are_case_insensitive() -> None:
+    """`up --host App.Test` and `manifests --host App.Test` both mean app.test."""
+    assert check_hostname("App.Test.") == "app.test"
+    assert check_ingress_host("PODTALLY.Example.COM") == "podtally.example.com"

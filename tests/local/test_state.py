@@ -132,3 +132,82 @@ def test_stop_groups_escalates_to_sigkill_for_a_process_that_ignores_sigterm() -
     finally:
         process.kill()
         process.wait()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{garbage",
+        "[]",
+        '"a string"',
+        '{"name": "x"}',
+        '{"name": 1, "config": {}, "run_dir": "/x", "haproxy_binary": "h", "socket_path": "s", '
+        '"ca_path": null, "template_hash": "t", "multi_address": true}',
+        '{"name": "x", "config": {}, "run_dir": "/x", "haproxy_binary": "h", "socket_path": "s", '
+        '"ca_path": null, "template_hash": "t", "multi_address": true, "replicas": [1]}',
+        '{"name": "x", "config": {}, "run_dir": "/x", "haproxy_binary": "h", "socket_path": "s", '
+        '"ca_path": null, "template_hash": "t", "multi_address": true, "haproxy_pid": "12"}',
+    ],
+)
+def test_a_state_file_that_is_not_ours_is_one_clear_error(tmp_path: Path, text: str) -> None:
+    (tmp_path / st.STATE_FILE).write_text(text)
+    with pytest.raises(st.UnreadableStateError, match=r"cannot read .*state\.json: "):
+        st.load(tmp_path)
+
+
+def test_a_state_file_round_trips(tmp_path: Path) -> None:
+    state = st.StackState(
+        name="x",
+        config={"replicas": 1},
+        run_dir=str(tmp_path),
+        haproxy_binary="/usr/sbin/haproxy",
+        socket_path=str(tmp_path / "haproxy.sock"),
+        ca_path=None,
+        template_hash="abc",
+        multi_address=True,
+        haproxy_pid=42,
+        replicas=[
+            st.ReplicaRecord(
+                ordinal=0,
+                server=1,
+                pod="x-abc-bcdfg",
+                node="local-node-1",
+                zone="local-a",
+                address="127.0.0.11",
+                port=8080,
+                pid=43,
+                template_hash="abc",
+                log=str(tmp_path / "logs" / "x.log"),
+                started_at=1.5,
+            )
+        ],
+        created_at=1.0,
+    )
+    st.save(state)
+    assert st.load(tmp_path) == state
+
+
+def test_a_waiting_lock_says_so_once(tmp_path: Path) -> None:
+    run_dir = tmp_path / "stack"
+    held, release = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with st.locked(run_dir):
+            held.set()
+            release.wait(10)
+
+    worker = threading.Thread(target=first)
+    worker.start()
+    notes: list[str] = []
+    try:
+        assert held.wait(10)
+        threading.Timer(0.5, release.set).start()
+        with st.locked(run_dir, timeout=10, on_wait=lambda: notes.append("waiting")):
+            pass
+    finally:
+        release.set()
+        worker.join(10)
+    assert notes == ["waiting"]
+    with st.locked(run_dir, timeout=1, on_wait=lambda: notes.append("again")):
+        pass
+    assert notes == ["waiting"]  # a free lock is taken without a word

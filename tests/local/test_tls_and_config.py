@@ -144,3 +144,33 @@ def test_stack_config_rejects_bad_values(kwargs: dict[str, object], message: str
 
 def test_stack_config_without_tls_ignores_the_https_port() -> None:
     assert StackConfig(tls=False, https_port=8080).https_port == 8080
+
+
+def test_differences_read_like_the_options_that_set_them() -> None:
+    running = StackConfig(replicas=2, drain_seconds=0.5)
+    asked = StackConfig(replicas=3, nodes=2, tls=False, http_port=9000, host="app.test")
+    said = ", ".join(running.differences(asked))
+    assert "--replicas 2 (asked: --replicas 3)" in said
+    assert "one node per replica (asked: --nodes 2)" in said
+    assert "TLS (asked: --no-tls)" in said
+    assert "--http-port 8080 (asked: --http-port 9000)" in said
+    assert "no --host (asked: --host app.test)" in said
+    assert "--drain-seconds 0.5 (asked: --drain-seconds 2)" in said
+    for internal in ("None", "True", "False", "_port", "drain_seconds", "'"):
+        assert internal not in said, said
+    # Without TLS on either side, the HTTPS port makes no difference.
+    assert StackConfig(tls=False).differences(StackConfig(tls=False, https_port=9443)) == []
+
+
+def test_command_hints_name_the_stack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from podtally.local.stack import command_hint
+
+    monkeypatch.setenv("PODTALLY_STATE_DIR", str(tmp_path))
+    assert command_hint("down", "podtally") == "'podtally down'"
+    assert command_hint("down", "podtally", tmp_path / "podtally") == "'podtally down'"
+    assert command_hint("status", "web") == "'podtally status --name web'"
+    assert command_hint("scale N", "web") == "'podtally scale N --name web'"
+    elsewhere = tmp_path / "other place" / "web"
+    assert command_hint("down", "web", elsewhere) == (
+        f"\"PODTALLY_STATE_DIR='{elsewhere.parent}' podtally down --name web\""
+    )

@@ -10,6 +10,7 @@ import os
 import pty
 import re
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import pytest
 from podtally.verify.probe import ERROR_KINDS
 from podtally.verify.schema import RESULT_SCHEMA
 from tests.support import clean_env, run_cli
-from tests.verify.conftest import StubServer, identity_responder
+from tests.verify.conftest import StubServer, identity_responder, make_certs
 
 PODS = ["pod-a", "pod-b", "pod-c"]
 
@@ -129,13 +130,26 @@ def test_redirect_is_explained(stub: Callable[..., StubServer]) -> None:
         (["verify", "http://127.0.0.1:20105/", "-n", "-1"], "error: -n must be at least 1"),
         (["verify", "http://127.0.0.1:20105/", "-n", "x"], "error: argument -n/--requests"),
         (["verify", "http://h/", "--resolve", "h:80"], "error: --resolve 'h:80' must be"),
-        (["verify", "http://h/", "--duration", "soon"], "error: duration 'soon' is not valid"),
+        (["verify", "http://h/", "--duration", "soon"], "error: --duration 'soon' must be a"),
+        # Text, zero and negative durations are one and the same mistake, with one message.
+        (["verify", "http://h/", "--timeout", "-1"], "error: --timeout '-1' must be a duration"),
+        (["verify", "http://h/", "--timeout", "0"], "error: --timeout '0' must be a duration"),
         (["verify", "http://h/", "--max-error-rate", "2"], "error: error rate '2' must be"),
         (["verify", "http://h/", "-c", "0"], "error: -c must be between"),
         (["verify", "http://h/", "-H", "nocolon"], "error: header 'nocolon' must be"),
         (["verify", "https://h/", "--cacert", "/nonexistent"], "error: --cacert /nonexistent"),
         (["demo", "--ports", "1,2"], "error: --ports '1,2' must be three ports"),
-        (["demo", "--replicas", "0"], "error: --replicas must be at least 1"),
+        (
+            ["demo", "--ports", "20110,20111,99999"],
+            "error: --ports '20110,20111,99999': the STATS port 99999 must be between 1 and 65535",
+        ),
+        (["demo", "--replicas", "0"], "error: --replicas must be between 1 and 64 (got 0)"),
+        (["demo", "--replicas", "65"], "error: --replicas must be between 1 and 64 (got 65)"),
+        (["demo", "--nodes", "65"], "error: --nodes must be between 1 and 64 (got 65)"),
+        (
+            ["verify", "http://h/", "--observations", "-", "--json"],
+            "error: --observations - and --json would both write to stdout",
+        ),
         (["verify", "http://h/", "-H", "X-A: ☃"], "error: header 'X-A' contains '☃'"),
         (["verify", "http://h/", "-H", "X-☃: a"], "error: header name 'X-☃' is not valid"),
         (["verify", "https://h/", "--cacert", "/"], "error: --cacert /: not a file"),
@@ -220,6 +234,12 @@ def test_demo_that_cannot_start_leaves_the_observations_file_as_it_was(
         )
     assert proc.returncode == 2, proc.stderr
     assert "20143" in proc.stderr and "starting HAProxy" not in proc.stderr
+    # The hint names the demo's own option: it has --ports, not up's --http-port.
+    assert (
+        proc.stderr.rstrip()
+        .splitlines()[-1]
+        .endswith("pick other ports with --ports HTTP,HTTPS,STATS")
+    ), proc.stderr
     if earlier is None:
         assert not path.exists()
     else:
@@ -267,3 +287,210 @@ def test_observations_disk_full_is_one_line(balanced: StubServer) -> None:
     proc = run_cli("verify", balanced.url, "-n", "20", "--observations", "/dev/full")
     assert proc.returncode == 3
     assert proc.stderr == "error: --observations /dev/full: No space left on device\n"
+
+
+def test_observations_on_stdout_send_the_report_to_stderr(
+    balanced: StubServer, tmp_path: Path
+) -> None:
+    """`--observations -` is stdout (JSON Lines for a pipe), not a file named '-'."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "podtally",
+            "verify",
+            balanced.url,
+            "-n",
+            "30",
+            "--observations",
+            "-",
+        ],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert sorted(line["index"] for line in lines) == list(range(30))
+    assert {line["pod"] for line in lines} == set(PODS)
+    assert proc.stderr.rstrip().splitlines()[-1].startswith("verdict: PASS: even across 3 pods")
+    assert "     10 Pod: pod-a" in proc.stderr
+    assert not (tmp_path / "-").exists()
+
+
+def test_a_certificate_for_another_name_is_not_a_cacert_problem(
+    stub: Callable[..., StubServer], tmp_path: Path
+) -> None:
+    certs = make_certs(tmp_path)
+    server = stub("127.0.0.1", 20106, identity_responder(PODS), tls=certs.server_context())
+    proc = run_cli(
+        "verify",
+        "https://app.test:20106/",
+        "--resolve",
+        "app.test:20106:127.0.0.1",
+        "--cacert",
+        str(certs.ca),
+        "-n",
+        "3",
+    )
+    assert proc.returncode == 3
+    assert proc.stderr == (
+        "error: TLS certificate of 127.0.0.1:20106 does not name app.test (hostname mismatch): "
+        "restart the local stack with podtally up --host app.test\n"
+    )
+    assert server.client_ports == []  # the handshake failed: no request reached the server
+
+
+# --- the top level: output, Ctrl-C, usage -----------------------------------------------------
+def _run(args: list[str], stdout: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "podtally", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("extra", [[], ["--json"], ["--expect-pods", "4"]])
+def test_a_full_disk_on_stdout_is_one_line_and_exit_3(
+    balanced: StubServer, extra: list[str]
+) -> None:
+    """Not exit 1, which would read as an uneven spread: the verdict was never written."""
+    with open("/dev/full", "w") as full:
+        proc = _run(["verify", balanced.url, "-n", "30", *extra], full.fileno())
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr == "error: cannot write output: No space left on device\n"
+
+
+@pytest.mark.parametrize(("extra", "code"), [([], 0), (["--expect-pods", "4"], 1)])
+def test_a_closed_stdout_keeps_the_verdicts_exit_code(
+    balanced: StubServer, extra: list[str], code: int
+) -> None:
+    """`podtally verify ... | head -0`: the reader left; that is nobody's error, and the exit
+    code is still the verdict's."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = _run(["verify", balanced.url, "-n", "30", *extra], write_end)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == code, proc.stderr
+    assert proc.stderr == ""
+
+
+INTERRUPT_DURING_IMPORT = """
+import os, signal, sys
+
+class CtrlC:
+    # Ctrl-C at a precise moment: as the module {module!r} is about to be imported.
+    def find_spec(self, name, path=None, target=None):
+        if name == {module!r}:
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, CtrlC())
+sys.argv = ["podtally", "manifests", "-o", "json"]
+from podtally.cli import run
+run()
+"""
+
+
+@pytest.mark.parametrize("module", ["argparse", "podtally.cli.verify", "podtally.k8s"])
+def test_ctrl_c_while_the_command_starts_is_one_line_and_130(module: str) -> None:
+    """The first tens of milliseconds import the command modules; Ctrl-C then is no traceback."""
+    proc = subprocess.run(
+        [sys.executable, "-c", INTERRUPT_DURING_IMPORT.format(module=module)],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr == "error: interrupted\n"
+    assert proc.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--bogus"], "error: unrecognized arguments: --bogus (see 'podtally --help')"),
+        (
+            ["serve", "--bogus"],
+            "error: unrecognized arguments: --bogus (see 'podtally serve --help')",
+        ),
+        (
+            ["cloud", "up", "--bogus"],
+            "error: unrecognized arguments: --bogus (see 'podtally cloud up --help')",
+        ),
+        (
+            ["cloud", "--bogus"],
+            "error: unrecognized arguments: --bogus (see 'podtally cloud --help')",
+        ),
+        (
+            ["verify", "http://h/", "--bogus"],
+            "error: unrecognized arguments: --bogus (see 'podtally verify --help')",
+        ),
+        ([], "error: the following arguments are required: COMMAND (see 'podtally --help')"),
+        # A negative number is an option's value, not an unknown option.
+        (
+            ["verify", "-n", "-1"],
+            "error: the following arguments are required: url (see 'podtally verify --help')",
+        ),
+    ],
+)
+def test_usage_errors_name_the_mistake_and_the_right_help(args: list[str], message: str) -> None:
+    proc = run_cli(*args)
+    assert proc.returncode == 2
+    assert proc.stderr == message + "\n"
+    assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_ctrl_c_prints_the_partial_report_then_one_line(
+    balanced: StubServer, as_json: bool
+) -> None:
+    """As hey and ab do: what was collected, marked as partial; then `error: interrupted`."""
+    args = ["verify", balanced.url, "--duration", "20s", "--rate", "50", "-c", "2"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "podtally", *args, *(["--json"] if as_json else [])],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while len(balanced.client_ports) < 20 and time.monotonic() < deadline:
+            assert proc.poll() is None
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert err == "error: interrupted\n"
+    if as_json:
+        doc = json.loads(out)
+        jsonschema.validate(doc, RESULT_SCHEMA)
+        assert doc["interrupted"] is True
+        assert 20 <= doc["summary"]["requests"] < 1000
+        assert doc["verdict"]["result"] == "even"
+        return
+    done = re.search(
+        r"^interrupted\s+after (\d+) requests, [\d.]+ of 20 s: every figure", out, re.M
+    )
+    assert done, out
+    assert 20 <= int(done.group(1)) < 1000
+    assert re.search(rf"^requests\s+{done.group(1)} in ", out, re.M)
+    assert out.rstrip().splitlines()[-1].startswith("verdict: INTERRUPTED; on what was collected: ")

@@ -2,7 +2,7 @@
 real TLS with the stack's own CA, and `podtally demo` end to end.
 
 Ports 20200-20299: the stack binds 20200-20202 (its replicas 127.0.0.11-13:20200), a TCP-mode
-HAProxy 20230, the demos 20210-20221.
+HAProxy 20230, the demos 20210-20224.
 """
 
 from __future__ import annotations
@@ -254,13 +254,44 @@ def test_demo_interrupted_mid_run_still_tears_down(
         time.sleep(0.5)  # mid-run: requests in flight
         proc.send_signal(signum)
         assert proc.wait(timeout=60) == 130
+        out = proc.stdout.read().decode() if proc.stdout else ""
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
     text = log.read_text()
-    assert "tearing down podtally-demo" in text and text.endswith("interrupted\n")
+    assert "tearing down podtally-demo" in text and text.endswith("\nerror: interrupted\n")
     assert "Traceback" not in text
+    # What was verified before the signal is reported, marked as partial.
+    assert re.search(r"^interrupted\s+after \d+ requests, [\d.]+ of 60 s", out, re.M), out
+    assert out.rstrip().splitlines()[-1].startswith("verdict: INTERRUPTED; on what was collected")
+    assert not run_dir.exists()
+    assert not any(_listening(port) for port in ports)
+
+
+def test_demo_into_a_full_disk_is_exit_3_and_still_tears_down(tmp_path: Path) -> None:
+    run_dir = tmp_path / "demo"
+    ports = (20222, 20223, 20224)
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [
+                *(sys.executable, "-m", "podtally", "demo", "-n", "60"),
+                *("--ports", ",".join(map(str, ports)), "--run-dir", str(run_dir)),
+            ],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=clean_env(),
+            timeout=120,
+            check=False,
+        )
+    # Not 1 (uneven): the verdict was never written.
+    assert proc.returncode == 3, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert lines[-1] == "error: cannot write output: No space left on device"
+    assert "tearing down podtally-demo ..." in lines and "Traceback" not in proc.stderr
     assert not run_dir.exists()
     assert not any(_listening(port) for port in ports)
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
+import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -24,21 +26,69 @@ _DEFAULTS_NOTE = (
 )
 
 
-def _os_errors_as_one_line(
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: roll back or stop what was started, exit 130."""
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise _Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """While the block runs, SIGTERM raises like Ctrl-C does, so that the same cleanup runs."""
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _local_command(
     func: Callable[[argparse.Namespace], int],
 ) -> Callable[[argparse.Namespace], int]:
-    """A file or process error the library did not explain still ends as one line, exit 3."""
+    """What every local-stack command shares: SIGTERM is handled like Ctrl-C; stdout is flushed
+    before the exit code is decided; a file or process error the library did not explain still
+    ends as one line, exit 3."""
 
     @functools.wraps(func)
     def wrapper(args: argparse.Namespace) -> int:
         try:
-            return func(args)
+            with _sigterm_as_ctrl_c():
+                code = func(args)
+                _flush()
+                return code
         except OSError as exc:
             where = f" ({exc.filename})" if exc.filename else ""
             reason = (exc.strerror or str(exc)).lower()
             raise PodtallyError(f"podtally {args.command}: {reason}{where}") from exc
 
     return wrapper
+
+
+def _stdout_to_devnull() -> None:
+    """The reader of stdout went away (``podtally status | head -1``): that is not a failure of
+    the command. Later output, and the flush at exit, go to /dev/null instead of failing."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+
+
+def _out(text: str) -> None:
+    """Write to stdout; a closed pipe does not change the command's outcome."""
+    try:
+        sys.stdout.write(text)
+    except BrokenPipeError:
+        _stdout_to_devnull()
+
+
+def _flush() -> None:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _stdout_to_devnull()
 
 
 def _add_name(parser: argparse.ArgumentParser) -> None:
@@ -102,7 +152,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         action="store_true",
         help="stay attached; Ctrl-C or SIGTERM tears the whole stack down",
     )
-    p.set_defaults(func=_os_errors_as_one_line(_up))
+    p.set_defaults(func=_local_command(_up))
 
     p = sub.add_parser(
         "status",
@@ -113,61 +163,65 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     _add_name(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=_os_errors_as_one_line(_status))
+    p.set_defaults(func=_local_command(_status))
 
     p = sub.add_parser(
         "restart",
         help="rolling restart: a new replica UP before each old one drains",
         description="Like `kubectl rollout restart`: one replica at a time, a new pod (new "
         "template hash) starts and is UP in HAProxy before the old one drains and stops. "
-        "No request through the balancer fails.",
+        "No request through the balancer fails; replicas that died are replaced too. Exit 0 "
+        "when every replica is UP at the end, 1 when some are not, 3 when the stack is not up.",
     )
     _add_name(p)
-    p.set_defaults(func=_os_errors_as_one_line(_restart))
+    p.set_defaults(func=_local_command(_restart))
 
     p = sub.add_parser(
         "scale",
         help="change the number of replicas without failing a request",
-        description="New replicas join once HAProxy sees them UP; removed ones are drained "
-        "in HAProxy before they get SIGTERM.",
+        description="Like a ReplicaSet: brings the stack to N running replicas. New replicas "
+        "join once HAProxy sees them UP; replicas that died are replaced and removed; scaling "
+        "down removes the replicas that are not UP first, then the highest ordinals, drained in "
+        "HAProxy before they get SIGTERM. Exit 0 when every replica is UP at the end, 1 when "
+        "some are not, 3 when the stack is not up.",
     )
     p.add_argument("replicas", type=int, help="the new number of replicas")
     _add_name(p)
-    p.set_defaults(func=_os_errors_as_one_line(_scale))
+    p.set_defaults(func=_local_command(_scale))
 
     p = sub.add_parser(
         "down",
         help="stop the local stack and remove its state",
         description="HAProxy soft-stops, replicas get SIGTERM and drain, SIGKILL after a bound; "
-        "the run directory is removed. Safe to run when nothing is up.",
+        "the run directory is removed. Safe to run when nothing is up. Ctrl-C stops waiting: "
+        "what still runs is killed and the run directory removed all the same.",
     )
     _add_name(p)
-    p.set_defaults(func=_os_errors_as_one_line(_down))
+    p.set_defaults(func=_local_command(_down))
 
 
 # --- output ------------------------------------------------------------------------------------
 
 
 def _print_urls(stack: Stack) -> None:
-    out = sys.stdout
     if stack.https_url:
-        out.write(f"  url:     {stack.https_url}\n")
-        out.write(f"  http:    {stack.http_url} (redirects to HTTPS)\n")
+        _out(f"  url:     {stack.https_url}\n")
+        _out(f"  http:    {stack.http_url} (redirects to HTTPS)\n")
     else:
-        out.write(f"  url:     {stack.http_url}\n")
-    out.write(f"  stats:   {stack.stats_url}   metrics: {stack.metrics_url}\n")
+        _out(f"  url:     {stack.http_url}\n")
+    _out(f"  stats:   {stack.stats_url}   metrics: {stack.metrics_url}\n")
     if stack.ca_path:
-        out.write(f"  ca:      {stack.ca_path}\n")
-        out.write(f"  try:     curl --cacert {stack.ca_path} {stack.url}\n")
+        _out(f"  ca:      {stack.ca_path}\n")
+        _out(f"  try:     curl --cacert {stack.ca_path} {stack.url}\n")
         host = stack.config.host
         if host:
             port = stack.config.https_port
-            out.write(
+            _out(
                 f"           curl --cacert {stack.ca_path} --resolve {host}:{port}:127.0.0.1 "
                 f"https://{host}:{port}/\n"
             )
     else:
-        out.write(f"  try:     curl {stack.url}\n")
+        _out(f"  try:     curl {stack.url}\n")
 
 
 def _print_table(stack: Stack) -> None:
@@ -186,7 +240,7 @@ def _print_table(stack: Stack) -> None:
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
     for row in (headers, *rows):
         line = "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
-        sys.stdout.write(line.rstrip() + "\n")
+        _out(line.rstrip() + "\n")
 
 
 def _summary(stack: Stack) -> str:
@@ -200,16 +254,29 @@ def _summary(stack: Stack) -> str:
 # --- commands ----------------------------------------------------------------------------------
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C: stop what was started."""
+def _degraded(stack: Stack, after: str) -> int:
+    """Exit 1 with one line when ``restart`` or ``scale`` leaves replicas that are not UP."""
+    if stack.ready:
+        return 0
+    from podtally.local.stack import command_hint
 
-
-def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    raise _Terminated
+    bad = [
+        f"{r.pod} {r.health}" + ("" if r.running else " (exited)")
+        for r in stack.replicas
+        if not (r.running and r.health == "UP")
+    ]
+    up_count = len(stack.replicas) - len(bad)
+    err(
+        f"error: stack {stack.config.name!r} is degraded after {after}: "
+        f"{up_count}/{len(stack.replicas)} replicas UP, not UP: {', '.join(bad)} "
+        f"(see {command_hint('status', stack.config.name, stack.run_dir)})"
+    )
+    return 1
 
 
 def _up(args: argparse.Namespace) -> int:
     from podtally.local import AlreadyUpError, StackConfig, down, status, up
+    from podtally.local.stack import command_hint
 
     config = StackConfig(
         name=args.name,
@@ -224,52 +291,47 @@ def _up(args: argparse.Namespace) -> int:
         drain_seconds=args.drain_seconds,
         ready_timeout=args.ready_timeout,
     )
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
-        try:
-            stack = up(config, progress=err)
-        except AlreadyUpError as exc:
-            if args.foreground:
-                raise
-            differences = exc.stack.config.differences(config)
-            if differences:
-                raise UsageError(
-                    f"stack {config.name!r} is already up with {', '.join(differences)}: "
-                    "'podtally down' it first (or 'podtally scale N' for replicas)"
-                ) from None
-            err(f"stack {config.name!r} is already up")
-            _print_urls(exc.stack)
-            return 0
-        sys.stdout.write(
-            f"stack {config.name!r} is up: {len(stack.replicas)} replicas behind HAProxy\n"
-        )
-        _print_urls(stack)
-        sys.stdout.flush()
-        if not args.foreground:
-            return 0
-        err("running in the foreground: Ctrl-C stops the stack")
-        run_dir = config.resolved_run_dir()
-        try:
-            while True:
-                time.sleep(0.5)
-                try:
-                    status(config.name)
-                except PodtallyError as exc:  # the stack went away under us
-                    if not run_dir.exists():
-                        err(f"stack {config.name!r} was stopped by another command")
-                        return 0
-                    err(f"the stack stopped: {exc}")
-                    down(config.name, progress=err)
-                    return 3
-        except KeyboardInterrupt:
-            err("stopping the stack")
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            down(config.name, progress=err)
-            err(f"stack {config.name!r} is down")
-            return 0
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        stack = up(config, progress=err)
+    except AlreadyUpError as exc:
+        if args.foreground:
+            raise
+        differences = exc.stack.config.differences(config)
+        if differences:
+            raise UsageError(
+                f"stack {config.name!r} is already up with {', '.join(differences)}: "
+                f"{command_hint('down', config.name)} it first "
+                f"(or {command_hint('scale N', config.name)} for the replicas)"
+            ) from None
+        err(f"stack {config.name!r} is already up")
+        _print_urls(exc.stack)
+        return 0
+    _out(f"stack {config.name!r} is up: {len(stack.replicas)} replicas behind HAProxy\n")
+    _print_urls(stack)
+    _flush()
+    if not args.foreground:
+        return 0
+    err("running in the foreground: Ctrl-C stops the stack")
+    run_dir = config.resolved_run_dir()
+    try:
+        while True:
+            time.sleep(0.5)
+            try:
+                status(config.name)
+            except PodtallyError as exc:  # the stack went away under us
+                if not run_dir.exists():
+                    err(f"stack {config.name!r} was stopped by another command")
+                    return 0
+                err(f"the stack stopped: {exc}")
+                down(config.name, progress=err)
+                return 3
+    except KeyboardInterrupt:
+        err("stopping the stack")
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        down(config.name, progress=err)
+        err(f"stack {config.name!r} is down")
+        return 0
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -277,9 +339,9 @@ def _status(args: argparse.Namespace) -> int:
 
     stack = status(args.name)
     if args.json:
-        sys.stdout.write(json.dumps(stack.to_dict(), indent=2) + "\n")
+        _out(json.dumps(stack.to_dict(), indent=2) + "\n")
     else:
-        sys.stdout.write(_summary(stack) + "\n")
+        _out(_summary(stack) + "\n")
         _print_table(stack)
         _print_urls(stack)
     return 0 if stack.ready else 1
@@ -291,18 +353,20 @@ def _restart(args: argparse.Namespace) -> int:
     started = time.monotonic()
     stack = restart(args.name, progress=err)
     err(f"restarted {len(stack.replicas)} replica(s) in {time.monotonic() - started:.1f} s")
-    sys.stdout.write(_summary(stack) + "\n")
+    _out(_summary(stack) + "\n")
     _print_table(stack)
-    return 0
+    _flush()
+    return _degraded(stack, "the restart")
 
 
 def _scale(args: argparse.Namespace) -> int:
     from podtally.local import scale
 
     stack = scale(args.replicas, args.name, progress=err)
-    sys.stdout.write(_summary(stack) + "\n")
+    _out(_summary(stack) + "\n")
     _print_table(stack)
-    return 0
+    _flush()
+    return _degraded(stack, "scaling")
 
 
 def _down(args: argparse.Namespace) -> int:

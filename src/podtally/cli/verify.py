@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import stat
 import sys
@@ -94,8 +95,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "the verifier's.",
         epilog="exit codes: as `podtally verify`; the stack is removed in every case.",
     )
-    d.add_argument("--replicas", type=int, default=3, help="replicas to start (default: 3)")
-    d.add_argument("--nodes", type=int, default=None, help="simulated nodes to spread them over")
+    d.add_argument(
+        "--replicas", type=int, default=3, help="replicas to start, 1 to 64 (default: 3)"
+    )
+    d.add_argument(
+        "--nodes", type=int, default=None, help="simulated nodes to spread them over, 1 to 64"
+    )
     d.add_argument(
         "--http",
         action="store_true",
@@ -160,7 +165,10 @@ def _judge_options(p: argparse.ArgumentParser) -> None:
 def _output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document instead")
     p.add_argument(
-        "--observations", type=Path, metavar="FILE", help="write one JSON line per request"
+        "--observations",
+        type=Path,
+        metavar="FILE",
+        help="write one JSON line per request; '-' for stdout (the report then goes to stderr)",
     )
     p.add_argument("--no-progress", action="store_true", help="never draw the progress bar")
 
@@ -177,7 +185,7 @@ def _options(
         parse_resolve,
     )
 
-    duration = parse_duration(args.duration) if args.duration else None
+    duration = parse_duration(args.duration, "--duration") if args.duration else None
     requests = args.requests
     if requests is None and duration is None:
         requests = default_requests
@@ -187,7 +195,7 @@ def _options(
         "duration": duration,
         "concurrency": args.concurrency,
         "rate": args.rate,
-        "timeout": parse_duration(args.timeout),
+        "timeout": parse_duration(args.timeout, "--timeout"),
         "keep_alive": args.keep_alive,
         "follow": getattr(args, "follow", False),
         "cacert": getattr(args, "cacert", None),
@@ -244,6 +252,13 @@ def _observation_writer(path: Path | None) -> Iterator[Callable[[Observation], N
         return
     from podtally.verify.report import observation_line
 
+    if _is_stdout(path):
+
+        def to_stdout(observation: Observation) -> None:
+            sys.stdout.write(observation_line(observation))
+
+        yield to_stdout
+        return
     existed = path.exists()
     try:
         handle = path.open("a", encoding="utf-8")
@@ -276,29 +291,57 @@ def _observation_writer(path: Path | None) -> Iterator[Callable[[Observation], N
                 path.unlink(missing_ok=True)
 
 
+def _is_stdout(path: Path | None) -> bool:
+    return path is not None and str(path) == "-"
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Two documents cannot share stdout: ``--observations -`` sends the text report to stderr,
+    and there is no sensible place for a ``--json`` document next to it."""
+    if args.json and _is_stdout(args.observations):
+        raise UsageError(
+            "--observations - and --json would both write to stdout: "
+            "give --observations a file, or leave --json out"
+        )
+
+
 def _run_and_print(
     args: argparse.Namespace,
     options: VerifyOptions,
     on_observation: Callable[[Observation], None] | None,
 ) -> int:
-    from podtally.verify import run
+    """Run, print the report (or the JSON document), return the exit code.
+
+    Ctrl-C prints the report of what was collected so far, marked as interrupted, then
+    raises :class:`KeyboardInterrupt` (``error: interrupted``, exit 130).
+    """
+    from podtally.verify import VerifyInterrupted, run
     from podtally.verify.report import render_json, render_text
 
     bar = _ProgressBar(sys.stderr) if stderr_is_tty() and not args.no_progress else None
     try:
-        result: VerifyResult = run(
+        result: VerifyResult | None = run(
             options,
             progress=bar.update if bar is not None else None,
             on_observation=on_observation,
         )
+    except VerifyInterrupted as exc:
+        result = exc.result
     finally:
         if bar is not None:
             bar.clear()
+    # The report goes to stdout, unless stdout carries the observations.
+    out = sys.stderr if _is_stdout(args.observations) else sys.stdout
+    if result is None:  # interrupted before any request completed: nothing to report
+        raise KeyboardInterrupt
     if args.json:
-        sys.stdout.write(render_json(result))
-    elif result.verdict.result != "unreachable":
-        sys.stdout.write(render_text(result))
+        out.write(render_json(result))
+    elif result.interrupted or result.verdict.result != "unreachable":
+        out.write(render_text(result))
+    out.flush()
     sys.stdout.flush()
+    if result.interrupted:
+        raise KeyboardInterrupt
     if result.verdict.result == "unreachable":
         err(f"error: {result.verdict.failures[0]}")
     return result.exit_code
@@ -308,18 +351,43 @@ def _run_and_print(
 def _verify(args: argparse.Namespace) -> int:
     require_extra("verify", "httptools", "scipy")
     options = _options(args, args.url)
+    _check_outputs(args)
     with _observation_writer(args.observations) as on_observation:
         return _run_and_print(args, options, on_observation)
 
 
 def _parse_ports(text: str) -> tuple[int, int, int]:
-    parts = text.split(",")
-    if len(parts) != 3 or not all(p.strip().isdigit() and 0 < int(p) < 65536 for p in parts):
-        raise UsageError(f"--ports {text!r} must be three ports: HTTP,HTTPS,STATS")
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 3:
+        raise UsageError(
+            f"--ports {text!r} must be three ports, HTTP,HTTPS,STATS (got {len(parts)})"
+        )
+    for what, part in zip(("HTTP", "HTTPS", "STATS"), parts, strict=True):
+        if not (part.isascii() and part.isdigit()):
+            raise UsageError(f"--ports {text!r}: the {what} port {part!r} is not a number")
+        if not 1 <= int(part) <= 65535:
+            raise UsageError(
+                f"--ports {text!r}: the {what} port {part} must be between 1 and 65535"
+            )
     http, https, stats = (int(p) for p in parts)
     if len({http, https, stats}) != 3:
         raise UsageError(f"--ports {text!r}: the three ports must differ")
     return http, https, stats
+
+
+def _check_count(value: int | None, option: str, most: int) -> None:
+    if value is not None and not 1 <= value <= most:
+        raise UsageError(f"{option} must be between 1 and {most} (got {value})")
+
+
+# `up` names the port options it has; the demo has one option for all three.
+_STACK_PORT_OPTION = re.compile(r"pick another with --(?:http|https|stats)-port\b")
+
+
+def _demo_usage(exc: UsageError) -> UsageError:
+    """A usage error from the stack, in the demo's own words (its one --ports option)."""
+    text = _STACK_PORT_OPTION.sub("pick other ports with --ports HTTP,HTTPS,STATS", str(exc))
+    return exc if text == str(exc) else UsageError(text)
 
 
 def _sigterm_as_sigint(signum: int, frame: FrameType | None) -> None:
@@ -332,11 +400,11 @@ def _sigterm_as_sigint(signum: int, frame: FrameType | None) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     require_extra("local", "httptools", "scipy", "cryptography", "yaml")
-    from podtally.local import StackConfig, up
+    from podtally.local import MAX_REPLICAS, StackConfig, up
 
     http_port, https_port, stats_port = _parse_ports(args.ports)
-    if args.replicas < 1:
-        raise UsageError(f"--replicas must be at least 1 (got {args.replicas})")
+    _check_count(args.replicas, "--replicas", MAX_REPLICAS)
+    _check_count(args.nodes, "--nodes", MAX_REPLICAS)
     config = StackConfig(
         name=DEMO_NAME,
         replicas=args.replicas,
@@ -352,12 +420,16 @@ def _demo(args: argparse.Namespace) -> int:
     # Check every option and open every output before anything starts, so a typo or a bad
     # path fails at once (exit 2) and leaves nothing behind.
     probe_options = _options(args, f"http://127.0.0.1:{http_port}/")
+    _check_outputs(args)
 
     started = time.monotonic()
     previous = signal.signal(signal.SIGTERM, _sigterm_as_sigint)
     try:
         with _observation_writer(args.observations) as on_observation:
-            stack = up(config, progress=err)
+            try:
+                stack = up(config, progress=err)
+            except UsageError as exc:
+                raise _demo_usage(exc) from None
             try:
                 url = stack.http_url if args.http else stack.url
                 options = _options(

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from podtally.k8s.render import render, to_json, to_yaml
+from podtally.k8s.render import is_system_namespace, render, to_json, to_yaml
 
-__all__ = ["render", "to_json", "to_yaml"]
+__all__ = ["is_system_namespace", "render", "to_json", "to_yaml"]

@@ -1,9 +1,11 @@
 """Kubernetes objects for one AppSpec, as plain data.
 
 `render(spec)` returns a list of dictionaries, one per object, in the order `kubectl apply` should
-create them (the Namespace first, the Ingress last). Nothing here talks to a cluster, reads a
-file or formats YAML: the CLI, the `deploy/` copies and the Pulumi program all consume the same
-data.
+create them (the Namespace first, the Ingress last). The Namespace object is left out for
+``default`` and ``kube-*``, which exist on every cluster and are not podtally's to label or
+delete, and with ``create_namespace=False``, for a namespace managed elsewhere. Nothing here
+talks to a cluster, reads a file or formats YAML: the CLI, the `deploy/` copies and the Pulumi
+program all consume the same data.
 
 Two profiles:
 
@@ -104,6 +106,14 @@ def _meta(
 def _skips(*checks: tuple[str, str]) -> dict[str, str]:
     """checkov's inline skips: `checkov.io/skipN: CHECK_ID=reason`, one per check."""
     return {f"checkov.io/skip{n}": f"{check}={why}" for n, (check, why) in enumerate(checks, 1)}
+
+
+def is_system_namespace(name: str) -> bool:
+    """``default`` and ``kube-*`` (kube-system, kube-public, kube-node-lease): every cluster has
+    them, and the cluster owns them. Applying a Namespace object for one would relabel it (the
+    restricted Pod Security level on kube-system blocks its privileged pods), and deleting the
+    rendered objects would delete it."""
+    return name == "default" or name.startswith("kube-")
 
 
 def namespace(spec: AppSpec) -> Obj:
@@ -486,9 +496,16 @@ def ingress(spec: AppSpec) -> Obj:
     }
 
 
-def render(spec: AppSpec) -> list[Obj]:
-    """Every object for `spec`, in apply order: Namespace first, Ingress last."""
-    objs: list[Obj] = [namespace(spec), service_account(spec)]
+def render(spec: AppSpec, *, create_namespace: bool = True) -> list[Obj]:
+    """Every object for `spec`, in apply order: Namespace first, Ingress last.
+
+    The Namespace object comes only with ``create_namespace`` and never for a namespace every
+    cluster has (:func:`is_system_namespace`); without it, the namespace must exist.
+    """
+    objs: list[Obj] = []
+    if create_namespace and not is_system_namespace(spec.namespace):
+        objs.append(namespace(spec))
+    objs.append(service_account(spec))
     if spec.zone_lookup:
         objs += [cluster_role(spec), cluster_role_binding(spec)]
     objs += [network_policy(spec), service(spec), deployment(spec), pod_disruption_budget(spec)]

@@ -27,6 +27,7 @@ import json
 import math
 import os
 import secrets
+import shlex
 import signal
 import socket
 import ssl
@@ -47,6 +48,7 @@ from podtally.spec import check_dns1123_label, check_hostname
 
 Progress = Callable[[str], None]
 
+DEFAULT_NAME = "podtally"
 MAX_REPLICAS = 64
 MAX_DRAIN_SECONDS = 300.0
 MAX_READY_TIMEOUT = 3600.0
@@ -74,7 +76,7 @@ class AlreadyUpError(UsageError):
 class StackConfig:
     """What to run locally. Validated on creation: bad values raise UsageError (exit 2)."""
 
-    name: str = "podtally"
+    name: str = DEFAULT_NAME
     replicas: int = 3
     nodes: int | None = None  # default: one node per replica
     namespace: str = "podtally"
@@ -142,13 +144,46 @@ class StackConfig:
         return cls(**values)
 
     def differences(self, other: StackConfig) -> list[str]:
-        """What ``other`` asks for that this configuration does not have (timeouts aside)."""
+        """What ``other`` asks for that this configuration does not have (timeouts aside), in
+        the words of the command line: ``--replicas 2 (asked: --replicas 4)``."""
         mine, theirs = self.to_dict(), other.to_dict()
+        ignored = {"ready_timeout"}
+        if not (self.tls or other.tls):
+            ignored.add("https_port")  # no HTTPS listener either way
         return [
-            f"{key} {mine[key]!r} (asked: {theirs[key]!r})"
+            f"{_setting(key, mine[key])} (asked: {_setting(key, theirs[key])})"
             for key in mine
-            if key != "ready_timeout" and mine[key] != theirs[key]
+            if key not in ignored and mine[key] != theirs[key]
         ]
+
+
+def _setting(key: str, value: Any) -> str:
+    """One configuration value as the ``podtally up`` option that sets it."""
+    if key == "tls":
+        return "TLS" if value else "--no-tls"
+    if key == "nodes" and value is None:
+        return "one node per replica"
+    if key == "host" and value is None:
+        return "no --host"
+    if key == "run_dir":
+        return f"run directory {value}"
+    if isinstance(value, float):
+        value = f"{value:g}"
+    return f"--{key.replace('_', '-')} {value}"
+
+
+def command_hint(command: str, name: str, run_dir: Path | None = None) -> str:
+    """``'podtally COMMAND'`` as a user would type it for this stack: with ``--name`` unless it
+    is the default stack, and with ``PODTALLY_STATE_DIR=...`` in front when the stack's run
+    directory is not where the environment points."""
+    words = f"podtally {command}"
+    if name != DEFAULT_NAME:
+        words += f" --name {name}"
+    if run_dir is not None:
+        where = Path(run_dir).absolute()
+        if where.name == name and where != st.resolve_run_dir(name, None):
+            words = f"{st.STATE_ENV}={shlex.quote(str(where.parent))} {words}"
+    return f"'{words}'" if "'" not in words else f'"{words}"'
 
 
 @dataclass(frozen=True)
@@ -344,6 +379,13 @@ class _Runner:
     def save(self) -> None:
         st.save(self.state)
 
+    def set_config(self, config: StackConfig) -> None:
+        """Record a new configuration (``scale``), with haproxy.cfg kept in step."""
+        self.config = config
+        self.state.config = config.to_dict()
+        self.save()
+        self.write_haproxy_config()
+
     def _replica_needles(self, record: st.ReplicaRecord) -> tuple[str, ...]:
         return ("serve", f"--host {record.address}", f"--port {record.port}")
 
@@ -520,6 +562,22 @@ class _Runner:
                 st.signal_pid(record.pid, signal.SIGTERM)
             self._terminated.setdefault(record.pid, time.monotonic())
 
+    def terminated(self, record: st.ReplicaRecord) -> bool:
+        """True once :meth:`drain` is through with ``record`` (it got SIGTERM, or was gone)."""
+        return record.pid in self._terminated
+
+    def undrain(self, records: list[st.ReplicaRecord]) -> None:
+        """Put drained replicas that never got SIGTERM back into rotation."""
+        if self.haproxy_alive():
+            for record in records:
+                if record.server:
+                    with contextlib.suppress(OSError, PodtallyError):
+                        self.api.set_state(hap.server_name(record.server), "ready")
+
+    def health_by_pod(self) -> dict[str, str]:
+        """HAProxy's view of each replica (UP, DOWN, DRAIN, MAINT, unknown), by pod name."""
+        return {r.pod: r.health for r in self.snapshot().replicas}
+
     def finish(self, records: list[st.ReplicaRecord], wait: bool) -> list[st.ReplicaRecord]:
         """Forget drained replicas once they exited; return those still running.
 
@@ -529,20 +587,23 @@ class _Runner:
         grace = self.config.drain_seconds + 10.0
         if wait:
             for record in records:
+                if not self.replica_alive(record):
+                    continue  # gone (its pid may belong to another process by now)
                 since = self._terminated.get(record.pid, time.monotonic())
                 left = st.wait_gone([record.pid], max(0.0, since + grace - time.monotonic()))
                 if left:
                     st.signal_group(record.pid, signal.SIGKILL)
                     if st.wait_gone(left, 5.0):
                         raise PodtallyError(f"replica {record.pod} survived SIGKILL")
-        done = [r for r in records if not st.group_alive(r.pid)]
+        done = [r for r in records if not self.replica_alive(r)]
         if done and self.haproxy_alive():
             for record in done:
                 if record.server:
                     with contextlib.suppress(OSError, PodtallyError):
                         self.api.set_state(hap.server_name(record.server), "maint")
         for record in done:
-            self.state.replicas.remove(record)
+            if record in self.state.replicas:
+                self.state.replicas.remove(record)
             self._terminated.pop(record.pid, None)
         if done:
             self.save()
@@ -620,6 +681,13 @@ class _Runner:
         stopped |= st.stop_groups(pids, signal.SIGTERM, grace=self.config.drain_seconds + 10.0)
         return stopped
 
+    def kill_all(self) -> None:
+        """SIGKILL HAProxy and every replica still running: the end of an interrupted ``down``."""
+        pids = [r.pid for r in self.state.replicas if self.replica_alive(r)]
+        if self.haproxy_alive():
+            pids.append(self.state.haproxy_pid)
+        _kill(pids)
+
     def snapshot(self) -> Stack:
         stats: dict[str, hap.ServerStat] = {}
         if self.haproxy_alive():
@@ -696,22 +764,51 @@ def _deferred_interrupts() -> Iterator[None]:
 
 @contextlib.contextmanager
 def _no_interrupts() -> Iterator[None]:
-    """Let a cleanup finish even if Ctrl-C is pressed again (main thread only)."""
+    """Let a cleanup finish even if Ctrl-C is pressed again or SIGTERM comes (main thread only).
+
+    The cleanups this guards are bounded (a drain, then SIGKILL after a bound).
+    """
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
-def _load_running(run_dir: Path, progress: Progress) -> _Runner | None:
-    """The runner of a live stack, or None. Stale state (HAProxy gone) is cleaned up."""
-    state = st.load(run_dir)
+def _lock_note(name: str, say: Progress) -> Callable[[], None]:
+    """What to say when another command holds the stack's lock."""
+    return lambda: say(f"waiting for another podtally command on stack {name!r} ...")
+
+
+def _load_state(name: str, run_dir: Path) -> st.StackState | None:
+    """The recorded state; an unreadable file is an error that says how to get out of it."""
+    try:
+        return st.load(run_dir)
+    except st.UnreadableStateError as exc:
+        raise PodtallyError(
+            f"{exc}; {command_hint('down', name, run_dir)} stops whatever still runs from "
+            f"{run_dir} and removes it"
+        ) from exc
+
+
+def _haproxy_gone(name: str, run_dir: Path, state: st.StackState) -> NotRunningError:
+    pid = f" (pid {state.haproxy_pid})" if state.haproxy_pid > 0 else ""
+    return NotRunningError(
+        f"stack {name!r} is not up: its HAProxy{pid} is not running; "
+        f"{command_hint('down', name, run_dir)} stops what is left, then "
+        f"{command_hint('up', name, run_dir)} starts it again"
+    )
+
+
+def _load_running(name: str, run_dir: Path, progress: Progress) -> _Runner | None:
+    """The runner of a live stack, or None. Stale state (HAProxy gone) is cleaned up (``up``)."""
+    state = _load_state(name, run_dir)
     if state is None:
         foreign = st.foreign_entries(run_dir)
         if foreign:
@@ -768,13 +865,14 @@ def up(config: StackConfig, progress: Progress | None = None) -> Stack:
         raise MissingDependencyError(
             "the local stack's TLS needs cryptography: pip install 'podtally[local]'"
         )
-    with st.locked(run_dir):
-        running = _load_running(run_dir, say)
+    with st.locked(run_dir, on_wait=_lock_note(config.name, say)):
+        running = _load_running(config.name, run_dir, say)
         if running is not None:
             stack = running.snapshot()
             raise AlreadyUpError(
                 f"stack {config.name!r} is already up at {stack.url} "
-                "(see 'podtally status'; 'podtally down' stops it)",
+                f"(see {command_hint('status', config.name, run_dir)}; "
+                f"{command_hint('down', config.name, run_dir)} stops it)",
                 stack,
             )
         multi = _multi_address_loopback()
@@ -823,133 +921,260 @@ def up(config: StackConfig, progress: Progress | None = None) -> Stack:
         return runner.snapshot()
 
 
-def status(name: str = "podtally", run_dir: Path | None = None) -> Stack:
+def status(name: str = DEFAULT_NAME, run_dir: Path | None = None) -> Stack:
     """The running stack, with HAProxy's view of each replica. NotRunningError if it is not up."""
     where = st.resolve_run_dir(name, run_dir)
     st.check_run_dir(where)
-    state = st.load(where)
+    state = _load_state(name, where)
     if state is None:
         raise NotRunningError(f"stack {name!r} is not up (no state in {where})")
     runner = _Runner(state, _quiet)
     if not runner.haproxy_alive():
-        raise NotRunningError(
-            f"stack {name!r} is not up: HAProxy (pid {state.haproxy_pid}) is gone; "
-            "'podtally down' cleans up what is left"
-        )
+        raise _haproxy_gone(name, where, state)
     return runner.snapshot()
 
 
 def _running_or_raise(name: str, run_dir: Path, say: Progress) -> _Runner:
-    runner = _load_running(run_dir, say)
-    if runner is None:
-        raise NotRunningError(f"stack {name!r} is not up ('podtally up' starts it)")
+    """The runner of a live stack for ``restart`` and ``scale``, which change nothing otherwise:
+    a stack whose HAProxy is gone is left for ``down`` (or ``up``) to clean up."""
+    state = _load_state(name, run_dir)
+    if state is None:
+        raise NotRunningError(
+            f"stack {name!r} is not up ({command_hint('up', name, run_dir)} starts it)"
+        )
+    runner = _Runner(state, say)
+    if not runner.haproxy_alive():
+        raise _haproxy_gone(name, run_dir, state)
     return runner
 
 
 def restart(
-    name: str = "podtally", run_dir: Path | None = None, progress: Progress | None = None
+    name: str = DEFAULT_NAME, run_dir: Path | None = None, progress: Progress | None = None
 ) -> Stack:
-    """Rolling restart: one replica at a time, the new one UP before the old one drains."""
+    """Rolling restart: one replica at a time, the new one UP before the old one drains.
+
+    Replicas that exited are replaced like the others. If it is interrupted (Ctrl-C, SIGTERM)
+    or fails, the replacement not yet in rotation is stopped, the old replicas already draining
+    finish, and every other replica keeps running: the stack has as many replicas as before.
+    """
     say = progress or _quiet
     where = st.resolve_run_dir(name, run_dir)
-    with st.locked(where):
+    with st.locked(where, on_wait=_lock_note(name, say)):
         runner = _running_or_raise(name, where, say)
         template_hash = _template_hash(runner.config, restarted_at=f"{time.time():.6f}")
         runner.state.template_hash = template_hash
         runner.save()
         old = sorted(runner.state.replicas, key=lambda r: (r.ordinal, r.started_at))
+        original = {r.pod for r in old}
+        kept: set[str] = set()  # replacements in rotation whose old replica is draining
         draining: list[st.ReplicaRecord] = []
         try:
             for index, previous in enumerate(old, start=1):
                 step = f"[{index}/{len(old)}]"
                 fresh = runner.start_replica(previous.ordinal, template_hash)
                 say(f"{step} started {fresh.pod} on {fresh.node} to replace {previous.pod}")
-                try:
-                    runner.wait_ready([fresh])
-                    runner.attach(fresh)
-                    runner.wait_up([fresh])
-                except BaseException:
-                    with _no_interrupts():
-                        runner.retire([fresh])
-                    raise
+                runner.wait_ready([fresh])
+                runner.attach(fresh)
+                runner.wait_up([fresh])
                 say(f"{step} {fresh.pod} is UP; draining {previous.pod}")
+                with _deferred_interrupts():  # both, or neither
+                    kept.add(fresh.pod)
+                    draining.append(previous)
                 # The old replica drains while the next new one starts, as in a Deployment.
                 runner.drain([previous])
-                draining = runner.finish([*draining, previous], wait=False)
+                draining = runner.finish(draining, wait=False)
             if draining:
                 say(f"waiting for {len(draining)} old replica(s) to finish draining")
+        except BaseException:
+            with _no_interrupts():
+                strays = [r for r in runner.state.replicas if r.pod not in original | kept]
+                if strays:
+                    say("stopping " + ", ".join(r.pod for r in strays) + " (not in rotation yet)")
+                runner.retire(strays)
+            raise
         finally:
             with _no_interrupts():
+                runner.drain([r for r in draining if not runner.terminated(r)])
                 runner.finish(draining, wait=True)
-        runner.write_haproxy_config()
+                runner.write_haproxy_config()
         return runner.snapshot()
+
+
+def _removal_order(runner: _Runner, live: list[st.ReplicaRecord]) -> list[st.ReplicaRecord]:
+    """Live replicas in the order a scale-down removes them, as a ReplicaSet does: the ones
+    HAProxy does not see UP first, then the highest ordinals, the newest first."""
+    health = runner.health_by_pod()
+    return sorted(live, key=lambda r: (health.get(r.pod) == "UP", -r.ordinal, -r.started_at))
+
+
+def _add_replicas(runner: _Runner, ordinals: list[int], before: StackConfig) -> None:
+    """Start replicas for ``ordinals`` and put them in rotation once ready; on any failure or
+    interrupt, stop the ones not in rotation and go back to the configuration ``before``."""
+    original = {r.pod for r in runner.state.replicas}
+    try:
+        fresh: list[st.ReplicaRecord] = []
+        for ordinal in ordinals:
+            fresh.append(runner.start_replica(ordinal, runner.state.template_hash))
+        runner.wait_ready(fresh)
+        for record in fresh:
+            runner.attach(record)
+        runner.wait_up(fresh)
+    except BaseException:
+        with _no_interrupts():
+            new = [r for r in runner.state.replicas if r.pod not in original]
+            if new:
+                runner.progress(
+                    "stopping " + ", ".join(r.pod for r in new) + " (not in rotation yet)"
+                )
+            runner.retire(new)
+            runner.set_config(before)
+        raise
+
+
+def _remove_replicas(runner: _Runner, leaving: list[st.ReplicaRecord]) -> None:
+    """Drain and stop ``leaving``; on any failure or interrupt, put the ones that did not get
+    SIGTERM yet back into rotation and record as many replicas as are left."""
+    try:
+        runner.retire(leaving)
+    except BaseException:
+        with _no_interrupts():
+            back = [r for r in leaving if runner.replica_alive(r) and not runner.terminated(r)]
+            runner.undrain(back)
+            stopping = [r for r in leaving if r not in back and runner.replica_alive(r)]
+            if stopping:
+                runner.progress(
+                    f"waiting for {len(stopping)} replica(s) already sent SIGTERM to finish "
+                    f"draining (at most {runner.config.drain_seconds + 10:g} s)"
+                )
+            runner.finish([r for r in leaving if r not in back], wait=True)
+            count = max(1, min(MAX_REPLICAS, len(runner.state.replicas)))
+            runner.set_config(dataclasses.replace(runner.config, replicas=count))
+        raise
 
 
 def scale(
     replicas: int,
-    name: str = "podtally",
+    name: str = DEFAULT_NAME,
     run_dir: Path | None = None,
     progress: Progress | None = None,
 ) -> Stack:
-    """Change the number of replicas: new ones join once UP, removed ones drain first."""
+    """Bring the stack to ``replicas`` running replicas, like a ReplicaSet.
+
+    Replicas whose process exited are replaced (new ones join once UP in HAProxy) and removed.
+    Scaling down removes the replicas HAProxy does not see UP first, then the highest ordinals;
+    they are drained in HAProxy before they get SIGTERM. If it is interrupted (Ctrl-C, SIGTERM)
+    or fails, new replicas not yet in rotation are stopped and replicas not yet sent SIGTERM
+    are put back into rotation. The returned stack may still be degraded (a replica running
+    but not UP, which scaling leaves alone): check :attr:`Stack.ready`.
+    """
     say = progress or _quiet
     where = st.resolve_run_dir(name, run_dir)
-    with st.locked(where):
+    with st.locked(where, on_wait=_lock_note(name, say)):
         runner = _running_or_raise(name, where, say)
-        target = dataclasses.replace(runner.config, replicas=replicas)  # validates the count
+        before = runner.config
+        target = dataclasses.replace(before, replicas=replicas)  # validates the count
         current = sorted(runner.state.replicas, key=lambda r: (r.ordinal, r.started_at))
-        have = len(current)
-        if replicas > have:
-            runner.state.config = target.to_dict()
-            runner.config = target
-            runner.save()
-            used = {r.ordinal for r in current}
-            ordinals = [i for i in range(replicas) if i not in used][: replicas - have]
-            say(f"scaling {name!r} from {have} to {replicas}: starting {len(ordinals)} replica(s)")
-            fresh = [runner.start_replica(i, runner.state.template_hash) for i in ordinals]
-            try:
-                runner.wait_ready(fresh)
-                for record in fresh:
-                    runner.attach(record)
-                runner.wait_up(fresh)
-            except BaseException:
-                with _no_interrupts():
-                    runner.retire(fresh)
-                    runner.state.config = dataclasses.replace(target, replicas=have).to_dict()
-                    runner.save()
-                raise
-        elif replicas < have:
-            leaving = current[replicas:]
-            say(
-                f"scaling {name!r} from {have} to {replicas}: draining "
-                + ", ".join(r.pod for r in leaving)
-            )
-            runner.retire(leaving)
-            runner.state.config = target.to_dict()
-            runner.config = target
-            runner.save()
-        else:
+        live = [r for r in current if runner.replica_alive(r)]
+        dead = [r for r in current if r not in live]
+        missing = replicas - len(live)
+        leaving = dead + _removal_order(runner, live)[: max(0, -missing)]
+        if missing <= 0 and not leaving:
             say(f"stack {name!r} already has {replicas} replica(s)")
+            if before.replicas != replicas:
+                runner.set_config(target)
+            return runner.snapshot()
+        if dead:
+            pods = ", ".join(r.pod for r in dead)
+            say(f"found {len(dead)} replica(s) whose process exited: {pods}")
+        runner.set_config(target)
+        if missing > 0:
+            used = {r.ordinal for r in live}
+            ordinals = [i for i in range(replicas) if i not in used][:missing]
+            say(f"scaling {name!r} from {len(live)} to {replicas}: starting {missing} replica(s)")
+            _add_replicas(runner, ordinals, before)
+        if leaving:
+            verb = "removing"
+            if missing < 0:
+                verb = f"scaling {name!r} from {len(live)} to {replicas}: draining"
+            say(f"{verb} " + ", ".join(r.pod for r in leaving))
+            _remove_replicas(runner, leaving)
         runner.write_haproxy_config()
         return runner.snapshot()
 
 
+def _down_without_state(where: Path, problem: st.UnreadableStateError, say: Progress) -> bool:
+    """``down`` for a run directory whose state.json cannot be read: stop what runs from it.
+
+    The stack starts HAProxy and every replica with the run directory as working directory;
+    of those processes, the ones that are HAProxy on its ``haproxy.cfg`` or ``podtally serve``
+    are stopped as ``down`` stops them. Then the run directory is removed as usual.
+    """
+    found = st.processes_in(where)
+    if found is None:  # no /proc: nothing to find them by
+        raise PodtallyError(
+            f"{problem}; stop the haproxy and 'podtally serve' processes that run from {where}, "
+            f"then remove {where}"
+        )
+    haproxy = [pid for pid, line in found if "haproxy" in line and "haproxy.cfg" in line]
+    replicas = [pid for pid, line in found if "podtally serve" in line and "--port" in line]
+    say(
+        f"{problem.path} is unreadable: stopping the {len(haproxy) + len(replicas)} "
+        f"process(es) that run from {where}"
+    )
+    try:
+        st.stop_groups(haproxy, signal.SIGUSR1, grace=10.0)
+        st.stop_groups(replicas, signal.SIGTERM, grace=StackConfig.drain_seconds + 10.0)
+    except KeyboardInterrupt:
+        with _no_interrupts():
+            say("interrupted: killing what is left of the stack")
+            _kill(haproxy + replicas)
+            st.remove_run_dir(where, _socket_path(where))
+        raise
+    st.remove_run_dir(where, _socket_path(where))
+    return bool(haproxy or replicas)
+
+
+def _kill(pids: list[int]) -> None:
+    """SIGKILL each process group in ``pids`` and wait (bounded) until they are gone."""
+    for pid in pids:
+        st.signal_group(pid, signal.SIGKILL)
+    left = st.wait_gone(pids, 5.0)
+    if left:
+        raise PodtallyError(f"process(es) {', '.join(map(str, left))} survived SIGKILL")
+
+
 def down(
-    name: str = "podtally", run_dir: Path | None = None, progress: Progress | None = None
+    name: str = DEFAULT_NAME, run_dir: Path | None = None, progress: Progress | None = None
 ) -> bool:
-    """Stop the stack and remove its run directory. True if anything was running."""
+    """Stop the stack and remove its run directory. True if anything was running.
+
+    Interrupted (Ctrl-C, SIGTERM), it stops waiting for drains: whatever still runs is killed
+    and the run directory removed all the same before the interrupt goes on. A ``state.json``
+    that cannot be read does not stop it either: the processes that run from the run directory
+    (HAProxy and the replicas) are found in /proc and stopped.
+    """
     say = progress or _quiet
     where = st.resolve_run_dir(name, run_dir)
     st.check_run_dir(where)
     if not where.exists():
         return False
-    with st.locked(where):
-        state = st.load(where)
+    with st.locked(where, on_wait=_lock_note(name, say)):
+        try:
+            state = st.load(where)
+        except st.UnreadableStateError as exc:
+            return _down_without_state(where, exc, say)
         stopped = False
         if state is not None:
             runner = _Runner(state, say)
-            if runner.haproxy_alive():
-                say("stopping HAProxy")
-            stopped = runner.stop_all()
+            try:
+                if runner.haproxy_alive():
+                    say("stopping HAProxy")
+                stopped = runner.stop_all()
+            except KeyboardInterrupt:
+                with _no_interrupts():
+                    say("interrupted: killing what is left of the stack")
+                    runner.kill_all()
+                    _remove_run_dir(state, where)
+                raise
         _remove_run_dir(state, where)
         return stopped

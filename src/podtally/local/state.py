@@ -18,7 +18,7 @@ import signal
 import stat
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,31 +187,89 @@ def save(state: StackState) -> None:
         raise path_error(exc, "write", target) from exc
 
 
+class UnreadableStateError(PodtallyError):
+    """``state.json`` exists but cannot be understood (not JSON, or not this version's shape).
+
+    The stack layer adds what to do about it; ``down`` stops what runs from the directory anyway.
+    """
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"cannot read {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+# The field types state.json must hold, by the annotation text (``from __future__ import
+# annotations`` keeps annotations as strings).
+_TYPE_CHECKS: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "str | None": (str, type(None)),
+    "bool": (bool,),
+    "dict[str, Any]": (dict,),
+}
+
+
+def _checked_fields(cls: type[Any], raw: object, what: str) -> dict[str, Any]:
+    """The fields of dataclass ``cls`` from ``raw``, each of the recorded type."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"{what} is not a JSON object")
+    values: dict[str, Any] = {}
+    for item in dataclasses.fields(cls):
+        if item.name not in raw:
+            if item.default is dataclasses.MISSING and item.default_factory is dataclasses.MISSING:
+                raise ValueError(f"{what} has no {item.name!r}")
+            continue
+        value = raw[item.name]
+        expected = _TYPE_CHECKS.get(str(item.type))
+        wrong_bool = isinstance(value, bool) and bool not in (expected or ())
+        if expected is not None and (not isinstance(value, expected) or wrong_bool):
+            raise ValueError(f"{what}: {item.name!r} is {type(value).__name__}")
+        values[item.name] = value
+    unknown = sorted(set(raw) - {item.name for item in dataclasses.fields(cls)})
+    if unknown:
+        raise ValueError(f"{what} has unknown fields {', '.join(unknown)}")
+    return values
+
+
 def load(run_dir: Path) -> StackState | None:
-    """The recorded state, or None when there is none. A corrupt file is an error."""
+    """The recorded state, or None when there is none.
+
+    A file that is not this version's state raises :class:`UnreadableStateError`.
+    """
     path = run_dir / STATE_FILE
     try:
-        raw = json.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise path_error(exc, "read", path) from exc
-    except ValueError as exc:
-        raise PodtallyError(
-            f"cannot read {path}: {exc}; remove {run_dir} if no stack runs from it"
-        ) from exc
     try:
-        replicas = [ReplicaRecord(**item) for item in raw.pop("replicas", [])]
-        return StackState(replicas=replicas, **raw)
-    except TypeError as exc:
-        raise PodtallyError(
-            f"{path} was written by another podtally version; remove {run_dir} "
-            "after stopping its processes"
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise UnreadableStateError(path, f"not valid JSON ({exc})") from exc
+    try:
+        values = _checked_fields(StackState, raw, "the state")
+        items = values.pop("replicas", [])
+        if not isinstance(items, list):
+            raise ValueError("'replicas' is not a list")
+        replicas = [ReplicaRecord(**_checked_fields(ReplicaRecord, i, "a replica")) for i in items]
+        if values.get("version", STATE_VERSION) != STATE_VERSION:
+            raise ValueError(f"version {values['version']!r}, not {STATE_VERSION}")
+    except ValueError as exc:
+        raise UnreadableStateError(
+            path, f"not a state file of this podtally version ({exc})"
         ) from exc
+    return StackState(replicas=replicas, **values)
 
 
-def _acquire(lock_path: Path, deadline: float) -> int:
-    """Open and flock ``lock_path``; retry if it was removed while we waited for it."""
+def _acquire(lock_path: Path, deadline: float, on_wait: Callable[[], None]) -> int:
+    """Open and flock ``lock_path``; retry if it was removed while we waited for it.
+
+    ``on_wait`` is called once, the first time the lock is found taken.
+    """
+    told = False
     while True:
         try:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -223,6 +281,9 @@ def _acquire(lock_path: Path, deadline: float) -> int:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
+                    if not told:
+                        told = True
+                        on_wait()
                     if time.monotonic() > deadline:
                         raise PodtallyError(
                             f"another podtally command holds {lock_path}; try again later"
@@ -240,17 +301,24 @@ def _acquire(lock_path: Path, deadline: float) -> int:
         os.close(fd)  # the holder removed the file as it finished: lock the new one
 
 
+def _nothing() -> None:
+    return None
+
+
 @contextlib.contextmanager
-def locked(run_dir: Path, timeout: float = 120.0) -> Iterator[None]:
+def locked(
+    run_dir: Path, timeout: float = 120.0, on_wait: Callable[[], None] = _nothing
+) -> Iterator[None]:
     """Hold the stack's lock so that two commands never change one stack at once.
 
     The lock file sits next to the run directory (``.<name>.lock``), so that ``down`` can remove
     the directory while holding it; the lock file goes too once the run directory is gone.
+    ``on_wait`` is called once if another command holds the lock (to say why nothing happens).
     """
     check_run_dir(run_dir)
     make_dirs(run_dir.parent)
     lock_path = run_dir.parent / f".{run_dir.name}.lock"
-    fd = _acquire(lock_path, time.monotonic() + timeout)
+    fd = _acquire(lock_path, time.monotonic() + timeout, on_wait)
     try:
         yield
     finally:
@@ -392,7 +460,34 @@ def stop_groups(pids: list[int], first: signal.Signals, grace: float) -> bool:
         signal_group(pid, signal.SIGKILL)
     left = wait_gone(stubborn, 5.0)
     if left:
-        raise PodtallyError(f"processes {left} survived SIGKILL")
+        raise PodtallyError(f"process(es) {', '.join(map(str, left))} survived SIGKILL")
     for pid in alive:
         pid_alive(pid)  # reap our own children
     return bool(alive)
+
+
+def processes_in(run_dir: Path) -> list[tuple[int, str]] | None:
+    """Live processes working in ``run_dir`` (where the stack starts HAProxy and every replica),
+    with their command lines; None where /proc is not available.
+
+    What runs from a run directory can be found this way even when ``state.json`` is lost.
+    """
+    proc = Path("/proc")
+    if not (proc / "self" / "cwd").exists():
+        return None
+    wanted = os.path.realpath(run_dir)
+    found: list[tuple[int, str]] = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd").removesuffix(" (deleted)")
+        except OSError:
+            continue  # gone meanwhile, or not ours to look at
+        if cwd != wanted:
+            continue
+        pid = int(entry.name)
+        line = cmdline(pid)
+        if line and pid_alive(pid):
+            found.append((pid, line))
+    return found

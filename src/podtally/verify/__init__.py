@@ -61,6 +61,7 @@ __all__ = [
     "Row",
     "Target",
     "Verdict",
+    "VerifyInterrupted",
     "VerifyOptions",
     "VerifyResult",
     "judge",
@@ -75,13 +76,25 @@ __all__ = [
 ]
 
 
-async def run_async(
+class VerifyInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped :func:`run`. ``result`` is what was collected until then, marked
+    ``interrupted`` (its figures are partial), or ``None`` if no request had completed yet.
+
+    A :class:`KeyboardInterrupt`, so code that does not care about partial results stops as
+    it would on any other Ctrl-C.
+    """
+
+    def __init__(self, result: VerifyResult | None) -> None:
+        super().__init__()
+        self.result = result
+
+
+def _engine(
     options: VerifyOptions,
-    progress: Callable[[Progress], None] | None = None,
-    on_observation: Callable[[Observation], None] | None = None,
-    resolver: Resolver | None = None,
-) -> VerifyResult:
-    """:func:`run` for callers already inside an event loop."""
+    progress: Callable[[Progress], None] | None,
+    on_observation: Callable[[Observation], None] | None,
+    resolver: Resolver | None,
+) -> tuple[Accumulator, Engine]:
     acc = Accumulator(track_connections=options.keep_alive)
     sink = acc.add
     if on_observation is not None:
@@ -91,8 +104,39 @@ async def run_async(
             acc.add(observation)
             watcher(observation)
 
-    summary = await Engine(options, sink, progress, resolver).run()
+    return acc, Engine(options, sink, progress, resolver)
+
+
+async def run_async(
+    options: VerifyOptions,
+    progress: Callable[[Progress], None] | None = None,
+    on_observation: Callable[[Observation], None] | None = None,
+    resolver: Resolver | None = None,
+) -> VerifyResult:
+    """:func:`run` for callers already inside an event loop (cancellation propagates)."""
+    acc, engine = _engine(options, progress, on_observation, resolver)
+    summary = await engine.run()
     return build_result(options, acc, summary)
+
+
+async def _run_until_interrupted(
+    options: VerifyOptions,
+    progress: Callable[[Progress], None] | None,
+    on_observation: Callable[[Observation], None] | None,
+    resolver: Resolver | None,
+) -> tuple[VerifyResult | None, bool]:
+    """:func:`run`'s main task: ``(result, interrupted)``. The task is only ever cancelled by
+    :class:`asyncio.Runner` on SIGINT, and then returns what was collected so far."""
+    import asyncio
+
+    acc, engine = _engine(options, progress, on_observation, resolver)
+    try:
+        summary = await engine.run()
+    except asyncio.CancelledError:
+        if not (engine.started and acc.requests):
+            return None, True
+        return build_result(options, acc, engine.summary(), interrupted=True), True
+    return build_result(options, acc, summary), False
 
 
 def run(
@@ -110,10 +154,18 @@ def run(
     this raises :class:`podtally.errors.PodtallyError` only before the first request, for a
     host that does not resolve. A target that does not answer is a result whose verdict is
     ``unreachable`` (exit code 3).
+
+    Ctrl-C (SIGINT, in the main thread) stops the run: :class:`VerifyInterrupted`, a
+    :class:`KeyboardInterrupt`, carries the partial result.
     """
     import asyncio
 
     from podtally.verify.probe import new_event_loop
 
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        return runner.run(run_async(options, progress, on_observation, resolver))
+        result, interrupted = runner.run(
+            _run_until_interrupted(options, progress, on_observation, resolver)
+        )
+    if interrupted or result is None:
+        raise VerifyInterrupted(result)
+    return result

@@ -133,14 +133,18 @@ def parse_resolve(value: str) -> Resolve:
     return Resolve(host=host, port=int(port_text), address=address)
 
 
-def parse_duration(value: str) -> float:
-    """``30``, ``30s``, ``500ms``, ``2m``, ``1h`` → seconds (positive)."""
+def parse_duration(value: str, what: str = "duration") -> float:
+    """``30``, ``30s``, ``500ms``, ``2m``, ``1h`` → seconds (positive).
+
+    Anything else (text, a negative number, zero) is one and the same usage error, naming
+    ``what`` (the option, such as ``--timeout``).
+    """
     match = _DURATION.match(value)
-    if not match:
-        raise UsageError(f"duration {value!r} is not valid (examples: 30, 30s, 500ms, 2m)")
-    seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-    if seconds <= 0:
-        raise UsageError(f"duration {value!r} must be more than zero")
+    seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)] if match else 0.0
+    if not seconds > 0 or not math.isfinite(seconds):
+        raise UsageError(
+            f"{what} {value!r} must be a duration more than zero (examples: 30, 30s, 500ms, 2m)"
+        )
     return seconds
 
 

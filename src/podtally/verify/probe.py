@@ -271,10 +271,7 @@ def _classify(exc: BaseException, peer: str) -> _Failure:
     if isinstance(exc, TimeoutError):
         return _Failure("timeout", f"timed out waiting for {peer}")
     if isinstance(exc, ssl.SSLCertVerificationError):
-        reason = exc.verify_message or exc.reason or str(exc)
-        return _Failure(
-            "tls", f"TLS certificate of {peer} not trusted: {reason} (use --cacert FILE)"
-        )
+        return certificate_failure(exc, peer)
     if isinstance(exc, ssl.SSLError):
         reason = exc.reason or str(exc)
         hint = " (is it plain HTTP? try http://)" if reason == "WRONG_VERSION_NUMBER" else ""
@@ -287,6 +284,55 @@ def _classify(exc: BaseException, peer: str) -> _Failure:
         reason = exc.strerror or str(exc)
         return _Failure("other", f"cannot connect to {peer}: {reason}")
     return _Failure("other", f"{type(exc).__name__}: {exc}")
+
+
+# OpenSSL's verification results (X509_V_ERR_*) that need their own advice.
+_NAME_MISMATCH = frozenset({62, 64})  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
+# The chain ends at a CA this client does not know: DEPTH_ZERO_SELF_SIGNED_CERT,
+# SELF_SIGNED_CERT_IN_CHAIN, UNABLE_TO_GET_ISSUER_CERT(_LOCALLY), UNABLE_TO_VERIFY_LEAF_SIGNATURE.
+_UNKNOWN_CA = frozenset({2, 18, 19, 20, 21})
+LOCAL_CA_ORGANIZATION = "podtally local stack"  # the local stack's CA (podtally.local.tls)
+
+
+def certificate_failure(
+    exc: ssl.SSLCertVerificationError,
+    peer: str,
+    host: str | None = None,
+    cacert: str | None = None,
+    local_ca: bool = False,
+) -> _Failure:
+    """A certificate that failed verification, with the advice that fits why it failed.
+
+    ``host`` is the name asked for, ``cacert`` the ``--cacert`` file if one was given, and
+    ``local_ca`` whether it is the local stack's CA (whose certificate names only localhost,
+    127.0.0.1 and ``podtally up --host NAME``).
+    """
+    reason = exc.verify_message or exc.reason or str(exc)
+    code = exc.verify_code
+    if code in _NAME_MISMATCH:
+        name = host or "the host asked for"
+        what = "IP address" if code == 64 else "hostname"
+        hint = f": restart the local stack with podtally up --host {host}" if local_ca else ""
+        return _Failure(
+            "tls", f"TLS certificate of {peer} does not name {name} ({what} mismatch){hint}"
+        )
+    if code in _UNKNOWN_CA:
+        if cacert is not None:
+            hint = f" (it is not signed by the CA in --cacert {cacert})"
+        else:
+            hint = " (use --cacert FILE)"
+        return _Failure("tls", f"TLS certificate of {peer} not trusted: {reason}{hint}")
+    return _Failure("tls", f"TLS certificate of {peer} not trusted: {reason}")
+
+
+def _is_local_ca(context: ssl.SSLContext) -> bool:
+    """Does ``context`` trust the local stack's CA (loaded from ``--cacert``)?"""
+    for cert in context.get_ca_certs():
+        subject = cert.get("subject", ())
+        for rdn in subject if isinstance(subject, tuple) else ():
+            if ("organizationName", LOCAL_CA_ORGANIZATION) in rdn:
+                return True
+    return False
 
 
 def _build_request(target: Target, options: VerifyOptions) -> bytes:
@@ -374,18 +420,21 @@ class Engine:
         self._progress = progress
         self._resolver = resolver if resolver is not None else system_addresses
         self._ssl: ssl.SSLContext | None = None
+        self._local_ca: bool | None = None  # does --cacert hold the local stack's CA?
         self._requests: dict[tuple[str, str, int, str], bytes] = {}
         self._addresses: dict[tuple[str, int], list[tuple[str, str]]] = {}
         self._turn: dict[tuple[str, int], itertools.count[int]] = {}
         self._peers: dict[str, None] = {}
         self._strings: dict[bytes, str] = {}
         self._serial = itertools.count(1)
+        self._opened = 0
         self._claimed = 0
         self._done = 0
         self._errors = 0
         # perf_counter() at the start: observation times, the rate schedule and the deadline
         # (uvloop's loop.time() ticks in whole milliseconds and is cached per loop iteration).
         self._t0 = 0.0
+        self._started_at = 0.0
         self._deadline = float("inf")
 
     # --- set-up --------------------------------------------------------------------------------
@@ -425,6 +474,7 @@ class Engine:
         address, peer = pairs[next(self._turn[(target.host, target.port)]) % len(pairs)]
         self._peers.setdefault(peer)
         connection = _Connection(next(self._serial), peer)
+        self._opened += 1
         loop = asyncio.get_running_loop()
         try:
             if target.tls:
@@ -443,10 +493,26 @@ class Engine:
             connection.abort()
             if isinstance(exc, asyncio.CancelledError | TimeoutError):
                 raise
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                raise self._certificate_failure(exc, target, peer) from None
             if isinstance(exc, Exception):
                 raise _classify(exc, peer) from None
             raise
         return connection
+
+    def _certificate_failure(
+        self, exc: ssl.SSLCertVerificationError, target: Target, peer: str
+    ) -> _Failure:
+        if self._local_ca is None:
+            self._local_ca = self._ssl is not None and _is_local_ca(self._ssl)
+        cacert = self.options.cacert
+        return certificate_failure(
+            exc,
+            peer,
+            host=target.host,
+            cacert=str(cacert) if cacert is not None else None,
+            local_ca=self._local_ca,
+        )
 
     # --- one request ---------------------------------------------------------------------------
     async def _send(self, attempt: _Attempt, kept: _Connection | None) -> _Response:
@@ -498,6 +564,12 @@ class Engine:
         try:
             async with asyncio.timeout(options.timeout):
                 response = await self._send(attempt, kept)
+        except asyncio.CancelledError:
+            # The run was stopped (Ctrl-C): this request never completed and is not counted.
+            for unfinished in {attempt.connection, attempt.keep, kept}:
+                if unfinished is not None:
+                    unfinished.abort()
+            raise
         except TimeoutError:
             failure = _Failure(
                 "timeout",
@@ -675,7 +747,7 @@ class Engine:
         if target.tls:
             self._ssl = _ssl_context(self.options)
         await self._addresses_for(target)  # a DNS failure is one error up front, not N
-        started_at = time.time()
+        self._started_at = time.time()
         self._t0 = time.perf_counter()
         if self.options.duration is not None:
             self._deadline = self._t0 + self.options.duration
@@ -695,14 +767,23 @@ class Engine:
                 task.cancel()
             if reporter is not None:
                 reporter.cancel()
-        elapsed = time.perf_counter() - self._t0
+        summary = self.summary()
         if self._progress is not None:
             self._progress(self._snapshot(loop))
+        return summary
+
+    @property
+    def started(self) -> bool:
+        """Whether the first request was sent (name resolution and TLS set-up passed)."""
+        return self._t0 > 0
+
+    def summary(self) -> ProbeSummary:
+        """The run so far: after :meth:`run` returned, or what an interrupted run got done."""
         return ProbeSummary(
-            started_at=started_at,
-            elapsed=elapsed,
+            started_at=self._started_at,
+            elapsed=time.perf_counter() - self._t0 if self.started else 0.0,
             sent=self._done,
-            connections=next(self._serial) - 1,
+            connections=self._opened,
             addresses=tuple(self._peers),
         )
 

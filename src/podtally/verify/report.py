@@ -152,6 +152,8 @@ def render_text(result: VerifyResult) -> str:
     )
     for kind, detail, count in result.error_details:
         facts.append((f"  {kind}", f"{detail} (x{count})"))
+    if result.interrupted:
+        facts.append(("interrupted", f"{_progress_text(result)}: every figure above is partial"))
     width = max(len(k) for k, _ in facts)
     lines.extend(f"{key.ljust(width)}  {value}" for key, value in facts)
     if result.notes:
@@ -167,8 +169,23 @@ def render_text(result: VerifyResult) -> str:
             for note in result.notes
         )
     lines.append("")
-    lines.append(f"verdict: {result.verdict.summary}")
+    if result.interrupted:
+        lines.append(f"verdict: INTERRUPTED; on what was collected: {result.verdict.summary}")
+    else:
+        lines.append(f"verdict: {result.verdict.summary}")
     return "\n".join(lines) + "\n"
+
+
+def _progress_text(result: VerifyResult) -> str:
+    """How far an interrupted run got: ``after 523 of 1000 requests, 4.2 of 30 s``."""
+    options = result.options
+    done = f"after {result.requests}"
+    if options.requests is not None:
+        done += f" of {options.requests}"
+    done += " requests"
+    if options.duration is not None:
+        done += f", {result.elapsed:.1f} of {options.duration:g} s"
+    return done
 
 
 # --- json ---------------------------------------------------------------------------------------
@@ -211,6 +228,7 @@ def to_document(result: VerifyResult) -> dict[str, Any]:
             timespec="milliseconds"
         ),
         "elapsed_seconds": _round(result.elapsed),
+        "interrupted": result.interrupted,
         "options": {
             "requests": options.requests,
             "duration_seconds": options.duration,

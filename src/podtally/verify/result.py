@@ -19,6 +19,8 @@ from podtally.verify.tally import (
     tally_dimensions,
 )
 
+EXIT_INTERRUPTED = 130
+
 
 @dataclass(frozen=True, slots=True)
 class ConnectionSpread:
@@ -51,15 +53,18 @@ class VerifyResult:
     sources: tuple[tuple[str, int], ...]  # where identities came from: headers, body
     connection_spread: ConnectionSpread | None
     notes: tuple[str, ...]
-    verdict: Verdict
+    verdict: Verdict  # on what was collected (all of it, unless interrupted)
+    interrupted: bool = False  # stopped early (Ctrl-C): the figures are partial
 
     @property
     def exit_code(self) -> int:
-        return self.verdict.exit_code
+        """The verdict's exit code; 130 for an interrupted run, whatever the partial verdict."""
+        return EXIT_INTERRUPTED if self.interrupted else self.verdict.exit_code
 
     @property
     def passed(self) -> bool:
-        return self.verdict.passed
+        """Only a run that finished can pass: an interrupted one never does."""
+        return self.verdict.passed and not self.interrupted
 
     @property
     def failed(self) -> int:
@@ -138,8 +143,13 @@ def _notes(
     return tuple(notes)
 
 
-def build_result(options: VerifyOptions, acc: Accumulator, probe: ProbeSummary) -> VerifyResult:
-    """Counts and engine facts → the immutable result, with statistics and the verdict."""
+def build_result(
+    options: VerifyOptions, acc: Accumulator, probe: ProbeSummary, interrupted: bool = False
+) -> VerifyResult:
+    """Counts and engine facts → the immutable result, with statistics and the verdict.
+
+    ``interrupted``: the run was stopped early; the result describes what it got done.
+    """
     dimensions = tally_dimensions(acc.identities)
     spread: ConnectionSpread | None = None
     if options.keep_alive:
@@ -193,4 +203,5 @@ def build_result(options: VerifyOptions, acc: Accumulator, probe: ProbeSummary) 
         connection_spread=spread,
         notes=_notes(options, acc, probe, dimensions, spread),
         verdict=verdict,
+        interrupted=interrupted,
     )

@@ -61,6 +61,7 @@ RESULT_SCHEMA: dict[str, Any] = {
             "url": _STR,
             "started_at": {"type": "string", "format": "date-time"},
             "elapsed_seconds": _NUM,
+            "interrupted": {"type": "boolean"},
             "options": _object(
                 {
                     "requests": {"type": ["integer", "null"], "minimum": 1},
