@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Any
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -149,11 +150,16 @@ def run_cli(
     env: Mapping[str, str] | None = None,
     timeout: float = 120,
     cwd: Path | None = None,
+    stdout: int | IO[Any] = subprocess.PIPE,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m podtally ARGS`` as a user would, with a clean identity environment."""
+    """Run ``python -m podtally ARGS`` as a user would, with a clean identity environment.
+
+    ``stdout`` may point elsewhere (``/dev/full``, a pipe's write end) for the output-error tests.
+    """
     return subprocess.run(
         [sys.executable, "-m", "podtally", *args],
-        capture_output=True,
+        stdout=stdout,
+        stderr=subprocess.PIPE,
         text=True,
         timeout=timeout,
         env=clean_env(env),

@@ -18,7 +18,7 @@ from podtally.k8s import render
 from podtally.k8s.render import IN_FLIGHT_SECONDS, alb_annotations
 from podtally.spec import AppSpec, check_hostname, check_ingress_host
 from tests.k8s.helpers import ARN, DIGEST_IMAGE, MATRIX, REPO, by_kind, podtally
-from tests.support import clean_env
+from tests.support import clean_env, run_cli
 
 # Current Kubernetes (EKS's standard-support window and the newest schema the package ships).
 VERSIONS = ("1.33", "1.35", "1.37")
@@ -436,23 +436,9 @@ def test_drain_seconds_must_be_whole() -> None:
     assert json.loads(whole.stdout)["items"] == render(AppSpec(drain_seconds=7))
 
 
-def _manifests_into(stdout: int) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "podtally", "manifests"],
-        stdin=subprocess.DEVNULL,
-        stdout=stdout,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=clean_env(),
-        cwd=REPO,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_a_full_disk_is_one_line_and_exit_3() -> None:
     with open("/dev/full", "w") as full:
-        out = _manifests_into(full.fileno())
+        out = run_cli("manifests", cwd=REPO, timeout=60, stdout=full.fileno())
     assert out.returncode == 3
     assert out.stderr == "error: cannot write output: No space left on device\n"
 
@@ -482,7 +468,7 @@ def test_a_closed_pipe_is_not_an_error() -> None:
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        out = _manifests_into(write_end)
+        out = run_cli("manifests", cwd=REPO, timeout=60, stdout=write_end)
     finally:
         os.close(write_end)
     assert out.returncode == 0

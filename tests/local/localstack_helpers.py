@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlsplit
 
 from podtally.local import Stack
@@ -182,3 +183,18 @@ def assert_all_gone(pids: list[int], within: float = 0.0) -> None:
     """Every process group in ``pids`` is gone now (or within ``within`` seconds)."""
     alive = st.wait_gone(pids, within)
     assert not alive, f"processes still running: {alive}"
+
+
+def read_until(stream: IO[str] | None, needle: str, timeout: float = 30) -> str:
+    """Read a child's output lines until one contains ``needle``; bounded in lines and time."""
+    assert stream is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while len(seen) < 500 and time.monotonic() < deadline:
+        line = stream.readline()
+        if not line:
+            break
+        seen.append(line)
+        if needle in line:
+            return "".join(seen)
+    raise AssertionError(f"{needle!r} never came; got {''.join(seen)!r}")

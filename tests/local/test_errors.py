@@ -19,6 +19,7 @@ import pytest
 from tests.local.localstack_helpers import (
     assert_all_gone,
     get,
+    read_until,
     stack_pids,
     stack_processes,
 )
@@ -212,20 +213,6 @@ def _spawn_up(root: Path, base: int, *extra: str) -> subprocess.Popen[str]:
     )
 
 
-def _read_until(stream: object, needle: str, timeout: float = 30) -> str:
-    """Read lines until one contains ``needle``."""
-    seen = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = stream.readline()  # type: ignore[attr-defined]
-        if not line:
-            break
-        seen.append(line)
-        if needle in line:
-            return "".join(seen)
-    raise AssertionError(f"{needle!r} never came; got {''.join(seen)!r}")
-
-
 def _recorded_replica_pids(run_dir: Path, at_least: int, timeout: float = 30) -> list[int]:
     """Poll the stack's state file until it records ``at_least`` replicas; their pids."""
     deadline = time.monotonic() + timeout
@@ -242,7 +229,7 @@ def test_foreground_stops_everything_on_ctrl_c_or_sigterm(root: Path, sig: signa
     base = 19170 if sig == signal.SIGINT else 19175
     process = _spawn_up(root, base, "--foreground")
     try:
-        _read_until(process.stdout, "is up")
+        read_until(process.stdout, "is up")
         running = status("errs", run_dir=root / "errs")
         assert running.ready
         process.send_signal(sig)
@@ -261,7 +248,7 @@ def test_ctrl_c_while_up_waits_leaves_nothing(root: Path) -> None:
     # Six replicas take well over a second to start on two cores: time enough to interrupt.
     process = _spawn_up(root, 19180, "--replicas", "6")
     try:
-        _read_until(process.stderr, "starting 6 replica")
+        read_until(process.stderr, "starting 6 replica")
         # Interrupt once replicas run and are recorded (not before the first one is spawned).
         spawned = _recorded_replica_pids(root / "errs", at_least=2)
         assert all(st.pid_alive(pid) for pid in spawned)

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.local.localstack_helpers import assert_all_gone, stack_processes
+from tests.local.localstack_helpers import assert_all_gone, read_until, stack_processes
 from tests.support import clean_env, run_cli
 
 from podtally.errors import NotRunningError, PodtallyError
@@ -77,20 +77,6 @@ def finish(process: subprocess.Popen[str], timeout: float = 90) -> tuple[str, st
         if process.poll() is None:
             process.kill()
             process.wait()
-
-
-def read_until(process: subprocess.Popen[str], needle: str) -> str:
-    """Read stderr lines until one contains ``needle`` (bounded by the process's own end)."""
-    assert process.stderr is not None
-    seen = []
-    for _ in range(500):
-        line = process.stderr.readline()
-        if not line:
-            break
-        seen.append(line)
-        if needle in line:
-            return "".join(seen)
-    raise AssertionError(f"{needle!r} never came; got {''.join(seen)!r}")
 
 
 def wait_for(condition: object, what: str, timeout: float = 30) -> None:
@@ -207,7 +193,7 @@ def test_signal_during_restart_rolls_back_cleanly(root: Path, sig: signal.Signal
     stack = start(root, base)
     process = spawn(root, "restart")
     try:
-        read_until(process, "[2/3] started")
+        read_until(process.stderr, "[2/3] started")
         process.send_signal(sig)
     finally:
         _, err = finish(process)
@@ -227,7 +213,7 @@ def test_signal_during_scale_up_rolls_back_cleanly(root: Path, sig: signal.Signa
     stack = start(root, base, replicas=2)
     process = spawn(root, "scale", "8")
     try:
-        read_until(process, "starting 6 replica")
+        read_until(process.stderr, "starting 6 replica")
 
         def recorded() -> bool:
             state = st.load(root / NAME)
@@ -252,7 +238,7 @@ def test_signal_during_down_still_removes_everything(root: Path, sig: signal.Sig
     stack = start(root, base, replicas=2, drain=20)
     process = spawn(root, "down")
     try:
-        read_until(process, "stopping 2 replica")
+        read_until(process.stderr, "stopping 2 replica")
         process.send_signal(sig)
     finally:
         _, err = finish(process, timeout=15)
@@ -395,7 +381,7 @@ def test_a_command_waiting_for_the_lock_says_so(root: Path) -> None:
         assert held.wait(10)
         process = spawn(root, "scale", "2")
         try:
-            waited = read_until(process, "waiting for another podtally command")
+            waited = read_until(process.stderr, "waiting for another podtally command")
         finally:
             release.set()
             _, err = finish(process)

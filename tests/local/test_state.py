@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,9 +16,10 @@ from podtally.errors import PodtallyError
 from podtally.local import state as st
 
 
-def test_lock_keeps_a_second_command_out_until_the_first_is_done(tmp_path: Path) -> None:
-    run_dir = tmp_path / "stack"
-    run_dir.mkdir()
+@contextlib.contextmanager
+def held_elsewhere(run_dir: Path) -> Iterator[threading.Event]:
+    """Another command (a thread here) holds the stack's lock until the event is set or the block
+    ends; the lock is taken when the block starts."""
     held, release = threading.Event(), threading.Event()
 
     def first() -> None:
@@ -28,14 +31,21 @@ def test_lock_keeps_a_second_command_out_until_the_first_is_done(tmp_path: Path)
     worker.start()
     try:
         assert held.wait(10)
-        with (
-            pytest.raises(PodtallyError, match="another podtally command holds"),
-            st.locked(run_dir, timeout=0.3),
-        ):
-            pass
+        yield release
     finally:
         release.set()
         worker.join(10)
+
+
+def test_lock_keeps_a_second_command_out_until_the_first_is_done(tmp_path: Path) -> None:
+    run_dir = tmp_path / "stack"
+    run_dir.mkdir()
+    with (
+        held_elsewhere(run_dir),
+        pytest.raises(PodtallyError, match="another podtally command holds"),
+        st.locked(run_dir, timeout=0.3),
+    ):
+        pass
     with st.locked(run_dir, timeout=1):
         pass
     assert (tmp_path / ".stack.lock").exists()  # the stack still exists: its lock file stays
@@ -189,24 +199,11 @@ def test_a_state_file_round_trips(tmp_path: Path) -> None:
 
 def test_a_waiting_lock_says_so_once(tmp_path: Path) -> None:
     run_dir = tmp_path / "stack"
-    held, release = threading.Event(), threading.Event()
-
-    def first() -> None:
-        with st.locked(run_dir):
-            held.set()
-            release.wait(10)
-
-    worker = threading.Thread(target=first)
-    worker.start()
     notes: list[str] = []
-    try:
-        assert held.wait(10)
+    with held_elsewhere(run_dir) as release:
         threading.Timer(0.5, release.set).start()
         with st.locked(run_dir, timeout=10, on_wait=lambda: notes.append("waiting")):
             pass
-    finally:
-        release.set()
-        worker.join(10)
     assert notes == ["waiting"]
     with st.locked(run_dir, timeout=1, on_wait=lambda: notes.append("again")):
         pass

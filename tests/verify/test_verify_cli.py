@@ -293,24 +293,8 @@ def test_observations_on_stdout_send_the_report_to_stderr(
     balanced: StubServer, tmp_path: Path
 ) -> None:
     """`--observations -` is stdout (JSON Lines for a pipe), not a file named '-'."""
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "podtally",
-            "verify",
-            balanced.url,
-            "-n",
-            "30",
-            "--observations",
-            "-",
-        ],
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-        cwd=tmp_path,
-        timeout=60,
-        check=False,
+    proc = run_cli(
+        "verify", balanced.url, "-n", "30", "--observations", "-", cwd=tmp_path, timeout=60
     )
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
@@ -345,26 +329,13 @@ def test_a_certificate_for_another_name_is_not_a_cacert_problem(
 
 
 # --- the top level: output, Ctrl-C, usage -----------------------------------------------------
-def _run(args: list[str], stdout: int) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "podtally", *args],
-        stdin=subprocess.DEVNULL,
-        stdout=stdout,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=clean_env(),
-        timeout=60,
-        check=False,
-    )
-
-
 @pytest.mark.parametrize("extra", [[], ["--json"], ["--expect-pods", "4"]])
 def test_a_full_disk_on_stdout_is_one_line_and_exit_3(
     balanced: StubServer, extra: list[str]
 ) -> None:
     """Not exit 1, which would read as an uneven spread: the verdict was never written."""
     with open("/dev/full", "w") as full:
-        proc = _run(["verify", balanced.url, "-n", "30", *extra], full.fileno())
+        proc = run_cli("verify", balanced.url, "-n", "30", *extra, stdout=full, timeout=60)
     assert proc.returncode == 3, proc.stderr
     assert proc.stderr == "error: cannot write output: No space left on device\n"
 
@@ -378,7 +349,7 @@ def test_a_closed_stdout_keeps_the_verdicts_exit_code(
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        proc = _run(["verify", balanced.url, "-n", "30", *extra], write_end)
+        proc = run_cli("verify", balanced.url, "-n", "30", *extra, stdout=write_end, timeout=60)
     finally:
         os.close(write_end)
     assert proc.returncode == code, proc.stderr

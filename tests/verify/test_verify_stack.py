@@ -275,17 +275,10 @@ def test_demo_into_a_full_disk_is_exit_3_and_still_tears_down(tmp_path: Path) ->
     run_dir = tmp_path / "demo"
     ports = (20222, 20223, 20224)
     with open("/dev/full", "w") as full:
-        proc = subprocess.run(
-            [
-                *(sys.executable, "-m", "podtally", "demo", "-n", "60"),
-                *("--ports", ",".join(map(str, ports)), "--run-dir", str(run_dir)),
-            ],
+        proc = run_cli(
+            *("demo", "-n", "60", "--ports", ",".join(map(str, ports))),
+            *("--run-dir", str(run_dir)),
             stdout=full,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=clean_env(),
-            timeout=120,
-            check=False,
         )
     # Not 1 (uneven): the verdict was never written.
     assert proc.returncode == 3, proc.stderr
