@@ -2,15 +2,41 @@
 
 Each class carries the process exit code it stands for, so that callers (the CLI, CI scripts)
 never have to map exceptions to codes themselves.
+
+Errors are structured: ``what`` went wrong in plain words, and, where one setting is to blame,
+``setting`` (the library's own name for it, such as ``"max_error_rate"``, the keyword a caller
+passed) and ``value`` (what it was). The library never words command-line flags; the CLI knows
+which flag feeds which setting and says it in its own words (``--max-error-rate 2: must be
+within 0..1``). ``str(error)`` is a plain sentence for library callers: ``max_error_rate=2: must
+be within 0..1``.
 """
 
 from __future__ import annotations
+
+_UNSET: object = object()
 
 
 class PodtallyError(Exception):
     """Something podtally could not do. Exit code 3: an operational failure."""
 
     exit_code: int = 3
+
+    def __init__(self, what: str, *, setting: str | None = None, value: object = _UNSET) -> None:
+        self.what = what
+        self.setting = setting
+        self.value = value
+        super().__init__(what)
+
+    @property
+    def has_value(self) -> bool:
+        return self.value is not _UNSET
+
+    def __str__(self) -> str:
+        if self.setting is None:
+            return self.what
+        if self.has_value:
+            return f"{self.setting}={self.value!r}: {self.what}"
+        return f"{self.setting}: {self.what}"
 
 
 class UsageError(PodtallyError):
