@@ -1,0 +1,119 @@
+"""Real ``podtally serve`` replicas, started together (they take 1-3 s each on a busy machine).
+
+A replica is ready when it logs its ``ready`` event: that works the same on the host's loopback
+and inside a private network namespace, where this process cannot connect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.support import clean_env
+
+READY_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class PodSpec:
+    """One replica's identity (the downward-API environment) and where it listens."""
+
+    pod: str
+    host: str
+    port: int
+    node: str = "node-1"
+    zone: str = "zone-a"
+    version: str = "stable"
+    namespace: str = "balancers"
+
+    def env(self) -> dict[str, str]:
+        return {
+            "POD_NAME": self.pod,
+            "NODE_NAME": self.node,
+            "POD_NAMESPACE": self.namespace,
+            "POD_IP": self.host,
+            "ZONE": self.zone,
+            "POD_VERSION": self.version,
+        }
+
+
+@dataclass(frozen=True)
+class Replica:
+    spec: PodSpec
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def ready(self) -> bool:
+        for line in self.log().splitlines():
+            with contextlib.suppress(ValueError):
+                if json.loads(line).get("event") == "ready":
+                    return True
+        return False
+
+
+def _stop(replicas: Sequence[Replica]) -> None:
+    for replica in replicas:
+        if replica.proc.poll() is None:
+            replica.proc.kill()
+    for replica in replicas:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            replica.proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def running(
+    tmp: Path, specs: Sequence[PodSpec], prefix: Sequence[str] = ()
+) -> Iterator[list[Replica]]:
+    """Start every replica at once, wait until all are ready, and kill them all on exit.
+
+    ``prefix`` runs each one elsewhere, e.g. ``nsenter --target PID --net``.
+    """
+    replicas: list[Replica] = []
+    try:
+        for spec in specs:
+            log_path = tmp / f"serve-{spec.pod}.log"
+            with log_path.open("wb") as log:
+                proc = subprocess.Popen(
+                    [
+                        *prefix,
+                        sys.executable,
+                        "-m",
+                        "podtally",
+                        "serve",
+                        "--host",
+                        spec.host,
+                        "--port",
+                        str(spec.port),
+                        "--drain-seconds",
+                        "0",
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                    env=clean_env(spec.env()),
+                )
+            replicas.append(Replica(spec, proc, log_path))
+        deadline = time.monotonic() + READY_SECONDS
+        waiting = list(replicas)
+        while waiting:
+            for replica in list(waiting):
+                if replica.proc.poll() is not None:
+                    raise AssertionError(f"{replica.spec.pod} exited early: {replica.log()}")
+                if replica.ready():
+                    waiting.remove(replica)
+            if waiting and time.monotonic() > deadline:
+                pods = ", ".join(r.spec.pod for r in waiting)
+                raise AssertionError(f"not ready after {READY_SECONDS:g} s: {pods}")
+            time.sleep(0.05)
+        yield replicas
+    finally:
+        _stop(replicas)
