@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
-from typing import ContextManager
 
 import pytest
 
@@ -54,7 +54,7 @@ def backends_of(
     return [replace(b, down=b.pod in down) for b in out]
 
 
-Factory = Callable[[Path, Sequence[replicas.Replica]], ContextManager[Balancer]]
+Factory = Callable[[Path, Sequence[replicas.Replica]], AbstractContextManager[Balancer]]
 
 # Every balancer the suite knows, by fixture name: how to start it over the host's replicas.
 FACTORIES: dict[str, Factory] = {
@@ -80,7 +80,7 @@ def pods(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[replicas.Rep
 
 def _start(
     name: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> ContextManager[Balancer]:
+) -> AbstractContextManager[Balancer]:
     tmp = tmp_path_factory.mktemp(name)
     if name == "kube_proxy_iptables":  # its replicas live in its own namespace
         return FACTORIES[name](tmp, [])

@@ -77,13 +77,11 @@ def rules(endpoints: Sequence[str], host: str = SERVICE_HOST, port: int = SERVIC
         f'-m comment --comment "{SERVICE} cluster IP" -m tcp --dport {port} -j {svc}'
     )
     for index, (endpoint, sep) in enumerate(zip(endpoints, seps, strict=True)):
-        last = index == len(endpoints) - 1
-        statistic = (
-            "" if last else f"-m statistic --mode random --probability {probability(index, len(endpoints))} "
-        )
-        lines.append(
-            f'-A {svc} -m comment --comment "{SERVICE} -> {endpoint}" {statistic}-j {sep}'
-        )
+        statistic = ""
+        if index < len(endpoints) - 1:
+            p = probability(index, len(endpoints))
+            statistic = f"-m statistic --mode random --probability {p} "
+        lines.append(f'-A {svc} -m comment --comment "{SERVICE} -> {endpoint}" {statistic}-j {sep}')
     for endpoint, sep in zip(endpoints, seps, strict=True):
         lines.append(
             f'-A {sep} -p tcp -m comment --comment "{SERVICE}" -m tcp '
@@ -100,7 +98,9 @@ class Namespace:
     holder: subprocess.Popen[bytes]
     prefix: tuple[str, ...]
 
-    def run(self, argv: Sequence[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, argv: Sequence[str], stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [*self.prefix, *argv],
             input=stdin,

@@ -125,8 +125,8 @@ def test_iptables_rules_are_written_as_kube_proxy_writes_them(
     svc = kube_proxy.service_chain()
     seps = [kube_proxy.endpoint_chain(b.address) for b in kube_proxy_iptables.backends]
     assert svc.startswith("KUBE-SVC-") and len(svc) == len("KUBE-SVC-") + 16
-    assert "-A OUTPUT -m comment --comment \"kubernetes service portals\" -j KUBE-SERVICES" in saved
-    assert f"-d 127.0.0.200/32 -p tcp" in saved
+    assert '-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES' in saved
+    assert "-d 127.0.0.200/32 -p tcp" in saved
     jumps = [line for line in saved.splitlines() if line.startswith(f"-A {svc} ")]
     assert [line.rsplit("-j ", 1)[1] for line in jumps] == seps
     # iptables stores the probability in 32 bits and prints it back so: 1/3, 1/2, then none.
