@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
-from tests.balancers.processes import binary, stop, wait_listening
+from tests.balancers.processes import binary, die_with_parent, stop, wait_listening
 from tests.balancers.truth import Backend, Balancer, Truth, shares_from_weights
 from tests.support import free_port
 
@@ -75,7 +75,7 @@ def backend(
     log = directory / "haproxy.log"
     with log.open("ab") as stderr:
         proc = subprocess.Popen(
-            [haproxy, "-db", "-f", str(directory / "haproxy.cfg")],
+            [*die_with_parent(), haproxy, "-db", "-f", str(directory / "haproxy.cfg")],
             stdin=subprocess.DEVNULL,
             stdout=stderr,
             stderr=stderr,

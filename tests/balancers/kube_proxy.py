@@ -37,6 +37,7 @@ from pathlib import Path
 import pytest
 
 from tests.balancers import replicas
+from tests.balancers.processes import die_with_parent
 from tests.balancers.truth import Backend, Balancer, Truth
 
 SERVICE = "balancers/web:http"  # namespace/name:port, as kube-proxy names a service port
@@ -126,7 +127,7 @@ def namespace() -> Iterator[Namespace]:
     root = os.geteuid() == 0
     unshare = ["unshare", "--net"] if root else ["unshare", "--net", "--map-root-user"]
     holder = subprocess.Popen(
-        [*unshare, "--", "cat"],
+        [*die_with_parent(), *unshare, "--", "cat"],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
-from tests.balancers.processes import binary, stop, wait_listening
+from tests.balancers.processes import binary, die_with_parent, stop, wait_listening
 from tests.balancers.truth import Backend, Balancer, Truth, shares_from_weights
 from tests.support import free_port
 
@@ -93,7 +93,17 @@ def upstream(
     config = render(prefix, port, method, backends)
     (prefix / "nginx.conf").write_text(config)
     log = prefix / "error.log"
-    argv = [nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(log)]
+    # SIGTERM, not SIGKILL, if this process dies: the master then takes its worker down too.
+    argv = [
+        *die_with_parent("TERM"),
+        nginx,
+        "-p",
+        str(prefix),
+        "-c",
+        str(prefix / "nginx.conf"),
+        "-e",
+        str(log),
+    ]
     with log.open("ab") as stderr:
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr

@@ -14,6 +14,17 @@ from pathlib import Path
 import pytest
 
 
+def die_with_parent(signal_name: str = "KILL") -> list[str]:
+    """A command prefix: the program gets SIGNAL when this test process dies, however it dies.
+
+    Context managers stop everything on a normal exit, a failure or Ctrl-C; this also covers a
+    killed pytest. ``setpriv --pdeathsig`` sets it and it survives ``exec`` (of nsenter, then of
+    the program). Without setpriv (not Linux): no prefix.
+    """
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", signal_name, "--"] if setpriv else []
+
+
 def binary(name: str, package: str) -> str:
     """The executable ``name`` on PATH or in an sbin directory; skip the test without it."""
     found = shutil.which(name)

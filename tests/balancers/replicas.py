@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.balancers.processes import die_with_parent
 from tests.support import clean_env
 
 READY_SECONDS = 30.0
@@ -84,6 +85,7 @@ def running(
             with log_path.open("wb") as log:
                 proc = subprocess.Popen(
                     [
+                        *die_with_parent(),
                         *prefix,
                         sys.executable,
                         "-m",
