@@ -1,12 +1,13 @@
 """Fixtures: real balancers over real replicas, each yielding a ``Balancer`` with its truth.
 
 Module scope: one set of three replicas (web-a, web-b, web-c on distinct loopback addresses,
-kernel-chosen ports) serves every nginx and HAProxy fixture of a test module; each balancer
-starts once per module. The iptables Service brings its own namespace and replicas.
+kernel-chosen ports; ``pod_specs`` gives their nodes, zones and versions) serves every nginx
+and HAProxy fixture of a test module; each balancer starts once per module. The iptables
+Service brings its own namespace and replicas (the same identities).
 
 - ``nginx_round_robin``, ``nginx_random``, ``nginx_least_conn``, ``nginx_ip_hash``,
   ``nginx_weighted`` (2:1:1), ``nginx_down`` (web-c marked ``down``);
-- ``haproxy_roundrobin``, ``haproxy_source``, ``haproxy_weighted`` (2:1:1);
+- ``haproxy_roundrobin``, ``haproxy_random``, ``haproxy_source``, ``haproxy_weighted`` (2:1:1);
 - ``kube_proxy_iptables``: a ClusterIP Service at 127.0.0.200:80 in a private namespace;
 - ``balancer``: every one of the above in turn (parametrized by name).
 
@@ -33,22 +34,21 @@ POD_HOSTS = ("127.0.31.1", "127.0.31.2", "127.0.31.3")
 
 
 def pod_specs() -> list[replicas.PodSpec]:
-    return [
-        replicas.PodSpec(
-            pod=f"web-{letter}",
-            host=host,
-            port=free_port(host),
-            node=f"node-{k + 1}",
-            zone=("zone-a", "zone-b", "zone-c")[k],
-        )
-        for k, (letter, host) in enumerate(zip("abc", POD_HOSTS, strict=True))
-    ]
+    """web-a (node-1, zone-a, stable), web-b (node-2, zone-b, stable), web-c (node-3, zone-b,
+    canary), each on its own loopback address and a kernel-chosen port."""
+    return replicas.web_pods(POD_HOSTS, [free_port(host) for host in POD_HOSTS])
+
+
+def backend(spec: replicas.PodSpec) -> Backend:
+    return Backend(
+        spec.pod, spec.host, spec.port, node=spec.node, zone=spec.zone, version=spec.version
+    )
 
 
 def backends_of(
     pods: Sequence[replicas.Replica], weights: Sequence[int] = (), down: Sequence[str] = ()
 ) -> list[Backend]:
-    out = [Backend(r.spec.pod, r.spec.host, r.spec.port) for r in pods]
+    out = [backend(r.spec) for r in pods]
     if weights:
         out = [replace(b, weight=w) for b, w in zip(out, weights, strict=True)]
     return [replace(b, down=b.pod in down) for b in out]
@@ -66,6 +66,7 @@ FACTORIES: dict[str, Factory] = {
     "nginx_down": lambda tmp, pods: nginx.upstream(tmp, backends_of(pods, down=("web-c",))),
     "haproxy_roundrobin": lambda tmp, pods: haproxy.backend(tmp, backends_of(pods)),
     "haproxy_source": lambda tmp, pods: haproxy.backend(tmp, backends_of(pods), "source"),
+    "haproxy_random": lambda tmp, pods: haproxy.backend(tmp, backends_of(pods), "random"),
     "haproxy_weighted": lambda tmp, pods: haproxy.backend(tmp, backends_of(pods, (2, 1, 1))),
     "kube_proxy_iptables": lambda tmp, pods: kube_proxy.service(tmp),
 }

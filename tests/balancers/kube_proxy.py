@@ -169,10 +169,8 @@ def service(tmp: Path, specs: Sequence[replicas.PodSpec] | None = None) -> Itera
     ):
         pytest.skip("iptables is not installed (Debian: apt-get install iptables)")
     if specs is None:
-        specs = [
-            replicas.PodSpec(f"web-{letter}", f"127.0.0.{11 + k}", POD_PORT, node=f"node-{k + 1}")
-            for k, letter in enumerate("abc")
-        ]
+        hosts = [f"127.0.0.{11 + k}" for k in range(3)]
+        specs = replicas.web_pods(hosts, [POD_PORT] * len(hosts))
     endpoints = [f"{s.host}:{s.port}" for s in specs]
     table = rules(endpoints)
     with namespace() as ns:
@@ -181,7 +179,10 @@ def service(tmp: Path, specs: Sequence[replicas.PodSpec] | None = None) -> Itera
             pytest.skip(f"iptables cannot write the nat table here: {restore.stderr.strip()}")
         (tmp / "kube-proxy.rules").write_text(table)
         with replicas.running(tmp, specs, prefix=ns.prefix):
-            backends = tuple(Backend(s.pod, s.host, s.port) for s in specs)
+            backends = tuple(
+                Backend(s.pod, s.host, s.port, node=s.node, zone=s.zone, version=s.version)
+                for s in specs
+            )
             yield Balancer(
                 name="kube-proxy-iptables",
                 url=f"http://{SERVICE_HOST}:{SERVICE_PORT}/",

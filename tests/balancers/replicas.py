@@ -44,6 +44,24 @@ class PodSpec:
         }
 
 
+def web_pods(hosts: Sequence[str], ports: Sequence[int]) -> list[PodSpec]:
+    """Pods web-a, web-b, ... on node-1, node-2, ...; web-a in zone-a, the rest in zone-b; the
+    last of three or more is the canary. So a split by zone or by version differs from the
+    split by pod: with three, stable is web-a + web-b and zone-b is web-b + web-c."""
+    count = len(hosts)
+    return [
+        PodSpec(
+            pod=f"web-{chr(ord('a') + k)}",
+            host=host,
+            port=port,
+            node=f"node-{k + 1}",
+            zone="zone-a" if k == 0 else "zone-b",
+            version="canary" if count >= 3 and k == count - 1 else "stable",
+        )
+        for k, (host, port) in enumerate(zip(hosts, ports, strict=True))
+    ]
+
+
 @dataclass(frozen=True)
 class Replica:
     spec: PodSpec

@@ -83,6 +83,8 @@ def test_an_l7_proxy_balances_each_request_of_one_connection(
 
 def test_nginx_weights_2_1_1_give_half_a_quarter_a_quarter(nginx_weighted: Balancer) -> None:
     assert nginx_weighted.truth.shares == {"web-a": 0.5, "web-b": 0.25, "web-c": 0.25}
+    assert nginx_weighted.expected_shares("version") == {"stable": 0.75, "canary": 0.25}
+    assert nginx_weighted.expected_shares("zone") == {"zone-a": 0.5, "zone-b": 0.5}
     assert dict(draws(nginx_weighted, N).pods) == {"web-a": 300, "web-b": 150, "web-c": 150}
 
 

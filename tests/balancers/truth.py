@@ -22,13 +22,16 @@ COUNTING_SCRIPT = Path(counting.__file__).resolve()
 
 @dataclass(frozen=True)
 class Backend:
-    """One server line of the balancer: the pod behind it, its address, weight, and state."""
+    """One server line of the balancer: the pod behind it (and its identity), weight, state."""
 
     pod: str
     host: str
     port: int
     weight: int = 1
     down: bool = False
+    node: str = ""
+    zone: str = ""
+    version: str = ""
 
     @property
     def address(self) -> str:
@@ -80,6 +83,18 @@ class Balancer:
     @property
     def pods(self) -> tuple[str, ...]:
         return tuple(b.pod for b in self.backends)
+
+    def expected_shares(
+        self, field: Literal["pod", "node", "zone", "version"] = "pod"
+    ) -> dict[str, float] | None:
+        """The truth's shares summed by an identity field (``--expect-split FIELD=...``)."""
+        if self.truth.shares is None:
+            return None
+        out: dict[str, float] = {}
+        for b in self.backends:
+            key = str(getattr(b, field))
+            out[key] = out.get(key, 0.0) + self.truth.shares[b.pod]
+        return out
 
     def run(
         self, argv: Sequence[str], timeout: float = 60.0, check: bool = False
