@@ -158,3 +158,16 @@ def test_podtally_reaches_the_service_from_inside_the_namespace(
     assert done.returncode in (0, 1), done.stderr
     for pod in kube_proxy_iptables.pods:
         assert pod in done.stdout, done.stdout
+
+
+def test_chain_names_are_kube_proxys_own() -> None:
+    """The hash gives the names every cluster shows in ``iptables-save`` for its own Services."""
+    assert kube_proxy.service_chain("default/kubernetes:https", "tcp") == (
+        "KUBE-SVC-NPX46M4PTMTKRN6Y"
+    )
+    assert kube_proxy.service_chain("kube-system/kube-dns:dns", "udp") == (
+        "KUBE-SVC-TCOU7JCQXEZGVUNU"
+    )
+    assert kube_proxy.service_chain("kube-system/kube-dns:dns-tcp", "tcp") == (
+        "KUBE-SVC-ERIFXISQEP7F7OF4"
+    )
