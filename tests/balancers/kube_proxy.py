@@ -121,9 +121,9 @@ class Namespace:
 @contextlib.contextmanager
 def namespace() -> Iterator[Namespace]:
     """A new network namespace with lo up; skip the test where none can be made."""
-    for tool in ("unshare", "nsenter"):
+    for tool, package in (("unshare", "util-linux"), ("nsenter", "util-linux"), ("ip", "iproute2")):
         if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (Debian: util-linux)")
+            pytest.skip(f"{tool} is not installed (Debian: apt-get install {package})")
     root = os.geteuid() == 0
     unshare = ["unshare", "--net"] if root else ["unshare", "--net", "--map-root-user"]
     holder = subprocess.Popen(
@@ -135,7 +135,7 @@ def namespace() -> Iterator[Namespace]:
     try:
         # Wait until the holder has left our namespace (unshare has exec'd cat).
         ours = os.readlink("/proc/self/ns/net")
-        for _ in range(200):
+        for _ in range(500):  # 5 s
             if holder.poll() is not None:
                 err = holder.stderr.read().decode().strip() if holder.stderr else ""
                 how = "as root" if root else "without root, with a user namespace"

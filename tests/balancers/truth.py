@@ -54,14 +54,6 @@ class Truth:
     one_pod_per_connection: bool = False
     summary: str = ""
 
-    @property
-    def cycle(self) -> int:
-        """Requests in one full cycle of an exact schedule: the sum of the weights."""
-        if self.shares is None:
-            return 1
-        smallest = min(s for s in self.shares.values() if s > 0)
-        return round(1 / smallest) if smallest else 1
-
 
 def shares_from_weights(backends: Sequence[Backend]) -> dict[str, float]:
     """Weight over the total weight of the servers that are up; 0 for a server marked down."""
