@@ -16,6 +16,8 @@ from tests.balancers import kube_proxy
 from tests.balancers.counting import Tally
 from tests.balancers.truth import Balancer
 
+pytestmark = pytest.mark.slow  # real processes; about 15-35 s for the module
+
 N = 600  # draws per proof: a multiple of every cycle here (3 pods, weights 2:1:1 -> 4)
 Z = 5.0
 # Client addresses in distinct /24s: nginx ip_hash hashes an IPv4 client's first three octets.
@@ -140,16 +142,6 @@ def test_iptables_rules_are_written_as_kube_proxy_writes_them(
         assert f"-j DNAT --to-destination {backend.address}" in saved
 
 
-def test_kube_proxy_probabilities_pick_each_endpoint_uniformly() -> None:
-    """1/(n-i) of what is left: every endpoint of n gets 1/n, for n = 1..12."""
-    for n in range(1, 13):
-        left = 1.0
-        for i in range(n):
-            p = float(kube_proxy.probability(i, n))
-            assert math.isclose(left * p, 1 / n, rel_tol=1e-8)
-            left *= 1 - p
-
-
 def test_podtally_reaches_the_service_from_inside_the_namespace(
     kube_proxy_iptables: Balancer,
 ) -> None:
@@ -158,16 +150,3 @@ def test_podtally_reaches_the_service_from_inside_the_namespace(
     assert done.returncode in (0, 1), done.stderr
     for pod in kube_proxy_iptables.pods:
         assert pod in done.stdout, done.stdout
-
-
-def test_chain_names_are_kube_proxys_own() -> None:
-    """The hash gives the names every cluster shows in ``iptables-save`` for its own Services."""
-    assert kube_proxy.service_chain("default/kubernetes:https", "tcp") == (
-        "KUBE-SVC-NPX46M4PTMTKRN6Y"
-    )
-    assert kube_proxy.service_chain("kube-system/kube-dns:dns", "udp") == (
-        "KUBE-SVC-TCOU7JCQXEZGVUNU"
-    )
-    assert kube_proxy.service_chain("kube-system/kube-dns:dns-tcp", "tcp") == (
-        "KUBE-SVC-ERIFXISQEP7F7OF4"
-    )
