@@ -1,7 +1,7 @@
 """Each balancer fixture produces the distribution its truth states, counted by a plain client.
 
 Margins: where the schedule is random, every observed share must lie within 5 standard errors
-of its truth (sqrt(p(1-p)/n)); a correct balancer fails that about once in 3 million runs per
+of its truth (sqrt(p(1-p)/n)); a correct balancer fails that about once in 1.7 million runs per
 pod. Deterministic schedules (round robin, least_conn one request at a time) must hit their
 shares exactly over whole cycles.
 """
