@@ -8,7 +8,7 @@ CHECKOV_VERSION := 3.3.30
 STAMP := $(VENV)/.installed
 WHEELHOUSE := $(VENV)/wheelhouse
 # Debian packages: haproxy for the local stack; curl, wrk and nginx for the benchmarks.
-APT_PACKAGES := haproxy curl
+APT_PACKAGES := haproxy curl nginx-light iptables
 BENCH_APT_PACKAGES := wrk nginx-light
 
 .PHONY: setup system-deps demo test lint format bench clean lock
