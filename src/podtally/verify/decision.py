@@ -480,9 +480,10 @@ def _confidence(alpha: float) -> str:
 
 
 def _uneven_reason(groups: tuple[GroupDecision, ...], dimension: str, alpha: float) -> str:
+    # a group that never answered says most; else the one farthest outside its band
     worst = max(
         (g for g in groups if g.state == "outside"),
-        key=lambda g: max(g.band[0] - g.interval[1], g.interval[0] - g.band[1]),
+        key=lambda g: (g.missing, max(g.band[0] - g.interval[1], g.interval[0] - g.band[1])),
     )
     low, high = worst.interval
     where = f"{worst.share:.1%} (interval {low:.1%}-{high:.1%})"
