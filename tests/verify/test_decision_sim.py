@@ -38,7 +38,7 @@ RUNS = 600
 BATCH = 10
 LOOKS = 300
 EVEN, UNEVEN = 1, -1
-LIMIT = int(binom.ppf(0.999, RUNS, ALPHA))  # 47 of 600: 7.8%
+LIMIT = int(binom.ppf(0.999, RUNS, ALPHA))  # 48 of 600: 8%
 
 Counts = NDArray[np.float64]
 
