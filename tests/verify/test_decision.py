@@ -134,6 +134,12 @@ def test_one_pod_answering_of_three_expected_is_uneven_and_names_the_missing() -
     assert "never answered" in decision.reason
 
 
+def test_silent_pod_the_caller_named_is_missing_by_its_name() -> None:
+    decision = decide({"web-a": 1000, "web-b": 1000, "web-c": 0}, expect_pods=3)
+    assert decision.missing == ("web-c",)
+    assert decision.reason.startswith("pod web-c never answered")
+
+
 def test_one_pod_answering_without_expectation_is_never_even() -> None:
     decision = decide({"web-a": 100_000})
     assert decision.verdict == "inconclusive"

@@ -351,7 +351,11 @@ def _expectation(
     seen = sorted(name for name, count in counts.items() if count > 0)
     if expect_pods is None:
         return seen, [counts[name] for name in seen], [1 / len(seen)] * len(seen) if seen else []
-    unseen = [UNSEEN.format(i + 1) for i in range(max(0, expect_pods - len(seen)))]
+    # a name the caller counted at zero is a better name for a silent group than a placeholder
+    silent = sorted(name for name, count in counts.items() if count == 0)
+    wanted = max(0, expect_pods - len(seen))
+    silent += [UNSEEN.format(i + 1) for i in range(wanted - len(silent))]
+    unseen = silent[:wanted]
     names = seen + unseen
     # more groups than expected: the first expect_pods (largest counts) are expected, the rest not
     by_count = sorted(seen, key=lambda name: (-counts[name], name))
