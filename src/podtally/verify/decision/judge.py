@@ -1,57 +1,32 @@
-"""The decision: counts per group -> ``even`` | ``uneven`` | ``inconclusive``, with error rates.
-
-Pure: no I/O, no clock, no printing. One call judges one dimension (pod, node, zone or version).
-
-The rule. Every group has an expected share ``p0`` and a tolerance band
-``[p0 * (1 - tolerance), p0 * (1 + tolerance)]``. Every group also gets a confidence interval for
-its true share, simultaneous over the ``k`` groups judged (union bound: each at ``alpha / k``).
-
-- ``even``: every group's interval lies inside its band;
-- ``uneven``: some group's interval lies wholly outside its band;
-- ``inconclusive``: neither (yet).
-
-"inside" and "wholly outside" exclude each other, so ``even`` and ``uneven`` never both hold. If
-the intervals cover the true shares (probability at least ``1 - alpha``), ``even`` is only said
-when every true share is inside its band and ``uneven`` only when some true share is outside its
-band: each verdict is wrong with probability at most ``alpha``.
-
-Two interval methods:
-
-- ``fixed`` (judged once, at a sample size chosen in advance): Clopper-Pearson, exact binomial.
-  Its coverage is at least the nominal level for every true share and every ``n`` (Wilson's dips
-  below it for some), so the stated error rate is a guarantee, not an approximation.
-- ``sequential`` (anytime-valid: the caller may look after every batch and stop when it likes): the
-  beta-binomial mixture confidence sequence (Robbins 1970; Howard et al. 2021, section on conjugate
-  mixtures). For a Beta(a, b) prior, ``M_n(p) = B(a + S, b + n - S) / (B(a, b) p^S (1-p)^(n-S))``
-  is a nonnegative martingale under the true share ``p`` with ``M_0 = 1``; by Ville's inequality it
-  ever reaches ``1 / alpha`` with probability at most ``alpha``. So the set
-  ``{p : M_n(p) < 1 / alpha}``, an interval, holds the true share at every ``n`` at once. The
-  prior is fixed before any data: centred on the expected share, with a strength tuned to the
-  sample size at which the tolerance could first be shown (:func:`prior_strength`).
-"""
+"""``decide()``: one dimension's counts, expected shares, tolerance and alpha -> a Decision."""
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Literal, TypeAlias
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import betaincinv, betaln
-from scipy.stats import norm
 
 from podtally.errors import UsageError
+from podtally.verify.decision.intervals import (
+    MODES,
+    FloatArray,
+    Mode,
+    beta_prior,
+    classify,
+    clopper_pearson,
+    mixture_sequence,
+    prior_strength,
+    tolerance_band,
+)
+from podtally.verify.decision.unit import Unit
 
 Verdict = Literal["even", "uneven", "inconclusive"]
-Mode = Literal["fixed", "sequential"]
 GroupState = Literal["inside", "outside", "undecided"]
-Unit = Literal["requests", "connections"]
-FloatArray: TypeAlias = NDArray[np.float64]
 
-MODES: tuple[Mode, ...] = ("fixed", "sequential")
 DEFAULT_TOLERANCE = 0.2
 DEFAULT_ALPHA = 0.001
 METHOD_NAMES: dict[Mode, str] = {
@@ -60,7 +35,6 @@ METHOD_NAMES: dict[Mode, str] = {
 }
 CORRECTION = "bonferroni"
 MAX_NEEDED = 100_000_000  # beyond this, requests_needed is None ("not in any practical run")
-_NEWTON_STEPS = 9  # Newton from outside: 8 steps reach 1e-11 for any n <= 20,000 (checked)
 UNSEEN = "(no answer {})"  # name for a group expect_pods counts but no response named
 
 
@@ -118,187 +92,6 @@ class Decision:
         data = asdict(self)
         data["groups"] = [{**asdict(group), "missing": group.missing} for group in self.groups]
         return data
-
-
-@dataclass(frozen=True)
-class UnitChoice:
-    """Which sampling unit the decision counts, and why (for the report)."""
-
-    unit: Unit
-    pinned: bool
-    connections: int
-    reason: str
-
-
-# --- the sampling unit --------------------------------------------------------------------------
-def choose_unit(
-    pods_per_connection: Mapping[int, Collection[str]],
-    requests_per_connection: Mapping[int, int],
-) -> UnitChoice:
-    """Requests, or connections when a connection-level balancer pins them.
-
-    Pinned means: no connection saw more than one pod, and some connection carried more than one
-    request. Then the requests on a connection are one draw, and the connection is the unit. If any
-    connection saw two pods, the balancer chooses per request and requests are the unit.
-    """
-    connections = len(pods_per_connection)
-    mixed = sum(1 for pods in pods_per_connection.values() if len(pods) > 1)
-    reused = sum(1 for count in requests_per_connection.values() if count > 1)
-    if mixed:
-        return UnitChoice(
-            "requests",
-            False,
-            connections,
-            f"{mixed} of {connections} connections saw more than one pod: balanced per request",
-        )
-    if reused:
-        return UnitChoice(
-            "connections",
-            True,
-            connections,
-            f"each of {connections} connections stayed on one pod while {reused} carried more "
-            "than one request: balanced per connection",
-        )
-    return UnitChoice(
-        "requests",
-        False,
-        connections,
-        "one request per connection: requests and connections are the same draws",
-    )
-
-
-# --- intervals (vectorised: the simulations call these on whole arrays) -------------------------
-@functools.lru_cache(maxsize=1024)
-def prior_strength(expected: float, tolerance: float, alpha_each: float) -> float:
-    """Strength ``a + b`` of the Beta prior for the sequential interval, fixed before any data.
-
-    ``n*``: the sample size at which a fixed-n normal interval at ``alpha_each`` would first fit in
-    the band, ``z^2 (1 - p0) / (tolerance^2 p0)``. For the normal mixture the width at ``n`` is
-    smallest when the prior precision is ``n / x`` with ``x - log(1 + x) = 2 log(1 / alpha)``
-    (Howard et al. 2021, sec. 3.5); the beta mixture is its binomial analogue, so ``n* / x``.
-    """
-    p0 = min(max(expected, 1e-6), 1 - 1e-6)
-    z = float(norm.isf(alpha_each / 2))
-    n_star = z * z * (1 - p0) / (tolerance * tolerance * p0)
-    target = 2 * math.log(1 / alpha_each)
-    x = target
-    for _ in range(50):
-        x = target + math.log1p(x)
-    return max(2.0, n_star / x)
-
-
-def _prior(expected: FloatArray, strength: FloatArray) -> tuple[FloatArray, FloatArray]:
-    # Centre on the expected share; a group nobody expected (p0 = 0) gets a uniform prior.
-    unexpected = expected <= 0
-    p0 = np.clip(np.where(unexpected, 0.5, expected), 1e-6, 1 - 1e-6)
-    c = np.where(unexpected, 2.0, strength)
-    return np.maximum(c * p0, 0.5), np.maximum(c * (1 - p0), 0.5)
-
-
-def clopper_pearson(
-    counts: FloatArray, totals: FloatArray, alpha_each: float
-) -> tuple[FloatArray, FloatArray]:
-    """Exact two-sided binomial interval at level ``1 - alpha_each`` (arrays broadcast)."""
-    s = np.asarray(counts, dtype=np.float64)
-    f = np.asarray(totals, dtype=np.float64) - s
-    with np.errstate(invalid="ignore", divide="ignore"):
-        lo = np.where(s > 0, betaincinv(np.maximum(s, 1e-300), f + 1, alpha_each / 2), 0.0)
-        hi = np.where(f > 0, betaincinv(s + 1, np.maximum(f, 1e-300), 1 - alpha_each / 2), 1.0)
-    return lo, hi
-
-
-def mixture_sequence(
-    counts: FloatArray,
-    totals: FloatArray,
-    alpha_each: float,
-    prior_a: FloatArray,
-    prior_b: FloatArray,
-) -> tuple[FloatArray, FloatArray]:
-    """Beta-binomial mixture confidence sequence at ``1 - alpha_each``, valid at every ``n``.
-
-    The interval is ``{p : S log p + F log(1 - p) > log B(a+S, b+F) - log B(a, b) - log(1/alpha)}``.
-    Its upper end is the lower end of the mirrored problem (``1 - p``, ``S`` and ``F`` swapped),
-    so one root finder serves both ends, on the whole array at once.
-    """
-    s, n, a, b = np.broadcast_arrays(
-        np.asarray(counts, dtype=np.float64),
-        np.asarray(totals, dtype=np.float64),
-        np.asarray(prior_a, dtype=np.float64),
-        np.asarray(prior_b, dtype=np.float64),
-    )
-    f = n - s
-    level = betaln(a + s, b + f) - betaln(a, b) - math.log(1 / alpha_each)
-    ends = _lower_end(
-        np.concatenate([s.ravel(), f.ravel()]),
-        np.concatenate([f.ravel(), s.ravel()]),
-        np.concatenate([level.ravel(), level.ravel()]),
-    )
-    size = s.size
-    return ends[:size].reshape(s.shape), 1 - ends[size:].reshape(s.shape)
-
-
-def _lower_end(s: FloatArray, f: FloatArray, level: FloatArray) -> FloatArray:
-    """Lower end of ``{p : S log p + F log(1 - p) > level}``, from outside the set (conservative).
-
-    In ``u = log p`` the function ``h(u) = S u + F log(1 - e^u) - level`` is concave, so Newton's
-    method started left of the root climbs to it without ever stepping inside the set: every
-    iterate is a valid (slightly wide) lower end, and a few steps reach machine precision.
-    With ``S = 0`` the set reaches down to 0 (``level < 0`` always holds there).
-    """
-    positive = s > 0
-    n = s + f
-    centre = np.where(positive, s / np.maximum(n, 1), 1.0)
-    u = np.log(centre) - 50.0
-
-    def h(u: FloatArray) -> FloatArray:
-        return np.asarray(s * u + f * np.log(-np.expm1(u)) - level)
-
-    start_ok = h(u) <= 0
-    for _ in range(_NEWTON_STEPS):
-        p = np.exp(u)
-        slope = s - f * p / (-np.expm1(u))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            step = np.where(slope > 0, -h(u) / slope, 0.0)
-        u = u + np.maximum(step, 0.0)
-    return np.where(positive & start_ok, np.exp(u), 0.0)
-
-
-def bounds(
-    counts: FloatArray,
-    totals: FloatArray,
-    *,
-    mode: Mode,
-    alpha_each: float,
-    expected: FloatArray,
-    tolerance: float,
-) -> tuple[FloatArray, FloatArray]:
-    """Interval ends for every group; ``counts`` shape ``(..., k)``, ``totals`` broadcastable."""
-    if mode == "fixed":
-        return clopper_pearson(counts, totals, alpha_each)
-    strength = np.array([prior_strength(float(p), tolerance, alpha_each) for p in expected.ravel()])
-    a, b = _prior(expected, strength.reshape(expected.shape))
-    return mixture_sequence(counts, totals, alpha_each, a, b)
-
-
-def tolerance_band(expected: FloatArray, tolerance: float) -> tuple[FloatArray, FloatArray]:
-    """``[p0 (1 - tolerance), p0 (1 + tolerance)]`` clipped to [0, 1]."""
-    return expected * (1 - tolerance), np.minimum(expected * (1 + tolerance), 1.0)
-
-
-def classify(
-    lo: FloatArray, hi: FloatArray, band_lo: FloatArray, band_hi: FloatArray
-) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
-    """Per group: (inside its band, wholly outside its band). Never both (lo <= hi)."""
-    inside = (lo >= band_lo) & (hi <= band_hi)
-    outside = (hi < band_lo) | (lo > band_hi)
-    return inside, outside
-
-
-def verdicts(inside: NDArray[np.bool_], outside: NDArray[np.bool_]) -> NDArray[np.int8]:
-    """Along the last axis: 1 even, -1 uneven, 0 inconclusive (for simulations)."""
-    even = inside.all(axis=-1)
-    uneven = outside.any(axis=-1)
-    return np.where(even, 1, np.where(uneven, -1, 0)).astype(np.int8)
 
 
 # --- the decision ------------------------------------------------------------------------------
@@ -514,7 +307,7 @@ class _Judge:
         self.band_lo, self.band_hi = tolerance_band(expected, tolerance)
         if mode == "sequential":
             strength = np.array([prior_strength(float(p), tolerance, alpha_each) for p in expected])
-            self.a, self.b = _prior(expected, strength)
+            self.a, self.b = beta_prior(expected, strength)
 
     def bounds(
         self, counts: FloatArray, total: float | FloatArray
