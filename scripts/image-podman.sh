@@ -6,7 +6,8 @@
 #   - no systemd as PID 1: cgroupfs as the cgroup manager and a file as the events log;
 #   - runc when it is installed (Debian's podman works with it as root where crun may not);
 #   - ulimits no higher than this process's own hard limits: podman's default nofile (1048576)
-#     cannot be granted without CAP_SYS_RESOURCE. default_ulimits covers `podman build` too.
+#     cannot be granted without CAP_SYS_RESOURCE. default_ulimits covers `podman build` too,
+#     whose RUN steps start from nproc 32768 and may not raise it, hence the cap.
 set -euo pipefail
 
 if ! command -v podman >/dev/null 2>&1; then
@@ -20,8 +21,9 @@ if [ -z "${CONTAINERS_CONF:-}" ]; then
   ulimits=()
   nofile="$(ulimit -Hn)"
   nproc="$(ulimit -Hu)"
+  if [ "$nproc" = unlimited ] || [ "$nproc" -gt 32768 ]; then nproc=32768; fi
   [ "$nofile" != unlimited ] && ulimits+=("\"nofile=$nofile:$nofile\"")
-  [ "$nproc" != unlimited ] && ulimits+=("\"nproc=$nproc:$nproc\"")
+  ulimits+=("\"nproc=$nproc:$nproc\"")
   {
     echo "[containers]"
     echo "default_ulimits = [$(IFS=,; echo "${ulimits[*]}")]"
