@@ -46,7 +46,9 @@ class Container:
         return self.podman.run("inspect", "--format", template, self.name).strip()
 
     def logs(self) -> str:
-        return self.podman.run("logs", self.name, check=False)
+        """What the container wrote, stdout then stderr (the service logs to stderr)."""
+        out = self.podman.completed("logs", self.name)
+        return out.stdout + out.stderr
 
     def exec(self, *argv: str) -> subprocess.CompletedProcess[str]:
         return self.podman.completed("exec", self.name, *argv)

@@ -162,11 +162,8 @@ def test_image_healthcheck_reports_healthy(podman: Podman, image: str) -> None:
     check = podman.completed("healthcheck", "run", container.name, timeout=30)
     assert check.returncode == 0, check.stdout + check.stderr
     assert container.inspect("{{.State.Health.Status}}") == "healthy"
-    # And when the service is gone, the same check says so.
-    container.exec("python", "-c", "import os, signal; os.kill(1, signal.SIGKILL)")
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and container.inspect("{{.State.Running}}") == "true":
-        time.sleep(0.1)
+    # And when the service hangs (stopped by SIGSTOP), the same check says so within its timeout.
+    podman.run("kill", "--signal", "STOP", container.name)
     assert podman.completed("healthcheck", "run", container.name, timeout=30).returncode != 0
 
 
