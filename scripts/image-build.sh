@@ -4,7 +4,8 @@
 # With a Docker daemon that answers (or ENGINE=docker), `docker build` on the Dockerfile's own
 # pinned upstream base. Otherwise podman, on a base made here: Debian bookworm by debootstrap from
 # the mirror apt uses, imported as BASE (default localhost/podtally-base:bookworm). The base stays
-# in podman's image store, so later builds skip debootstrap; `make image-clean` removes it.
+# in podman's image store, so later builds skip debootstrap; `make image-clean` removes it. A BASE
+# outside localhost/ (the upstream one, say, where the registry is reachable) is pulled instead.
 #
 # Settings (environment): IMAGE, BASE, ENGINE (docker|podman), MIRROR (the Debian mirror),
 # BUILD_LOG (where the build's output goes; the last line of it is shown on failure).
@@ -69,13 +70,11 @@ apt_mirror() {
   echo "${uri:-http://deb.debian.org/debian}"
 }
 
-if "${podman[@]}" image exists "$base"; then
+if "${podman[@]}" image exists "$base" 2>/dev/null; then
   echo "base $base: cached in podman's image store"
+elif [[ "$base" != localhost/* ]]; then
+  echo "base $base: podman build pulls it"
 else
-  case "$base" in
-  localhost/*) ;;
-  *) fail 2 "BASE=$base is not in podman's image store, and only a localhost/ base is built here" ;;
-  esac
   [ "$(id -u)" -eq 0 ] || fail 3 "building the base $base needs root (debootstrap): run 'sudo make image'"
   command -v debootstrap >/dev/null 2>&1 ||
     fail 3 "debootstrap is not installed: 'make image' installs it on Debian"

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 version="$(sed -n 's/^version = "\(.*\)"$/\1/p' pyproject.toml | head -n 1)"
 image="${IMAGE:-localhost/podtally:$version}"
 scripts/image-podman.sh --version >/dev/null
-if ! scripts/image-podman.sh image exists "$image"; then
+if ! scripts/image-podman.sh image exists "$image" 2>/dev/null; then
   echo "error: no image $image in podman's image store: build it with 'make image IMAGE=$image'" >&2
   exit 2
 fi
