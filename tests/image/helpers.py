@@ -162,6 +162,7 @@ class AsRun:
     args: list[str]
     port: int
     grace_seconds: int
+    memory_limit: int | None
     env: dict[str, str]
     liveness: Probe
     readiness: Probe
@@ -248,8 +249,12 @@ def deployment_as_run(deployment: dict[str, Any], pod: Pod) -> AsRun:
 
     limits = container.get("resources", {}).get("limits", {})
     assert set(limits) <= {"cpu", "memory"}, limits
+    memory_limit = None
     if "memory" in limits:
-        flags += ["--memory", limits["memory"].removesuffix("i").lower()]
+        quantity = re.fullmatch(r"(\d+)(Mi|Gi)", limits["memory"])
+        assert quantity, f"a memory quantity the test cannot read: {limits['memory']}"
+        memory_limit = int(quantity[1]) * {"Mi": 2**20, "Gi": 2**30}[quantity[2]]
+        flags += ["--memory", f"{memory_limit}b"]
     if "cpu" in limits:
         cpu = str(limits["cpu"])
         flags += ["--cpus", str(int(cpu[:-1]) / 1000 if cpu.endswith("m") else float(cpu))]
@@ -281,6 +286,7 @@ def deployment_as_run(deployment: dict[str, Any], pod: Pod) -> AsRun:
         args=[str(a) for a in container.get("args", [])],
         port=port,
         grace_seconds=int(spec.get("terminationGracePeriodSeconds", 30)),
+        memory_limit=memory_limit,
         env=env,
         liveness=liveness,
         readiness=_probe(container["readinessProbe"], ports),

@@ -86,6 +86,11 @@ def test_runs_as_the_deployment_says(podman: Podman, image: str) -> None:
     assert denied.returncode != 0 and "Read-only file system" in denied.stderr, denied
     assert container.exec("python", "-c", "open('/tmp/scratch', 'w').write('x')").returncode == 0
 
+    # resources.limits.memory is the kernel's limit on the container's cgroup (v2 or v1).
+    limit = container.exec("sh", "-c", "cat /sys/fs/cgroup/memory.max 2>/dev/null"
+                           " || cat /sys/fs/cgroup/memory/memory.limit_in_bytes")  # fmt: skip
+    assert limit.stdout.strip() == str(run.memory_limit), limit
+
     # The liveness probe as podman's health check.
     check = podman.completed("healthcheck", "run", container.name, timeout=30)
     assert check.returncode == 0, check.stdout + check.stderr
