@@ -99,9 +99,11 @@ else
   echo "base $base: built in $((SECONDS - started)) s"
 fi
 
-# The host's CA bundle, read-only, for pip inside the build: Debian's pip trusts the system
-# bundle, so a TLS-inspecting proxy that the host trusts is trusted in the build too. Nothing
-# of it stays in the image (a build-time mount is not a layer).
+# The host's CA bundle, read-only, for pip inside the build: Debian's pip reads the system
+# bundle (its certifi points there), so a TLS-inspecting proxy the host trusts is trusted in the
+# build too; without the mount, pip finds no distribution here. Nothing of it stays in the image
+# (a build-time mount is not a layer). An upstream python base's pip uses its own certifi bundle
+# and would need PIP_CERT set in the build, which the Dockerfile does not take.
 mounts=()
 [ -d /etc/ssl/certs ] && mounts+=(-v /etc/ssl/certs:/etc/ssl/certs:ro)
 started=$SECONDS
