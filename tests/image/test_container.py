@@ -22,6 +22,7 @@ from tests.image.helpers import (
     deployment_as_run,
     labels_of,
     manifests,
+    podman_cmd,
 )
 
 pytestmark = [pytest.mark.image, pytest.mark.slow]
@@ -100,8 +101,7 @@ def test_runs_as_the_deployment_says(podman: Podman, image: str) -> None:
     # while it drains, then exit 0 well within the grace period.
     sent = time.monotonic()
     stop = subprocess.Popen(
-        ["bash", "scripts/image-podman.sh", "stop", "--time", str(run.grace_seconds),
-         container.name],
+        podman_cmd("stop", "--time", str(run.grace_seconds), container.name),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
