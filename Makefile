@@ -10,8 +10,13 @@ WHEELHOUSE := $(VENV)/wheelhouse
 # Debian packages: haproxy for the local stack; curl, wrk and nginx for the benchmarks.
 APT_PACKAGES := haproxy curl nginx-light iptables
 BENCH_APT_PACKAGES := wrk nginx-light
+# The image: podman (with runc) where no Docker daemon answers; debootstrap makes its base here.
+IMAGE_APT_PACKAGES := podman runc debootstrap
+# Empty: the scripts' defaults (localhost/podtally:VERSION; the base localhost/podtally-base:bookworm).
+IMAGE ?=
+BASE ?=
 
-.PHONY: setup system-deps demo test lint format bench clean lock
+.PHONY: setup system-deps demo test lint format bench clean lock image image-test image-clean
 
 setup: system-deps $(STAMP) $(WHEELHOUSE)/.complete $(CHECKOV_VENV)/bin/checkov
 
@@ -63,6 +68,19 @@ bench: setup
 	$(BIN)/python bench/service_bench.py --rounds 5
 	$(BIN)/python bench/verify_bench.py
 	$(BIN)/python bench/local_bench.py
+
+# deploy/Dockerfile built for real (scripts/image-build.sh). The debootstrapped base is cached in
+# podman's image store between runs; image-clean removes it and the image.
+image:
+	@bash scripts/apt-install.sh $(IMAGE_APT_PACKAGES)
+	@IMAGE="$(IMAGE)" BASE="$(BASE)" bash scripts/image-build.sh
+
+# tests/image against the running container (marked `image`, so `make test` leaves them out).
+image-test: $(STAMP)
+	@IMAGE="$(IMAGE)" bash scripts/image-test.sh
+
+image-clean:
+	@bash scripts/image-podman.sh rmi --ignore $(or $(IMAGE),localhost/podtally:$(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)) $(or $(BASE),localhost/podtally-base:bookworm)
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache
