@@ -9,11 +9,13 @@ so HAProxy never reloads and no request is lost to a reload.
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +56,15 @@ def find_binary() -> str:
                 return candidate
         raise MissingDependencyError(f"haproxy not found: {install_hint()}")
     return found
+
+
+def socket_path(run_dir: Path) -> str:
+    """The runtime API socket, in the run directory unless that path is too long for AF_UNIX."""
+    path = run_dir / "haproxy.sock"
+    if len(str(path)) <= 100:
+        return str(path)
+    digest = hashlib.sha256(str(run_dir).encode()).hexdigest()[:16]
+    return str(Path(tempfile.gettempdir()) / f"podtally-{os.getuid()}-{digest}.sock")
 
 
 def server_name(slot: int) -> str:
