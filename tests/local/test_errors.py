@@ -235,7 +235,8 @@ def test_foreground_stops_everything_on_ctrl_c_or_sigterm(root: Path, sig: signa
     base = free_base()
     process = _spawn_up(root, base, "--foreground")
     try:
-        read_until(process.stdout, "is up")
+        # The signal must come once the command runs in the foreground, not while it prints.
+        read_until(process.stderr, "running in the foreground")
         running = status("errs", run_dir=root / "errs")
         assert running.ready
         process.send_signal(sig)

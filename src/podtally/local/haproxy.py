@@ -58,10 +58,16 @@ def find_binary() -> str:
     return found
 
 
+# HAProxy refuses a stats socket path over 97 characters (it binds a temporary name beside it
+# first); a margin below that.
+MAX_SOCKET_PATH = 90
+
+
 def socket_path(run_dir: Path) -> str:
-    """The runtime API socket, in the run directory unless that path is too long for AF_UNIX."""
+    """The runtime API socket, in the run directory unless that path is too long for HAProxy
+    (then in the temporary directory, under a name derived from the run directory)."""
     path = run_dir / "haproxy.sock"
-    if len(str(path)) <= 100:
+    if len(str(path)) <= MAX_SOCKET_PATH:
         return str(path)
     digest = hashlib.sha256(str(run_dir).encode()).hexdigest()[:16]
     return str(Path(tempfile.gettempdir()) / f"podtally-{os.getuid()}-{digest}.sock")
@@ -86,7 +92,7 @@ class Layout:
     """Everything the configuration depends on."""
 
     http_port: int
-    https_port: int | None  # None: plain HTTP only (--no-tls)
+    https_port: int | None  # None: plain HTTP only (TLS off)
     stats_port: int
     socket_path: Path
     cert_path: Path | None

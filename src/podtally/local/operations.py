@@ -14,6 +14,9 @@ or an interrupt half-way.
 * ``scale``: new replicas join the same way; removed ones leave the same way.
 * ``down``: HAProxy soft-stops, the replicas get SIGTERM and drain, SIGKILL after a bound, and the
   run directory goes. Idempotent.
+
+Somewhat over 400 lines on purpose: each operation sits beside its recovery path (what an
+interrupt or a failure half-way leaves, and how it is undone), and they read best together.
 """
 
 from __future__ import annotations
