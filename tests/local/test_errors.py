@@ -137,6 +137,8 @@ def test_port_in_use_is_a_one_line_error_and_starts_nothing(
     assert cli.returncode == 2
     assert cli.stderr.startswith("error: ") and cli.stderr.count("\n") == 1, cli.stderr
     assert "already in use" in cli.stderr
+    # The library names the setting; the command line names the option that sets it.
+    assert f"--{what.lower()}-port {base + offset}: " in cli.stderr, cli.stderr
     nothing_left(root, base)
 
 
