@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support import run_cli
 
 from podtally.errors import PodtallyError
 from podtally.local import processes as proc
@@ -244,3 +245,16 @@ def test_a_waiting_lock_says_so_once(tmp_path: Path) -> None:
     with rundir.locked(run_dir, timeout=1, on_wait=lambda: notes.append("again")):
         pass
     assert notes == ["waiting"]  # a free lock is taken without a word
+
+
+def test_without_psutil_the_stack_commands_say_what_to_install(tmp_path: Path) -> None:
+    # A core install has no psutil: a module of that name that cannot be imported stands in.
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "psutil.py").write_text("raise ModuleNotFoundError('psutil', name='psutil')\n")
+    for command in (["status"], ["down"]):
+        cli = run_cli(
+            *command, env={"PYTHONPATH": str(shadow), "PODTALLY_STATE_DIR": str(tmp_path)}
+        )
+        assert cli.returncode == 3, cli.stderr
+        assert cli.stderr == "error: the local stack needs psutil: pip install 'podtally[local]'\n"

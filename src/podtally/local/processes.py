@@ -18,9 +18,14 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import psutil
+from podtally.errors import MissingDependencyError, PodtallyError
 
-from podtally.errors import PodtallyError
+try:
+    import psutil
+except ModuleNotFoundError as missing:  # the core install has no psutil: say what to install
+    raise MissingDependencyError(
+        "the local stack needs psutil: pip install 'podtally[local]'"
+    ) from missing
 
 # Two create times of one process agree exactly; an unrelated process that reused the pid
 # started at least a clock tick later. The slack only covers rounding in older state files.
