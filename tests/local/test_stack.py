@@ -1,7 +1,7 @@
 """One real stack (3 replicas of `podtally serve` behind a real HAProxy, TLS on), shared by the
-tests that only look at it (traffic, redirects, TLS, status); the tests that change a stack
-(restart, scale, SIGKILL under load, down) each get a stack of their own. No test depends on
-another's order; ports come from the kernel.
+tests: traffic, redirects, TLS, status, then restart / scale / SIGKILL under load. The ``stack``
+fixture hands each test the stack healthy with three replicas, whatever ran before, so no test
+depends on another's order; ``down`` gets a stack of its own. Ports come from the kernel.
 """
 
 from __future__ import annotations
@@ -68,28 +68,46 @@ def shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def stack(shared_root: Path) -> Iterator[Stack]:
-    """The stack the read-only tests share; none of them changes it."""
+def started(shared_root: Path) -> Iterator[Stack]:
+    """The stack most tests share, as ``up`` returned it."""
     yield from _started(shared_root)
 
 
 @pytest.fixture
-def state_root(tmp_path: Path) -> Path:
+def state_root(shared_root: Path) -> Path:
+    return shared_root
+
+
+@pytest.fixture
+def stack(started: Stack, state_root: Path) -> Stack:
+    """The shared stack, healthy with three replicas UP whatever a test before did to it (a
+    test that restarts, scales or kills replicas leaves it so, but may fail half-way)."""
+    now = current(state_root)
+    if len(now.replicas) != 3:
+        now = scale(3, NAME, run_dir=state_root / NAME)
+    if not now.ready:
+        now = restart(NAME, run_dir=state_root / NAME)
+    assert now.ready and len(now.replicas) == 3, now.replicas
+    return now
+
+
+@pytest.fixture
+def own_root(tmp_path: Path) -> Path:
     return tmp_path / "state"
 
 
 @pytest.fixture
-def own_stack(state_root: Path) -> Iterator[Stack]:
-    """A fresh stack for one test that changes it."""
-    yield from _started(state_root)
+def own_stack(own_root: Path) -> Iterator[Stack]:
+    """A stack of its own, for the test that takes it down."""
+    yield from _started(own_root)
 
 
 def current(state_root: Path) -> Stack:
     return status(NAME, run_dir=state_root / NAME)
 
 
-def test_up_starts_ready_replicas_with_pod_like_identities(stack: Stack, shared_root: Path) -> None:
-    now = current(shared_root)
+def test_up_starts_ready_replicas_with_pod_like_identities(started: Stack) -> None:
+    now = started
     assert len(now.replicas) == 3
     assert all(r.health == "UP" and r.running for r in now.replicas), now.replicas
     assert all(POD_RE.match(r.pod) for r in now.replicas), [r.pod for r in now.replicas]
@@ -100,8 +118,8 @@ def test_up_starts_ready_replicas_with_pod_like_identities(stack: Stack, shared_
     assert {r.namespace for r in now.replicas} == {"podtally"}
     # Each replica on its own loopback address, like a pod IP.
     assert sorted(r.address for r in now.replicas) == ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
-    assert now.url == f"https://127.0.0.1:{stack.config.https_port}/"
-    assert now.http_url == f"http://127.0.0.1:{stack.config.http_port}/"
+    assert now.url == f"https://127.0.0.1:{now.config.https_port}/"
+    assert now.http_url == f"http://127.0.0.1:{now.config.http_port}/"
     assert now.ca_path is not None and now.ca_path.is_file()
 
 
@@ -190,8 +208,8 @@ def test_stats_page_and_prometheus_endpoint(stack: Stack) -> None:
     assert re.search(r'haproxy_backend_active_servers\{proxy="pods"\} 3\b', metrics), metrics[:500]
 
 
-def test_status_cli_table_and_json(stack: Stack, shared_root: Path) -> None:
-    env = {"PODTALLY_STATE_DIR": str(shared_root)}
+def test_status_cli_table_and_json(stack: Stack, state_root: Path) -> None:
+    env = {"PODTALLY_STATE_DIR": str(state_root)}
     table = run_cli("status", "--name", NAME, env=env)
     assert table.returncode == 0, table.stderr
     for replica in stack.replicas:
@@ -210,7 +228,7 @@ def test_status_cli_table_and_json(stack: Stack, shared_root: Path) -> None:
     }
 
 
-def test_rolling_restart_under_load_fails_no_request(own_stack: Stack, state_root: Path) -> None:
+def test_rolling_restart_under_load_fails_no_request(stack: Stack, state_root: Path) -> None:
     before = current(state_root)
     lines: list[str] = []
     with Load(before.url, before.ca_path) as load:
@@ -233,7 +251,7 @@ def test_rolling_restart_under_load_fails_no_request(own_stack: Stack, state_roo
     assert any("draining" in line for line in lines), lines
 
 
-def test_scale_up_and_down_under_load_fails_no_request(own_stack: Stack, state_root: Path) -> None:
+def test_scale_up_and_down_under_load_fails_no_request(stack: Stack, state_root: Path) -> None:
     before = current(state_root)
     with Load(before.url, before.ca_path) as load:
         load.wait_for(50)
@@ -251,12 +269,13 @@ def test_scale_up_and_down_under_load_fails_no_request(own_stack: Stack, state_r
     assert len(removed) == 3
     assert_all_gone([r.pid for r in removed])
     assert current(state_root).config.replicas == 2
+    # Back to three, as the tests that share this stack find it.
     back = scale(3, NAME, run_dir=state_root / NAME)
     assert len(back.replicas) == 3 and back.ready
 
 
 def test_sigkilled_replica_is_taken_out_and_no_request_fails(
-    own_stack: Stack, state_root: Path
+    stack: Stack, state_root: Path
 ) -> None:
     before = current(state_root)
     victim = before.replicas[1]
@@ -287,24 +306,24 @@ def test_sigkilled_replica_is_taken_out_and_no_request_fails(
     assert healed.ready and len(healed.replicas) == 3
 
 
-def test_down_leaves_no_process_no_port_no_state(own_stack: Stack, state_root: Path) -> None:
-    last = current(state_root)
+def test_down_leaves_no_process_no_port_no_state(own_stack: Stack, own_root: Path) -> None:
+    last = current(own_root)
     pids = stack_pids(last)
     ports = (last.config.http_port, last.config.https_port, last.config.stats_port)
     endpoints = [("127.0.0.1", p) for p in ports]
     endpoints += [(r.address, r.port) for r in last.replicas]
     assert all(bind_error(a, p) for a, p in endpoints)  # all listening
     lines: list[str] = []
-    assert down(NAME, run_dir=state_root / NAME, progress=lines.append) is True
+    assert down(NAME, run_dir=own_root / NAME, progress=lines.append) is True
     assert_all_gone(pids)
     busy = [(a, p) for a, p in endpoints if bind_error(a, p)]
     assert busy == []
-    assert not (state_root / NAME).exists()
-    assert list(state_root.iterdir()) == []  # not even the lock file stays
+    assert not (own_root / NAME).exists()
+    assert list(own_root.iterdir()) == []  # not even the lock file stays
     # Idempotent: a second down finds nothing, says so, and succeeds.
-    assert down(NAME, run_dir=state_root / NAME) is False
-    again = run_cli("down", "--name", NAME, env={"PODTALLY_STATE_DIR": str(state_root)})
+    assert down(NAME, run_dir=own_root / NAME) is False
+    again = run_cli("down", "--name", NAME, env={"PODTALLY_STATE_DIR": str(own_root)})
     assert again.returncode == 0 and "not running" in again.stderr
-    gone = run_cli("status", "--name", NAME, env={"PODTALLY_STATE_DIR": str(state_root)})
+    gone = run_cli("status", "--name", NAME, env={"PODTALLY_STATE_DIR": str(own_root)})
     assert gone.returncode == 3
     assert gone.stderr.startswith("error: ") and gone.stderr.count("\n") == 1
