@@ -15,7 +15,8 @@ from typing import IO
 from urllib.parse import urlsplit
 
 from podtally.local import Stack
-from podtally.local import state as st
+from podtally.local import processes as proc
+from podtally.net import bind_error
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -170,9 +171,30 @@ def stack_processes(run_dir: Path) -> list[str]:
         except OSError:
             continue  # gone meanwhile, or not ours to look at
         ours = any(cwd == w or cwd.startswith(w + "/") or w + "/" in line for w in wanted)
-        if ours and st.pid_alive(int(entry.name)):
+        if ours and proc.pid_alive(int(entry.name)):
             found.append(f"{entry.name} (cwd {cwd}): {line}")
     return found
+
+
+def free_base(span: int = 3, replicas: int = 6) -> int:
+    """A port P from the kernel (bind to port 0) such that P .. P+span-1 are free on 127.0.0.1
+    and P is free on each replica's loopback address (127.0.0.11 ...), where replicas listen on
+    the stack's HTTP port: a stack's HTTP, HTTPS and stats ports as ``P, P+1, P+2``.
+
+    Each test asks for its own, so test files share no port and can run in parallel (the
+    kernel hands out different ports to concurrent callers; the neighbours are checked).
+    """
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            base: int = probe.getsockname()[1]
+            if base + span > 65535:
+                continue
+            wanted = [("127.0.0.1", base + k) for k in range(1, span)]
+            wanted += [(f"127.0.0.{10 + k}", base) for k in range(1, replicas + 1)]
+            if all(bind_error(host, port) is None for host, port in wanted):
+                return base
+    raise AssertionError("no free port range from the kernel after 200 tries")
 
 
 def stack_pids(stack: Stack) -> list[int]:
@@ -181,7 +203,7 @@ def stack_pids(stack: Stack) -> list[int]:
 
 def assert_all_gone(pids: list[int], within: float = 0.0) -> None:
     """Every process group in ``pids`` is gone now (or within ``within`` seconds)."""
-    alive = st.wait_gone(pids, within)
+    alive = proc.wait_gone(pids, within)
     assert not alive, f"processes still running: {alive}"
 
 

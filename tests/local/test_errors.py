@@ -1,7 +1,7 @@
 """What goes wrong, said clearly, with nothing left behind: up twice, stale state, a port in use,
 haproxy missing, a replica that never becomes ready, bad input, Ctrl-C and SIGTERM.
 
-Ports 19100-19199, a few per test so that tests never share one.
+Each test takes its ports from the kernel (``free_base``), so tests share none.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from tests.local.localstack_helpers import (
     assert_all_gone,
+    free_base,
     get,
     read_until,
     stack_pids,
@@ -27,6 +28,7 @@ from tests.support import clean_env, run_cli
 
 from podtally.errors import MissingDependencyError, NotRunningError, PodtallyError, UsageError
 from podtally.local import AlreadyUpError, StackConfig, down, status, up
+from podtally.local import processes as proc
 from podtally.local import state as st
 from podtally.net import bind_error
 
@@ -66,19 +68,20 @@ def nothing_left(root: Path, http_port: int | None) -> None:
 
 
 def test_up_twice_says_already_up(root: Path) -> None:
-    cfg = config(root, 19100)
+    base = free_base()
+    cfg = config(root, base)
     first = up(cfg)
     with pytest.raises(AlreadyUpError, match="already up") as caught:
         up(cfg)
     assert caught.value.stack.haproxy_pid == first.haproxy_pid
     env = {"PODTALLY_STATE_DIR": str(root)}
-    ports = ["--http-port", "19100", "--https-port", "19101", "--stats-port", "19102"]
+    ports = ["--http-port", str(base), "--https-port", str(base + 1), "--stats-port", str(base + 2)]
     same = run_cli(
         "up", "--name", "errs", "--replicas", "2", "--drain-seconds", "0.5", *ports, env=env
     )
     # The same stack asked for again: not an error, it says so and shows the URLs.
     assert same.returncode == 0, same.stderr
-    assert "already up" in same.stderr and "https://127.0.0.1:19101/" in same.stdout
+    assert "already up" in same.stderr and f"https://127.0.0.1:{base + 1}/" in same.stdout
     other = run_cli("up", "--name", "errs", "--replicas", "4", *ports, env=env)
     assert other.returncode == 2
     assert other.stderr.startswith("error: ") and other.stderr.count("\n") == 1
@@ -88,10 +91,10 @@ def test_up_twice_says_already_up(root: Path) -> None:
 
 
 def test_stale_state_is_detected_and_cleaned(root: Path) -> None:
-    cfg = config(root, 19110)
+    cfg = config(root, free_base())
     crashed = up(cfg)
     # A crash: HAProxy dies hard, replicas are left orphaned, the state file stays.
-    st.signal_group(crashed.haproxy_pid, signal.SIGKILL)
+    proc.signal_group(crashed.haproxy_pid, signal.SIGKILL)
     assert_all_gone([crashed.haproxy_pid], within=5)
     with pytest.raises(NotRunningError, match="HAProxy"):
         status("errs", run_dir=root / "errs")
@@ -106,18 +109,19 @@ def test_stale_state_is_detected_and_cleaned(root: Path) -> None:
 
 
 def test_down_cleans_stale_state_too(root: Path) -> None:
-    crashed = up(config(root, 19115))
-    st.signal_group(crashed.haproxy_pid, signal.SIGKILL)
+    base = free_base()
+    crashed = up(config(root, base))
+    proc.signal_group(crashed.haproxy_pid, signal.SIGKILL)
     assert down("errs", run_dir=root / "errs") is True  # the orphaned replicas were stopped
     assert_all_gone(stack_pids(crashed))
-    nothing_left(root, 19115)
+    nothing_left(root, base)
 
 
 @pytest.mark.parametrize(("offset", "what"), [(0, "HTTP"), (1, "HTTPS"), (2, "stats")])
 def test_port_in_use_is_a_one_line_error_and_starts_nothing(
     root: Path, offset: int, what: str
 ) -> None:
-    base = 19120 + 5 * offset
+    base = free_base()
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", base + offset))
         squatter.listen(1)
@@ -133,23 +137,26 @@ def test_port_in_use_is_a_one_line_error_and_starts_nothing(
     assert cli.returncode == 2
     assert cli.stderr.startswith("error: ") and cli.stderr.count("\n") == 1, cli.stderr
     assert "already in use" in cli.stderr
+    # The library names the setting; the command line names the option that sets it.
+    assert f"--{what.lower()}-port {base + offset}: " in cli.stderr, cli.stderr
     nothing_left(root, base)
 
 
 def test_replica_address_in_use_is_caught_before_starting(root: Path) -> None:
+    base = free_base()
     with socket.socket() as squatter:
-        squatter.bind(("127.0.0.12", 19140))
+        squatter.bind(("127.0.0.12", base))
         squatter.listen(1)
-        with pytest.raises(UsageError, match=r"replica port 127.0.0.12:19140 is already in use"):
-            up(config(root, 19140))
-    nothing_left(root, 19140)
+        with pytest.raises(UsageError, match=rf"replica port 127.0.0.12:{base} is already in use"):
+            up(config(root, base))
+    nothing_left(root, base)
 
 
 def test_missing_haproxy_is_a_one_line_error(root: Path) -> None:
     env = {"PODTALLY_STATE_DIR": str(root), "PODTALLY_HAPROXY": str(root / "no-such-haproxy")}
-    cli = run_cli(
-        "up", "--http-port", "19145", "--https-port", "19146", "--stats-port", "19147", env=env
-    )
+    base = free_base()
+    ports = ("--http-port", str(base), "--https-port", str(base + 1), "--stats-port", str(base + 2))
+    cli = run_cli("up", *ports, env=env)
     assert cli.returncode == 3
     assert cli.stderr.count("\n") == 1, cli.stderr
     assert cli.stderr.startswith("error: haproxy not found")
@@ -159,18 +166,19 @@ def test_missing_haproxy_is_a_one_line_error(root: Path) -> None:
     os.environ["PODTALLY_HAPROXY"] = str(root / "no-such-haproxy")
     try:
         with pytest.raises(MissingDependencyError):
-            up(config(root, 19145))
+            up(config(root, base))
     finally:
         del os.environ["PODTALLY_HAPROXY"]
-    nothing_left(root, 19145)
+    nothing_left(root, base)
 
 
 def test_replica_never_ready_fails_after_the_bound_and_stops_everything(root: Path) -> None:
+    base = free_base()
     # No Python program listens within 50 ms of being started: the bound always trips.
     with pytest.raises(PodtallyError, match=r"not ready after 0\.05 s"):
-        up(config(root, 19150, ready_timeout=0.05))
-    nothing_left(root, 19150)
-    assert all(bind_error("127.0.0.1", p) is None for p in (19150, 19151, 19152))
+        up(config(root, base, ready_timeout=0.05))
+    nothing_left(root, base)
+    assert all(bind_error("127.0.0.1", p) is None for p in (base, base + 1, base + 2))
 
 
 @pytest.mark.parametrize(
@@ -178,7 +186,7 @@ def test_replica_never_ready_fails_after_the_bound_and_stops_everything(root: Pa
     [
         (["--replicas", "0"], "replicas must be between 1 and 64"),
         (["--name", "Bad_Name"], "is not a DNS-1123 label"),
-        (["--http-port", "19160", "--https-port", "19160"], "ports must differ"),
+        (["--http-port", "8080", "--https-port", "8080"], "ports must differ"),
         (["--host", "not a host"], "not a valid DNS hostname"),
     ],
 )
@@ -226,10 +234,11 @@ def _recorded_replica_pids(run_dir: Path, at_least: int, timeout: float = 30) ->
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_foreground_stops_everything_on_ctrl_c_or_sigterm(root: Path, sig: signal.Signals) -> None:
-    base = 19170 if sig == signal.SIGINT else 19175
+    base = free_base()
     process = _spawn_up(root, base, "--foreground")
     try:
-        read_until(process.stdout, "is up")
+        # The signal must come once the command runs in the foreground, not while it prints.
+        read_until(process.stderr, "running in the foreground")
         running = status("errs", run_dir=root / "errs")
         assert running.ready
         process.send_signal(sig)
@@ -246,12 +255,13 @@ def test_foreground_stops_everything_on_ctrl_c_or_sigterm(root: Path, sig: signa
 
 def test_ctrl_c_while_up_waits_leaves_nothing(root: Path) -> None:
     # Six replicas take well over a second to start on two cores: time enough to interrupt.
-    process = _spawn_up(root, 19180, "--replicas", "6")
+    base = free_base()
+    process = _spawn_up(root, base, "--replicas", "6")
     try:
         read_until(process.stderr, "starting 6 replica")
         # Interrupt once replicas run and are recorded (not before the first one is spawned).
         spawned = _recorded_replica_pids(root / "errs", at_least=2)
-        assert all(st.pid_alive(pid) for pid in spawned)
+        assert all(proc.pid_alive(pid) for pid in spawned)
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=60)
     finally:
@@ -261,8 +271,8 @@ def test_ctrl_c_while_up_waits_leaves_nothing(root: Path) -> None:
     assert process.returncode == 130, err
     assert "stopping what was started" in err
     assert_all_gone(spawned)
-    nothing_left(root, 19180)
-    assert all(bind_error(f"127.0.0.{10 + k}", 19180) is None for k in range(1, 7))
+    nothing_left(root, base)
+    assert all(bind_error(f"127.0.0.{10 + k}", base) is None for k in range(1, 7))
 
 
 def test_a_run_directory_with_foreign_files_is_never_deleted(root: Path) -> None:
@@ -270,7 +280,7 @@ def test_a_run_directory_with_foreign_files_is_never_deleted(root: Path) -> None
     precious.parent.mkdir()
     precious.write_text("not podtally's")
     with pytest.raises(UsageError, match="holds files podtally did not create"):
-        up(config(root, 19185))
+        up(config(root, free_base()))
     assert down("errs", run_dir=root / "errs") is False
     assert precious.read_text() == "not podtally's"
     assert stack_processes(root) == []
@@ -278,14 +288,14 @@ def test_a_run_directory_with_foreign_files_is_never_deleted(root: Path) -> None
 
 def test_run_directory_with_a_space_works_and_a_dollar_is_refused(root: Path) -> None:
     spaced = root / "my stacks" / "errs"
-    stack = up(config(root, 19190, run_dir=spaced, replicas=1))
+    stack = up(config(root, free_base(), run_dir=spaced, replicas=1))
     try:
         assert stack.ready and get(stack.url, stack.ca_path)[0] == 200
     finally:
         assert down("errs", run_dir=spaced)
     assert not spaced.exists()
     with pytest.raises(UsageError, match=r"contains '\$'"):
-        up(config(root, 19195, run_dir=root / "$HOME" / "errs"))
+        up(config(root, free_base(), run_dir=root / "$HOME" / "errs"))
     assert not (root / "$HOME").exists()
 
 
@@ -309,7 +319,8 @@ def test_an_unusable_state_directory_is_one_line_exit_2(root: Path, layout: str)
         (blocker / ".errs.lock").mkdir(parents=True)
         state_dir = blocker
     env = {"PODTALLY_STATE_DIR": str(state_dir)}
-    ports = ("--http-port", "19196", "--https-port", "19197", "--stats-port", "19198")
+    base = free_base()
+    ports = ("--http-port", str(base), "--https-port", str(base + 1), "--stats-port", str(base + 2))
     commands: list[tuple[str, ...]] = [("up", "--name", "errs", *ports)]
     if layout != "lock-is-a-directory":  # only commands that change a stack take the lock
         commands += [("status", "--name", "errs"), ("restart", "--name", "errs")]
@@ -321,23 +332,20 @@ def test_an_unusable_state_directory_is_one_line_exit_2(root: Path, layout: str)
         assert "PODTALLY_STATE_DIR" in cli.stderr and "Traceback" not in cli.stderr
     # The same from Python: a UsageError, the user's file untouched, nothing started.
     with pytest.raises(UsageError, match="cannot "):
-        up(config(root, 19196, run_dir=state_dir / "errs"))
+        up(config(root, base, run_dir=state_dir / "errs"))
     if blocker.is_file():
         assert blocker.read_text() == "mine"
     assert stack_processes(root) == []
-    assert bind_error("127.0.0.1", 19196) is None
+    assert bind_error("127.0.0.1", base) is None
 
 
 def test_a_state_directory_the_system_refuses_is_one_line_exit_2(root: Path) -> None:
     # /sys refuses new directories, even to root (EPERM, EACCES or EROFS depending on the host).
+    base = free_base()
     cli = run_cli(
         "up",
-        "--http-port",
-        "19196",
-        "--https-port",
-        "19197",
-        "--stats-port",
-        "19198",
+        *("--http-port", str(base), "--https-port", str(base + 1)),
+        *("--stats-port", str(base + 2)),
         env={"PODTALLY_STATE_DIR": "/sys/podtally-test"},
     )
     assert cli.returncode == 2, cli.stderr
@@ -349,7 +357,8 @@ def test_a_state_directory_the_system_refuses_is_one_line_exit_2(root: Path) -> 
 @pytest.mark.parametrize("option", ["--ready-timeout", "--drain-seconds"])
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-1", "1e9"])
 def test_timeouts_must_be_finite_and_bounded(root: Path, option: str, value: str) -> None:
-    ports = ("--http-port", "19196", "--https-port", "19197", "--stats-port", "19198")
+    base = free_base()
+    ports = ("--http-port", str(base), "--https-port", str(base + 1), "--stats-port", str(base + 2))
     cli = run_cli("up", f"{option}={value}", *ports, env={"PODTALLY_STATE_DIR": str(root)})
     assert cli.returncode == 2, cli.stderr
     assert cli.stderr.startswith("error: ") and cli.stderr.count("\n") == 1, cli.stderr

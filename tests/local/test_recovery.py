@@ -3,7 +3,7 @@ exited replica, one HAProxy does not see UP, SIGTERM and Ctrl-C half-way, a dead
 corrupt state file, a closed stdout, another command holding the lock. Real processes, real
 HAProxy, real signals.
 
-Ports 19300-19399, five per test so that tests never share one.
+Each test takes its ports from the kernel (``free_base``), so tests share none.
 """
 
 from __future__ import annotations
@@ -18,12 +18,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.local.localstack_helpers import assert_all_gone, read_until, stack_processes
+from tests.local.localstack_helpers import (
+    assert_all_gone,
+    free_base,
+    read_until,
+    stack_processes,
+)
 from tests.support import clean_env, run_cli
 
 from podtally.errors import NotRunningError, PodtallyError
-from podtally.local import AlreadyUpError, Stack, StackConfig, down, scale, status, up
+from podtally.local import AlreadyUpError, Stack, StackConfig, down, rundir, scale, status, up
 from podtally.local import haproxy as hap
+from podtally.local import processes as proc
 from podtally.local import state as st
 from podtally.net import bind_error
 
@@ -107,7 +113,7 @@ def interrupted(stderr: str) -> None:
 def kill_replica(root: Path, stack: Stack, index: int) -> str:
     """SIGKILL one replica and wait until HAProxy marks it DOWN; its pod name."""
     victim = stack.replicas[index]
-    st.signal_group(victim.pid, signal.SIGKILL)
+    proc.signal_group(victim.pid, signal.SIGKILL)
     assert_all_gone([victim.pid], within=10)
 
     def down_in_haproxy() -> bool:
@@ -132,7 +138,7 @@ def set_maint(stack: Stack, index: int) -> str:
 
 
 def test_scale_down_removes_an_exited_replica_not_a_healthy_one(root: Path) -> None:
-    stack = start(root, 19300)
+    stack = start(root, free_base())
     dead = kill_replica(root, stack, 0)
     shrunk = cli(root, "scale", "2")
     assert shrunk.returncode == 0, shrunk.stderr
@@ -145,7 +151,7 @@ def test_scale_down_removes_an_exited_replica_not_a_healthy_one(root: Path) -> N
 
 
 def test_scale_replaces_exited_replicas_and_keeps_the_others(root: Path) -> None:
-    stack = start(root, 19305, replicas=2)
+    stack = start(root, free_base(), replicas=2)
     dead = kill_replica(root, stack, 0)
     survivor = stack.replicas[1].pod
     same = cli(root, "scale", "2")
@@ -163,7 +169,7 @@ def test_scale_replaces_exited_replicas_and_keeps_the_others(root: Path) -> None
 
 
 def test_scale_down_removes_a_replica_haproxy_does_not_see_up_first(root: Path) -> None:
-    stack = start(root, 19310)
+    stack = start(root, free_base())
     out_of_rotation = set_maint(stack, 0)
     smaller = scale(2, NAME, run_dir=root / NAME)
     assert smaller.ready
@@ -171,7 +177,7 @@ def test_scale_down_removes_a_replica_haproxy_does_not_see_up_first(root: Path) 
 
 
 def test_scale_that_leaves_a_replica_not_up_exits_1(root: Path) -> None:
-    stack = start(root, 19315, replicas=2)
+    stack = start(root, free_base(), replicas=2)
     not_up = set_maint(stack, 0)
     grown = cli(root, "scale", "3")
     assert grown.returncode == 1, grown.stderr
@@ -189,7 +195,7 @@ def test_scale_that_leaves_a_replica_not_up_exits_1(root: Path) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_during_restart_rolls_back_cleanly(root: Path, sig: signal.Signals) -> None:
-    base = 19320 if sig == signal.SIGTERM else 19325
+    base = free_base()
     stack = start(root, base)
     process = spawn(root, "restart")
     try:
@@ -209,7 +215,7 @@ def test_signal_during_restart_rolls_back_cleanly(root: Path, sig: signal.Signal
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_during_scale_up_rolls_back_cleanly(root: Path, sig: signal.Signals) -> None:
-    base = 19330 if sig == signal.SIGTERM else 19335
+    base = free_base()
     stack = start(root, base, replicas=2)
     process = spawn(root, "scale", "8")
     try:
@@ -233,7 +239,7 @@ def test_signal_during_scale_up_rolls_back_cleanly(root: Path, sig: signal.Signa
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_during_down_still_removes_everything(root: Path, sig: signal.Signals) -> None:
-    base = 19340 if sig == signal.SIGTERM else 19345
+    base = free_base()
     # A long drain: without the interrupt, down would wait for it.
     stack = start(root, base, replicas=2, drain=20)
     process = spawn(root, "down")
@@ -254,8 +260,8 @@ def test_signal_during_down_still_removes_everything(root: Path, sig: signal.Sig
 
 
 def test_restart_and_scale_refuse_a_stack_whose_haproxy_died(root: Path) -> None:
-    stack = start(root, 19350, replicas=2)
-    st.signal_group(stack.haproxy_pid, signal.SIGKILL)
+    stack = start(root, free_base(), replicas=2)
+    proc.signal_group(stack.haproxy_pid, signal.SIGKILL)
     assert_all_gone([stack.haproxy_pid], within=10)
     recorded = (root / NAME / st.STATE_FILE).read_bytes()
     for command in (("scale", "3"), ("restart",), ("status",)):
@@ -266,7 +272,7 @@ def test_restart_and_scale_refuse_a_stack_whose_haproxy_died(root: Path) -> None
         assert f"'podtally down --name {NAME}'" in line and f"'podtally up --name {NAME}'" in line
         assert "stale" not in refused.stderr
     # Nothing was touched: the replicas still run, the state is as it was.
-    assert all(st.pid_alive(r.pid) for r in stack.replicas)
+    assert all(proc.pid_alive(r.pid) for r in stack.replicas)
     assert (root / NAME / st.STATE_FILE).read_bytes() == recorded
     cleaned = cli(root, "down")
     assert cleaned.returncode == 0, cleaned.stderr
@@ -274,8 +280,8 @@ def test_restart_and_scale_refuse_a_stack_whose_haproxy_died(root: Path) -> None
 
 
 def test_status_does_not_show_pid_0_for_a_haproxy_that_never_started(root: Path) -> None:
-    stack = start(root, 19355, replicas=1)
-    st.signal_group(stack.haproxy_pid, signal.SIGKILL)
+    stack = start(root, free_base(), replicas=1)
+    proc.signal_group(stack.haproxy_pid, signal.SIGKILL)
     assert_all_gone([stack.haproxy_pid], within=10)
     state = st.load(root / NAME)
     assert state is not None
@@ -287,7 +293,7 @@ def test_status_does_not_show_pid_0_for_a_haproxy_that_never_started(root: Path)
 
 
 def test_down_stops_a_stack_whose_state_file_is_corrupt(root: Path) -> None:
-    base = 19360
+    base = free_base()
     stack = start(root, base, replicas=2)
     (root / NAME / st.STATE_FILE).write_text("{garbage")
     for command in (("status",), ("scale", "3"), ("restart",)):
@@ -295,7 +301,7 @@ def test_down_stops_a_stack_whose_state_file_is_corrupt(root: Path) -> None:
         assert refused.returncode == 3, (command, refused.stderr)
         line = one_error_line(refused.stderr)
         assert "state.json" in line and f"'podtally down --name {NAME}'" in line, line
-    assert all(st.pid_alive(r.pid) for r in stack.replicas)
+    assert all(proc.pid_alive(r.pid) for r in stack.replicas)
     cleaned = cli(root, "down")
     assert cleaned.returncode == 0, cleaned.stderr
     assert "is down" in cleaned.stderr
@@ -329,7 +335,7 @@ def run_with_closed_stdout(root: Path, *args: str) -> subprocess.CompletedProces
 
 
 def test_a_closed_stdout_does_not_change_the_outcome(root: Path) -> None:
-    base = 19365
+    base = free_base()
     ports = ("--http-port", str(base), "--https-port", str(base + 1))
     started = run_with_closed_stdout(
         root, "up", *ports, "--stats-port", str(base + 2), "--replicas", "2"
@@ -347,7 +353,7 @@ def test_a_closed_stdout_does_not_change_the_outcome(root: Path) -> None:
 
 
 def test_hints_name_the_stack_and_read_like_options(root: Path) -> None:
-    base = 19370
+    base = free_base()
     stack = start(root, base, replicas=2)
     with pytest.raises(AlreadyUpError) as caught:
         start(root, base, replicas=2)
@@ -371,7 +377,7 @@ def test_a_command_waiting_for_the_lock_says_so(root: Path) -> None:
     held, release = threading.Event(), threading.Event()
 
     def holder() -> None:
-        with st.locked(root / NAME):
+        with rundir.locked(root / NAME):
             held.set()
             release.wait(15)  # bounded: an old podtally that never says so still finishes
 
@@ -394,7 +400,7 @@ def test_a_command_waiting_for_the_lock_says_so(root: Path) -> None:
 
 
 def test_scale_to_a_bad_count_changes_nothing(root: Path) -> None:
-    stack = start(root, 19375, replicas=1)
+    stack = start(root, free_base(), replicas=1)
     with pytest.raises(PodtallyError, match="between 1 and 64"):
         scale(0, NAME, run_dir=root / NAME)
     assert [r.pod for r in status(NAME, run_dir=root / NAME).replicas] == [stack.replicas[0].pod]

@@ -1,7 +1,7 @@
 """The same stack with one replica and with six, side by side (two names, two sets of ports):
 the one-replica stack over TLS, the six-replica stack with --no-tls and three nodes.
 
-Ports 19200-19219.
+Ports come from the kernel (``free_base``), a set per stack.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 from tests.local.localstack_helpers import (
     assert_all_gone,
+    free_base,
     get,
     stack_pids,
 )
@@ -26,12 +27,15 @@ pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def stacks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Stack]]:
     root = tmp_path_factory.mktemp("state")
+    one_base, six_base = free_base(), free_base()
+    while abs(one_base - six_base) < 3:
+        six_base = free_base()
     one_config = StackConfig(
         name="one",
         replicas=1,
-        http_port=19200,
-        https_port=19201,
-        stats_port=19202,
+        http_port=one_base,
+        https_port=one_base + 1,
+        stats_port=one_base + 2,
         run_dir=root / "one",
         drain_seconds=0.5,
     )
@@ -40,9 +44,9 @@ def stacks(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, St
         replicas=6,
         nodes=3,
         namespace="demo",
-        http_port=19210,
-        https_port=19211,
-        stats_port=19212,
+        http_port=six_base,
+        https_port=six_base + 1,
+        stats_port=six_base + 2,
         tls=False,
         run_dir=root / "six",
         drain_seconds=0.5,
@@ -94,10 +98,10 @@ def test_six_replicas_spread_round_robin_over_three_nodes(stacks: tuple[Stack, S
 def test_no_tls_serves_plain_http_without_redirect_or_ca(stacks: tuple[Stack, Stack]) -> None:
     _, six = stacks
     assert six.https_url is None and six.ca_path is None
-    assert six.url == "http://127.0.0.1:19210/"
+    assert six.url == f"http://127.0.0.1:{six.config.http_port}/"
     code, headers, _ = get(six.url)
     assert code == 200 and "strict-transport-security" not in headers
-    assert bind_error("127.0.0.1", 19211) is None  # no HTTPS listener at all
+    assert bind_error("127.0.0.1", six.config.https_port) is None  # no HTTPS listener at all
     assert not (six.run_dir / "tls").exists()
 
 
@@ -125,17 +129,17 @@ def test_single_address_fallback_uses_distinct_ports(
     monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """Where only 127.0.0.1 exists (macOS), replicas share it on ports of their own."""
-    from podtally.local import restart
-    from podtally.local import stack as stack_module
+    from podtally.local import operations, restart
 
-    monkeypatch.setattr(stack_module, "_multi_address_loopback", lambda: False)
+    monkeypatch.setattr(operations, "multi_address_loopback", lambda: False)
+    base = free_base()
     run_dir = tmp_path_factory.mktemp("state") / "solo"
     config = StackConfig(
         name="solo",
         replicas=3,
-        http_port=19220,
-        https_port=19221,
-        stats_port=19222,
+        http_port=base,
+        https_port=base + 1,
+        stats_port=base + 2,
         tls=False,
         run_dir=run_dir,
         drain_seconds=0.5,
@@ -144,7 +148,7 @@ def test_single_address_fallback_uses_distinct_ports(
         solo = up(config)
         assert {r.address for r in solo.replicas} == {"127.0.0.1"}
         assert len({r.port for r in solo.replicas}) == 3
-        assert 19220 not in {r.port for r in solo.replicas}
+        assert base not in {r.port for r in solo.replicas}
         seen = Counter(get(solo.url)[1]["x-pod-name"] for _ in range(30))
         assert set(seen) == {r.pod for r in solo.replicas}
         assert all(5 <= n <= 15 for n in seen.values()), seen

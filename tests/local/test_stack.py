@@ -1,8 +1,7 @@
-"""One real stack (3 replicas of `podtally serve` behind a real HAProxy, TLS on) for the whole
-module: traffic, redirects, TLS, status, then restart / scale / SIGKILL under load, then down.
-
-Ports 19000-19009. The tests run in file order and share the stack; the fixture tears it down
-even when a test fails.
+"""One real stack (3 replicas of `podtally serve` behind a real HAProxy, TLS on), shared by the
+tests: traffic, redirects, TLS, status, then restart / scale / SIGKILL under load. The ``stack``
+fixture hands each test the stack healthy with three replicas, whatever ran before, so no test
+depends on another's order; ``down`` gets a stack of its own. Ports come from the kernel.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ import pytest
 from tests.local.localstack_helpers import (
     Load,
     assert_all_gone,
+    free_base,
     get,
     stack_pids,
     tls_get,
@@ -30,10 +30,9 @@ from tests.support import run_cli
 
 from podtally.local import Stack, StackConfig, down, restart, scale, status, up
 from podtally.local import haproxy as hap
-from podtally.local import state as st
+from podtally.local import processes as proc
 from podtally.net import bind_error
 
-HTTP, HTTPS, STATS = 19000, 19001, 19002
 NAME = "stacktest"
 POD_RE = re.compile(
     r"^stacktest-[bcdfghjklmnpqrstvwxz2456789]{10}-[bcdfghjklmnpqrstvwxz2456789]{5}$"
@@ -42,19 +41,14 @@ POD_RE = re.compile(
 pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def state_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("state")
-
-
-@pytest.fixture(scope="module")
-def stack(state_root: Path) -> Iterator[Stack]:
+def _started(state_root: Path) -> Iterator[Stack]:
+    base = free_base()
     config = StackConfig(
         name=NAME,
         replicas=3,
-        http_port=HTTP,
-        https_port=HTTPS,
-        stats_port=STATS,
+        http_port=base,
+        https_port=base + 1,
+        stats_port=base + 2,
         host="podtally.test",
         run_dir=state_root / NAME,
         drain_seconds=1,
@@ -68,12 +62,52 @@ def stack(state_root: Path) -> Iterator[Stack]:
         down(NAME, run_dir=state_root / NAME)
 
 
+@pytest.fixture(scope="module")
+def shared_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("state")
+
+
+@pytest.fixture(scope="module")
+def started(shared_root: Path) -> Iterator[Stack]:
+    """The stack most tests share, as ``up`` returned it."""
+    yield from _started(shared_root)
+
+
+@pytest.fixture
+def state_root(shared_root: Path) -> Path:
+    return shared_root
+
+
+@pytest.fixture
+def stack(started: Stack, state_root: Path) -> Stack:
+    """The shared stack, healthy with three replicas UP whatever a test before did to it (a
+    test that restarts, scales or kills replicas leaves it so, but may fail half-way)."""
+    now = current(state_root)
+    if len(now.replicas) != 3:
+        now = scale(3, NAME, run_dir=state_root / NAME)
+    if not now.ready:
+        now = restart(NAME, run_dir=state_root / NAME)
+    assert now.ready and len(now.replicas) == 3, now.replicas
+    return now
+
+
+@pytest.fixture
+def own_root(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def own_stack(own_root: Path) -> Iterator[Stack]:
+    """A stack of its own, for the test that takes it down."""
+    yield from _started(own_root)
+
+
 def current(state_root: Path) -> Stack:
     return status(NAME, run_dir=state_root / NAME)
 
 
-def test_up_starts_ready_replicas_with_pod_like_identities(stack: Stack, state_root: Path) -> None:
-    now = current(state_root)
+def test_up_starts_ready_replicas_with_pod_like_identities(started: Stack) -> None:
+    now = started
     assert len(now.replicas) == 3
     assert all(r.health == "UP" and r.running for r in now.replicas), now.replicas
     assert all(POD_RE.match(r.pod) for r in now.replicas), [r.pod for r in now.replicas]
@@ -84,8 +118,8 @@ def test_up_starts_ready_replicas_with_pod_like_identities(stack: Stack, state_r
     assert {r.namespace for r in now.replicas} == {"podtally"}
     # Each replica on its own loopback address, like a pod IP.
     assert sorted(r.address for r in now.replicas) == ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
-    assert now.url == f"https://127.0.0.1:{HTTPS}/"
-    assert now.http_url == f"http://127.0.0.1:{HTTP}/"
+    assert now.url == f"https://127.0.0.1:{now.config.https_port}/"
+    assert now.http_url == f"http://127.0.0.1:{now.config.http_port}/"
     assert now.ca_path is not None and now.ca_path.is_file()
 
 
@@ -109,24 +143,26 @@ def test_99_requests_reach_every_replica_about_a_third_each(stack: Stack) -> Non
 
 
 def test_http_redirects_to_https_keeping_name_path_and_query(stack: Stack) -> None:
-    code, headers, _ = get(f"http://127.0.0.1:{HTTP}/api/identity?x=1")
+    http, https = stack.config.http_port, stack.config.https_port
+    code, headers, _ = get(f"http://127.0.0.1:{http}/api/identity?x=1")
     assert code == 301
-    assert headers["location"] == f"https://127.0.0.1:{HTTPS}/api/identity?x=1"
-    code, headers, _ = get(f"http://127.0.0.1:{HTTP}/", headers={"Host": f"localhost:{HTTP}"})
+    assert headers["location"] == f"https://127.0.0.1:{https}/api/identity?x=1"
+    code, headers, _ = get(f"http://127.0.0.1:{http}/", headers={"Host": f"localhost:{http}"})
     assert code == 301
-    assert headers["location"] == f"https://localhost:{HTTPS}/"
+    assert headers["location"] == f"https://localhost:{https}/"
 
 
 def test_https_verifies_against_the_stack_ca_and_sends_hsts(stack: Stack) -> None:
+    https = stack.config.https_port
     assert stack.ca_path is not None
     code, headers, _ = get(stack.url, stack.ca_path)
     assert code == 200
     assert re.fullmatch(r"max-age=\d+", headers["strict-transport-security"])
     # The certificate names localhost and the --host name too (curl --resolve style).
-    assert tls_get(HTTPS, "localhost", stack.ca_path).startswith("HTTP/1.1 200")
-    assert tls_get(HTTPS, "podtally.test", stack.ca_path).startswith("HTTP/1.1 200")
+    assert tls_get(https, "localhost", stack.ca_path).startswith("HTTP/1.1 200")
+    assert tls_get(https, "podtally.test", stack.ca_path).startswith("HTTP/1.1 200")
     with pytest.raises(ssl.SSLCertVerificationError):
-        tls_get(HTTPS, "other.test", stack.ca_path)
+        tls_get(https, "other.test", stack.ca_path)
     # Without the stack's CA the certificate is not trusted.
     with pytest.raises(ssl.SSLCertVerificationError):
         get(stack.url)
@@ -134,6 +170,7 @@ def test_https_verifies_against_the_stack_ca_and_sends_hsts(stack: Stack) -> Non
 
 @pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1_1 is deprecated:DeprecationWarning")
 def test_https_refuses_tls_below_1_2(stack: Stack) -> None:
+    https = stack.config.https_port
     assert stack.ca_path is not None
 
     def handshake(version: ssl.TLSVersion) -> str:
@@ -144,7 +181,7 @@ def test_https_refuses_tls_below_1_2(stack: Stack) -> None:
         context.minimum_version = version
         context.maximum_version = version
         with (
-            socket.create_connection(("127.0.0.1", HTTPS), timeout=5) as raw,
+            socket.create_connection(("127.0.0.1", https), timeout=5) as raw,
             context.wrap_socket(raw, server_hostname="localhost") as tls,
         ):
             return str(tls.version())
@@ -232,7 +269,7 @@ def test_scale_up_and_down_under_load_fails_no_request(stack: Stack, state_root:
     assert len(removed) == 3
     assert_all_gone([r.pid for r in removed])
     assert current(state_root).config.replicas == 2
-    # Back to three for the tests that follow.
+    # Back to three, as the tests that share this stack find it.
     back = scale(3, NAME, run_dir=state_root / NAME)
     assert len(back.replicas) == 3 and back.ready
 
@@ -244,7 +281,7 @@ def test_sigkilled_replica_is_taken_out_and_no_request_fails(
     victim = before.replicas[1]
     with Load(before.url, before.ca_path) as load:
         load.wait_for(50)
-        st.signal_group(victim.pid, signal.SIGKILL)
+        proc.signal_group(victim.pid, signal.SIGKILL)
         deadline = time.monotonic() + 15
         seen = current(state_root)
         while time.monotonic() < deadline:
@@ -269,23 +306,24 @@ def test_sigkilled_replica_is_taken_out_and_no_request_fails(
     assert healed.ready and len(healed.replicas) == 3
 
 
-def test_down_leaves_no_process_no_port_no_state(stack: Stack, state_root: Path) -> None:
-    last = current(state_root)
+def test_down_leaves_no_process_no_port_no_state(own_stack: Stack, own_root: Path) -> None:
+    last = current(own_root)
     pids = stack_pids(last)
-    endpoints = [("127.0.0.1", p) for p in (HTTP, HTTPS, STATS)]
+    ports = (last.config.http_port, last.config.https_port, last.config.stats_port)
+    endpoints = [("127.0.0.1", p) for p in ports]
     endpoints += [(r.address, r.port) for r in last.replicas]
     assert all(bind_error(a, p) for a, p in endpoints)  # all listening
     lines: list[str] = []
-    assert down(NAME, run_dir=state_root / NAME, progress=lines.append) is True
+    assert down(NAME, run_dir=own_root / NAME, progress=lines.append) is True
     assert_all_gone(pids)
     busy = [(a, p) for a, p in endpoints if bind_error(a, p)]
     assert busy == []
-    assert not (state_root / NAME).exists()
-    assert list(state_root.iterdir()) == []  # not even the lock file stays
+    assert not (own_root / NAME).exists()
+    assert list(own_root.iterdir()) == []  # not even the lock file stays
     # Idempotent: a second down finds nothing, says so, and succeeds.
-    assert down(NAME, run_dir=state_root / NAME) is False
-    again = run_cli("down", "--name", NAME, env={"PODTALLY_STATE_DIR": str(state_root)})
+    assert down(NAME, run_dir=own_root / NAME) is False
+    again = run_cli("down", "--name", NAME, env={"PODTALLY_STATE_DIR": str(own_root)})
     assert again.returncode == 0 and "not running" in again.stderr
-    gone = run_cli("status", "--name", NAME, env={"PODTALLY_STATE_DIR": str(state_root)})
+    gone = run_cli("status", "--name", NAME, env={"PODTALLY_STATE_DIR": str(own_root)})
     assert gone.returncode == 3
     assert gone.stderr.startswith("error: ") and gone.stderr.count("\n") == 1

@@ -11,8 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support import run_cli
 
 from podtally.errors import PodtallyError
+from podtally.local import processes as proc
+from podtally.local import rundir
 from podtally.local import state as st
 
 
@@ -23,7 +26,7 @@ def held_elsewhere(run_dir: Path) -> Iterator[threading.Event]:
     held, release = threading.Event(), threading.Event()
 
     def first() -> None:
-        with st.locked(run_dir):
+        with rundir.locked(run_dir):
             held.set()
             release.wait(10)
 
@@ -43,10 +46,10 @@ def test_lock_keeps_a_second_command_out_until_the_first_is_done(tmp_path: Path)
     with (
         held_elsewhere(run_dir),
         pytest.raises(PodtallyError, match="another podtally command holds"),
-        st.locked(run_dir, timeout=0.3),
+        rundir.locked(run_dir, timeout=0.3),
     ):
         pass
-    with st.locked(run_dir, timeout=1):
+    with rundir.locked(run_dir, timeout=1):
         pass
     assert (tmp_path / ".stack.lock").exists()  # the stack still exists: its lock file stays
 
@@ -57,13 +60,13 @@ def test_lock_file_goes_with_the_run_directory_and_waiters_relock(tmp_path: Path
     held, release, second_in = threading.Event(), threading.Event(), threading.Event()
 
     def first() -> None:
-        with st.locked(run_dir):
+        with rundir.locked(run_dir):
             held.set()
             release.wait(10)
             run_dir.rmdir()  # like `down`: the directory goes, so the lock file goes too
 
     def second() -> None:
-        with st.locked(run_dir, timeout=10):
+        with rundir.locked(run_dir, timeout=10):
             second_in.set()
 
     a = threading.Thread(target=first)
@@ -82,11 +85,11 @@ def test_lock_file_goes_with_the_run_directory_and_waiters_relock(tmp_path: Path
 def test_a_killed_but_unreaped_child_counts_as_gone() -> None:
     process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        assert st.pid_alive(process.pid)
+        assert proc.pid_alive(process.pid)
         process.send_signal(signal.SIGKILL)
         # Not waited for: a zombie until reaped. It must not count as running.
-        assert st.wait_gone([process.pid], 10) == []
-        assert not st.group_alive(process.pid)
+        assert proc.wait_gone([process.pid], 10) == []
+        assert not proc.group_alive(process.pid)
     finally:
         process.kill()
         process.wait()
@@ -101,27 +104,61 @@ def test_pid_is_checks_the_command_line_against_pid_reuse() -> None:
             start_new_session=True,
         )
         try:
-            assert st.pid_is(process.pid, "marker-one")
-            assert not st.pid_is(process.pid, "haproxy.cfg")
+            assert proc.pid_is(process.pid, "marker-one")
+            assert not proc.pid_is(process.pid, "haproxy.cfg")
         finally:
             process.kill()
             process.wait()
 
 
-def test_a_child_this_process_started_is_never_taken_for_a_reused_pid() -> None:
-    # The stack adopts what it spawns; until reaped, such a pid cannot belong to anything else,
+def test_a_child_this_process_started_is_never_taken_for_a_reused_pid(tmp_path: Path) -> None:
+    # The stack keeps what it spawns; until reaped, such a pid cannot belong to anything else,
     # so the command line (which may still read empty while the exec finishes) is not consulted.
-    process = subprocess.Popen(
+    process = proc.spawn(
         [sys.executable, "-c", "import time; time.sleep(60)", "marker-two"],
-        start_new_session=True,
+        log_path=tmp_path / "log",
+        cwd=tmp_path,
     )
-    st.adopt(process)
     try:
-        assert st.pid_is(process.pid, "serve", "--port 1")
+        assert proc.pid_is(process.pid, "serve", "--port 1")
     finally:
         process.kill()
         process.wait()
-    assert not st.pid_is(process.pid, "marker-two")
+    assert not proc.pid_is(process.pid, "marker-two")
+
+
+def test_pid_is_checks_the_create_time_against_pid_reuse() -> None:
+    # A recorded pid whose process started at another time is another process, even when its
+    # command line matches (a crashed stack's pid, reused by a new replica of another stack).
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "marker-three"],
+        start_new_session=True,
+    )
+    try:
+        started = proc.create_time(process.pid)
+        assert started > 0
+        assert proc.pid_is(process.pid, "marker-three", created=started)
+        assert not proc.pid_is(process.pid, "marker-three", created=started - 5.0)
+        assert not proc.pid_is(process.pid, "marker-three", created=started + 5.0)
+    finally:
+        process.kill()
+        process.wait()
+    assert proc.create_time(process.pid) == 0.0
+
+
+def test_processes_in_finds_what_runs_from_a_directory(tmp_path: Path) -> None:
+    process = proc.spawn(
+        [sys.executable, "-c", "import time; time.sleep(60)", "marker-four"],
+        log_path=tmp_path / "log",
+        cwd=tmp_path,
+    )
+    try:
+        found = dict(proc.processes_in(tmp_path))
+        assert process.pid in found and "marker-four" in found[process.pid]
+        assert proc.processes_in(tmp_path / "elsewhere") == []
+    finally:
+        process.kill()
+        process.wait()
 
 
 def test_stop_groups_escalates_to_sigkill_for_a_process_that_ignores_sigterm() -> None:
@@ -137,7 +174,7 @@ def test_stop_groups_escalates_to_sigkill_for_a_process_that_ignores_sigterm() -
     )
     try:
         assert process.stdout is not None and process.stdout.readline() == b"ready\n"
-        assert st.stop_groups([process.pid], signal.SIGTERM, grace=0.5) is True
+        assert proc.stop_groups([process.pid], signal.SIGTERM, grace=0.5) is True
         assert process.wait(5) == -signal.SIGKILL
     finally:
         process.kill()
@@ -202,9 +239,22 @@ def test_a_waiting_lock_says_so_once(tmp_path: Path) -> None:
     notes: list[str] = []
     with held_elsewhere(run_dir) as release:
         threading.Timer(0.5, release.set).start()
-        with st.locked(run_dir, timeout=10, on_wait=lambda: notes.append("waiting")):
+        with rundir.locked(run_dir, timeout=10, on_wait=lambda: notes.append("waiting")):
             pass
     assert notes == ["waiting"]
-    with st.locked(run_dir, timeout=1, on_wait=lambda: notes.append("again")):
+    with rundir.locked(run_dir, timeout=1, on_wait=lambda: notes.append("again")):
         pass
     assert notes == ["waiting"]  # a free lock is taken without a word
+
+
+def test_without_psutil_the_stack_commands_say_what_to_install(tmp_path: Path) -> None:
+    # A core install has no psutil: a module of that name that cannot be imported stands in.
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "psutil.py").write_text("raise ModuleNotFoundError('psutil', name='psutil')\n")
+    for command in (["status"], ["down"]):
+        cli = run_cli(
+            *command, env={"PYTHONPATH": str(shadow), "PODTALLY_STATE_DIR": str(tmp_path)}
+        )
+        assert cli.returncode == 3, cli.stderr
+        assert cli.stderr == "error: the local stack needs psutil: pip install 'podtally[local]'\n"

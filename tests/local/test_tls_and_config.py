@@ -18,7 +18,7 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 from podtally.errors import MissingDependencyError, PodtallyError, UsageError
 from podtally.local import StackConfig, tls
 from podtally.local import haproxy as hap
-from podtally.local.stack import SERVER_SLOTS
+from podtally.local.models import SERVER_SLOTS
 
 
 def _load(path: Path) -> list[x509.Certificate]:
@@ -146,10 +146,28 @@ def test_stack_config_without_tls_ignores_the_https_port() -> None:
     assert StackConfig(tls=False, https_port=8080).https_port == 8080
 
 
-def test_differences_read_like_the_options_that_set_them() -> None:
+def test_differences_are_data_naming_each_setting() -> None:
     running = StackConfig(replicas=2, drain_seconds=0.5)
     asked = StackConfig(replicas=3, nodes=2, tls=False, http_port=9000, host="app.test")
-    said = ", ".join(running.differences(asked))
+    found = {key: (mine, theirs) for key, mine, theirs in running.differences(asked)}
+    assert found == {
+        "replicas": (2, 3),
+        "nodes": (None, 2),
+        "tls": (True, False),
+        "http_port": (8080, 9000),
+        "host": (None, "app.test"),
+        "drain_seconds": (0.5, 2.0),
+    }
+    # Without TLS on either side, the HTTPS port makes no difference.
+    assert StackConfig(tls=False).differences(StackConfig(tls=False, https_port=9443)) == []
+
+
+def test_differences_read_like_the_options_that_set_them() -> None:
+    from podtally.cli.local import _as_option
+
+    running = StackConfig(replicas=2, drain_seconds=0.5)
+    asked = StackConfig(replicas=3, nodes=2, tls=False, http_port=9000, host="app.test")
+    said = ", ".join(_as_option(*d) for d in running.differences(asked))
     assert "--replicas 2 (asked: --replicas 3)" in said
     assert "one node per replica (asked: --nodes 2)" in said
     assert "TLS (asked: --no-tls)" in said
@@ -158,12 +176,40 @@ def test_differences_read_like_the_options_that_set_them() -> None:
     assert "--drain-seconds 0.5 (asked: --drain-seconds 2)" in said
     for internal in ("None", "True", "False", "_port", "drain_seconds", "'"):
         assert internal not in said, said
-    # Without TLS on either side, the HTTPS port makes no difference.
-    assert StackConfig(tls=False).differences(StackConfig(tls=False, https_port=9443)) == []
+
+
+_FLAGS = ("--http-port", "--https-port", "--stats-port", "--replicas", "--no-tls", "--name")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "setting"),
+    [
+        ({"replicas": 0}, "replicas"),
+        ({"nodes": 0}, "nodes"),
+        ({"http_port": 0}, "http_port"),
+        ({"https_port": 70000}, "https_port"),
+        ({"stats_port": 8443}, "stats_port"),
+        ({"name": "Bad_Name"}, "name"),
+        ({"name": "x" * 47}, "name"),
+        ({"namespace": "Prod"}, "namespace"),
+        ({"host": "not a host"}, "host"),
+        ({"drain_seconds": -1.0}, "drain_seconds"),
+        ({"ready_timeout": 0.0}, "ready_timeout"),
+    ],
+)
+def test_bad_values_name_their_setting_and_never_a_flag(
+    kwargs: dict[str, object], setting: str
+) -> None:
+    with pytest.raises(UsageError) as caught:
+        StackConfig(**kwargs)  # type: ignore[arg-type]
+    error = caught.value
+    assert error.setting == setting
+    assert error.value == next(iter(kwargs.values()))
+    assert not any(flag in str(error) for flag in _FLAGS), str(error)
 
 
 def test_command_hints_name_the_stack(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from podtally.local.stack import command_hint
+    from podtally.local import command_hint
 
     monkeypatch.setenv("PODTALLY_STATE_DIR", str(tmp_path))
     assert command_hint("down", "podtally") == "'podtally down'"

@@ -172,6 +172,25 @@ def _say(line: str) -> None:
         pass  # stderr is gone too: the exit code is all that is left to say it
 
 
+def _in_flags(exc: PodtallyError) -> str:
+    """The error in the command line's words: the setting to blame named by the option that
+    feeds it (every option is named after the library setting it sets)."""
+    if exc.setting is None:
+        return str(exc)
+    flag = "--" + exc.setting.replace("_", "-")
+    if not exc.has_value:
+        return f"{flag}: {exc.what}"
+    value = exc.value
+    shown = (
+        repr(value)
+        if isinstance(value, str)
+        else f"{value:g}"
+        if isinstance(value, float)
+        else value
+    )
+    return f"{flag} {shown}: {exc.what}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return its exit code. Usage errors (and --help) raise SystemExit."""
     original = sys.stdout
@@ -191,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not nested:
                 sys.stdout = original
     except PodtallyError as exc:
-        _say(f"error: {exc}")
+        _say(f"error: {_in_flags(exc)}")
         return exc.exit_code
     except KeyboardInterrupt:
         _say("error: interrupted")

@@ -258,7 +258,7 @@ def _degraded(stack: Stack, after: str) -> int:
     """Exit 1 with one line when ``restart`` or ``scale`` leaves replicas that are not UP."""
     if stack.ready:
         return 0
-    from podtally.local.stack import command_hint
+    from podtally.local import command_hint
 
     bad = [
         f"{r.pod} {r.health}" + ("" if r.running else " (exited)")
@@ -274,9 +274,28 @@ def _degraded(stack: Stack, after: str) -> int:
     return 1
 
 
+def _option(key: str, value: Any) -> str:
+    """One configuration value as the ``podtally up`` option that sets it."""
+    if key == "tls":
+        return "TLS" if value else "--no-tls"
+    if key == "nodes" and value is None:
+        return "one node per replica"
+    if key == "host" and value is None:
+        return "no --host"
+    if key == "run_dir":
+        return f"run directory {value}"
+    if isinstance(value, float):
+        value = f"{value:g}"
+    return f"--{key.replace('_', '-')} {value}"
+
+
+def _as_option(key: str, running: Any, asked: Any) -> str:
+    """``--replicas 2 (asked: --replicas 4)``: one difference of ``up``, in the CLI's words."""
+    return f"{_option(key, running)} (asked: {_option(key, asked)})"
+
+
 def _up(args: argparse.Namespace) -> int:
-    from podtally.local import AlreadyUpError, StackConfig, down, status, up
-    from podtally.local.stack import command_hint
+    from podtally.local import AlreadyUpError, StackConfig, command_hint, down, status, up
 
     config = StackConfig(
         name=args.name,
@@ -296,7 +315,7 @@ def _up(args: argparse.Namespace) -> int:
     except AlreadyUpError as exc:
         if args.foreground:
             raise
-        differences = exc.stack.config.differences(config)
+        differences = [_as_option(*d) for d in exc.differences]
         if differences:
             raise UsageError(
                 f"stack {config.name!r} is already up with {', '.join(differences)}: "

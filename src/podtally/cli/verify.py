@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import signal
 import stat
 import sys
@@ -381,13 +380,15 @@ def _check_count(value: int | None, option: str, most: int) -> None:
 
 
 # `up` names the port options it has; the demo has one option for all three.
-_STACK_PORT_OPTION = re.compile(r"pick another with --(?:http|https|stats)-port\b")
-
-
 def _demo_usage(exc: UsageError) -> UsageError:
     """A usage error from the stack, in the demo's own words (its one --ports option)."""
-    text = _STACK_PORT_OPTION.sub("pick other ports with --ports HTTP,HTTPS,STATS", str(exc))
-    return exc if text == str(exc) else UsageError(text)
+    if exc.setting not in ("http_port", "https_port", "stats_port"):
+        return exc
+    if exc.what.endswith("pick another"):
+        return UsageError(
+            exc.what.removesuffix("another") + "other ports with --ports HTTP,HTTPS,STATS"
+        )
+    return UsageError(f"--ports: {exc.what}")
 
 
 def _sigterm_as_sigint(signum: int, frame: FrameType | None) -> None:

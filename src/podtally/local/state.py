@@ -1,104 +1,33 @@
-"""The run directory of a stack: where it lives, what it records, who may change it, and the
-small process helpers that decide whether a recorded pid still belongs to the stack.
+"""The stack's persisted state: ``state.json`` in the run directory, what it records (pids,
+addresses, pod names, tracks) and how it is written (atomically) and read back (checked).
 
-One directory per stack name holds everything the stack owns: ``state.json`` (pids, addresses,
-pod names), ``haproxy.cfg``, the runtime API socket, ``tls/`` and ``logs/``. ``down`` removes it.
+Where the run directory is and who may change it: :mod:`podtally.local.rundir`. Whether a
+recorded pid still runs: :mod:`podtally.local.processes`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import errno
-import fcntl
 import json
 import os
-import shutil
-import signal
-import stat
-import subprocess
-import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from podtally.errors import PodtallyError, UsageError
+from podtally.errors import PodtallyError
+from podtally.local.rundir import STATE_FILE, path_error
 
-STATE_ENV = "PODTALLY_STATE_DIR"
-STATE_FILE = "state.json"
+__all__ = [
+    "STATE_FILE",
+    "STATE_VERSION",
+    "ReplicaRecord",
+    "StackState",
+    "UnreadableStateError",
+    "load",
+    "save",
+]
+
 STATE_VERSION = 1
-
-
-def state_root() -> Path:
-    """Where stacks keep their run directories.
-
-    ``$PODTALLY_STATE_DIR``, else ``$XDG_STATE_HOME/podtally``, else ``~/.local/state/podtally``.
-    """
-    explicit = os.environ.get(STATE_ENV)
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_STATE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "state"
-    return base / "podtally"
-
-
-def resolve_run_dir(name: str, run_dir: Path | None) -> Path:
-    return (Path(run_dir) if run_dir is not None else state_root() / name).absolute()
-
-
-# Errors that say the path itself is unusable (the user's choice of directory), not that the
-# machine is in trouble (a full disk, an I/O error).
-_PATH_ERRNOS = frozenset(
-    {
-        errno.ENOTDIR,
-        errno.EEXIST,
-        errno.EISDIR,
-        errno.EACCES,
-        errno.EPERM,
-        errno.EROFS,
-        errno.ENAMETOOLONG,
-        errno.ELOOP,
-        errno.ENOENT,
-    }
-)
-
-
-def path_error(exc: OSError, action: str, path: Path) -> PodtallyError:
-    """One line for an OSError on the stack's files: UsageError (exit 2) when the path is the
-    problem, PodtallyError (exit 3) otherwise. ``action`` completes "cannot ...", e.g. "create"."""
-    reason = (exc.strerror or str(exc)).lower()
-    if exc.errno in (errno.EEXIST, errno.ENOTDIR):
-        reason = "a file is in the way where a directory should be"
-    message = f"cannot {action} {path}: {reason}"
-    if exc.errno in _PATH_ERRNOS:
-        return UsageError(f"{message}; point {STATE_ENV} at a directory you can write to")
-    return PodtallyError(message)
-
-
-def check_run_dir(run_dir: Path) -> None:
-    """UsageError if ``run_dir`` or one of its parents exists but is not a directory."""
-    for path in (run_dir, *run_dir.parents):
-        try:
-            mode = path.stat().st_mode
-        except (FileNotFoundError, NotADirectoryError):
-            continue  # missing, or a parent is a file: the parent tells which
-        except OSError as exc:
-            raise path_error(exc, "use", path) from exc
-        if not stat.S_ISDIR(mode):
-            raise UsageError(
-                f"cannot use {run_dir} as a run directory: {path} is a file, not a directory; "
-                f"point {STATE_ENV} at a directory"
-            )
-        return  # the nearest existing ancestor is a directory: the rest can be created
-
-
-def make_dirs(path: Path, mode: int = 0o777) -> None:
-    """``mkdir -p``, with a one-line error."""
-    try:
-        path.mkdir(mode=mode, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise path_error(exc, "create", path) from exc
 
 
 @dataclass
@@ -116,6 +45,10 @@ class ReplicaRecord:
     template_hash: str
     log: str
     started_at: float
+    # The process's start time as the kernel reports it (psutil's create_time): with the pid,
+    # it tells the replica from an unrelated process that got the same pid later.
+    create_time: float = 0.0
+    track: str = "stable"  # the track (set of replicas with one version) it belongs to
 
 
 @dataclass
@@ -131,6 +64,7 @@ class StackState:
     template_hash: str
     multi_address: bool
     haproxy_pid: int = 0
+    haproxy_create_time: float = 0.0
     replicas: list[ReplicaRecord] = field(default_factory=list)
     created_at: float = 0.0
     version: int = STATE_VERSION
@@ -138,39 +72,6 @@ class StackState:
     @property
     def path(self) -> Path:
         return Path(self.run_dir)
-
-
-# Everything a stack creates in its run directory; nothing else is ever deleted.
-OWNED_ENTRIES = frozenset(
-    {STATE_FILE, "state.tmp", "haproxy.cfg", "haproxy.tmp", "haproxy.sock", "tls", "logs"}
-)
-
-
-def foreign_entries(run_dir: Path) -> list[str]:
-    """Names in ``run_dir`` that podtally did not create (empty if the directory is missing)."""
-    try:
-        return sorted(p.name for p in run_dir.iterdir() if p.name not in OWNED_ENTRIES)
-    except FileNotFoundError:
-        return []
-    except OSError as exc:
-        raise path_error(exc, "list", run_dir) from exc
-
-
-def remove_run_dir(run_dir: Path, socket_path: str | None = None) -> None:
-    """Delete what the stack created, and the directory itself if that leaves it empty."""
-    if socket_path and Path(socket_path).parent != run_dir:
-        with contextlib.suppress(OSError):
-            Path(socket_path).unlink()
-    for name in OWNED_ENTRIES:
-        entry = run_dir / name
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            # Best effort, as rmtree: this also runs while cleaning up after another error.
-            with contextlib.suppress(OSError):
-                entry.unlink()
-    with contextlib.suppress(OSError):
-        run_dir.rmdir()
 
 
 def save(state: StackState) -> None:
@@ -262,232 +163,3 @@ def load(run_dir: Path) -> StackState | None:
             path, f"not a state file of this podtally version ({exc})"
         ) from exc
     return StackState(replicas=replicas, **values)
-
-
-def _acquire(lock_path: Path, deadline: float, on_wait: Callable[[], None]) -> int:
-    """Open and flock ``lock_path``; retry if it was removed while we waited for it.
-
-    ``on_wait`` is called once, the first time the lock is found taken.
-    """
-    told = False
-    while True:
-        try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise path_error(exc, "create the lock file", lock_path) from exc
-        try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if not told:
-                        told = True
-                        on_wait()
-                    if time.monotonic() > deadline:
-                        raise PodtallyError(
-                            f"another podtally command holds {lock_path}; try again later"
-                        ) from None
-                    time.sleep(0.1)
-            try:
-                same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-        except BaseException:
-            os.close(fd)
-            raise
-        if same:
-            return fd
-        os.close(fd)  # the holder removed the file as it finished: lock the new one
-
-
-def _nothing() -> None:
-    return None
-
-
-@contextlib.contextmanager
-def locked(
-    run_dir: Path, timeout: float = 120.0, on_wait: Callable[[], None] = _nothing
-) -> Iterator[None]:
-    """Hold the stack's lock so that two commands never change one stack at once.
-
-    The lock file sits next to the run directory (``.<name>.lock``), so that ``down`` can remove
-    the directory while holding it; the lock file goes too once the run directory is gone.
-    ``on_wait`` is called once if another command holds the lock (to say why nothing happens).
-    """
-    check_run_dir(run_dir)
-    make_dirs(run_dir.parent)
-    lock_path = run_dir.parent / f".{run_dir.name}.lock"
-    fd = _acquire(lock_path, time.monotonic() + timeout, on_wait)
-    try:
-        yield
-    finally:
-        if not run_dir.exists():
-            with contextlib.suppress(FileNotFoundError):
-                lock_path.unlink()
-        os.close(fd)
-
-
-# --- processes -----------------------------------------------------------------------------
-
-# Processes this interpreter started: polled through Popen so that they are reaped, never zombies.
-_children: dict[int, subprocess.Popen[bytes]] = {}
-
-
-def adopt(process: subprocess.Popen[bytes]) -> None:
-    _children[process.pid] = process
-
-
-def _proc_state(pid: int) -> str | None:
-    """The one-letter state from /proc (``Z`` for a zombie), or None without /proc."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return "gone" if Path("/proc/self").exists() else None
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[-1].split()[0]
-
-
-def pid_alive(pid: int) -> bool:
-    """True while ``pid`` runs (a zombie counts as gone)."""
-    if pid <= 0:
-        return False
-    child = _children.get(pid)
-    if child is not None:
-        if child.poll() is None:
-            return True
-        _children.pop(pid, None)
-        return False
-    state = _proc_state(pid)
-    if state in ("Z", "X", "gone"):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def cmdline(pid: int) -> str | None:
-    """The command line of ``pid`` joined by spaces, or None where /proc is not available."""
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    return raw.replace(b"\0", b" ").decode(errors="replace")
-
-
-def pid_is(pid: int, *needles: str) -> bool:
-    """True if ``pid`` is alive and (where /proc exists) its command line has every needle.
-
-    Guards against signalling an unrelated process that reused the pid of a crashed stack.
-    """
-    if not pid_alive(pid):
-        return False
-    if pid in _children:
-        return True  # started by this process and not reaped yet: the pid cannot be reused
-    line = cmdline(pid)
-    # Just after a spawn the command line reads empty until the kernel finishes the exec.
-    deadline = time.monotonic() + 1.0
-    while line == "" and time.monotonic() < deadline and pid_alive(pid):
-        time.sleep(0.005)
-        line = cmdline(pid)
-    if line is None:
-        return True
-    return all(needle in line for needle in needles)
-
-
-def group_alive(pgid: int) -> bool:
-    """True while any live (non-zombie) process is in process group ``pgid``."""
-    if pgid <= 0:
-        return False
-    if pid_alive(pgid):
-        return True
-    proc = Path("/proc")
-    if proc.exists():
-        for entry in proc.iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat.rsplit(")", 1)[-1].split()
-            if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
-                return True
-        return False
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
-def signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def signal_pid(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, sig)
-
-
-def wait_gone(pids: list[int], timeout: float) -> list[int]:
-    """Wait until every process group in ``pids`` is gone; return those still alive."""
-    deadline = time.monotonic() + timeout
-    remaining = [pid for pid in pids if group_alive(pid)]
-    while remaining and time.monotonic() < deadline:
-        time.sleep(0.05)
-        remaining = [pid for pid in remaining if group_alive(pid)]
-    return remaining
-
-
-def stop_groups(pids: list[int], first: signal.Signals, grace: float) -> bool:
-    """Send ``first`` to each leader, SIGKILL each whole group after ``grace`` seconds.
-
-    Every process the stack starts leads its own session (and process group), so a group kill
-    takes any worker processes with it. Returns True if anything was running.
-    """
-    alive = [pid for pid in pids if group_alive(pid)]
-    for pid in alive:
-        signal_pid(pid, first)
-    stubborn = wait_gone(alive, grace)
-    for pid in stubborn:
-        signal_group(pid, signal.SIGKILL)
-    left = wait_gone(stubborn, 5.0)
-    if left:
-        raise PodtallyError(f"process(es) {', '.join(map(str, left))} survived SIGKILL")
-    for pid in alive:
-        pid_alive(pid)  # reap our own children
-    return bool(alive)
-
-
-def processes_in(run_dir: Path) -> list[tuple[int, str]] | None:
-    """Live processes working in ``run_dir`` (where the stack starts HAProxy and every replica),
-    with their command lines; None where /proc is not available.
-
-    What runs from a run directory can be found this way even when ``state.json`` is lost.
-    """
-    proc = Path("/proc")
-    if not (proc / "self" / "cwd").exists():
-        return None
-    wanted = os.path.realpath(run_dir)
-    found: list[tuple[int, str]] = []
-    for entry in proc.iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd").removesuffix(" (deleted)")
-        except OSError:
-            continue  # gone meanwhile, or not ours to look at
-        if cwd != wanted:
-            continue
-        pid = int(entry.name)
-        line = cmdline(pid)
-        if line and pid_alive(pid):
-            found.append((pid, line))
-    return found
