@@ -830,20 +830,21 @@ def _load_running(name: str, run_dir: Path, progress: Progress) -> _Runner | Non
 
 
 def _check_ports(config: StackConfig, multi_address: bool) -> None:
-    wanted = [("HTTP", LOOPBACK, config.http_port, "--http-port")]
+    wanted = [("HTTP", LOOPBACK, config.http_port, "http_port")]
     if config.tls:
-        wanted.append(("HTTPS", LOOPBACK, config.https_port, "--https-port"))
-    wanted.append(("stats", LOOPBACK, config.stats_port, "--stats-port"))
+        wanted.append(("HTTPS", LOOPBACK, config.https_port, "https_port"))
+    wanted.append(("stats", LOOPBACK, config.stats_port, "stats_port"))
     if multi_address:
         for k in range(1, config.replicas + 1):
             address = f"127.0.0.{_ADDRESS_BASE + k}"
-            wanted.append(("replica", address, config.http_port, "--http-port"))
-    for what, address, port, option in wanted:
+            wanted.append(("replica", address, config.http_port, "http_port"))
+    for what, address, port, setting in wanted:
         problem = bind_error(address, port)
         if problem is not None:
             raise UsageError(
-                f"{what} port {address}:{port} {problem}: stop what uses it or pick another "
-                f"with {option}"
+                f"{what} port {address}:{port} {problem}: stop what uses it or pick another",
+                setting=setting,
+                value=port,
             )
 
 
