@@ -195,7 +195,13 @@ def check_header(name: str, value: str, given: str | None = None) -> None:
             f"header name {name!r} is not valid (ASCII letters, digits and !#$%&'*+-.^_`|~ only)"
         )
     if name.lower() in ("connection", "content-length", "transfer-encoding"):
-        raise fail(Phrase(f"header {name!r} is set by podtally (use ", Setting("keep_alive"), ")"))
+        raise fail(
+            Phrase(
+                f"header {name!r} is set by podtally (use ",
+                Setting("keep_alive"),
+                " for Connection)",
+            )
+        )
     if "\r" in value or "\n" in value:
         raise fail(f"header {name!r} contains a line break")
     for char in value:
