@@ -80,7 +80,6 @@ def _load_options(default_requests: int) -> tuple[Callable[[F], F], ...]:
             "-d",
             "--duration",
             default=None,
-            show_default=False,
             help="run this long instead (30, 30s, 500ms, 2m); with -n, the first",
         ),
         option("-c", "--concurrency", type=int, default=DEFAULT_CONCURRENCY, help="in flight"),
