@@ -28,6 +28,13 @@ def envvar(name: str) -> str:
     return ENV_PREFIX + name.upper()
 
 
+class Option(click.Option):
+    """An option whose usage errors name it by its flags only (its env var is in ``--help``)."""
+
+    def get_error_hint(self, ctx: click.Context) -> str:
+        return " / ".join(f"'{flag}'" for flag in self.opts)
+
+
 def option(*decls: str, **attrs: Any) -> Callable[[F], F]:
     """``click.option`` with the project's rules: default and env var shown in ``--help``.
 
@@ -38,6 +45,7 @@ def option(*decls: str, **attrs: Any) -> Callable[[F], F]:
     attrs.setdefault("envvar", envvar(name))
     attrs.setdefault("show_envvar", True)
     attrs.setdefault("show_default", True)
+    attrs.setdefault("cls", Option)
     return click.option(*decls, **attrs)
 
 
