@@ -31,7 +31,7 @@ def envvar(name: str) -> str:
 class Option(click.Option):
     """An option whose usage errors name it by its flags only (its env var is in ``--help``)."""
 
-    def get_error_hint(self, ctx: click.Context) -> str:
+    def get_error_hint(self, ctx: click.Context | None) -> str:
         return " / ".join(f"'{flag}'" for flag in self.opts)
 
 
