@@ -12,12 +12,13 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from podtally.cli.common import err, require_extra, stderr_is_tty
+from podtally.cli.common import err, require_extra
 from podtally.cli.params import Command, flag_namer, option
+from podtally.cli.progress import progress_bar
 from podtally.cli.signals import capture_signals
 from podtally.errors import Phrase, PodtallyError, Setting, UsageError, worded
 from podtally.local.demo import DEMO_PORTS, DEMO_REPLICAS, DEMO_REQUESTS
@@ -30,10 +31,8 @@ from podtally.verify.options import (
 )
 
 if TYPE_CHECKING:
-    from podtally.verify import Observation, Progress, VerifyResult
+    from podtally.verify import Observation, VerifyResult
 
-BAR_AFTER = 1.0  # seconds: short runs never draw a bar
-BAR_WIDTH = 24
 F = Callable[..., Any]
 
 VERIFY_EPILOG = """\b
@@ -166,37 +165,6 @@ def _verify_settings(
     }
 
 
-class _ProgressBar:
-    """``[#####-----]  52%  523/1000  4.1k/s  0 errors`` on stderr, redrawn in place."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self.stream = stream
-        self.drawn = False
-
-    def update(self, progress: Progress) -> None:
-        if progress.elapsed < BAR_AFTER:
-            return
-        fraction = progress.fraction
-        filled = int(fraction * BAR_WIDTH)
-        rate = progress.done / progress.elapsed if progress.elapsed else 0.0
-        count = f"{progress.done}/{progress.total}" if progress.total else f"{progress.done}"
-        if progress.duration and not progress.total:
-            count += f" in {progress.elapsed:.1f}/{progress.duration:g}s"
-        line = (
-            f"[{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {fraction:4.0%}  {count}  "
-            f"{rate:,.0f}/s  {progress.errors} errors"
-        )
-        self.stream.write(f"\r{line}\x1b[K")
-        self.stream.flush()
-        self.drawn = True
-
-    def clear(self) -> None:
-        if self.drawn:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-            self.drawn = False
-
-
 @contextmanager
 def _observation_writer(path: Path | None) -> Iterator[Callable[[Observation], None] | None]:
     """Open ``--observations`` up front (a bad path is bad input: exit 2 before anything runs).
@@ -296,16 +264,6 @@ def _print_report(result: VerifyResult, json: bool, observations: Path | None) -
     return result.exit_code
 
 
-@contextmanager
-def _progress_bar(no_progress: bool) -> Iterator[_ProgressBar | None]:
-    bar = _ProgressBar(sys.stderr) if stderr_is_tty() and not no_progress else None
-    try:
-        yield bar
-    finally:
-        if bar is not None:
-            bar.clear()
-
-
 def _until_interrupted(call: Callable[[], VerifyResult]) -> VerifyResult:
     """``call()``'s result; after Ctrl-C, the partial result (none at all: Ctrl-C goes on)."""
     from podtally.verify import VerifyInterrupted
@@ -363,7 +321,7 @@ def verify_url(
     _check_outputs(json, observations)
     with (
         _observation_writer(observations) as on_observation,
-        _progress_bar(no_progress) as bar,
+        progress_bar(no_progress) as bar,
     ):
         result = _until_interrupted(
             lambda: run(
@@ -452,7 +410,7 @@ def demo_command(
     with (
         capture_signals("interrupt"),
         _observation_writer(observations) as on_observation,
-        _progress_bar(no_progress) as bar,
+        progress_bar(no_progress) as bar,
     ):
 
         def say(line: str) -> None:
