@@ -21,16 +21,21 @@ class Output:
     failure: the rest of the output is dropped and the command finishes with its own exit code.
     Any other failed write or flush is an :class:`OutputError`. Either way stdout's descriptor is
     pointed at ``/dev/null`` first, so that the bytes still in Python's buffer cannot fail again
-    (and print ``Exception ignored ...``) when the interpreter exits.
+    (and print ``Exception ignored ...``) when the interpreter exits. A failure is raised again
+    at every later write and flush: a caller that swallowed it once (click probes a stream
+    with an empty write inside ``except Exception``) cannot turn a full disk into success.
     """
 
     def __init__(self, stream: TextIO | None) -> None:
         self._stream = stream  # None: the process was started with stdout closed (`>&-`)
         self._gone = False
+        self._error: OutputError | None = None
 
     def write(self, text: str) -> int:
         if self._stream is None:
             raise OutputError("cannot write output: stdout is closed")
+        if self._error is not None:
+            raise self._error
         if not self._gone:
             try:
                 self._stream.write(text)
@@ -43,6 +48,8 @@ class Output:
             self.write(line)
 
     def flush(self) -> None:
+        if self._error is not None:
+            raise self._error
         if self._stream is not None and not self._gone:
             try:
                 self._stream.flush()
@@ -58,7 +65,8 @@ class Output:
         if isinstance(exc, BrokenPipeError) or exc.errno == errno.EPIPE:
             return
         reason = exc.strerror or str(exc)
-        raise OutputError(f"cannot write output: {reason}") from None
+        self._error = OutputError(f"cannot write output: {reason}")
+        raise self._error from None
 
     def _discard(self) -> None:
         try:
