@@ -70,3 +70,25 @@ def test_defaults_come_from_the_library(podtally: Run) -> None:
     verify = " ".join(podtally("verify", "--help").out.split())
     assert f"PODTALLY_ALPHA; default: {DEFAULT_ALPHA}]" in verify
     assert f"PODTALLY_CONCURRENCY; default: {DEFAULT_CONCURRENCY}]" in verify
+
+
+def test_option_env_vars_are_not_the_librarys_own() -> None:
+    """PODTALLY_STATE_DIR, PODTALLY_HAPROXY, ... configure the library: no option may take
+    one of those names (the stack's replicas inherit the environment)."""
+    import pathlib
+
+    source = pathlib.Path(__file__).resolve().parents[2] / "src" / "podtally"
+    library = {
+        match
+        for path in source.rglob("*.py")
+        if "cli" not in path.parts
+        for match in re.findall(r"\"(PODTALLY_[A-Z_]+)\"", path.read_text())
+    }
+    assert "PODTALLY_STATE_DIR" in library
+    options = {
+        param.envvar
+        for _, command in COMMAND_LINES
+        for param in command.params
+        if isinstance(param, click.Option)
+    }
+    assert not library & options
