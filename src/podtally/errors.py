@@ -13,6 +13,8 @@ be within 0..1``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 _UNSET: object = object()
 
 
@@ -54,3 +56,44 @@ class MissingDependencyError(PodtallyError):
 
 class NotRunningError(PodtallyError):
     """A stack or service that should be up is not. Exit 3."""
+
+
+class Setting(str):
+    """A setting's name inside a :class:`Phrase` (``Setting("follow")``)."""
+
+    __slots__ = ()
+
+
+class Phrase(str):
+    """A sentence that names settings, such as ``use follow or the https URL``.
+
+    As a ``str`` it names each setting as the library does (``follow``); :meth:`worded` names
+    them as an interface does (``use --follow ...``), so that a CLI can say its own flags in a
+    message the library wrote. Build it from parts: plain text and :class:`Setting` names.
+    """
+
+    parts: tuple[str, ...]
+
+    def __new__(cls, *parts: str) -> Phrase:
+        self = super().__new__(cls, "".join(parts))
+        self.parts = parts
+        return self
+
+    def worded(self, name: Callable[[str], str]) -> str:
+        """The sentence with every setting named by ``name(setting)``."""
+        return "".join(name(part) if isinstance(part, Setting) else part for part in self.parts)
+
+    @classmethod
+    def joined(cls, separator: str, items: Iterable[str]) -> Phrase:
+        """``separator.join(items)``, keeping the settings that phrases among them name."""
+        parts: list[str] = []
+        for index, item in enumerate(items):
+            if index:
+                parts.append(separator)
+            parts.extend(item.parts if isinstance(item, Phrase) else (str(item),))
+        return cls(*parts)
+
+
+def worded(text: str, name: Callable[[str], str]) -> str:
+    """``text`` with its settings named by ``name`` (plain text comes back as it is)."""
+    return text.worded(name) if isinstance(text, Phrase) else text

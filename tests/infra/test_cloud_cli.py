@@ -7,6 +7,7 @@ code, no traceback, and nothing written (no state directory, no files in infra/)
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -282,16 +283,21 @@ def test_cloud_verify_runs_the_verifier_on_the_stack_outputs(
             return outputs
 
         monkeypatch.setattr(podtally.cloud, "read_outputs", read_outputs)
-        code = main(["cloud", "verify", "--stack", "dev", "--", "--requests", "20", "--json"])
+        # `cloud verify` takes every option of `verify`; the URL and the pods come from the stack.
+        code = main(["cloud", "verify", "--stack", "dev", "--requests", "20", "--json"])
         captured = capsys.readouterr()
         assert code == 0, captured.err
         assert seen == ["dev"]
-        assert f"podtally verify {server.url}/ --expect-pods 1 --requests 20" in captured.err
-        assert "only-pod" in captured.out
+        assert f"verifying {server.url}/, expecting 1 pods" in captured.err
+        doc = json.loads(captured.out)
+        assert doc["summary"]["requests"] == 20 and "only-pod" in captured.out
 
         outputs["replicas"] = 2  # one pod answers, two expected: the verifier's verdict is 1
-        assert main(["cloud", "verify", "--", "--requests", "20", "--json"]) == 1
+        assert main(["cloud", "verify", "--requests", "20", "--json"]) == 1
         capsys.readouterr()
+        # --expect-pods overrides the stack's replica count.
+        assert main(["cloud", "verify", "-n", "20", "--expect-pods", "1"]) == 0
+        assert "verdict: PASS" in capsys.readouterr().out
 
         outputs.pop("url")
         assert main(["cloud", "verify"]) == 3

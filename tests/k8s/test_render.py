@@ -427,8 +427,8 @@ def test_drain_seconds_must_be_whole() -> None:
     out = podtally("manifests", "--drain-seconds", "2.5")
     assert out.returncode == 2 and out.stdout == ""
     assert out.stderr == (
-        "error: argument --drain-seconds: '2.5' is not a whole number of seconds (the pods' "
-        "grace period and the ALB's deregistration delay are integers) "
+        "error: invalid value for '--drain-seconds': '2.5' is not a whole number of seconds "
+        "(the pods' grace period and the ALB's deregistration delay are integers) "
         "(see 'podtally manifests --help')\n"
     )
     whole = podtally("manifests", "--drain-seconds", "7", "-o", "json")

@@ -75,7 +75,7 @@ def test_second_signal_exits_at_once(serve: Any) -> None:
         (("--host", "not-an-ip"), "error: host 'not-an-ip' is not an IP address"),
         (("--host", "127.0.0.1", "--port", "70000"), "error: port must be between 1 and 65535"),
         (("--host", "127.0.0.1", "--port", "0"), "error: port must be between 1 and 65535"),
-        (("--host", "127.0.0.1", "--port", "x"), "error: argument --port: invalid int value"),
+        (("--host", "127.0.0.1", "--port", "x"), "error: invalid value for '--port': 'x'"),
         (("--host", "192.0.2.123", "--port", "18080"), "error: address 192.0.2.123 is not"),
         (("--drain-seconds", "-1"), "error: drain seconds must be between 0 and 3600"),
     ],

@@ -2,134 +2,127 @@
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from typing import Any
 
+import click
+
 from podtally.cli.common import err, require_extra
+from podtally.cli.params import Command, defaults_of, option
+from podtally.spec import AppSpec
+
+DEFAULTS = defaults_of(AppSpec)
 
 
-def register(sub: argparse._SubParsersAction[Any]) -> None:
-    """Add `manifests`."""
-    p = sub.add_parser(
-        "manifests",
-        help="print the Kubernetes objects for a deployment (generic or eks profile)",
-        description=(
-            "Print every Kubernetes object podtally needs, in apply order, for "
-            "`kubectl apply -f -`. The same objects the Pulumi program deploys."
-        ),
-    )
-    p.add_argument(
-        "--profile",
-        choices=("generic", "eks"),
-        default="generic",
-        help="generic: any cluster; eks: one ALB via the AWS Load Balancer Controller "
-        "(default: %(default)s)",
-    )
-    p.add_argument("--name", default="podtally", help="object names (default: %(default)s)")
-    p.add_argument("--namespace", default="podtally", help="namespace (default: %(default)s)")
-    p.add_argument(
-        "--no-namespace",
-        dest="create_namespace",
-        action="store_false",
-        help="leave the Namespace object out: the namespace exists and is managed elsewhere "
-        "(it is always left out for default and kube-*, which every cluster has)",
-    )
-    p.add_argument("--replicas", type=int, default=3, help="replicas (default: %(default)s)")
-    p.add_argument(
-        "--image",
-        default=None,
-        help="image by digest or immutable tag (default: the release image of this version)",
-    )
-    p.add_argument("--host", default=None, help="public hostname (an Ingress rule)")
-    p.add_argument(
-        "--certificate-arn", default=None, help="eks: the ACM certificate for HTTPS on the ALB"
-    )
-    p.add_argument(
-        "--no-tls",
-        dest="tls",
-        action="store_false",
-        help="eks: HTTP only (listener 80, no redirect); generic: no TLS section",
-    )
-    p.add_argument("--ingress-class", default=None, help="generic: the Ingress class")
-    p.add_argument(
-        "--tls-secret", default=None, help="generic: the TLS Secret for the Ingress host"
-    )
-    p.add_argument(
-        "--zone-lookup",
-        action="store_true",
-        help="let pods read their node's zone label (mounts a token; RBAC: get nodes)",
-    )
-    p.add_argument(
-        "--drain-seconds",
-        type=_whole_seconds,
-        default=None,
-        help="whole seconds a pod keeps answering after SIGTERM, 0 to 3600 "
-        "(default: 5 generic, 20 eks)",
-    )
-    p.add_argument(
-        "--autoscale", action="store_true", help="add a HorizontalPodAutoscaler (min = replicas)"
-    )
-    p.add_argument(
-        "--max-replicas", type=int, default=None, help="autoscaler maximum (default: 3 x replicas)"
-    )
-    p.add_argument(
-        "-o", "--output", choices=("yaml", "json"), default="yaml", help="format (default: yaml)"
-    )
-    p.set_defaults(func=_manifests)
-
-
-def _whole_seconds(text: str) -> int:
+def _whole_seconds(ctx: click.Context, param: click.Parameter, text: str | None) -> int | None:
     """``--drain-seconds``: a whole number, since the fields it sets are integers."""
+    if text is None:
+        return None
     try:
         value = float(text)
     except ValueError:
         value = math.nan
     if not value.is_integer():
-        raise argparse.ArgumentTypeError(
+        raise click.BadParameter(
             f"{text!r} is not a whole number of seconds (the pods' grace period and the ALB's "
             "deregistration delay are integers)"
         )
     return int(value)
 
 
-def _manifests(args: argparse.Namespace) -> int:
-    from podtally.spec import DEFAULT_IMAGE, AppSpec
-
-    if args.output == "yaml":
+@click.command(
+    "manifests",
+    cls=Command,
+    short_help="print the Kubernetes objects for a deployment (generic or eks profile)",
+    help="Print every Kubernetes object podtally needs, in apply order, for "
+    "`kubectl apply -f -`. The same objects the Pulumi program deploys.",
+)
+@option(
+    "--profile",
+    type=click.Choice(["generic", "eks"]),
+    default=DEFAULTS["profile"],
+    help="generic: any cluster; eks: one ALB via the AWS Load Balancer Controller",
+)
+@option("--name", default=DEFAULTS["name"], help="object names")
+@option("--namespace", default=DEFAULTS["namespace"], help="namespace")
+@option(
+    "--no-namespace",
+    "create_namespace",
+    is_flag=True,
+    flag_value=False,
+    default=True,
+    show_default=False,
+    help="leave the Namespace object out: the namespace exists and is managed elsewhere "
+    "(it is always left out for default and kube-*, which every cluster has)",
+)
+@option("--replicas", type=int, default=DEFAULTS["replicas"], help="replicas")
+@option(
+    "--image",
+    default=DEFAULTS["image"],
+    help="image by digest or immutable tag (the default: the release image of this version)",
+)
+@option("--host", default=None, help="public hostname (an Ingress rule)")
+@option("--certificate-arn", default=None, help="eks: the ACM certificate for HTTPS on the ALB")
+@option(
+    "--no-tls",
+    "tls",
+    is_flag=True,
+    flag_value=False,
+    default=DEFAULTS["tls"],
+    show_default=False,
+    help="eks: HTTP only (listener 80, no redirect); generic: no TLS section",
+)
+@option("--ingress-class", default=None, help="generic: the Ingress class")
+@option("--tls-secret", default=None, help="generic: the TLS Secret for the Ingress host")
+@option(
+    "--zone-lookup",
+    is_flag=True,
+    help="let pods read their node's zone label (mounts a token; RBAC: get nodes)",
+)
+@option(
+    "--drain-seconds",
+    callback=_whole_seconds,
+    default=None,
+    show_default="5 generic, 20 eks",
+    help="whole seconds a pod keeps answering after SIGTERM, 0 to 3600",
+)
+@option(
+    "--autoscale",
+    "autoscaling",
+    is_flag=True,
+    help="add a HorizontalPodAutoscaler (min = replicas)",
+)
+@option(
+    "--max-replicas",
+    type=int,
+    default=None,
+    show_default="3 x replicas",
+    help="autoscaler maximum",
+)
+@option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", help="format")
+def manifests_command(create_namespace: bool, output: str, **settings: Any) -> int:
+    if output == "yaml":
         require_extra("local", "yaml")
     from podtally.k8s import is_system_namespace, render, to_json, to_yaml
 
-    spec = AppSpec(
-        name=args.name,
-        namespace=args.namespace,
-        replicas=args.replicas,
-        image=args.image if args.image is not None else DEFAULT_IMAGE,
-        # Host names are case-insensitive; Kubernetes wants an Ingress host in lower case.
-        host=args.host.lower() if args.host is not None else None,
-        tls=args.tls,
-        profile=args.profile,
-        certificate_arn=args.certificate_arn,
-        zone_lookup=args.zone_lookup,
-        drain_seconds=args.drain_seconds,  # None: the profile's default
-        ingress_class=args.ingress_class,
-        tls_secret=args.tls_secret,
-        autoscaling=args.autoscale,
-        max_replicas=args.max_replicas,
-    )
-    objs = render(spec, create_namespace=args.create_namespace)
+    host = settings["host"]
+    # Host names are case-insensitive; Kubernetes wants an Ingress host in lower case.
+    spec = AppSpec(**{**settings, "host": host.lower() if host is not None else None})
+    objs = render(spec, create_namespace=create_namespace)
     if is_system_namespace(spec.namespace):
         err(
             f"note: no Namespace object for {spec.namespace!r}: every cluster has it, and its "
             "labels are the cluster's" + (_READINESS_GATE if spec.profile == "eks" else "")
         )
-    elif not args.create_namespace and spec.profile == "eks":
+    elif not create_namespace and spec.profile == "eks":
         err(f"note: no Namespace object: namespace {spec.namespace!r} must exist" + _READINESS_GATE)
-    sys.stdout.write(to_yaml(objs) if args.output == "yaml" else to_json(objs))
+    sys.stdout.write(to_yaml(objs) if output == "yaml" else to_json(objs))
     return 0
 
 
 _READINESS_GATE = (
     " (label it elbv2.k8s.aws/pod-readiness-gate-inject=enabled for the ALB's pod readiness gate)"
 )
+
+COMMANDS: dict[str, click.Command] = {"manifests": manifests_command}

@@ -2,202 +2,79 @@
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import functools
 import json
-import os
-import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
-from types import FrameType
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import click
+
 from podtally.cli.common import err
+from podtally.cli.params import Command, defaults_of, option
+from podtally.cli.signals import capture_signals
 from podtally.errors import PodtallyError, UsageError
+from podtally.local import StackConfig
 
 if TYPE_CHECKING:
     from podtally.local import Stack
 
+DEFAULTS = defaults_of(StackConfig)
 _DEFAULTS_NOTE = (
     "State lives in $PODTALLY_STATE_DIR/<name> (default ~/.local/state/podtally/<name>); "
     "set PODTALLY_HAPROXY to use another haproxy binary."
 )
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C: roll back or stop what was started, exit 130."""
-
-
-def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    raise _Terminated
-
-
-@contextlib.contextmanager
-def _sigterm_as_ctrl_c() -> Iterator[None]:
-    """While the block runs, SIGTERM raises like Ctrl-C does, so that the same cleanup runs."""
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _local_command(
-    func: Callable[[argparse.Namespace], int],
-) -> Callable[[argparse.Namespace], int]:
-    """What every local-stack command shares: SIGTERM is handled like Ctrl-C; stdout is flushed
-    before the exit code is decided; a file or process error the library did not explain still
-    ends as one line, exit 3."""
+def _local_command(func: Callable[..., int]) -> Callable[..., int]:
+    """What every local-stack command shares: SIGTERM is handled like Ctrl-C (the same
+    rollback or teardown runs); stdout is flushed before the exit code is decided; a file or
+    process error the library did not explain still ends as one line, exit 3."""
 
     @functools.wraps(func)
-    def wrapper(args: argparse.Namespace) -> int:
+    def wrapper(**kwargs: Any) -> int:
         try:
-            with _sigterm_as_ctrl_c():
-                code = func(args)
-                _flush()
+            with capture_signals("interrupt"):
+                code = func(**kwargs)
+                sys.stdout.flush()
                 return code
         except OSError as exc:
             where = f" ({exc.filename})" if exc.filename else ""
             reason = (exc.strerror or str(exc)).lower()
-            raise PodtallyError(f"podtally {args.command}: {reason}{where}") from exc
+            name = click.get_current_context().info_name
+            raise PodtallyError(f"podtally {name}: {reason}{where}") from exc
 
     return wrapper
 
 
-def _stdout_to_devnull() -> None:
-    """The reader of stdout went away (``podtally status | head -1``): that is not a failure of
-    the command. Later output, and the flush at exit, go to /dev/null instead of failing."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, sys.stdout.fileno())
-    finally:
-        os.close(devnull)
-
-
 def _out(text: str) -> None:
-    """Write to stdout; a closed pipe does not change the command's outcome."""
-    try:
-        sys.stdout.write(text)
-    except BrokenPipeError:
-        _stdout_to_devnull()
+    sys.stdout.write(text)
 
 
 def _flush() -> None:
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        _stdout_to_devnull()
+    sys.stdout.flush()
 
 
-def _add_name(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+def _checked_name(ctx: click.Context, param: click.Parameter, name: str) -> str:
+    """A stack name the library accepts (``--name ''`` is bad usage for every command)."""
+    StackConfig(name=name)
+    return name
+
+
+def _name_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return option(
         "--name",
-        default="podtally",
-        help="the stack's name; stacks with different names run side by side (default: podtally)",
-    )
+        default=DEFAULTS["name"],
+        callback=_checked_name,
+        help="the stack's name; stacks with different names run side by side",
+    )(func)
 
 
-def register(sub: argparse._SubParsersAction[Any]) -> None:
-    """Add up, status, restart, scale and down."""
-    p = sub.add_parser(
-        "up",
-        help="start replicas of the identity service behind a local HAProxy",
-        description="Start --replicas copies of `podtally serve`, each on its own loopback "
-        "address with a pod-like identity, behind a real HAProxy: HTTP redirecting to HTTPS "
-        "(certificate from a local CA), round robin, health checks on /readyz, a stats page. "
-        "Returns once every replica is ready and HAProxy answers. " + _DEFAULTS_NOTE,
-    )
-    _add_name(p)
-    p.add_argument("--replicas", type=int, default=3, help="number of replicas (default: 3)")
-    p.add_argument(
-        "--nodes",
-        type=int,
-        default=None,
-        help="spread replicas over K fake nodes (default: one each)",
-    )
-    p.add_argument(
-        "--namespace", default="podtally", help="the pods' namespace (default: podtally)"
-    )
-    p.add_argument(
-        "--http-port", type=int, default=8080, help="HTTP port on 127.0.0.1 (default: 8080)"
-    )
-    p.add_argument(
-        "--https-port", type=int, default=8443, help="HTTPS port on 127.0.0.1 (default: 8443)"
-    )
-    p.add_argument(
-        "--stats-port",
-        type=int,
-        default=8404,
-        help="HAProxy stats page (/stats) and Prometheus metrics (/metrics) (default: 8404)",
-    )
-    p.add_argument("--no-tls", action="store_true", help="plain HTTP only, no redirect, no CA")
-    p.add_argument("--host", default=None, help="an extra DNS name for the certificate")
-    p.add_argument(
-        "--drain-seconds",
-        type=float,
-        default=2.0,
-        help="how long a stopping replica keeps answering after SIGTERM, 0 to 300 (default: 2)",
-    )
-    p.add_argument(
-        "--ready-timeout",
-        type=float,
-        default=30.0,
-        help="give up if a replica or HAProxy is not ready after this many seconds, at most "
-        "3600 (default: 30)",
-    )
-    p.add_argument(
-        "--foreground",
-        action="store_true",
-        help="stay attached; Ctrl-C or SIGTERM tears the whole stack down",
-    )
-    p.set_defaults(func=_local_command(_up))
+def _command(name: str, help: str) -> Callable[[Callable[..., Any]], click.Command]:
+    from podtally.cli.app import COMMANDS
 
-    p = sub.add_parser(
-        "status",
-        help="show the local stack's replicas and HAProxy's view of them",
-        description="Each replica (pod, node, zone, address, pid, HAProxy's UP/DOWN) and the "
-        "URLs. Exit 0 when every replica is UP; 1 (a check failed) when the stack is degraded, "
-        "some replicas not UP; 3 when the stack is not up.",
-    )
-    _add_name(p)
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=_local_command(_status))
-
-    p = sub.add_parser(
-        "restart",
-        help="rolling restart: a new replica UP before each old one drains",
-        description="Like `kubectl rollout restart`: one replica at a time, a new pod (new "
-        "template hash) starts and is UP in HAProxy before the old one drains and stops. "
-        "No request through the balancer fails; replicas that died are replaced too. Exit 0 "
-        "when every replica is UP at the end, 1 when some are not, 3 when the stack is not up.",
-    )
-    _add_name(p)
-    p.set_defaults(func=_local_command(_restart))
-
-    p = sub.add_parser(
-        "scale",
-        help="change the number of replicas without failing a request",
-        description="Like a ReplicaSet: brings the stack to N running replicas. New replicas "
-        "join once HAProxy sees them UP; replicas that died are replaced and removed; scaling "
-        "down removes the replicas that are not UP first, then the highest ordinals, drained in "
-        "HAProxy before they get SIGTERM. Exit 0 when every replica is UP at the end, 1 when "
-        "some are not, 3 when the stack is not up.",
-    )
-    p.add_argument("replicas", type=int, help="the new number of replicas")
-    _add_name(p)
-    p.set_defaults(func=_local_command(_scale))
-
-    p = sub.add_parser(
-        "down",
-        help="stop the local stack and remove its state",
-        description="HAProxy soft-stops, replicas get SIGTERM and drain, SIGKILL after a bound; "
-        "the run directory is removed. Safe to run when nothing is up. Ctrl-C stops waiting: "
-        "what still runs is killed and the run directory removed all the same.",
-    )
-    _add_name(p)
-    p.set_defaults(func=_local_command(_down))
+    return click.command(name, cls=Command, short_help=COMMANDS[name][2], help=help)
 
 
 # --- output ------------------------------------------------------------------------------------
@@ -251,7 +128,7 @@ def _summary(stack: Stack) -> str:
     )
 
 
-# --- commands ----------------------------------------------------------------------------------
+# --- what the commands do ------------------------------------------------------------------
 
 
 def _degraded(stack: Stack, after: str) -> int:
@@ -294,26 +171,13 @@ def _as_option(key: str, running: Any, asked: Any) -> str:
     return f"{_option(key, running)} (asked: {_option(key, asked)})"
 
 
-def _up(args: argparse.Namespace) -> int:
-    from podtally.local import AlreadyUpError, StackConfig, command_hint, down, status, up
+def _up(config: StackConfig, foreground: bool) -> int:
+    from podtally.local import AlreadyUpError, command_hint, down, status, up
 
-    config = StackConfig(
-        name=args.name,
-        replicas=args.replicas,
-        nodes=args.nodes,
-        namespace=args.namespace,
-        http_port=args.http_port,
-        https_port=args.https_port,
-        stats_port=args.stats_port,
-        tls=not args.no_tls,
-        host=args.host,
-        drain_seconds=args.drain_seconds,
-        ready_timeout=args.ready_timeout,
-    )
     try:
         stack = up(config, progress=err)
     except AlreadyUpError as exc:
-        if args.foreground:
+        if foreground:
             raise
         differences = [_as_option(*d) for d in exc.differences]
         if differences:
@@ -328,7 +192,7 @@ def _up(args: argparse.Namespace) -> int:
     _out(f"stack {config.name!r} is up: {len(stack.replicas)} replicas behind HAProxy\n")
     _print_urls(stack)
     _flush()
-    if not args.foreground:
+    if not foreground:
         return 0
     err("running in the foreground: Ctrl-C stops the stack")
     run_dir = config.resolved_run_dir()
@@ -346,18 +210,17 @@ def _up(args: argparse.Namespace) -> int:
                 return 3
     except KeyboardInterrupt:
         err("stopping the stack")
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        down(config.name, progress=err)
+        with capture_signals("ignore"):  # a second Ctrl-C does not stop the teardown
+            down(config.name, progress=err)
         err(f"stack {config.name!r} is down")
         return 0
 
 
-def _status(args: argparse.Namespace) -> int:
+def _status(name: str, as_json: bool) -> int:
     from podtally.local import status
 
-    stack = status(args.name)
-    if args.json:
+    stack = status(name)
+    if as_json:
         _out(json.dumps(stack.to_dict(), indent=2) + "\n")
     else:
         _out(_summary(stack) + "\n")
@@ -366,11 +229,11 @@ def _status(args: argparse.Namespace) -> int:
     return 0 if stack.ready else 1
 
 
-def _restart(args: argparse.Namespace) -> int:
+def _restart(name: str) -> int:
     from podtally.local import restart
 
     started = time.monotonic()
-    stack = restart(args.name, progress=err)
+    stack = restart(name, progress=err)
     err(f"restarted {len(stack.replicas)} replica(s) in {time.monotonic() - started:.1f} s")
     _out(_summary(stack) + "\n")
     _print_table(stack)
@@ -378,21 +241,143 @@ def _restart(args: argparse.Namespace) -> int:
     return _degraded(stack, "the restart")
 
 
-def _scale(args: argparse.Namespace) -> int:
+def _scale(replicas: int, name: str) -> int:
     from podtally.local import scale
 
-    stack = scale(args.replicas, args.name, progress=err)
+    stack = scale(replicas, name, progress=err)
     _out(_summary(stack) + "\n")
     _print_table(stack)
     _flush()
     return _degraded(stack, "scaling")
 
 
-def _down(args: argparse.Namespace) -> int:
+def _down(name: str) -> int:
     from podtally.local import down
 
-    if down(args.name, progress=err):
-        err(f"stack {args.name!r} is down")
+    if down(name, progress=err):
+        err(f"stack {name!r} is down")
     else:
-        err(f"stack {args.name!r} was not running")
+        err(f"stack {name!r} was not running")
     return 0
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+@_command(
+    "up",
+    "Start --replicas copies of `podtally serve`, each on its own loopback address with a "
+    "pod-like identity, behind a real HAProxy: HTTP redirecting to HTTPS (certificate from a "
+    "local CA), round robin, health checks on /readyz, a stats page. Returns once every replica "
+    "is ready and HAProxy answers. " + _DEFAULTS_NOTE,
+)
+@_name_option
+@option("--replicas", type=int, default=DEFAULTS["replicas"], help="number of replicas")
+@option(
+    "--nodes",
+    type=int,
+    default=None,
+    show_default="one each",
+    help="spread replicas over K fake nodes",
+)
+@option("--namespace", default=DEFAULTS["namespace"], help="the pods' namespace")
+@option("--http-port", type=int, default=DEFAULTS["http_port"], help="HTTP port on 127.0.0.1")
+@option("--https-port", type=int, default=DEFAULTS["https_port"], help="HTTPS port on 127.0.0.1")
+@option(
+    "--stats-port",
+    type=int,
+    default=DEFAULTS["stats_port"],
+    help="HAProxy stats page (/stats) and Prometheus metrics (/metrics)",
+)
+@option(
+    "--no-tls",
+    "tls",
+    is_flag=True,
+    flag_value=False,
+    default=DEFAULTS["tls"],
+    show_default=False,
+    help="plain HTTP only, no redirect, no CA",
+)
+@option("--host", default=DEFAULTS["host"], help="an extra DNS name for the certificate")
+@option(
+    "--drain-seconds",
+    type=float,
+    default=DEFAULTS["drain_seconds"],
+    help="how long a stopping replica keeps answering after SIGTERM, 0 to 300",
+)
+@option(
+    "--ready-timeout",
+    type=float,
+    default=DEFAULTS["ready_timeout"],
+    help="give up if a replica or HAProxy is not ready after this many seconds, at most 3600",
+)
+@option(
+    "--foreground",
+    is_flag=True,
+    help="stay attached; Ctrl-C or SIGTERM tears the whole stack down",
+)
+@_local_command
+def up_command(foreground: bool, **settings: Any) -> int:
+    return _up(StackConfig(**settings), foreground)
+
+
+@_command(
+    "status",
+    "Each replica (pod, node, zone, address, pid, HAProxy's UP/DOWN) and the URLs. Exit 0 when "
+    "every replica is UP; 1 (a check failed) when the stack is degraded, some replicas not UP; "
+    "3 when the stack is not up.",
+)
+@_name_option
+@option("--json", "as_json", is_flag=True, help="machine-readable output")
+@_local_command
+def status_command(name: str, as_json: bool) -> int:
+    return _status(name, as_json)
+
+
+@_command(
+    "restart",
+    "Like `kubectl rollout restart`: one replica at a time, a new pod (new template hash) "
+    "starts and is UP in HAProxy before the old one drains and stops. No request through the "
+    "balancer fails; replicas that died are replaced too. Exit 0 when every replica is UP at "
+    "the end, 1 when some are not, 3 when the stack is not up.",
+)
+@_name_option
+@_local_command
+def restart_command(name: str) -> int:
+    return _restart(name)
+
+
+@_command(
+    "scale",
+    "Like a ReplicaSet: brings the stack to REPLICAS running replicas. New replicas join once "
+    "HAProxy sees them UP; replicas that died are replaced and removed; scaling down removes "
+    "the replicas that are not UP first, then the highest ordinals, drained in HAProxy before "
+    "they get SIGTERM. Exit 0 when every replica is UP at the end, 1 when some are not, 3 when "
+    "the stack is not up.",
+)
+@click.argument("replicas", type=int)
+@_name_option
+@_local_command
+def scale_command(replicas: int, name: str) -> int:
+    return _scale(replicas, name)
+
+
+@_command(
+    "down",
+    "HAProxy soft-stops, replicas get SIGTERM and drain, SIGKILL after a bound; the run "
+    "directory is removed. Safe to run when nothing is up. Ctrl-C stops waiting: what still "
+    "runs is killed and the run directory removed all the same.",
+)
+@_name_option
+@_local_command
+def down_command(name: str) -> int:
+    return _down(name)
+
+
+COMMANDS: dict[str, click.Command] = {
+    "up": up_command,
+    "status": status_command,
+    "restart": restart_command,
+    "scale": scale_command,
+    "down": down_command,
+}

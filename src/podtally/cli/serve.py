@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
-from typing import Any
+import click
 
-from podtally.service.config import DEFAULT_DRAIN_SECONDS, DEFAULT_PORT, DEFAULT_SHUTDOWN_TIMEOUT
+from podtally.cli.params import Command, defaults_of, option
+from podtally.service.config import ServeConfig
 
-SERVE_EPILOG = """\
+DEFAULTS = defaults_of(ServeConfig)
+
+SERVE_EPILOG = """\b
 routes:
   GET /               the identity: text (curl), HTML (browsers, ?refresh=N) or JSON, by Accept
   GET /api/identity   JSON: every field with its source, the version and the start time
@@ -15,59 +17,61 @@ routes:
   GET /readyz         200 when ready; 503 while starting or draining
   GET /metrics        Prometheus text
 
+\b
 identity (downward API):
   POD_NAME, NODE_NAME, POD_NAMESPACE, POD_IP, ZONE (or K8_POD_NAME, K8_NODE_NAME,
   K8_POD_NAMESPACE, K8_POD_IP); without ZONE, the node's zone label through the Kubernetes API,
   then AWS IMDSv2, within about 1 s (PODTALLY_IMDS_ENDPOINT=off never asks IMDS)
 
+\b
 exit codes:
   0 stopped after a signal (drained)     2 bad usage (host, port, port in use)
   3 the server failed                    128+N a second signal N
 """
 
 
-def register(sub: argparse._SubParsersAction[Any]) -> None:
-    p = sub.add_parser(
-        "serve",
-        help="run one replica of the identity service",
-        description="Answer every request with this replica's identity (pod, node, namespace, "
-        "IP, zone). /readyz turns 503 on SIGTERM; the replica keeps answering for "
-        "--drain-seconds, then stops accepting and exits 0.",
-        epilog=SERVE_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "--host",
-        default="0.0.0.0",
-        help="IP address to listen on: 0.0.0.0, :: or an address of this machine "
-        "(default: 0.0.0.0)",
-    )
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default: 8080)")
-    p.add_argument(
-        "--drain-seconds",
-        type=float,
-        default=DEFAULT_DRAIN_SECONDS,
-        help="after SIGTERM, keep answering this long with /readyz at 503 (default: 5)",
-    )
-    p.add_argument(
-        "--shutdown-timeout",
-        type=float,
-        default=DEFAULT_SHUTDOWN_TIMEOUT,
-        help="after the drain, how long in-flight requests may take (default: 10)",
-    )
-    p.add_argument("--access-log", action="store_true", help="one JSON line per request on stderr")
-    p.set_defaults(func=_serve)
-
-
-def _serve(args: argparse.Namespace) -> int:
+@click.command(
+    "serve",
+    cls=Command,
+    short_help="run one replica of the identity service",
+    help="Answer every request with this replica's identity (pod, node, namespace, IP, zone). "
+    "/readyz turns 503 on SIGTERM; the replica keeps answering for --drain-seconds, then stops "
+    "accepting and exits 0.",
+    epilog=SERVE_EPILOG,
+)
+@option(
+    "--host",
+    default=DEFAULTS["host"],
+    help="IP address to listen on: 0.0.0.0, :: or an address of this machine",
+)
+@option("--port", type=int, default=DEFAULTS["port"], help="port")
+@option(
+    "--drain-seconds",
+    type=float,
+    default=DEFAULTS["drain_seconds"],
+    help="after SIGTERM, keep answering this long with /readyz at 503",
+)
+@option(
+    "--shutdown-timeout",
+    type=float,
+    default=DEFAULTS["shutdown_timeout"],
+    help="after the drain, how long in-flight requests may take",
+)
+@option("--access-log", is_flag=True, help="one JSON line per request on stderr")
+def serve_command(
+    host: str, port: int, drain_seconds: float, shutdown_timeout: float, access_log: bool
+) -> int:
     from podtally.service import ServeConfig, serve
 
     return serve(
         ServeConfig(
-            host=args.host,
-            port=args.port,
-            drain_seconds=args.drain_seconds,
-            shutdown_timeout=args.shutdown_timeout,
-            access_log=args.access_log,
+            host=host,
+            port=port,
+            drain_seconds=drain_seconds,
+            shutdown_timeout=shutdown_timeout,
+            access_log=access_log,
         )
     )
+
+
+COMMANDS: dict[str, click.Command] = {"serve": serve_command}

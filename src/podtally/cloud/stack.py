@@ -30,7 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from podtally.errors import MissingDependencyError, NotRunningError, PodtallyError, UsageError
+from podtally.errors import (
+    MissingDependencyError,
+    NotRunningError,
+    Phrase,
+    PodtallyError,
+    Setting,
+    UsageError,
+)
 
 Progress = Callable[[str], None]
 INSTALL_URL = "https://www.pulumi.com/docs/install/"
@@ -67,20 +74,32 @@ def check_stack_name(name: str) -> str:
     """A name Pulumi accepts for a stack (and that makes a file name ``Pulumi.NAME.yaml``)."""
     if not STACK_NAME.fullmatch(name) or name.startswith("."):
         raise UsageError(
-            f"--stack {name!r} is not a valid stack name: use up to 100 letters, digits, '-', "
-            "'_' and '.' (not first)"
+            "is not a valid stack name: use up to 100 letters, digits, '-', '_' and '.' "
+            "(not first)",
+            setting="stack",
+            value=name,
         )
     return name
 
 
 def find_infra_dir(explicit: Path | None = None) -> Path:
-    """The Pulumi project: ``--infra-dir``, else ``infra/`` next to ``src/`` in a checkout."""
+    """The Pulumi project: ``explicit`` (the ``infra_dir`` setting), else ``infra/`` next to
+    ``src/`` in a checkout."""
     candidates = [explicit] if explicit else [Path(__file__).resolve().parents[3] / "infra"]
     for path in candidates:
         if path is not None and (path / "Pulumi.yaml").is_file():
             return path.resolve()
-    where = explicit if explicit else "the podtally checkout"
-    raise UsageError(f"no Pulumi project (Pulumi.yaml) in {where}: pass --infra-dir DIR")
+    if explicit:
+        raise UsageError(
+            "no Pulumi project (Pulumi.yaml) in it", setting="infra_dir", value=explicit
+        )
+    raise UsageError(
+        Phrase(
+            "no Pulumi project (Pulumi.yaml) in the podtally checkout: pass ",
+            Setting("infra_dir"),
+            " DIR",
+        )
+    )
 
 
 def backend_url(env: Mapping[str, str] | None = None) -> str:

@@ -1,6 +1,8 @@
 """What to verify and how: :class:`VerifyOptions`, validated once, with one-line usage errors.
 
-Everything here is plain data and parsing (URL, ``--resolve``, durations, rates); no sockets.
+Everything here is plain data and parsing (URL, ``resolve``, durations, rates); no sockets.
+Errors name the setting at fault (``setting="timeout"``, the keyword of :class:`VerifyOptions`)
+and its value; a command line words them with its own flags.
 """
 
 from __future__ import annotations
@@ -9,11 +11,12 @@ import ipaddress
 import math
 import re
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urljoin, urlsplit
 
-from podtally.errors import UsageError
+from podtally.errors import Phrase, Setting, UsageError
 
 DEFAULT_REQUESTS = 100
 DEFAULT_CONCURRENCY = 10
@@ -58,7 +61,8 @@ class Target:
 
 @dataclass(frozen=True, slots=True)
 class Resolve:
-    """``--resolve HOST:PORT:ADDR``: connect to ADDR whenever the URL names HOST:PORT (as curl)."""
+    """A ``resolve`` entry, ``HOST:PORT:ADDR``: connect to ADDR whenever the URL names HOST:PORT
+    (as curl does)."""
 
     host: str
     port: int
@@ -69,14 +73,14 @@ class Resolve:
         return f"{self.host}:{self.port}:{address}"
 
 
-def _ascii_host(host: str, what: str) -> str:
+def _ascii_host(host: str, fail: Callable[[str], UsageError]) -> str:
     """A host name as it goes on the wire: lower case, non-ASCII names IDNA-encoded (as curl)."""
     if host.isascii():
         return host
     try:
         return host.encode("idna").decode("ascii")
     except UnicodeError as exc:
-        raise UsageError(f"{what}: host {host!r} is not valid: {exc}") from None
+        raise fail(f"host {host!r} is not valid: {exc}") from None
 
 
 def _percent_encode(text: str) -> str:
@@ -87,25 +91,35 @@ def _percent_encode(text: str) -> str:
     return "".join(c if c.isascii() and c.isprintable() else quote(c, safe="") for c in text)
 
 
-def parse_url(url: str, what: str = "URL") -> Target:
-    """Parse and check an http(s) URL; anything else is a usage error."""
+def parse_url(url: str, what: str | None = None) -> Target:
+    """Parse and check an http(s) URL; anything else is a usage error.
+
+    The error names the ``url`` setting, or, with ``what`` (``"redirect location"``), says
+    what the URL was in its text.
+    """
+
+    def fail(problem: str) -> UsageError:
+        if what is None:
+            return UsageError(problem, setting="url", value=url)
+        return UsageError(f"{what} {url!r}: {problem}")
+
     try:
         parts = urlsplit(url.strip())
         port = parts.port
     except ValueError as exc:
-        raise UsageError(f"{what} {url!r} is not valid: {exc}") from None
+        raise fail(f"is not valid: {exc}") from None
     if parts.scheme not in ("http", "https"):
-        raise UsageError(f"{what} {url!r} must start with http:// or https://")
+        raise fail("must start with http:// or https://")
     host = parts.hostname
     if not host:
-        raise UsageError(f"{what} {url!r} has no host")
+        raise fail("has no host")
     if parts.username or parts.password:
-        raise UsageError(f"{what} {url!r}: credentials in the URL are not supported")
+        raise fail("credentials in the URL are not supported")
     if any(c.isspace() for c in url.strip()):
-        raise UsageError(f"{what} {url!r} contains white space")
+        raise fail("contains white space")
     if port == 0:
-        raise UsageError(f"{what} {url!r} has port 0")
-    host = _ascii_host(host, f"{what} {url!r}")
+        raise fail("has port 0")
+    host = _ascii_host(host, fail)
     path = _percent_encode(parts.path) or "/"
     if parts.query:
         path = f"{path}?{_percent_encode(parts.query)}"
@@ -115,98 +129,121 @@ def parse_url(url: str, what: str = "URL") -> Target:
 
 def parse_resolve(value: str) -> Resolve:
     """``HOST:PORT:ADDR`` with ADDR an IPv4 address or a bracketed IPv6 address."""
+
+    def fail(problem: str) -> UsageError:
+        return UsageError(problem, setting="resolve", value=value)
+
     host, sep1, rest = value.partition(":")
     port_text, sep2, address = rest.partition(":")
     if not (sep1 and sep2 and host and port_text and address):
-        raise UsageError(f"--resolve {value!r} must be HOST:PORT:ADDR (as in curl)")
+        raise fail("must be HOST:PORT:ADDR (as in curl)")
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise UsageError(f"--resolve {value!r}: port {port_text!r} is not a port number")
+        raise fail(f"port {port_text!r} is not a port number")
     if address.startswith("[") and address.endswith("]"):
         address = address[1:-1]
     try:
         ipaddress.ip_address(address)
     except ValueError:
-        raise UsageError(
-            f"--resolve {value!r}: {address!r} is not an IP address (IPv6 goes in brackets)"
-        ) from None
-    host = _ascii_host(host.lower().rstrip("."), f"--resolve {value!r}")
+        raise fail(f"{address!r} is not an IP address (IPv6 goes in brackets)") from None
+    host = _ascii_host(host.lower().rstrip("."), fail)
     return Resolve(host=host, port=int(port_text), address=address)
 
 
-def parse_duration(value: str, what: str = "duration") -> float:
+def parse_duration(value: str, setting: str = "duration") -> float:
     """``30``, ``30s``, ``500ms``, ``2m``, ``1h`` → seconds (positive).
 
     Anything else (text, a negative number, zero) is one and the same usage error, naming
-    ``what`` (the option, such as ``--timeout``).
+    ``setting`` (such as ``"timeout"``).
     """
     match = _DURATION.match(value)
     seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)] if match else 0.0
     if not seconds > 0 or not math.isfinite(seconds):
         raise UsageError(
-            f"{what} {value!r} must be a duration more than zero (examples: 30, 30s, 500ms, 2m)"
+            "must be a duration more than zero (examples: 30, 30s, 500ms, 2m)",
+            setting=setting,
+            value=value,
         )
     return seconds
 
 
-def parse_rate_fraction(value: str) -> float:
+def parse_rate_fraction(value: str, setting: str = "max_error_rate") -> float:
     """An error budget: ``0.01`` or ``1%`` → 0.01, within 0..1."""
     text = value.strip()
     try:
         number = float(text[:-1]) / 100 if text.endswith("%") else float(text)
     except ValueError:
-        raise UsageError(f"error rate {value!r} is not a number (examples: 0, 0.01, 1%)") from None
+        raise UsageError(
+            "is not a number (examples: 0, 0.01, 1%)", setting=setting, value=value
+        ) from None
     if not 0.0 <= number <= 1.0 or math.isnan(number):
-        raise UsageError(f"error rate {value!r} must be between 0 and 1 (or 0% and 100%)")
+        raise UsageError("must be between 0 and 1 (or 0% and 100%)", setting=setting, value=value)
     return number
 
 
-def check_header(name: str, value: str) -> None:
+def check_header(name: str, value: str, given: str | None = None) -> None:
     """A request header podtally can send as is: a token name, a Latin-1 value without control
-    characters (HTTP/1.1 header fields are bytes; nothing is encoded on the user's behalf)."""
+    characters (HTTP/1.1 header fields are bytes; nothing is encoded on the user's behalf).
+
+    Errors name the ``headers`` setting with ``given`` (the header as written) as its value.
+    """
+
+    def fail(problem: str) -> UsageError:
+        return UsageError(problem, setting="headers", value=given or f"{name}: {value}")
+
     if not _TOKEN.match(name):
-        raise UsageError(
+        raise fail(
             f"header name {name!r} is not valid (ASCII letters, digits and !#$%&'*+-.^_`|~ only)"
         )
     if name.lower() in ("connection", "content-length", "transfer-encoding"):
-        raise UsageError(f"header {name!r} is set by podtally (use --keep-alive for Connection)")
+        raise fail(
+            Phrase(
+                f"header {name!r} is set by podtally (use ",
+                Setting("keep_alive"),
+                " for Connection)",
+            )
+        )
     if "\r" in value or "\n" in value:
-        raise UsageError(f"header {name!r} contains a line break")
+        raise fail(f"header {name!r} contains a line break")
     for char in value:
         if ord(char) > 0xFF:
-            raise UsageError(
+            raise fail(
                 f"header {name!r} contains {char!r}, which is not Latin-1: HTTP header values "
                 "are bytes, encode it first (percent-encoding, for example)"
             )
         if char != "\t" and (ord(char) < 0x20 or ord(char) == 0x7F):
-            raise UsageError(f"header {name!r} contains a control character ({char!r})")
+            raise fail(f"header {name!r} contains a control character ({char!r})")
 
 
 def parse_header(value: str) -> tuple[str, str]:
-    """``Name: value`` for ``--header``."""
+    """``Name: value``, one of the ``headers`` setting."""
     name, sep, text = value.partition(":")
     name, text = name.strip(), text.strip()
     if not sep or not name:
-        raise UsageError(f"header {value!r} must be 'Name: value'")
-    check_header(name, text)
+        raise UsageError("must be 'Name: value'", setting="headers", value=value)
+    check_header(name, text, given=value)
     return name, text
 
 
 def check_cacert(path: Path) -> None:
     """A CA file that loads: checked up front, so a bad one is bad input, not a failed run."""
+
+    def fail(problem: str) -> UsageError:
+        return UsageError(problem, setting="cacert", value=path)
+
     if not path.exists():
-        raise UsageError(f"--cacert {path}: no such file")
+        raise fail("no such file")
     if not path.is_file():
-        raise UsageError(f"--cacert {path}: not a file")
+        raise fail("not a file")
     try:
         ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(path))
     except ssl.SSLError as exc:
         reason = exc.reason or str(exc)
-        raise UsageError(
-            f"--cacert {path}: cannot load it as PEM ({reason}): give the CA certificate(s), "
+        raise fail(
+            f"cannot load it as PEM ({reason}): give the CA certificate(s), "
             "-----BEGIN CERTIFICATE-----"
         ) from None
     except OSError as exc:
-        raise UsageError(f"--cacert {path}: cannot read it: {exc.strerror or exc}") from None
+        raise fail(f"cannot read it: {exc.strerror or exc}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,32 +274,44 @@ class VerifyOptions:
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", parse_url(self.url))
         if self.requests is None and self.duration is None:
-            raise UsageError("give a number of requests (-n) or a --duration")
+            raise UsageError(
+                Phrase("give a number of ", Setting("requests"), " or a ", Setting("duration"))
+            )
         if self.requests is not None and self.requests < 1:
-            raise UsageError(f"-n must be at least 1 (got {self.requests})")
+            raise UsageError("must be at least 1", setting="requests", value=self.requests)
         if self.duration is not None and not self.duration > 0:
-            raise UsageError(f"--duration must be more than zero (got {self.duration})")
+            raise UsageError("must be more than zero", setting="duration", value=self.duration)
         if not 1 <= self.concurrency <= MAX_CONCURRENCY:
-            raise UsageError(f"-c must be between 1 and {MAX_CONCURRENCY} (got {self.concurrency})")
+            raise UsageError(
+                f"must be between 1 and {MAX_CONCURRENCY}",
+                setting="concurrency",
+                value=self.concurrency,
+            )
         if self.rate is not None and not self.rate > 0:
-            raise UsageError(f"--rate must be more than zero (got {self.rate})")
+            raise UsageError("must be more than zero", setting="rate", value=self.rate)
         if not self.timeout > 0:
-            raise UsageError(f"--timeout must be more than zero (got {self.timeout})")
+            raise UsageError("must be more than zero", setting="timeout", value=self.timeout)
         if not 0.0 < self.alpha < 1.0:
-            raise UsageError(f"--alpha must be between 0 and 1 (got {self.alpha})")
+            raise UsageError("must be between 0 and 1", setting="alpha", value=self.alpha)
         if self.expect_pods is not None and self.expect_pods < 1:
-            raise UsageError(f"--expect-pods must be at least 1 (got {self.expect_pods})")
+            raise UsageError("must be at least 1", setting="expect_pods", value=self.expect_pods)
         if not 0.0 <= self.max_error_rate <= 1.0:
-            raise UsageError(f"--max-error-rate must be within 0..1 (got {self.max_error_rate})")
+            raise UsageError(
+                "must be within 0..1", setting="max_error_rate", value=self.max_error_rate
+            )
         for name, value in self.headers:
             check_header(name, value)
         if self.cacert is not None:
             if self.insecure:
-                raise UsageError("--cacert and --insecure contradict each other; pick one")
+                raise UsageError(
+                    Phrase("and ", Setting("insecure"), " contradict each other; pick one"),
+                    setting="cacert",
+                    value=self.cacert,
+                )
             check_cacert(self.cacert)
 
     def address_for(self, host: str, port: int) -> str | None:
-        """The ``--resolve`` address for HOST:PORT, if one was given."""
+        """The ``resolve`` address for HOST:PORT, if one was given."""
         key = host.lower().rstrip(".")
         for entry in self.resolve:
             if entry.host == key and entry.port == port:

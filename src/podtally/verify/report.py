@@ -1,16 +1,19 @@
 """Render a :class:`VerifyResult`: the text report, the ``--json`` document, observation lines.
 
-Pure functions from a result to a string; nothing here computes statistics or prints.
+Pure functions from a result to a string; nothing here computes statistics or prints. Notes and
+failures that name a setting are worded by ``flag_name(setting)``, which a command line gives
+(``--follow``); without it, settings keep the library's names (``follow``).
 """
 
 from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from podtally.errors import worded
 from podtally.verify.probe import Observation
 from podtally.verify.result import VerifyResult
 from podtally.verify.tally import Dimension
@@ -97,7 +100,7 @@ def seed_lines(result: VerifyResult) -> list[str]:
     return [f"{row.count:7d} Pod: {row.name}" for row in rows]
 
 
-def render_text(result: VerifyResult) -> str:
+def render_text(result: VerifyResult, flag_name: Callable[[str], str] = str) -> str:
     """The human report: seed-style counts, one table per dimension, then the facts, verdict."""
     options = result.options
     lines = [*seed_lines(result)]
@@ -166,13 +169,14 @@ def render_text(result: VerifyResult) -> str:
                 subsequent_indent="      ",
                 break_on_hyphens=False,
             )
-            for note in result.notes
+            for note in (worded(note, flag_name) for note in result.notes)
         )
     lines.append("")
+    summary = worded(result.verdict.summary, flag_name)
     if result.interrupted:
-        lines.append(f"verdict: INTERRUPTED; on what was collected: {result.verdict.summary}")
+        lines.append(f"verdict: INTERRUPTED; on what was collected: {summary}")
     else:
-        lines.append(f"verdict: {result.verdict.summary}")
+        lines.append(f"verdict: {summary}")
     return "\n".join(lines) + "\n"
 
 
@@ -216,7 +220,7 @@ def _dimension_doc(dimension: Dimension) -> dict[str, Any]:
     }
 
 
-def to_document(result: VerifyResult) -> dict[str, Any]:
+def to_document(result: VerifyResult, flag_name: Callable[[str], str] = str) -> dict[str, Any]:
     """The ``--json`` document (schema: :data:`podtally.verify.schema.RESULT_SCHEMA`)."""
     options = result.options
     latency = result.latency
@@ -288,19 +292,19 @@ def to_document(result: VerifyResult) -> dict[str, Any]:
             "pinned": spread.pinned,
             "most_pods": spread.most_pods,
         },
-        "notes": list(result.notes),
+        "notes": [worded(note, flag_name) for note in result.notes],
         "verdict": {
             "result": result.verdict.result,
             "passed": result.verdict.passed,
             "exit_code": result.verdict.exit_code,
-            "summary": result.verdict.summary,
-            "failures": list(result.verdict.failures),
+            "summary": worded(result.verdict.summary, flag_name),
+            "failures": [worded(failure, flag_name) for failure in result.verdict.failures],
         },
     }
 
 
-def render_json(result: VerifyResult) -> str:
-    return json.dumps(to_document(result), indent=2, allow_nan=False) + "\n"
+def render_json(result: VerifyResult, flag_name: Callable[[str], str] = str) -> str:
+    return json.dumps(to_document(result, flag_name), indent=2, allow_nan=False) + "\n"
 
 
 def observation_line(observation: Observation) -> str:

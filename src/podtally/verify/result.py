@@ -1,9 +1,14 @@
-"""The immutable outcome of one verification run, built from the accumulated counts."""
+"""The immutable outcome of one verification run, built from the accumulated counts.
+
+Notes and failures that give advice in terms of a setting (``use follow``) are
+:class:`~podtally.errors.Phrase` objects: the report words them with the interface's flags.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from podtally.errors import Phrase, Setting
 from podtally.verify.options import VerifyOptions
 from podtally.verify.probe import ERROR_KINDS, ErrorKind, ProbeSummary
 from podtally.verify.tally import (
@@ -24,7 +29,7 @@ EXIT_INTERRUPTED = 130
 
 @dataclass(frozen=True, slots=True)
 class ConnectionSpread:
-    """With ``--keep-alive``: did requests on one connection reach one pod or several?"""
+    """With ``keep_alive``: did requests on one connection reach one pod or several?"""
 
     connections: int  # connections that carried at least one identified response
     pinned: int  # of those, connections whose responses all came from one pod
@@ -101,28 +106,36 @@ def _notes(
 ) -> tuple[str, ...]:
     notes: list[str] = []
     if options.keep_alive:
-        text = (
-            f"keep-alive: {probe.connections} connections carried {acc.requests} requests. "
-            "A per-connection balancer (NLB, kube-proxy, any L4 balancer) pins each connection "
-            "to one pod, so the spread reflects connections, not requests; without --keep-alive "
-            "every request opens its own connection."
-        )
+        here = ""
         if spread is not None and spread.connections:
             if spread.pinned == spread.connections:
-                text += " Here every connection stayed on one pod: connections are pinned."
+                here = " Here every connection stayed on one pod: connections are pinned."
             else:
-                text += (
+                here = (
                     f" Here {spread.connections - spread.pinned} of {spread.connections} "
                     f"connections reached several pods (up to {spread.most_pods}): the balancer "
                     "spreads requests within a connection (an HTTP-level balancer)."
                 )
-        notes.append(text)
+        notes.append(
+            Phrase(
+                f"keep-alive: {probe.connections} connections carried {acc.requests} requests. "
+                "A per-connection balancer (NLB, kube-proxy, any L4 balancer) pins each "
+                "connection to one pod, so the spread reflects connections, not requests; "
+                "without ",
+                Setting("keep_alive"),
+                " every request opens its own connection." + here,
+            )
+        )
     if acc.locations and not options.follow:
         location, count = acc.locations.most_common(1)[0]
         https = " or the https URL" if location.startswith("https://") else ""
         notes.append(
-            f"{sum(acc.locations.values())} responses were redirects (to {location}, "
-            f"{count} times), not followed: use --follow{https}."
+            Phrase(
+                f"{sum(acc.locations.values())} responses were redirects (to {location}, "
+                f"{count} times), not followed: use ",
+                Setting("follow"),
+                f"{https}.",
+            )
         )
     if acc.redirected:
         notes.append(f"{acc.redirected} requests followed redirects before they were answered.")
@@ -167,7 +180,7 @@ def build_result(
     if acc.locations and not options.follow:
         location = acc.locations.most_common(1)[0][0]
         https = " or the https URL" if location.startswith("https://") else ""
-        hint = f"redirected to {location}; use --follow{https}"
+        hint = Phrase(f"redirected to {location}; use ", Setting("follow"), https)
     verdict: Verdict = judge(
         dimensions[0],
         requests=acc.requests,

@@ -4,8 +4,9 @@
 :func:`tally_dimensions` turns identity counts into one :class:`Dimension` per pod, node, zone
 and IP, each with a chi-square goodness-of-fit test (scipy) against the spread a fair balancer
 gives: even over pods, and for nodes, zones and IPs weighted by how many pods each holds.
-:func:`judge` combines the pod test, ``--expect-pods`` and the error budget into a
-:class:`Verdict`.
+:func:`judge` combines the pod test, the expected pod count and the error budget into a
+:class:`Verdict`. Where a failure names a setting (the error budget, ``max_error_rate``), it is a
+:class:`~podtally.errors.Phrase`: a command line words it with its own flag.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
+from podtally.errors import Phrase, Setting
 from podtally.verify.probe import ERROR_KINDS, ErrorKind, Observation
 
 DimensionName = Literal["pod", "node", "zone", "ip"]
@@ -265,10 +267,8 @@ def judge(
     result: VerdictResult
     if answered == 0:
         result = "no identity"
-        failures.append(
-            "no response carried an identity (X-Pod-* headers or 'Pod:' lines)"
-            + (f": {identity_hint}" if identity_hint else "")
-        )
+        missing = "no response carried an identity (X-Pod-* headers or 'Pod:' lines)"
+        failures.append(Phrase.joined(": ", [missing, identity_hint]) if identity_hint else missing)
     elif answered == 1:
         result = "one pod"
     elif not pods.judged:
@@ -294,8 +294,12 @@ def judge(
     if rate > max_error_rate:
         kinds = ", ".join(f"{n} {k}" for k in ERROR_KINDS if (n := errors.get(k, 0)))
         failures.append(
-            f"{failed} of {requests} requests failed ({rate:.1%}: {kinds}); "
-            f"budget {max_error_rate:.1%} (--max-error-rate)"
+            Phrase(
+                f"{failed} of {requests} requests failed ({rate:.1%}: {kinds}); "
+                f"budget {max_error_rate:.1%} (",
+                Setting("max_error_rate"),
+                ")",
+            )
         )
 
     passed = not failures
@@ -305,8 +309,11 @@ def judge(
         spread = "one pod answered every identified request: nothing to compare"
     else:
         spread = ""
+    summary: str
     if passed:
         summary = f"PASS: {spread}"
     else:
-        summary = "FAIL: " + "; ".join(failures) + (f" (spread: {spread})" if spread else "")
+        summary = Phrase.joined(
+            "", ["FAIL: ", Phrase.joined("; ", failures), f" (spread: {spread})" if spread else ""]
+        )
     return Verdict(result, passed, 0 if passed else 1, summary, tuple(failures))

@@ -1,0 +1,153 @@
+"""How every command declares its options and says its errors.
+
+* :func:`option`: a click option declared once: its default shown in ``--help``, and an
+  environment variable ``PODTALLY_<NAME>`` (the parameter's name, which is the library setting
+  it feeds: ``--cacert`` reads ``PODTALLY_CACERT``), shown in ``--help`` too.
+* :class:`Command` and :class:`Group`: a library error that names a setting is worded with the
+  command's own flag (``error: --max-error-rate 2: must be within 0..1``), because every click
+  parameter is named after the library setting it feeds.
+* :func:`usage_line`: a click usage error as one line pointing at the command's ``--help``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from podtally.errors import PodtallyError, worded
+
+ENV_PREFIX = "PODTALLY_"
+F = TypeVar("F", bound=Callable[..., Any])
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def envvar(name: str) -> str:
+    """The environment variable of the option that feeds setting ``name``."""
+    return ENV_PREFIX + name.upper()
+
+
+class Option(click.Option):
+    """An option whose usage errors name it by its flags only (its env var is in ``--help``)."""
+
+    def get_error_hint(self, ctx: click.Context | None) -> str:
+        return " / ".join(f"'{flag}'" for flag in self.opts)
+
+
+def option(*decls: str, **attrs: Any) -> Callable[[F], F]:
+    """``click.option`` with the project's rules: default and env var shown in ``--help``.
+
+    The last declaration without dashes, if any, is the parameter's (and setting's) name;
+    otherwise click derives it from the long option.
+    """
+    name = click.Option(decls).name or ""  # the name click gives it
+    attrs.setdefault("envvar", envvar(name))
+    attrs.setdefault("show_envvar", True)
+    attrs.setdefault("show_default", True)
+    attrs.setdefault("cls", Option)
+    return click.option(*decls, **attrs)
+
+
+def flag_namer(command: click.Command | None) -> Callable[[str], str]:
+    """``setting -> how this command's user writes it``: an option's long flag
+    (``--max-error-rate``, ``--requests`` rather than ``-n``), an argument's metavar (``URL``);
+    else the setting's own name."""
+    names: dict[str, str] = {}
+    if command is not None:
+        for param in command.params:
+            if param.name is not None and isinstance(param, click.Option):
+                names[param.name] = max(param.opts, key=len)  # the long form
+            elif param.name is not None:
+                names[param.name] = param.human_readable_name
+    return lambda setting: names.get(setting, setting)
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def error_line(exc: PodtallyError, command: click.Command | None = None) -> str:
+    """``error: --flag VALUE: what`` (or ``error: what``) for a library error."""
+    name = flag_namer(command)
+    what = worded(exc.what, name)
+    if exc.setting is None:
+        return f"error: {what}"
+    where = name(exc.setting)
+    if exc.has_value:
+        where += f" {_shown(exc.value)}"
+    return f"error: {where}: {what}"
+
+
+class WordedError(Exception):
+    """A library error already worded for this command line: ``line`` and ``exit_code``."""
+
+    def __init__(self, line: str, exit_code: int) -> None:
+        super().__init__(line)
+        self.line = line
+        self.exit_code = exit_code
+
+
+class Command(click.Command):
+    """A command whose library errors name its own flags."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("context_settings", CONTEXT)
+        super().__init__(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PodtallyError as exc:
+            raise WordedError(error_line(exc, self), exc.exit_code) from exc
+
+
+class Group(click.Group):
+    """A group of :class:`Command` (and of groups like itself). Without a command it is a
+    usage error (``missing command``), not the help text."""
+
+    command_class = Command
+    group_class = type
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("context_settings", CONTEXT)
+        kwargs.setdefault("no_args_is_help", False)
+        super().__init__(*args, **kwargs)
+
+
+def usage_line(exc: click.UsageError) -> str:
+    """``error: no such option: --bogus (see 'podtally serve --help')``."""
+    message = exc.format_message().strip().rstrip(".")
+    message = message[:1].lower() + message[1:]
+    where = exc.ctx.command_path if exc.ctx is not None else "podtally"
+    return f"error: {' '.join(message.split())} (see '{where} --help')"
+
+
+__all__ = [
+    "CONTEXT",
+    "ENV_PREFIX",
+    "Command",
+    "Group",
+    "WordedError",
+    "defaults_of",
+    "envvar",
+    "error_line",
+    "flag_namer",
+    "option",
+    "usage_line",
+]
+
+
+def defaults_of(config: type) -> dict[str, Any]:
+    """The defaults a library dataclass declares, by field name: ``--help`` shows these."""
+    import dataclasses
+
+    return {
+        f.name: f.default
+        for f in dataclasses.fields(config)
+        if f.default is not dataclasses.MISSING
+    }

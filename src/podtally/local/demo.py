@@ -1,0 +1,127 @@
+"""The whole story in one call: a local stack up, verified through its balancer, torn down.
+
+:func:`demo` starts its own stack (named :data:`DEMO_NAME`, on ports apart from a user's own
+``up``), verifies it with :func:`podtally.verify.run`, removes the stack in every case and
+returns the :class:`~podtally.verify.VerifyResult`. Every setting is checked before anything
+starts, so bad input fails at once and leaves nothing behind. Errors name the demo's own
+settings: a port in use is ``setting="ports"``, not the stack's ``http_port``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from podtally.errors import UsageError
+
+if TYPE_CHECKING:
+    from podtally.verify import Observation, Progress, VerifyOptions, VerifyResult
+
+DEMO_NAME = "podtally-demo"
+DEMO_REPLICAS = 3
+DEMO_REQUESTS = 1000
+DEMO_DRAIN_SECONDS = 0.5  # nothing sends traffic when the demo tears down
+DEMO_PORTS = (18080, 18443, 18404)  # apart from a user's own stack on 8080/8443/8404
+_PORT_SETTINGS = ("http_port", "https_port", "stats_port")
+
+
+def parse_ports(ports: str | tuple[int, int, int]) -> tuple[int, int, int]:
+    """``"HTTP,HTTPS,STATS"`` (or three ints) → three different ports; else ``setting="ports"``."""
+    text = ports if isinstance(ports, str) else ",".join(str(port) for port in ports)
+
+    def fail(problem: str) -> UsageError:
+        return UsageError(problem, setting="ports", value=text)
+
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 3:
+        raise fail(f"must be three ports, HTTP,HTTPS,STATS (got {len(parts)})")
+    for what, part in zip(("HTTP", "HTTPS", "STATS"), parts, strict=True):
+        if not (part.isascii() and part.isdigit()):
+            raise fail(f"the {what} port {part!r} is not a number")
+        if not 1 <= int(part) <= 65535:
+            raise fail(f"the {what} port {part} must be between 1 and 65535")
+    http, https, stats = (int(p) for p in parts)
+    if len({http, https, stats}) != 3:
+        raise fail("the three ports must differ")
+    return http, https, stats
+
+
+def describe(options: VerifyOptions) -> str:
+    """``1000 requests, 10 at a time, a new connection each``."""
+    amount = f"{options.requests} requests" if options.requests else ""
+    if options.duration:
+        amount = (amount + " or " if amount else "") + f"{options.duration:g}s"
+    mode = "keep-alive" if options.keep_alive else "a new connection each"
+    return f"{amount}, {options.concurrency} at a time, {mode}"
+
+
+def demo(
+    *,
+    replicas: int = DEMO_REPLICAS,
+    nodes: int | None = None,
+    http: bool = False,
+    ports: str | tuple[int, int, int] = DEMO_PORTS,
+    run_dir: Path | None = None,
+    say: Callable[[str], None] | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    on_observation: Callable[[Observation], None] | None = None,
+    **verify: Any,
+) -> VerifyResult:
+    """Start the demo stack, verify it, tear it down; return the verification's result.
+
+    ``verify`` takes :class:`~podtally.verify.VerifyOptions`' settings (``requests``,
+    ``duration``, ``concurrency``, ``alpha``, ``max_error_rate``, ...) except the URL and the
+    CA, which are the stack's; without ``requests`` and ``duration`` it sends
+    :data:`DEMO_REQUESTS`; ``expect_pods`` defaults to ``replicas``. ``http`` verifies the
+    plain-HTTP listener instead of HTTPS with the stack's CA. ``say`` gets a line for each step,
+    ``progress`` and ``on_observation`` are :func:`podtally.verify.run`'s.
+
+    Raises :class:`~podtally.errors.UsageError` for bad settings before anything starts; Ctrl-C
+    during the run raises :class:`~podtally.verify.VerifyInterrupted` (with the partial result)
+    once the stack is gone.
+    """
+    import time
+
+    from podtally.local import StackConfig, down, up
+    from podtally.verify import VerifyOptions, run
+
+    tell = say or (lambda line: None)
+    http_port, https_port, stats_port = parse_ports(ports)
+    config = StackConfig(
+        name=DEMO_NAME,
+        replicas=replicas,
+        nodes=nodes,
+        http_port=http_port,
+        https_port=https_port,
+        stats_port=stats_port,
+        tls=not http,
+        run_dir=run_dir,
+        drain_seconds=DEMO_DRAIN_SECONDS,
+    )
+    if verify.get("requests") is None and verify.get("duration") is None:
+        verify["requests"] = DEMO_REQUESTS
+    if verify.get("expect_pods") is None:
+        verify["expect_pods"] = replicas
+    # Every verify setting is checked now, against a URL of the same shape.
+    VerifyOptions(f"http://127.0.0.1:{http_port}/", **verify)
+
+    started = time.monotonic()
+    try:
+        stack = up(config, progress=tell)
+    except UsageError as exc:
+        if exc.setting in _PORT_SETTINGS:
+            raise UsageError(
+                exc.what, setting="ports", value=f"{http_port},{https_port},{stats_port}"
+            ) from None
+        raise
+    try:
+        url = stack.http_url if http else stack.url
+        options = VerifyOptions(url, cacert=None if http else stack.ca_path, **verify)
+        tell(f"verifying {url} with {describe(options)} ...")
+        result = run(options, progress=progress, on_observation=on_observation)
+    finally:
+        tell(f"tearing down {DEMO_NAME} ...")
+        down(DEMO_NAME, run_dir=run_dir, progress=tell)
+    tell(f"demo done in {time.monotonic() - started:.1f} s")
+    return result
