@@ -1,0 +1,181 @@
+"""charts/podtally with the real helm: lint, template, package, the schema, and the one truth.
+
+The renderer is the source of truth (the image, the CLI and Pulumi need no helm); the chart must
+render the same objects. `helm template` with chart_values(spec) is compared object by object
+with render(spec) over the matrix every user and the Pulumi program can reach.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from podtally.errors import UsageError
+from podtally.k8s import render
+from podtally.k8s.chart import chart_values, check_chart_version
+from podtally.spec import AppSpec
+from tests.k8s.helpers import MATRIX, REPO, by_kind
+from tests.k8s.kubetools import CHART, helm_template, run
+
+# Helm's convention for the one label the chart spells differently.
+HELM_MANAGED = {"app.kubernetes.io/managed-by": "Helm"}
+
+
+def _as_podtally(obj: dict[str, Any]) -> dict[str, Any]:
+    """The chart's object with Helm's managed-by label read as podtally's."""
+    obj = copy.deepcopy(obj)
+
+    def fix(labels: dict[str, str] | None) -> None:
+        if labels is not None and labels.get("app.kubernetes.io/managed-by") == "Helm":
+            labels["app.kubernetes.io/managed-by"] = "podtally"
+
+    fix(obj["metadata"].get("labels"))
+    if obj["kind"] == "Deployment":
+        fix(obj["spec"]["template"]["metadata"]["labels"])
+    return obj
+
+
+def _key(obj: dict[str, Any]) -> tuple[str, str]:
+    return obj["kind"], obj["metadata"]["name"]
+
+
+CASES = {
+    **{f"{k}-ns": (s, True) for k, s in MATRIX.items()},
+    "generic-no-namespace": (AppSpec(), False),
+    "eks-no-namespace-zone": (
+        AppSpec(profile="eks", host="podtally.example.com", zone_lookup=True), False
+    ),
+    "labels": (AppSpec(labels={"team": "edge"}, namespace="kube-edge"), True),
+    "default-namespace": (AppSpec(namespace="default"), True),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_helm_template_equals_the_renderer(case: str, tmp_path: Path) -> None:
+    spec, create_namespace = CASES[case]
+    chart = helm_template(
+        chart_values(spec, create_namespace=create_namespace),
+        release=spec.name,
+        namespace=spec.namespace,
+        tmp=tmp_path,
+        extra=("--set", "test.enabled=false"),
+    )
+    ours = {_key(o): o for o in render(spec, create_namespace=create_namespace)}
+    theirs = {_key(o): _as_podtally(o) for o in chart}
+    assert sorted(theirs) == sorted(ours)
+    for key, obj in ours.items():
+        assert theirs[key] == obj, key
+
+
+def test_helm_lint_strict() -> None:
+    out = run("helm", "lint", "--strict", str(CHART))
+    assert out.returncode == 0, out.stdout + out.stderr
+    for values in (
+        ["--set", "profile=eks", "--set", "ingress.host=podtally.example.com"],
+        ["--set", "hpa.enabled=true", "--set", "zoneLookup=true"],
+    ):
+        out = run("helm", "lint", "--strict", str(CHART), *values)
+        assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_every_chart_variant_validates(tmp_path: Path) -> None:
+    for spec, create in CASES.values():
+        for obj in helm_template(
+            chart_values(spec, create_namespace=create), release=spec.name,
+            namespace=spec.namespace, tmp=tmp_path,
+        ):
+            kubernetes_validate.validate(obj, "1.35", strict=True)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "replicaCount=two"], "replicaCount"),
+        (["--set", "replicaCount=0"], "replicaCount"),
+        (["--set", "profile=gke"], "profile"),
+        (["--set", "image.tag=latest"], "moving tag"),
+        (["--set", "gateway.enabled=true"], "gateway.enabled needs profile eks"),
+        (["--set", "profile=eks"], "profile eks serves HTTPS"),
+        (["--set", "drainSeconds=-1"], "drainSeconds"),
+        (["--set", "surprise=1"], "surprise"),
+        (["--set", "ingress.host=Not_A_Host"], "ingress.host"),
+    ],
+)
+def test_bad_values_fail_clearly(args: list[str], message: str) -> None:
+    out = run("helm", "template", "podtally", str(CHART), *args)
+    assert out.returncode != 0
+    assert message in out.stderr, out.stderr
+    assert "panic" not in out.stderr
+
+
+def test_a_values_file_breaking_the_schema(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("hpa:\n  enabled: yes-please\n")
+    out = run("helm", "template", "podtally", str(CHART), "-f", str(bad))
+    assert out.returncode != 0
+    assert "hpa" in out.stderr and "enabled" in out.stderr, out.stderr
+
+
+def test_a_release_name_that_cannot_name_a_service() -> None:
+    out = run("helm", "template", "9lives", str(CHART))
+    assert out.returncode != 0
+    assert "is not a DNS-1035 label" in out.stderr, out.stderr
+
+
+def test_helm_test_hook_verifies_the_service_in_cluster(tmp_path: Path) -> None:
+    objs = helm_template(
+        {"replicaCount": 4}, release="tally", namespace="apps", tmp=tmp_path
+    )
+    pod = by_kind(objs, "Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    container = pod["spec"]["containers"][0]
+    args = container["args"]
+    assert args[:2] == ["verify", "http://tally.apps.svc:80/"]
+    assert args[args.index("--expect-pods") + 1] == "4"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["spec"]["restartPolicy"] == "Never"
+    assert pod["spec"]["activeDeadlineSeconds"] > 0
+    # The hook runs the same image as the Deployment.
+    assert container["image"] == by_kind(objs, "Deployment")["spec"]["template"]["spec"][
+        "containers"
+    ][0]["image"]
+
+
+def test_helm_package(tmp_path: Path) -> None:
+    out = run("helm", "package", str(CHART), "-d", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    chart_yaml = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    archive = tmp_path / f"podtally-{chart_yaml['version']}.tgz"
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert "podtally/values.schema.json" in names
+    assert "podtally/templates/tests/verify.yaml" in names
+
+
+def test_helm_package_refuses_a_non_semver_version(tmp_path: Path) -> None:
+    copy_dir = tmp_path / "podtally"
+    shutil.copytree(CHART, copy_dir)
+    out = run("helm", "package", str(copy_dir), "--version", "v1", "-d", str(tmp_path))
+    assert out.returncode != 0
+    assert "semver" in out.stderr.lower() or "version" in out.stderr.lower(), out.stderr
+
+
+@pytest.mark.parametrize("bad", ["v1", "1.0", "1.0.0.0", "01.2.3", ""])
+def test_check_chart_version_rejects(bad: str) -> None:
+    with pytest.raises(UsageError) as info:
+        check_chart_version(bad)
+    assert info.value.setting == "chart_version"
+
+
+def test_check_chart_version_accepts() -> None:
+    for good in ("0.1.0", "1.2.3-rc.1", "2.0.0+build.5"):
+        assert check_chart_version(good) == good
+    chart_yaml = yaml.safe_load((REPO / "charts" / "podtally" / "Chart.yaml").read_text())
+    check_chart_version(chart_yaml["version"])
