@@ -8,7 +8,8 @@ with render(spec) over the matrix every user and the Pulumi program can reach.
 from __future__ import annotations
 
 import copy
-import shutil
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from podtally.errors import UsageError
 from podtally.k8s import render
 from podtally.k8s.chart import chart_values, check_chart_version
 from podtally.spec import AppSpec
-from tests.k8s.helpers import MATRIX, REPO, by_kind
+from tests.k8s.helpers import DIGEST_IMAGE, MATRIX, REPO, by_kind
 from tests.k8s.kubetools import CHART, helm_template, run
 
 # Helm's convention for the one label the chart spells differently.
@@ -97,15 +98,15 @@ def test_every_chart_variant_validates(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--set", "replicaCount=two"], "replicaCount"),
-        (["--set", "replicaCount=0"], "replicaCount"),
-        (["--set", "profile=gke"], "profile"),
+        (["--set", "replicaCount=two"], "/replicaCount': got string, want integer"),
+        (["--set", "replicaCount=0"], "/replicaCount"),
+        (["--set", "profile=gke"], "/profile': value must be one of"),
         (["--set", "image.tag=latest"], "moving tag"),
         (["--set", "gateway.enabled=true"], "gateway.enabled needs profile eks"),
         (["--set", "profile=eks"], "profile eks serves HTTPS"),
-        (["--set", "drainSeconds=-1"], "drainSeconds"),
-        (["--set", "surprise=1"], "surprise"),
-        (["--set", "ingress.host=Not_A_Host"], "ingress.host"),
+        (["--set", "drainSeconds=-1"], "/drainSeconds"),
+        (["--set", "surprise=1"], "'surprise' not allowed"),
+        (["--set", "ingress.host=Not_A_Host"], "/ingress/host"),
     ],
 )
 def test_bad_values_fail_clearly(args: list[str], message: str) -> None:
@@ -120,7 +121,7 @@ def test_a_values_file_breaking_the_schema(tmp_path: Path) -> None:
     bad.write_text("hpa:\n  enabled: yes-please\n")
     out = run("helm", "template", "podtally", str(CHART), "-f", str(bad))
     assert out.returncode != 0
-    assert "hpa" in out.stderr and "enabled" in out.stderr, out.stderr
+    assert "/hpa/enabled" in out.stderr, out.stderr
 
 
 def test_a_release_name_that_cannot_name_a_service() -> None:
@@ -159,12 +160,27 @@ def test_helm_package(tmp_path: Path) -> None:
     assert "podtally/templates/tests/verify.yaml" in names
 
 
-def test_helm_package_refuses_a_non_semver_version(tmp_path: Path) -> None:
-    copy_dir = tmp_path / "podtally"
-    shutil.copytree(CHART, copy_dir)
-    out = run("helm", "package", str(copy_dir), "--version", "v1", "-d", str(tmp_path))
+def test_a_non_semver_chart_version_is_refused(tmp_path: Path) -> None:
+    out = run("helm", "package", str(CHART), "--version", "banana", "-d", str(tmp_path))
     assert out.returncode != 0
-    assert "semver" in out.stderr.lower() or "version" in out.stderr.lower(), out.stderr
+    assert "invalid semantic version" in out.stderr, out.stderr
+    # helm takes loose versions (v1, 1.0) that are no semver; the release checks first.
+    loose = run("helm", "package", str(CHART), "--version", "v1", "-d", str(tmp_path))
+    assert loose.returncode == 0
+    script = REPO / "deploy" / "chart_version.py"
+    for bad in ("v1", "1.0", "banana"):
+        checked = subprocess.run(
+            [sys.executable, str(script), bad], capture_output=True, text=True, timeout=60,
+            check=False,
+        )
+        assert checked.returncode == 2
+        assert checked.stderr.startswith("error: chart version "), checked.stderr
+        assert checked.stderr.count("\n") == 1 and "Traceback" not in checked.stderr
+    good = subprocess.run(
+        [sys.executable, str(script), "0.2.0"], capture_output=True, text=True, timeout=60,
+        check=False,
+    )
+    assert (good.returncode, good.stdout) == (0, "0.2.0\n")
 
 
 @pytest.mark.parametrize("bad", ["v1", "1.0", "1.0.0.0", "01.2.3", ""])
@@ -179,3 +195,15 @@ def test_check_chart_version_accepts() -> None:
         assert check_chart_version(good) == good
     chart_yaml = yaml.safe_load((REPO / "charts" / "podtally" / "Chart.yaml").read_text())
     check_chart_version(chart_yaml["version"])
+
+
+def test_helm_test_hook_runs_the_verify_job_pod(tmp_path: Path) -> None:
+    """The hook Pod and `manifests --verify-job` run the same pod: one verifier in the cluster."""
+    from podtally.k8s.verify_job import verify_pod_spec
+
+    spec = AppSpec(name="tally", namespace="apps", replicas=4, image=DIGEST_IMAGE)
+    objs = helm_template(
+        chart_values(spec, create_namespace=False), release="tally", namespace="apps", tmp=tmp_path
+    )
+    pod = by_kind(objs, "Pod")
+    assert pod["spec"] == verify_pod_spec(spec, 600, 150)
