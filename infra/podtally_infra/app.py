@@ -94,6 +94,10 @@ def manifests(settings: Settings, image: str, account_id: str) -> tuple[list[dic
         image=image,
         host=settings.hostname,
         certificate_arn=placeholder,
+        # Every pod reports its real zone: the downward API where the cluster copies the node's
+        # topology labels onto pods (1.35+, beta), else the node's label through the API (this),
+        # else IMDS (reachable: the node group's hop limit is 2).
+        zone_lookup=True,
     )
     return render(spec), placeholder
 

@@ -19,9 +19,10 @@ from podtally_infra.network import Network
 
 CHART = "aws-load-balancer-controller"
 CHART_REPO = "https://aws.github.io/eks-charts"
-# Controller v2.14.0. Newer charts exist, but a bump must move lbc_policy.py to that release's
-# iam_policy.json, which could not be confirmed here for v2.15.0 (docs/cloud.md says more).
-CHART_VERSION = "1.14.0"
+# Chart 3.5.0 installs controller v3.5.0 (August 2026). Its IAM policy is lbc_policy.POLICY, equal
+# to that release's docs/install/iam_policy.json (pinned in upstream/, checked by the tests).
+CHART_VERSION = "3.5.0"
+CONTROLLER_VERSION = "v3.5.0"
 NAMESPACE = "kube-system"
 SERVICE_ACCOUNT = "aws-load-balancer-controller"
 

@@ -63,6 +63,8 @@ class Mocks(pulumi_mocks.Mocks):
                 endpoint="https://0123456789ABCDEF.gr7.us-east-1.eks.amazonaws.com",
                 certificateAuthority={"data": CA_DATA},
             )
+        elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
+            state.update(latestVersion=1)
         elif typ == "aws:kms/key:Key":
             state.update(arn=f"arn:aws:kms:us-east-1:{ACCOUNT}:key/{name}")
         elif typ == "aws:ecr/repository:Repository":

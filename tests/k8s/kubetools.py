@@ -38,14 +38,23 @@ def run(tool: str, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[
         "HELM_DATA_HOME": "/tmp/podtally-helm-data",
     }
     return subprocess.run(
-        [kube_tool(tool), *args], capture_output=True, text=True, timeout=120, check=False,
-        cwd=cwd, env=env,
+        [kube_tool(tool), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=cwd,
+        env=env,
     )
 
 
 def helm_template(
-    values: dict[str, Any], *, release: str = "podtally", namespace: str = "podtally",
-    tmp: Path, extra: tuple[str, ...] = (),
+    values: dict[str, Any],
+    *,
+    release: str = "podtally",
+    namespace: str = "podtally",
+    tmp: Path,
+    extra: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
     path = tmp / f"values-{release}-{namespace}.yaml"
     path.write_text(yaml.safe_dump(values))

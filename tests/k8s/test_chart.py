@@ -51,7 +51,8 @@ CASES = {
     **{f"{k}-ns": (s, True) for k, s in MATRIX.items()},
     "generic-no-namespace": (AppSpec(), False),
     "eks-no-namespace-zone": (
-        AppSpec(profile="eks", host="podtally.example.com", zone_lookup=True), False
+        AppSpec(profile="eks", host="podtally.example.com", zone_lookup=True),
+        False,
     ),
     "labels": (AppSpec(labels={"team": "edge"}, namespace="kube-edge"), True),
     "default-namespace": (AppSpec(namespace="default"), True),
@@ -89,8 +90,10 @@ def test_helm_lint_strict() -> None:
 def test_every_chart_variant_validates(tmp_path: Path) -> None:
     for spec, create in CASES.values():
         for obj in helm_template(
-            chart_values(spec, create_namespace=create), release=spec.name,
-            namespace=spec.namespace, tmp=tmp_path,
+            chart_values(spec, create_namespace=create),
+            release=spec.name,
+            namespace=spec.namespace,
+            tmp=tmp_path,
         ):
             kubernetes_validate.validate(obj, "1.35", strict=True)
 
@@ -131,9 +134,7 @@ def test_a_release_name_that_cannot_name_a_service() -> None:
 
 
 def test_helm_test_hook_verifies_the_service_in_cluster(tmp_path: Path) -> None:
-    objs = helm_template(
-        {"replicaCount": 4}, release="tally", namespace="apps", tmp=tmp_path
-    )
+    objs = helm_template({"replicaCount": 4}, release="tally", namespace="apps", tmp=tmp_path)
     pod = by_kind(objs, "Pod")
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     container = pod["spec"]["containers"][0]
@@ -144,9 +145,10 @@ def test_helm_test_hook_verifies_the_service_in_cluster(tmp_path: Path) -> None:
     assert pod["spec"]["restartPolicy"] == "Never"
     assert pod["spec"]["activeDeadlineSeconds"] > 0
     # The hook runs the same image as the Deployment.
-    assert container["image"] == by_kind(objs, "Deployment")["spec"]["template"]["spec"][
-        "containers"
-    ][0]["image"]
+    assert (
+        container["image"]
+        == by_kind(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+    )
 
 
 def test_helm_package(tmp_path: Path) -> None:
@@ -170,14 +172,20 @@ def test_a_non_semver_chart_version_is_refused(tmp_path: Path) -> None:
     script = REPO / "deploy" / "chart_version.py"
     for bad in ("v1", "1.0", "banana"):
         checked = subprocess.run(
-            [sys.executable, str(script), bad], capture_output=True, text=True, timeout=60,
+            [sys.executable, str(script), bad],
+            capture_output=True,
+            text=True,
+            timeout=60,
             check=False,
         )
         assert checked.returncode == 2
         assert checked.stderr.startswith("error: chart version "), checked.stderr
         assert checked.stderr.count("\n") == 1 and "Traceback" not in checked.stderr
     good = subprocess.run(
-        [sys.executable, str(script), "0.2.0"], capture_output=True, text=True, timeout=60,
+        [sys.executable, str(script), "0.2.0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
         check=False,
     )
     assert (good.returncode, good.stdout) == (0, "0.2.0\n")

@@ -23,7 +23,12 @@ def test_the_job_verifies_the_service_with_the_replica_count() -> None:
     container = pod["containers"][0]
     assert container["command"] == ["podtally"]
     assert container["args"] == [
-        "verify", "http://tally.apps.svc:80/", "--expect-pods", "5", "-n", "900"
+        "verify",
+        "http://tally.apps.svc:80/",
+        "--expect-pods",
+        "5",
+        "-n",
+        "900",
     ]
     assert container["image"] == spec.image
     # The verdict is the Job's outcome: one attempt, bounded in time.
@@ -56,9 +61,21 @@ def test_checkov_passes_the_job(tmp_path: Path) -> None:
     for case, spec in MATRIX.items():
         (tmp_path / f"{case}.yaml").write_text(to_yaml([verify_job(spec)]))
     out = subprocess.run(
-        [tool("checkov"), "--skip-download", "--framework", "kubernetes", "-d", str(tmp_path),
-         "-o", "json", "--compact"],
-        capture_output=True, text=True, timeout=240, check=False,
+        [
+            tool("checkov"),
+            "--skip-download",
+            "--framework",
+            "kubernetes",
+            "-d",
+            str(tmp_path),
+            "-o",
+            "json",
+            "--compact",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
     )
     report = json.loads(out.stdout)
     failed = [f"{c['check_id']} {c['file_path']}" for c in report["results"]["failed_checks"]]

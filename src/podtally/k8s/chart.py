@@ -51,7 +51,9 @@ def chart_values(spec: AppSpec, *, create_namespace: bool = True) -> dict[str, A
     image = _image(spec)
     if not image["tag"]:
         raise UsageError(
-            "the chart needs an image tag (a digest may follow it)", setting="image", value=spec.image
+            "the chart needs an image tag (a digest may follow it)",
+            setting="image",
+            value=spec.image,
         )
     values: dict[str, Any] = {
         "profile": spec.profile,

@@ -91,7 +91,9 @@ def verify_job(
         raise UsageError("must be at least 1", setting="requests", value=requests)
     if not 10 <= deadline_seconds <= 3600:
         raise UsageError(
-            "must be between 10 and 3600 seconds", setting="deadline_seconds", value=deadline_seconds
+            "must be between 10 and 3600 seconds",
+            setting="deadline_seconds",
+            value=deadline_seconds,
         )
     meta_labels = {**labels(spec), "app.kubernetes.io/component": VERIFY_COMPONENT}
     skips = [("CKV_K8S_15", "the image is pinned by digest or immutable tag")]
@@ -114,9 +116,13 @@ def verify_job(
             "ttlSecondsAfterFinished": TTL_AFTER_FINISHED_SECONDS,
             "template": {
                 # Not the app's selector labels: the verifier must never become a Service endpoint.
-                "metadata": {"labels": {"app.kubernetes.io/name": "podtally-verify",
-                                        "app.kubernetes.io/instance": spec.name,
-                                        "app.kubernetes.io/component": VERIFY_COMPONENT}},
+                "metadata": {
+                    "labels": {
+                        "app.kubernetes.io/name": "podtally-verify",
+                        "app.kubernetes.io/instance": spec.name,
+                        "app.kubernetes.io/component": VERIFY_COMPONENT,
+                    }
+                },
                 "spec": pod_spec,
             },
         },
