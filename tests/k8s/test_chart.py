@@ -215,3 +215,21 @@ def test_helm_test_hook_runs_the_verify_job_pod(tmp_path: Path) -> None:
     )
     pod = by_kind(objs, "Pod")
     assert pod["spec"] == verify_pod_spec(spec, 600, 150)
+
+
+def test_ci_packages_and_release_pushes_the_chart_next_to_the_image() -> None:
+    workflows = REPO / ".github" / "workflows"
+    ci = yaml.safe_load((workflows / "ci.yml").read_text())
+    ci_run = "\n".join(s.get("run", "") for s in ci["jobs"]["chart"]["steps"])
+    assert 'helm" package charts/podtally' in ci_run
+    assert 'helm" lint --strict charts/podtally' in ci_run
+    release = yaml.safe_load((workflows / "release.yml").read_text())
+    steps = release["jobs"]["image"]["steps"]  # the one job that may write packages
+    runs = [s.get("run", "") for s in steps]
+    package = next(i for i, r in enumerate(runs) if 'helm" package charts/podtally' in r)
+    push = next(i for i, r in enumerate(runs) if 'helm" push' in r)
+    build = next(i for i, s in enumerate(steps) if s.get("id") == "build")
+    assert build < package < push
+    assert 'chart_version.py "$TAG"' in runs[package]
+    assert '--version "$TAG" --app-version "$TAG"' in runs[package]
+    assert "oci://ghcr.io/${OWNER,,}/charts" in runs[push]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +14,11 @@ from podtally.k8s import render
 from tests.k8s.helpers import REPO
 from tests.k8s.kubetools import run
 
-sys.path.insert(0, str(REPO / "deploy"))
-import render as deploy_render  # noqa: E402  (deploy/render.py: the overlays' settings)
+# deploy/render.py, by path: it names the settings each overlay stands for.
+_loader = importlib.util.spec_from_file_location("deploy_render", REPO / "deploy" / "render.py")
+assert _loader is not None and _loader.loader is not None
+deploy_render = importlib.util.module_from_spec(_loader)
+_loader.loader.exec_module(deploy_render)
 
 OVERLAYS = REPO / "deploy" / "overlays"
 
