@@ -28,6 +28,31 @@ VERIFY_COMPONENT = "verify"
 TTL_AFTER_FINISHED_SECONDS = 3600
 
 
+def verify_skips(spec: AppSpec) -> list[tuple[str, str]]:
+    """checkov's inline skips for the verifier's pod, each with its reason."""
+    skips = [
+        ("CKV_K8S_15", "the image is pinned by digest or immutable tag"),
+        ("CKV_K8S_8", "a run-to-completion check with a deadline: no server to probe"),
+        ("CKV_K8S_9", "a run-to-completion check with a deadline: no server to probe"),
+    ]
+    if not _image_is_digest(spec):
+        skips.append(("CKV_K8S_43", "pinned by an immutable version tag (ECR tag immutability)"))
+    return skips
+
+
+def verify_objects(
+    spec: AppSpec,
+    *,
+    requests: int = DEFAULT_REQUESTS,
+    deadline_seconds: int = DEFAULT_DEADLINE_SECONDS,
+) -> list[Obj]:
+    """What `manifests --verify-job` prints: the verifier's NetworkPolicy, then the Job."""
+    return [
+        verify_network_policy(spec),
+        verify_job(spec, requests=requests, deadline_seconds=deadline_seconds),
+    ]
+
+
 def service_url(spec: AppSpec) -> str:
     """The Service's in-cluster URL (cluster DNS: <service>.<namespace>.svc)."""
     return f"http://{spec.name}.{spec.namespace}.svc:{SERVICE_PORT}/"
@@ -80,6 +105,32 @@ def verify_pod_spec(spec: AppSpec, requests: int, deadline_seconds: int) -> Obj:
     }
 
 
+def verify_pod_labels(spec: AppSpec) -> dict[str, str]:
+    # Not the app's selector labels: the verifier must never become a Service endpoint.
+    return {
+        "app.kubernetes.io/name": "podtally-verify",
+        "app.kubernetes.io/instance": spec.name,
+        "app.kubernetes.io/component": VERIFY_COMPONENT,
+    }
+
+
+def verify_network_policy(spec: AppSpec) -> Obj:
+    """Nothing may connect to the verifier; it only makes outgoing connections."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": f"{spec.name}-verify",
+            "namespace": spec.namespace,
+            "labels": labels(spec),
+        },
+        "spec": {
+            "podSelector": {"matchLabels": verify_pod_labels(spec)},
+            "policyTypes": ["Ingress"],
+        },
+    }
+
+
 def verify_job(
     spec: AppSpec,
     *,
@@ -96,9 +147,6 @@ def verify_job(
             value=deadline_seconds,
         )
     meta_labels = {**labels(spec), "app.kubernetes.io/component": VERIFY_COMPONENT}
-    skips = [("CKV_K8S_15", "the image is pinned by digest or immutable tag")]
-    if not _image_is_digest(spec):
-        skips.append(("CKV_K8S_43", "pinned by an immutable version tag (ECR tag immutability)"))
     pod_spec = verify_pod_spec(spec, requests, deadline_seconds)
     return {
         "apiVersion": "batch/v1",
@@ -107,7 +155,7 @@ def verify_job(
             "name": f"{spec.name}-verify",
             "namespace": spec.namespace,
             "labels": meta_labels,
-            "annotations": _skips(*skips),
+            "annotations": _skips(*verify_skips(spec)),
         },
         "spec": {
             # One attempt: a retry after an uneven verdict would only hide it.
