@@ -339,3 +339,22 @@ def test_checkov_passes_every_chart_variant(tmp_path: Path) -> None:
     assert report["summary"]["parsing_errors"] == 0
     skipped = {c["check_id"] for c in report["results"].get("skipped_checks", [])}
     assert skipped <= {"CKV_K8S_15", "CKV_K8S_43", "CKV_K8S_38", "CKV_K8S_8", "CKV_K8S_9"}, skipped
+
+
+def test_traffic_distribution_matches_the_library(tmp_path: Path) -> None:
+    from podtally.k8s.traffic import with_traffic_distribution
+
+    spec = MATRIX["eks-arn"]
+    values = chart_values(spec)
+    values["service"] = {"trafficDistribution": "PreferSameZone"}
+    chart = helm_template(values, tmp=tmp_path, extra=("--set", "test.enabled=false"))
+    ours = {_key(o): o for o in with_traffic_distribution(render(spec), "PreferSameZone")}
+    theirs = {_key(o): _as_podtally(o) for o in chart}
+    assert theirs == ours
+    assert ours[("Service", "podtally")]["spec"]["trafficDistribution"] == "PreferSameZone"
+    kubernetes_validate.validate(ours[("Service", "podtally")], "1.35", strict=True)
+    with pytest.raises(UsageError) as info:
+        with_traffic_distribution(render(spec), "Nearby")
+    assert info.value.setting == "traffic_distribution"
+    out = run("helm", "template", "x", str(CHART), "--set", "service.trafficDistribution=Nearby")
+    assert out.returncode != 0 and "/service/trafficDistribution" in out.stderr
