@@ -9,8 +9,8 @@ policy. The controller's own CRDs carry what the Gateway API has no field for:
 LoadBalancerConfiguration (the ALB and its HTTPS listener) and TargetGroupConfiguration (the
 target group of the Service).
 
-The cluster needs the Gateway API CRDs and the controller's ``ALBGatewayAPI`` feature gate
-(docs/kubernetes.md). The chart renders the same objects with ``gateway.enabled``
+The cluster needs the standard Gateway API CRDs; the controller enables its ALB gateway when it
+finds them at start (docs/kubernetes.md). The chart renders the same objects with ``gateway.enabled``
 (tests/k8s/test_chart.py).
 """
 
