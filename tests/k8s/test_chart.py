@@ -358,3 +358,15 @@ def test_traffic_distribution_matches_the_library(tmp_path: Path) -> None:
     assert info.value.setting == "traffic_distribution"
     out = run("helm", "template", "x", str(CHART), "--set", "service.trafficDistribution=Nearby")
     assert out.returncode != 0 and "/service/trafficDistribution" in out.stderr
+
+
+def test_helm_install_set_replica_count_two_fails_clearly() -> None:
+    """The issue's own example, through `helm install` (client-side dry run: no cluster)."""
+    out = run(
+        "helm", "install", "--dry-run=client", "podtally", str(CHART), "--set", "replicaCount=two"
+    )
+    assert out.returncode == 1
+    assert "at '/replicaCount': got string, want integer" in out.stderr, out.stderr
+    ok = run("helm", "install", "--dry-run=client", "podtally", str(CHART), "-n", "apps")
+    assert ok.returncode == 0, ok.stderr
+    assert "helm test podtally -n apps --logs" in ok.stdout
