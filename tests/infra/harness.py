@@ -91,6 +91,8 @@ class Mocks(pulumi_mocks.Mocks):
             state.update(fqdn=str(inputs["name"]).rstrip("."))
         elif typ == "kubernetes:networking.k8s.io/v1:Ingress":
             state["status"] = {"loadBalancer": {"ingress": [{"hostname": ALB_HOSTNAME}]}}
+        elif typ == "kubernetes:gateway.networking.k8s.io/v1:Gateway":
+            state["status"] = {"addresses": [{"type": "Hostname", "value": ALB_HOSTNAME}]}
         return rid, state
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> dict[str, Any]:

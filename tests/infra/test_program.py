@@ -38,6 +38,7 @@ APP = {"podtally:deployApp": "true"}  # the second `up`, once the image is in EC
 SCENARIOS: dict[str, tuple[dict[str, Any], str | None]] = {
     "default": (APP, None),
     "default-again": (APP, None),
+    "gateway": ({**APP, "podtally:gateway": "true"}, None),
     "as-shipped": ({}, None),
     "per-zone-nat": ({"podtally:natGateways": "per-zone"}, None),
     "sized": (
@@ -700,6 +701,41 @@ def test_every_pod_can_learn_its_real_zone() -> None:
     group = one(result, NODE_GROUP)
     assert group["inputs"]["launchTemplate"] == {"id": f"{template['name']}-id", "version": "1"}
     assert urn(template) in group["dependencies"]
+
+
+def test_gateway_option_replaces_the_ingress_and_installs_the_crds_first() -> None:
+    from podtally.k8s.gateway import render_with_gateway
+
+    result = run("gateway")
+    created = {
+        (r["inputs"]["kind"], r["inputs"]["metadata"]["name"]): r
+        for r in k8s_objects(result)
+        if "kind" in r["inputs"]
+    }
+    spec = AppSpec(
+        profile="eks",
+        image=f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/podtally:0.1.0",
+        host="podtally.example.com",
+        certificate_arn=harness.CERT_ARN,
+        zone_lookup=True,
+    )
+    expected = render_with_gateway(spec)
+    assert sorted(created) == sorted((o["kind"], o["metadata"]["name"]) for o in expected)
+    assert ("Ingress", "podtally") not in created
+    gateway = created[("Gateway", "podtally")]
+    assert gateway["type"] == "kubernetes:gateway.networking.k8s.io/v1:Gateway"
+    annotations = gateway["inputs"]["metadata"]["annotations"]
+    assert annotations["pulumi.com/waitFor"] == "jsonpath={.status.addresses[0].value}"
+    lbc = created[("LoadBalancerConfiguration", "podtally")]["inputs"]["spec"]
+    assert lbc["listenerConfigurations"][0]["defaultCertificate"] == harness.CERT_ARN
+    # The DNS name comes from the Gateway's status.
+    alias = one(result, RECORD, "podtally-a")["inputs"]["aliases"][0]
+    assert alias["name"] == harness.ALB_HOSTNAME
+    # The Gateway API CRDs: only with the option, and before the controller starts.
+    crds = one(result, "kubernetes:yaml/v2:ConfigFile")
+    assert crds["inputs"]["file"].endswith("/v1.6.0/standard-install.yaml")
+    assert urn(crds) in one(result, RELEASE)["dependencies"]
+    assert not of_type(run("default"), "kubernetes:yaml/v2:ConfigFile")
 
 
 def test_deployment_runs_the_ecr_image_and_ingress_has_the_certificate() -> None:
