@@ -10,8 +10,8 @@ LoadBalancerConfiguration (the ALB and its HTTPS listener) and TargetGroupConfig
 target group of the Service).
 
 The cluster needs the standard Gateway API CRDs; the controller enables its ALB gateway when it
-finds them at start (docs/kubernetes.md). The chart renders the same objects with ``gateway.enabled``
-(tests/k8s/test_chart.py).
+finds them at start (docs/kubernetes.md). The chart renders the same objects with
+``gateway.enabled`` (tests/k8s/test_chart.py).
 """
 
 from __future__ import annotations
