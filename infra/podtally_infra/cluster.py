@@ -27,6 +27,8 @@ ADDONS_AFTER_NODES = ("coredns",)
 # The VPC CNI enforces NetworkPolicy objects only when asked to (its network policy agent); the
 # app from podtally.k8s ships one, so turn enforcement on.
 ADDON_CONFIGURATION = {"vpc-cni": json.dumps({"enableNetworkPolicy": "true"})}
+# Instance metadata reachable from pods (one hop for the node, one for the pod's veth).
+IMDS_HOP_LIMIT = 2
 NODE_POLICIES = (
     "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
     "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
@@ -222,6 +224,19 @@ def build(settings: Settings, network: Network) -> Cluster:
         )
         for arn in NODE_POLICIES
     ]
+    # Pods read their zone from the instance metadata service when nothing else tells them: with
+    # IMDSv2's default hop limit of 1 on AL2023 nodes, the reply dies one hop short of a pod's
+    # network namespace, and the zone reads "unknown". Two hops reach the pods; tokens stay
+    # required (IMDSv2 only).
+    launch_template = aws.ec2.LaunchTemplate(
+        f"{name}-nodes",
+        metadata_options={
+            "http_endpoint": "enabled",
+            "http_tokens": "required",
+            "http_put_response_hop_limit": IMDS_HOP_LIMIT,
+        },
+        update_default_version=True,
+    )
     node_group = aws.eks.NodeGroup(
         f"{name}-nodes",
         cluster_name=cluster.name,
@@ -236,6 +251,10 @@ def build(settings: Settings, network: Network) -> Cluster:
             "max_size": settings.node_max,
         },
         update_config={"max_unavailable": 1},
+        launch_template={
+            "id": launch_template.id,
+            "version": launch_template.latest_version.apply(str),
+        },
         opts=pulumi.ResourceOptions(depends_on=[*node_policies, *addons.values()]),
     )
     for addon in ADDONS_AFTER_NODES:

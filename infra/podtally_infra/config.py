@@ -48,6 +48,7 @@ class Settings:
     replicas: int
     image_tag: str
     deploy_app: bool
+    gateway: bool
     ecr_force_delete: bool
 
     @property
@@ -202,5 +203,6 @@ def load() -> Settings:
         replicas=_int(cfg, "replicas", 3, 1, 50),
         image_tag=image_tag,
         deploy_app=_bool(cfg, "deployApp", True),
+        gateway=_bool(cfg, "gateway", False),
         ecr_force_delete=_bool(cfg, "ecrForceDelete", True),
     )

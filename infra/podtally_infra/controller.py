@@ -19,10 +19,19 @@ from podtally_infra.network import Network
 
 CHART = "aws-load-balancer-controller"
 CHART_REPO = "https://aws.github.io/eks-charts"
-# Controller v2.14.0. Newer charts exist, but a bump must move lbc_policy.py to that release's
-# iam_policy.json, which could not be confirmed here for v2.15.0 (docs/cloud.md says more).
-CHART_VERSION = "1.14.0"
+# Chart 3.5.0 installs controller v3.5.0 (August 2026). Its IAM policy is lbc_policy.POLICY, equal
+# to that release's docs/install/iam_policy.json (pinned in upstream/, checked by the tests).
+CHART_VERSION = "3.5.0"
+CONTROLLER_VERSION = "v3.5.0"
 NAMESPACE = "kube-system"
+# The Gateway API's standard CRDs, the release controller v3.5.0's docs name. Only with
+# podtally:gateway; the controller's own gateway CRDs come with its chart, and it turns its ALB
+# gateway on when it finds these at start, so they go in before it.
+GATEWAY_API_VERSION = "v1.6.0"
+GATEWAY_API_CRDS = (
+    "https://github.com/kubernetes-sigs/gateway-api/releases/download/"
+    f"{GATEWAY_API_VERSION}/standard-install.yaml"
+)
 SERVICE_ACCOUNT = "aws-load-balancer-controller"
 
 POD_IDENTITY_TRUST = json.dumps(
@@ -55,6 +64,15 @@ def build(
         role_arn=role.arn,
         opts=pulumi.ResourceOptions(depends_on=[policy]),
     )
+    crds: list[pulumi.Resource] = []
+    if settings.gateway:
+        crds.append(
+            k8s.yaml.v2.ConfigFile(
+                "gateway-api-crds",
+                file=GATEWAY_API_CRDS,
+                opts=pulumi.ResourceOptions(provider=provider, depends_on=[cluster.node_group]),
+            )
+        )
     return k8s.helm.v3.Release(
         "aws-load-balancer-controller",
         name="aws-load-balancer-controller",
@@ -75,6 +93,6 @@ def build(
         timeout=600,
         opts=pulumi.ResourceOptions(
             provider=provider,
-            depends_on=[association, cluster.node_group, *cluster.addons.values()],
+            depends_on=[association, cluster.node_group, *cluster.addons.values(), *crds],
         ),
     )

@@ -1,18 +1,27 @@
 """The IAM permissions of the AWS Load Balancer Controller, written out as data.
 
-The action list follows the controller's published ``docs/install/iam_policy.json`` for the
-v2.14 line (kubernetes-sigs/aws-load-balancer-controller), including the actions that line added
-(listener attributes, capacity reservations, IPAM pools, rule priorities). Resources and
-conditions follow the same file: mutating calls are limited to load balancers, target groups and
-security groups that carry the controller's ``elbv2.k8s.aws/cluster`` tag.
+POLICY equals the controller's published ``docs/install/iam_policy.json`` at tag v3.5.0 of
+kubernetes-sigs/aws-load-balancer-controller (commit 11eb202c97e4ae2ee45e0658c4cde9a4b59f33d4),
+statement for statement; the file is unchanged since v2.14.0 (v2.13.0 added
+``ec2:DescribeRouteTables``). A byte-exact copy is pinned in ``upstream/`` with its sha256 below,
+and tests/infra/test_program.py checks POLICY against it. Mutating calls are limited to load
+balancers, target groups and security groups that carry the controller's ``elbv2.k8s.aws/cluster``
+tag.
 
-When you move CHART_VERSION in controller.py, diff this against the new release's policy, then
-update the independent action list and the pinned sha256 in tests/infra/test_program.py.
+When you move CHART_VERSION in controller.py, replace the pinned copy with the new release's
+file, record its source and sha256 here, and make POLICY equal it again.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+UPSTREAM_SOURCE = (
+    "github.com/kubernetes-sigs/aws-load-balancer-controller "
+    "v3.5.0 (11eb202c97e4ae2ee45e0658c4cde9a4b59f33d4) docs/install/iam_policy.json"
+)
+UPSTREAM_COPY = "upstream/aws-load-balancer-controller-v3.5.0-iam_policy.json"
+UPSTREAM_SHA256 = "16f232c9d9f79366fe949c4550ad517a202380058a9e48d45a4e215044a20a6a"
 
 CLUSTER_TAG = "elbv2.k8s.aws/cluster"
 

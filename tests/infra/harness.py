@@ -63,6 +63,8 @@ class Mocks(pulumi_mocks.Mocks):
                 endpoint="https://0123456789ABCDEF.gr7.us-east-1.eks.amazonaws.com",
                 certificateAuthority={"data": CA_DATA},
             )
+        elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
+            state.update(latestVersion=1)
         elif typ == "aws:kms/key:Key":
             state.update(arn=f"arn:aws:kms:us-east-1:{ACCOUNT}:key/{name}")
         elif typ == "aws:ecr/repository:Repository":
@@ -89,6 +91,8 @@ class Mocks(pulumi_mocks.Mocks):
             state.update(fqdn=str(inputs["name"]).rstrip("."))
         elif typ == "kubernetes:networking.k8s.io/v1:Ingress":
             state["status"] = {"loadBalancer": {"ingress": [{"hostname": ALB_HOSTNAME}]}}
+        elif typ == "kubernetes:gateway.networking.k8s.io/v1:Gateway":
+            state["status"] = {"addresses": [{"type": "Hostname", "value": ALB_HOSTNAME}]}
         return rid, state
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> dict[str, Any]:

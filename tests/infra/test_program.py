@@ -24,7 +24,8 @@ from podtally.spec import AppSpec
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parents[1] / "infra"))
+INFRA = HERE.parents[1] / "infra"
+sys.path.insert(0, str(INFRA))
 
 import harness  # noqa: E402
 
@@ -37,6 +38,7 @@ APP = {"podtally:deployApp": "true"}  # the second `up`, once the image is in EC
 SCENARIOS: dict[str, tuple[dict[str, Any], str | None]] = {
     "default": (APP, None),
     "default-again": (APP, None),
+    "gateway": ({**APP, "podtally:gateway": "true"}, None),
     "as-shipped": ({}, None),
     "per-zone-nat": ({"podtally:natGateways": "per-zone"}, None),
     "sized": (
@@ -131,8 +133,9 @@ def subnets(result: dict[str, Any], tier: str) -> list[dict[str, Any]]:
     return [s for s in of_type(result, SUBNET) if f"-{tier}-" in s["name"]]
 
 
-# The actions the AWS Load Balancer Controller v2.14 needs, written out here independently of
-# infra/podtally_infra/lbc_policy.py, from the controller's published docs/install/iam_policy.json.
+# The actions the AWS Load Balancer Controller v3.5.0 needs, written out here independently of
+# infra/podtally_infra/lbc_policy.py, from the controller's published docs/install/iam_policy.json
+# (unchanged since v2.14.0; the pinned copy below is checked against it too).
 CONTROLLER_ACTIONS = {
     "iam:CreateServiceLinkedRole",
     # discovery
@@ -473,7 +476,7 @@ def test_controller_release_is_pinned_and_wired() -> None:
     release = one(result, RELEASE)
     inputs = release["inputs"]
     assert inputs["chart"] == "aws-load-balancer-controller"
-    assert inputs["version"] == "1.14.0"
+    assert inputs["version"] == "3.5.0"  # controller v3.5.0
     assert inputs["repositoryOpts"] == {"repo": "https://aws.github.io/eks-charts"}
     assert inputs["namespace"] == "kube-system"
     assert inputs["values"]["clusterName"] == "podtally"
@@ -546,6 +549,32 @@ def test_controller_permissions_come_through_pod_identity() -> None:
     assert slr["Condition"] == {
         "StringEquals": {"iam:AWSServiceName": "elasticloadbalancing.amazonaws.com"}
     }
+
+
+def _actions(policy: dict[str, Any]) -> set[str]:
+    return {
+        a
+        for s in policy["Statement"]
+        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+
+
+def test_controller_policy_equals_upstream_v3_5_0() -> None:
+    """The pinned copy is upstream's file, byte for byte (its sha256 as recorded with its
+    source), and the policy the program grants is that document: same actions, and the same
+    statements (resources and conditions included)."""
+    copy = INFRA / "podtally_infra" / lbc_policy.UPSTREAM_COPY
+    raw = copy.read_bytes()
+    assert hashlib.sha256(raw).hexdigest() == lbc_policy.UPSTREAM_SHA256
+    assert "v3.5.0" in lbc_policy.UPSTREAM_SOURCE and "v3.5.0" in copy.name
+    upstream = json.loads(raw)
+    assert _actions(lbc_policy.POLICY) == _actions(upstream) == CONTROLLER_ACTIONS
+    assert "ec2:DescribeRouteTables" in _actions(upstream)  # added in v2.13.0
+
+    def statements(policy: dict[str, Any]) -> list[str]:
+        return sorted(json.dumps(s, sort_keys=True) for s in policy["Statement"])
+
+    assert statements(lbc_policy.POLICY) == statements(upstream)
 
 
 def test_controller_policy_is_pinned() -> None:
@@ -624,6 +653,7 @@ def _expected_objects() -> list[dict[str, Any]]:
             image=image,
             host="podtally.example.com",
             certificate_arn=harness.CERT_ARN,
+            zone_lookup=True,
         )
     )
 
@@ -647,6 +677,65 @@ def test_app_objects_are_exactly_what_podtally_k8s_renders() -> None:
         inputs = created[(obj["kind"], obj["metadata"]["name"])]["inputs"]
         for field, value in obj.items():
             assert inputs[field] == value, f"{obj['kind']}.{field} differs from podtally.k8s"
+
+
+def test_every_pod_can_learn_its_real_zone() -> None:
+    """Three ways, in order: the downward API (ZONE from the pod's copy of the node's zone
+    label, KEP-4742), the node's label through the API (zone lookup: token + get nodes), and
+    IMDS, which a pod reaches only with the node group's hop limit at 2."""
+    result = run("default")
+    pod = one(result, "kubernetes:apps/v1:Deployment")["inputs"]["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in pod["containers"][0]["env"]}
+    assert env["ZONE"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "metadata.labels['topology.kubernetes.io/zone']"
+    )
+    assert pod["automountServiceAccountToken"] is True
+    role = one(result, "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole")["inputs"]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]
+    binding = one(result, "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding")["inputs"]
+    assert binding["subjects"][0]["name"] == pod["serviceAccountName"]
+    template = one(result, "aws:ec2/launchTemplate:LaunchTemplate")
+    metadata = template["inputs"]["metadataOptions"]
+    assert metadata["httpPutResponseHopLimit"] == 2
+    assert metadata["httpTokens"] == "required"
+    group = one(result, NODE_GROUP)
+    assert group["inputs"]["launchTemplate"] == {"id": f"{template['name']}-id", "version": "1"}
+    assert urn(template) in group["dependencies"]
+
+
+def test_gateway_option_replaces_the_ingress_and_installs_the_crds_first() -> None:
+    from podtally.k8s.gateway import render_with_gateway
+
+    result = run("gateway")
+    created = {
+        (r["inputs"]["kind"], r["inputs"]["metadata"]["name"]): r
+        for r in k8s_objects(result)
+        if "kind" in r["inputs"]
+    }
+    spec = AppSpec(
+        profile="eks",
+        image=f"{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com/podtally:0.1.0",
+        host="podtally.example.com",
+        certificate_arn=harness.CERT_ARN,
+        zone_lookup=True,
+    )
+    expected = render_with_gateway(spec)
+    assert sorted(created) == sorted((o["kind"], o["metadata"]["name"]) for o in expected)
+    assert ("Ingress", "podtally") not in created
+    gateway = created[("Gateway", "podtally")]
+    assert gateway["type"] == "kubernetes:gateway.networking.k8s.io/v1:Gateway"
+    annotations = gateway["inputs"]["metadata"]["annotations"]
+    assert annotations["pulumi.com/waitFor"] == "jsonpath={.status.addresses[0].value}"
+    lbc = created[("LoadBalancerConfiguration", "podtally")]["inputs"]["spec"]
+    assert lbc["listenerConfigurations"][0]["defaultCertificate"] == harness.CERT_ARN
+    # The DNS name comes from the Gateway's status.
+    alias = one(result, RECORD, "podtally-a")["inputs"]["aliases"][0]
+    assert alias["name"] == harness.ALB_HOSTNAME
+    # The Gateway API CRDs: only with the option, and before the controller starts.
+    crds = one(result, "kubernetes:yaml/v2:ConfigFile")
+    assert crds["inputs"]["file"].endswith("/v1.6.0/standard-install.yaml")
+    assert urn(crds) in one(result, RELEASE)["dependencies"]
+    assert not of_type(run("default"), "kubernetes:yaml/v2:ConfigFile")
 
 
 def test_deployment_runs_the_ecr_image_and_ingress_has_the_certificate() -> None:
