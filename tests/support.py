@@ -17,19 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from podtally.contract import ENV_NAMES
+
 REPO = Path(__file__).resolve().parent.parent
 
 # Environment variables that would leak the developer's or CI's identity into a replica.
 IDENTITY_ENV = (
-    "POD_NAME",
-    "NODE_NAME",
-    "POD_NAMESPACE",
-    "POD_IP",
-    "ZONE",
-    "K8_POD_NAME",
-    "K8_NODE_NAME",
-    "K8_POD_NAMESPACE",
-    "K8_POD_IP",
+    *ENV_NAMES,
     "KUBERNETES_SERVICE_HOST",
     "KUBERNETES_SERVICE_PORT",
     "PODTALLY_IMDS_ENDPOINT",
