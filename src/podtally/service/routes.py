@@ -62,7 +62,9 @@ def render_html(identity: Identity, refresh: int | None) -> str:
     """The identity page: one row per field, in the pod's own colour; ``refresh`` reloads it."""
     esc = {k: html.escape(f.value) for k, f in identity.fields().items()}
     meta = f'<meta http-equiv="refresh" content="{refresh}">' if refresh else ""
-    rows = "".join(f"<tr><th>{TEXT_LABELS[key]}</th><td>{value}</td></tr>" for key, value in esc.items())
+    rows = "".join(
+        f"<tr><th>{TEXT_LABELS[key]}</th><td>{value}</td></tr>" for key, value in esc.items()
+    )
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         f"<title>{esc['pod']}</title>{meta}<style>"
@@ -100,7 +102,7 @@ class App:
 
         vary = ("vary", "accept")
         text = identity.text().encode()
-        document = {
+        document: dict[str, object] = {
             **{k: {"value": f.value, "source": f.source} for k, f in identity.fields().items()},
             "podtally_version": version,
             "started_at": started.isoformat(timespec="seconds"),
