@@ -75,6 +75,7 @@ def answer(app: App, scope: Scope) -> tuple[int, dict[str, str], bytes]:
         ("application/json", "application/json"),
         ("application/*", "application/json"),
         ("application/json, text/html;q=0.1", "application/json"),
+        ("application/json, text/html", "text/html"),  # a tie: HTML over JSON
         ("text/html;q=0.5, application/json;q=0.6", "application/json"),
         ("text/html;q=0", "text/plain"),
         ("image/png", "text/plain"),  # nothing acceptable: text anyway
