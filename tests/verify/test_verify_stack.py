@@ -261,7 +261,11 @@ def test_demo_interrupted_mid_run_still_tears_down(
             time.sleep(0.05)
         time.sleep(0.5)  # mid-run: requests in flight
         proc.send_signal(signum)
-        assert proc.wait(timeout=60) == 130
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"demo still running 60 s after signal {signum}:\n{log.read_text()}")
+        assert code == 130
         out = proc.stdout.read().decode() if proc.stdout else ""
     finally:
         if proc.poll() is None:
