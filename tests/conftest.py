@@ -1,4 +1,9 @@
-"""Shared fixtures: real `podtally serve` processes on loopback, always torn down."""
+"""Shared fixtures: real `podtally serve` processes on loopback, always torn down.
+
+`make test` runs the files on two pytest-xdist workers (``--dist loadfile``): a file's tests stay
+on one worker, so its module-scoped fixtures start once. Every test takes its ports from the
+kernel (tests.support.free_port, free_ports), so files never share a port.
+"""
 
 from __future__ import annotations
 

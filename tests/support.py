@@ -17,19 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from podtally.contract import ENV_NAMES
+
 REPO = Path(__file__).resolve().parent.parent
 
 # Environment variables that would leak the developer's or CI's identity into a replica.
 IDENTITY_ENV = (
-    "POD_NAME",
-    "NODE_NAME",
-    "POD_NAMESPACE",
-    "POD_IP",
-    "ZONE",
-    "K8_POD_NAME",
-    "K8_NODE_NAME",
-    "K8_POD_NAMESPACE",
-    "K8_POD_IP",
+    *ENV_NAMES,
     "KUBERNETES_SERVICE_HOST",
     "KUBERNETES_SERVICE_PORT",
     "PODTALLY_IMDS_ENDPOINT",
@@ -51,6 +45,34 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+# The local stack's HAProxy binds 127.0.0.1 and its replicas 127.0.0.11-13 on the HTTP port.
+STACK_HOSTS = ("127.0.0.1", "127.0.0.11", "127.0.0.12", "127.0.0.13")
+
+
+def free_ports(count: int, hosts: tuple[str, ...] = ("127.0.0.1",)) -> tuple[int, ...]:
+    """``count`` distinct ports from the kernel, each free on every one of ``hosts`` right now.
+
+    All are held until every one is found, so the kernel cannot hand out one of them twice.
+    """
+    ports: list[int] = []
+    with contextlib.ExitStack() as held:
+        for _ in range(50 * count):
+            if len(ports) == count:
+                break
+            first = held.enter_context(socket.socket())
+            first.bind((hosts[0], 0))
+            port = int(first.getsockname()[1])
+            try:
+                for host in hosts[1:]:
+                    held.enter_context(socket.socket()).bind((host, port))
+            except OSError:
+                continue
+            ports.append(port)
+    if len(ports) < count:
+        raise AssertionError(f"no {count} ports free on all of {hosts}")
+    return tuple(ports)
 
 
 @dataclass

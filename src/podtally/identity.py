@@ -1,4 +1,4 @@
-"""Who this replica is: pod, node, namespace, IP and zone, and where each value came from.
+"""Who this replica is: pod, node, namespace, IP, zone and version, and where each came from.
 
 Resolved once at start-up, then frozen: every response is built from the same immutable
 :class:`Identity`, so concurrent responses can never mix values.
@@ -14,6 +14,10 @@ Sources, per field, in the order they are tried:
 - zone: ``ZONE`` (env) → the node's ``topology.kubernetes.io/zone`` label from the Kubernetes API
   (kubernetes-api) → AWS IMDSv2 (imds) → ``unknown`` (fallback). The lookups share one deadline of
   about a second, so start-up is never held up for longer.
+- version: ``POD_VERSION`` (env; in Kubernetes the pod's ``app.kubernetes.io/version`` label) →
+  ``unknown`` (fallback)
+
+The variable names, header names and text lines are the wire contract's (:mod:`podtally.contract`).
 """
 
 from __future__ import annotations
@@ -33,20 +37,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from podtally.contract import ENV, FIELDS, HEADERS, ZONE_LABEL, FieldName, format_text
+
 Source = Literal["env", "file", "kubernetes-api", "imds", "fallback"]
 
 SERVICEACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 IMDS_ENDPOINT = "http://169.254.169.254"
-ZONE_LABEL = "topology.kubernetes.io/zone"
 ZONE_LOOKUP_BUDGET = 1.0  # seconds, for all zone lookups together
-
-ENV_NAMES: Mapping[str, tuple[str, ...]] = {
-    "pod": ("POD_NAME", "K8_POD_NAME"),
-    "node": ("NODE_NAME", "K8_NODE_NAME"),
-    "namespace": ("POD_NAMESPACE", "K8_POD_NAMESPACE"),
-    "ip": ("POD_IP", "K8_POD_IP"),
-    "zone": ("ZONE",),
-}
 
 Log = Callable[[str, Mapping[str, object]], None]
 
@@ -64,35 +61,19 @@ class Identity:
     namespace: Field
     ip: Field
     zone: Field
+    version: Field
 
     def text(self) -> str:
-        """The plain-text identity: the seed's four lines, in order, then the zone."""
-        return (
-            f"Pod: {self.pod.value}\n"
-            f"Node: {self.node.value}\n"
-            f"Namespace: {self.namespace.value}\n"
-            f"IP: {self.ip.value}\n"
-            f"Zone: {self.zone.value}\n"
-        )
+        """The plain-text identity: the seed's four lines, in order, then zone and version."""
+        return format_text({name: f.value for name, f in self.fields().items()})
 
     def headers(self) -> tuple[tuple[str, str], ...]:
-        """The identity headers sent on every response."""
-        return (
-            ("x-pod-name", self.pod.value),
-            ("x-node-name", self.node.value),
-            ("x-pod-namespace", self.namespace.value),
-            ("x-pod-ip", self.ip.value),
-            ("x-zone", self.zone.value),
-        )
+        """The identity headers sent on every response (lower-case, as HTTP/2 wants them)."""
+        return tuple((HEADERS[name].lower(), f.value) for name, f in self.fields().items())
 
-    def fields(self) -> dict[str, Field]:
-        return {
-            "pod": self.pod,
-            "node": self.node,
-            "namespace": self.namespace,
-            "ip": self.ip,
-            "zone": self.zone,
-        }
+    def fields(self) -> dict[FieldName, Field]:
+        """Every field by name, in the contract's order."""
+        return {name: getattr(self, name) for name in FIELDS}
 
 
 def _usable(value: str, where: str, log: Log) -> str | None:
@@ -110,8 +91,8 @@ def _usable(value: str, where: str, log: Log) -> str | None:
     return None
 
 
-def _from_env(env: Mapping[str, str], key: str, log: Log) -> str | None:
-    for name in ENV_NAMES[key]:
+def _from_env(env: Mapping[str, str], key: FieldName, log: Log) -> str | None:
+    for name in ENV[key]:
         value = _usable(env.get(name, ""), name, log)
         if value:
             return value
@@ -299,7 +280,10 @@ def resolve(
     zone_env = _from_env(env, "zone", log)
     zone = Field(zone_env, "env") if zone_env else _zone_within(budget, env, node_env, sa_dir, log)
 
-    return Identity(pod=pod, node=node, namespace=namespace, ip=ip, zone=zone)
+    version_env = _from_env(env, "version", log)
+    version = Field(version_env, "env") if version_env else Field("unknown", "fallback")
+
+    return Identity(pod=pod, node=node, namespace=namespace, ip=ip, zone=zone, version=version)
 
 
 def _zone_within(

@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from podtally.contract import DEFAULT_PORT
 from podtally.errors import UsageError
-from podtally.service.config import DEFAULT_PORT
 
 Profile = Literal["generic", "eks"]
 PROFILES: tuple[Profile, ...] = ("generic", "eks")

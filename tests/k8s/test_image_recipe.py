@@ -13,7 +13,7 @@ nothing into the installed tree (the read-only root filesystem).
 
 Offline: the only difference from the Dockerfile is where pip finds the files. Here it reads the
 locked wheels `make setup` downloaded into the wheelhouse (`--no-index --find-links`); the hashes
-are checked the same way. Ports 21010-21019 on 127.0.0.22.
+are checked the same way. The replica listens on 127.0.0.22, on a port the kernel gives out.
 """
 
 from __future__ import annotations
@@ -30,10 +30,9 @@ import pytest
 
 from podtally import __version__
 from tests.k8s.helpers import REPO, WHEELHOUSE, norm_name, parse_lock
-from tests.support import ServeProcess, clean_env
+from tests.support import ServeProcess, clean_env, free_port
 
 HOST = "127.0.0.22"
-PORT = 21010
 LOCKS = ("requirements/build.lock", "requirements/core.lock")
 
 
@@ -74,7 +73,8 @@ def _serve(venv: Path, tmp_path: Path) -> ServeProcess:
     """The image's ENTRYPOINT and CMD (`podtally serve`) from the virtualenv, on loopback."""
     log_path = tmp_path / "serve.log"
     env = {"POD_NAME": "image-pod", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
-    cmd = [venv / "bin" / "podtally", "serve", "--host", HOST, "--port", str(PORT)]
+    port = free_port(HOST)
+    cmd = [venv / "bin" / "podtally", "serve", "--host", HOST, "--port", str(port)]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [*cmd, "--drain-seconds", "0"],
@@ -83,7 +83,7 @@ def _serve(venv: Path, tmp_path: Path) -> ServeProcess:
             env=clean_env(env),
             cwd=tmp_path,
         )
-    replica = ServeProcess(proc, HOST, PORT, log_path)
+    replica = ServeProcess(proc, HOST, port, log_path)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and proc.poll() is None:
         with contextlib.suppress(OSError):
@@ -173,7 +173,7 @@ def test_locked_core_virtualenv_serves(tmp_path: Path) -> None:
     for argv, extra in (
         (("verify", "http://127.0.0.1:9/"), "verify"),
         (("demo",), "local"),
-        (("up", "--http-port", "21090"), "local"),
+        (("up", "--http-port", "8080"), "local"),  # refused before it binds anything
         (("manifests",), "local"),
         (("cloud", "preview", "--infra-dir", str(REPO / "infra")), "cloud"),
     ):

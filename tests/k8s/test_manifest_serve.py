@@ -2,7 +2,7 @@
 the downward-API environment the manifest sets, probed on the paths and port the manifest names,
 then terminated the way the kubelet does (SIGTERM, then wait up to terminationGracePeriodSeconds).
 
-Ports 21000-21099 on 127.0.0.x belong to this module.
+Each case renders with a port the kernel just handed out on this module's loopback address.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ import pytest
 from podtally.k8s import render
 from podtally.spec import AppSpec
 from tests.k8s.helpers import ARN, by_kind
-from tests.support import ServeProcess, start_serve
+from tests.support import ServeProcess, free_port, start_serve
 
 HOST = "127.0.0.21"
 
-# What the kubelet would resolve each downward-API fieldPath to, for one pod.
+# What the kubelet would resolve each downward-API fieldPath to, for one pod (besides the pod
+# template's own labels, which _run_container adds).
 POD = {
     "metadata.name": "podtally-7d9c6b5f4-x2x8q",
     "spec.nodeName": "ip-10-42-1-17.ec2.internal",
@@ -49,12 +50,18 @@ def _probe_path(container: dict[str, Any], probe: str, port: int) -> str:
 
 
 @contextlib.contextmanager
-def _run_container(container: dict[str, Any], port: int, tmp_path: Path) -> Iterator[ServeProcess]:
-    """`podtally serve` (the image's ENTRYPOINT) with the container's args and downward-API env."""
+def _run_container(
+    container: dict[str, Any], labels: dict[str, str], port: int, tmp_path: Path
+) -> Iterator[ServeProcess]:
+    """`podtally serve` (the image's ENTRYPOINT) with the container's args and downward-API env.
+
+    ``labels`` are the pod template's: a ``metadata.labels['...']`` field resolves to them.
+    """
     args = list(container["args"])
     # The one change: listen on a loopback address instead of every interface.
     args[args.index("--host") + 1] = HOST
-    env = {e["name"]: POD[e["valueFrom"]["fieldRef"]["fieldPath"]] for e in container["env"]}
+    fields = {**{f"metadata.labels['{k}']": v for k, v in labels.items()}, **POD}
+    env = {e["name"]: fields[e["valueFrom"]["fieldRef"]["fieldPath"]] for e in container["env"]}
     # start_serve puts its own --host/--port/--drain-seconds first; the container's args, last,
     # override them, so the process runs with exactly what the manifest says. Its environment is
     # clean_env(): no developer identity, no service account, no real instance metadata service.
@@ -79,22 +86,23 @@ def _wait_ready(replica: ServeProcess, path: str) -> float:
 
 
 @pytest.mark.parametrize(
-    ("spec", "port"),
-    [
-        (AppSpec(port=21001, drain_seconds=2), 21001),
-        (AppSpec(profile="eks", certificate_arn=ARN, port=21002, drain_seconds=2), 21002),
-    ],
+    "settings",
+    [{}, {"profile": "eks", "certificate_arn": ARN}],
     ids=["generic", "eks"],
 )
 def test_the_rendered_container_serves_its_probes_and_drains(
-    spec: AppSpec, port: int, tmp_path: Path
+    settings: dict[str, Any], tmp_path: Path
 ) -> None:
-    pod, container = _container(render(spec))
+    port = free_port(HOST)
+    spec = AppSpec(port=port, drain_seconds=2, **settings)
+    objs = render(spec)
+    pod, container = _container(objs)
+    labels = by_kind(objs, "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert container["ports"][0]["containerPort"] == port
     startup_path = _probe_path(container, "startupProbe", port)
     ready_path = _probe_path(container, "readinessProbe", port)
     live_path = _probe_path(container, "livenessProbe", port)
-    with _run_container(container, port, tmp_path) as replica:
+    with _run_container(container, labels, port, tmp_path) as replica:
         startup = _wait_ready(replica, startup_path)
         # The replica (past exec) cannot ask a real instance metadata service.
         assert "PODTALLY_IMDS_ENDPOINT=off" in _environ(replica)
@@ -109,15 +117,17 @@ def test_the_rendered_container_serves_its_probes_and_drains(
         assert replica.get(live_path)[0] == 200
         status, headers, body = replica.get("/")
         assert status == 200
-        assert body.decode().splitlines()[:5] == [
+        assert body.decode().splitlines()[:6] == [
             "Pod: podtally-7d9c6b5f4-x2x8q",
             "Node: ip-10-42-1-17.ec2.internal",
             "Namespace: podtally",
             "IP: 10.42.1.23",
             "Zone: us-east-1b",
+            "Version: 0.1.0",  # the pod template's app.kubernetes.io/version label
         ]
         assert headers["x-pod-name"] == "podtally-7d9c6b5f4-x2x8q"
         assert headers["x-zone"] == "us-east-1b"
+        assert headers["x-pod-version"] == "0.1.0"
 
         # The kubelet's termination: SIGTERM, then SIGKILL after the grace period.
         sent = time.monotonic()

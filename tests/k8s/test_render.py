@@ -103,7 +103,12 @@ def test_downward_api_environment() -> None:
         "POD_NAMESPACE": "metadata.namespace",
         "POD_IP": "status.podIP",
         "ZONE": "metadata.labels['topology.kubernetes.io/zone']",
+        "POD_VERSION": "metadata.labels['app.kubernetes.io/version']",
     }
+    # The label POD_VERSION reads is on the pod template, so the replica does get a value.
+    deployment = by_kind(render(AppSpec()), "Deployment")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/version"] == "0.1.0"
 
 
 def test_container_runs_serve_on_the_named_port_with_the_drain() -> None:

@@ -161,6 +161,7 @@ def test_downward_api_names() -> None:
         "POD_NAMESPACE": "ns",
         "POD_IP": "10.1.2.3",
         "ZONE": "z",
+        "POD_VERSION": "canary",
     }
     who = resolve("0.0.0.0", env, serviceaccount_dir=NOWHERE)
     assert [(f.value, f.source) for f in who.fields().values()] == [
@@ -169,7 +170,15 @@ def test_downward_api_names() -> None:
         ("ns", "env"),
         ("10.1.2.3", "env"),
         ("z", "env"),
+        ("canary", "env"),
     ]
+
+
+def test_without_pod_version_the_version_is_unknown() -> None:
+    who = resolve("127.0.0.1", OFF, serviceaccount_dir=NOWHERE)
+    assert (who.version.value, who.version.source) == ("unknown", "fallback")
+    assert who.text().splitlines()[-2:] == ["Zone: unknown", "Version: unknown"]
+    assert ("x-pod-version", "unknown") in who.headers()
 
 
 def test_the_original_exercises_names_work_too() -> None:
@@ -341,15 +350,25 @@ def test_a_trickling_endpoint_is_cut_off_at_the_budget() -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("ZONE", "eu-west-1a\r\nX-Injected: 1"), ("POD_NAME", "pod\x00x"), ("NODE_NAME", "nöde")],
+    [
+        ("ZONE", "eu-west-1a\r\nX-Injected: 1"),
+        ("POD_NAME", "pod\x00x"),
+        ("NODE_NAME", "nöde"),
+        ("POD_VERSION", "v1\nPod: spoofed"),
+    ],
 )
 def test_values_that_would_break_the_format_are_refused(name: str, value: str) -> None:
     seen, log = events_log()
     who = resolve("127.0.0.1", {**OFF, name: value}, serviceaccount_dir=NOWHERE, log=log)
-    field = {"ZONE": who.zone, "POD_NAME": who.pod, "NODE_NAME": who.node}[name]
+    field = {
+        "ZONE": who.zone,
+        "POD_NAME": who.pod,
+        "NODE_NAME": who.node,
+        "POD_VERSION": who.version,
+    }[name]
     assert field.source == "fallback" and field.value != value
     assert seen[0][0] == "identity-value-refused" and seen[0][1]["from"] == name
-    assert len(who.text().splitlines()) == 5
+    assert len(who.text().splitlines()) == 6  # the seed's four, zone and version
 
 
 def _has_default_route() -> bool:

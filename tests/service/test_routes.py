@@ -12,13 +12,21 @@ from typing import Any
 
 import pytest
 
-IDENTITY_HEADERS = ("x-pod-name", "x-node-name", "x-pod-namespace", "x-pod-ip", "x-zone")
+IDENTITY_HEADERS = (
+    "x-pod-name",
+    "x-node-name",
+    "x-pod-namespace",
+    "x-pod-ip",
+    "x-zone",
+    "x-pod-version",
+)
 ENV = {
     "POD_NAME": "podtally-7d4b9c8f6d-x2k9p",
     "NODE_NAME": "ip-10-0-1-23.ec2.internal",
     "POD_NAMESPACE": "podtally",
     "POD_IP": "10.0.1.57",
     "ZONE": "eu-west-1a",
+    "POD_VERSION": "2.4.1",
 }
 
 
@@ -33,6 +41,7 @@ def assert_identity_headers(headers: dict[str, str]) -> None:
     assert headers["x-pod-namespace"] == ENV["POD_NAMESPACE"]
     assert headers["x-pod-ip"] == ENV["POD_IP"]
     assert headers["x-zone"] == ENV["ZONE"]
+    assert headers["x-pod-version"] == ENV["POD_VERSION"]
 
 
 def test_text_is_the_seed_format_byte_for_byte(replica: Any) -> None:
@@ -45,6 +54,7 @@ def test_text_is_the_seed_format_byte_for_byte(replica: Any) -> None:
         b"Namespace: podtally\n"
         b"IP: 10.0.1.57\n"
         b"Zone: eu-west-1a\n"
+        b"Version: 2.4.1\n"
     )
     assert headers["cache-control"] == "no-store"
 
@@ -55,6 +65,7 @@ def test_html_page_is_self_contained_and_coloured_by_pod(replica: Any, serve: An
     assert status == 200
     assert headers["content-type"].startswith("text/html")
     assert ENV["POD_NAME"] in page and ENV["ZONE"] in page
+    assert f"<th>Version</th><td>{ENV['POD_VERSION']}</td>" in page
     assert not re.search(r"(src|href)=", page), "no external assets"
     assert "http-equiv" not in page
     colour = re.search(r"background:(hsl\([^)]*\))", page)
@@ -84,8 +95,19 @@ def test_json_identity_with_sources(replica: Any, path: str, accept: str) -> Non
     doc = json.loads(body)
     assert doc["pod"] == {"value": ENV["POD_NAME"], "source": "env"}
     assert doc["zone"] == {"value": ENV["ZONE"], "source": "env"}
-    assert set(doc) == {"pod", "node", "namespace", "ip", "zone", "version", "started_at"}
-    assert doc["version"] == "0.1.0"
+    assert doc["version"] == {"value": ENV["POD_VERSION"], "source": "env"}
+    # The identity's fields by their contract names; podtally's own version apart from them.
+    assert set(doc) == {
+        "pod",
+        "node",
+        "namespace",
+        "ip",
+        "zone",
+        "version",
+        "podtally_version",
+        "started_at",
+    }
+    assert doc["podtally_version"] == "0.1.0"
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00$", doc["started_at"])
 
 
@@ -129,6 +151,8 @@ def test_metrics_count_requests_by_route_and_status(replica: Any) -> None:
     assert "podtally_draining 0.0" in text
     assert "podtally_requests_in_flight 1.0" in text  # this scrape itself
     assert f'pod="{ENV["POD_NAME"]}"' in text
+    assert f'version="{ENV["POD_VERSION"]}"' in text
+    assert 'podtally_version="0.1.0"' in text
 
 
 def _raw(host: str, port: int, payload: bytes) -> bytes:

@@ -1,13 +1,15 @@
 """Real servers for the verifier's tests, all on loopback, all torn down.
 
-- ``replicas``: three real ``podtally serve`` processes on 127.0.0.21-23 (one port each module);
+- ``replicas``: three real ``podtally serve`` processes on 127.0.0.21-23, one port (free on all
+  three, from the kernel) per group;
 - ``StubServer``: a stdlib HTTP server on loopback for what the real service never does (no
   identity, identity only in the body, redirects, errors), recording the client ports it saw;
 - raw listeners that accept and then hang, or accept and reset;
 - a throw-away CA and server certificate (the local stack's own generator) for TLS;
 - a guard that fails any test whose verifier would ask DNS for a name.
 
-Ports: this area owns 20000-20499; each test module passes its own base.
+Every listener binds port 0 and reports the port the kernel gave it, so test files can run in
+parallel without sharing a port.
 """
 
 from __future__ import annotations
@@ -25,9 +27,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ServeProcess, start_serve
+from tests.support import ServeProcess, free_ports, start_serve
 
-IDENTITY_HEADERS = ("X-Pod-Name", "X-Node-Name", "X-Pod-Namespace", "X-Pod-IP", "X-Zone")
+IDENTITY_HEADERS = (
+    "X-Pod-Name",
+    "X-Node-Name",
+    "X-Pod-Namespace",
+    "X-Pod-IP",
+    "X-Zone",
+    "X-Pod-Version",
+)
 
 
 @dataclass
@@ -35,16 +44,27 @@ class Replicas:
     servers: list[ServeProcess]
     pods: list[str]
 
+    @property
+    def port(self) -> int:
+        """The port every replica of the group listens on (each on its own address)."""
+        return self.servers[0].port
+
     def url(self, index: int = 0) -> str:
         return self.servers[index].url + "/"
 
 
 def start_replicas(
-    tmp: Path, port: int, count: int = 3, first_address: int = 21, zones: bool = True
+    tmp: Path, port: int | None = None, count: int = 3, first_address: int = 21, zones: bool = True
 ) -> Replicas:
-    """``count`` real replicas, pod-k on 127.0.0.<first+k>:port; nodes: k=0,1 -> node-a."""
+    """``count`` real replicas, pod-k on 127.0.0.<first+k>:port; nodes: k=0,1 -> node-a.
+
+    Without ``port``, one the kernel gives out that is free on all the addresses. Versions:
+    pod-0 ``canary``, the others ``stable``.
+    """
     servers: list[ServeProcess] = []
     pods = []
+    if port is None:
+        (port,) = free_ports(1, tuple(f"127.0.0.{first_address + k}" for k in range(count)))
     try:
         for k in range(count):
             host = f"127.0.0.{first_address + k}"
@@ -54,6 +74,7 @@ def start_replicas(
                 "NODE_NAME": "node-a" if k < 2 else "node-b",
                 "POD_NAMESPACE": "verify-test",
                 "POD_IP": host,
+                "POD_VERSION": "canary" if k == 0 else "stable",
             }
             if zones:
                 env["ZONE"] = "zone-1" if k < 2 else "zone-2"
@@ -116,6 +137,7 @@ class StubServer:
             allow_reuse_address = True
 
         server = Server((self.host, self.port), Handler)
+        self.port = int(server.server_address[1])  # the kernel's choice when asked for port 0
         if self.tls is not None:
             server.socket = self.tls.wrap_socket(server.socket, server_side=True)
         self._server = server
@@ -141,7 +163,7 @@ def identity_responder(pods: list[str], headers: bool = True, body: bool = True)
     def respond(_: BaseHTTPRequestHandler) -> tuple[int, Mapping[str, str], bytes]:
         with lock:
             pod = pods[next(turn) % len(pods)]
-        values = (pod, "stub-node", "stub-ns", "127.0.0.1", "stub-zone")
+        values = (pod, "stub-node", "stub-ns", "127.0.0.1", "stub-zone", "stub-version")
         hdrs = dict(zip(IDENTITY_HEADERS, values, strict=True)) if headers else {}
         text = f"Pod: {pod}\nNode: stub-node\nNamespace: stub-ns\nIP: 127.0.0.1\n" if body else ""
         return 200, {"Content-Type": "text/plain", **hdrs}, (text or "hello\n").encode()
@@ -171,6 +193,7 @@ class RawListener:
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
+        self.port = int(self.sock.getsockname()[1])  # the kernel's choice when asked for port 0
         self.sock.listen(128)
         self.sock.settimeout(0.1)
         self.mode = mode

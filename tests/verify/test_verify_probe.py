@@ -2,7 +2,7 @@
 
 Real `podtally serve` replicas where the service can play the part; stdlib servers and raw
 listeners for what it never does (no identity, redirects, hanging, resetting, TLS variants).
-Ports 20020-20099.
+Every server binds a port the kernel hands out, so this module shares nothing with another.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pytest
 
 from podtally.errors import PodtallyError, UsageError
 from podtally.verify import Observation, Progress, VerifyOptions, parse_resolve, run
+from tests.support import free_port
 from tests.verify.conftest import (
     Certs,
     RawListener,
@@ -26,12 +27,10 @@ from tests.verify.conftest import (
     start_replicas,
 )
 
-REPLICA_PORT = 20020
-
 
 @pytest.fixture(scope="module")
 def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
-    group = start_replicas(tmp_path_factory.mktemp("replicas"), REPLICA_PORT)
+    group = start_replicas(tmp_path_factory.mktemp("replicas"))
     yield group
     for server in group.servers:
         server.stop()
@@ -54,14 +53,15 @@ def test_identity_from_a_real_replica(replicas: Replicas) -> None:
     assert result.status_codes == ((200, 20),)
     assert dict(result.sources) == {"headers": 20}
     obs = seen[0]
-    assert (obs.pod, obs.node, obs.namespace, obs.ip, obs.zone) == (
+    assert (obs.pod, obs.node, obs.namespace, obs.ip, obs.zone, obs.version) == (
         "podtally-test-0",
         "node-a",
         "verify-test",
         "127.0.0.21",
         "zone-1",
+        "canary",
     )
-    assert obs.peer == "127.0.0.21:20020" and obs.status == 200 and obs.error is None
+    assert obs.peer == f"127.0.0.21:{replicas.port}" and obs.status == 200 and obs.error is None
     assert sorted(o.index for o in seen) == list(range(20))
     assert all(o.latency > 0 for o in seen)
 
@@ -70,7 +70,7 @@ def test_identity_from_the_body_when_there_are_no_headers(
     stub: Callable[..., StubServer],
 ) -> None:
     # What the original nginx pods did: the four lines in the body, no X-Pod-* headers.
-    server = stub("127.0.0.1", 20030, identity_responder(["nginx-a", "nginx-b"], headers=False))
+    server = stub("127.0.0.1", 0, identity_responder(["nginx-a", "nginx-b"], headers=False))
     result = run(VerifyOptions(server.url, requests=40, concurrency=1))
     assert result.pod_counts() == {"nginx-a": 20, "nginx-b": 20}
     assert dict(result.sources) == {"body": 40}
@@ -80,7 +80,7 @@ def test_identity_from_the_body_when_there_are_no_headers(
 
 
 def test_a_body_without_identity_is_counted_as_such(stub: Callable[..., StubServer]) -> None:
-    server = stub("127.0.0.1", 20031, identity_responder(["x"], headers=False, body=False))
+    server = stub("127.0.0.1", 0, identity_responder(["x"], headers=False, body=False))
     result = run(VerifyOptions(server.url, requests=10, concurrency=2))
     assert result.responses == 10 and result.identified == 0
     assert dict(result.errors)["no-identity"] == 10
@@ -93,7 +93,7 @@ def test_non_2xx_is_an_http_status_error_but_still_tallied(
     def respond(_: object) -> tuple[int, dict[str, str], bytes]:
         return 503, {"X-Pod-Name": "sick-pod"}, b"draining\n"
 
-    server = stub("127.0.0.1", 20032, respond)
+    server = stub("127.0.0.1", 0, respond)
     result = run(VerifyOptions(server.url, requests=6, concurrency=2, max_error_rate=0.5))
     assert dict(result.errors)["http-status"] == 6
     assert result.status_codes == ((503, 6),)
@@ -104,13 +104,13 @@ def test_non_2xx_is_an_http_status_error_but_still_tallied(
 # --- connections --------------------------------------------------------------------------------
 def test_new_connection_per_request_vs_keep_alive(stub: Callable[..., StubServer]) -> None:
     """Seen from the server: one client port per request by default, reused with keep-alive."""
-    fresh = stub("127.0.0.1", 20033, identity_responder(["a", "b"]))
+    fresh = stub("127.0.0.1", 0, identity_responder(["a", "b"]))
     result = run(VerifyOptions(fresh.url, requests=60, concurrency=3))
     assert result.connections == 60
     assert len(set(fresh.client_ports)) == 60
     assert result.connection_spread is None
 
-    reused = stub("127.0.0.1", 20034, identity_responder(["a", "b"]))
+    reused = stub("127.0.0.1", 0, identity_responder(["a", "b"]))
     seen: list[Observation] = []
     result = run(
         VerifyOptions(reused.url, requests=60, concurrency=3, keep_alive=True),
@@ -128,7 +128,7 @@ def test_new_connection_per_request_vs_keep_alive(stub: Callable[..., StubServer
 
 def test_keep_alive_reconnects_when_the_server_closes(stub: Callable[..., StubServer]) -> None:
     # An HTTP/1.0 server closes after every response: keep-alive must still work, reconnecting.
-    server = stub("127.0.0.1", 20035, identity_responder(["a", "b"]), keep_alive=False)
+    server = stub("127.0.0.1", 0, identity_responder(["a", "b"]), keep_alive=False)
     result = run(VerifyOptions(server.url, requests=30, concurrency=2, keep_alive=True))
     assert result.exit_code == 0 and result.responses == 30
     assert result.connections == 30 and len(set(server.client_ports)) == 30
@@ -137,49 +137,52 @@ def test_keep_alive_reconnects_when_the_server_closes(stub: Callable[..., StubSe
 def test_balanced_addresses_from_resolve_and_host_header(replicas: Replicas) -> None:
     # --resolve sends a DNS name to a given address; the Host header keeps the name.
     options = VerifyOptions(
-        f"http://pods.podtally.test:{REPLICA_PORT}/",
+        f"http://pods.podtally.test:{replicas.port}/",
         requests=10,
         concurrency=2,
-        resolve=(parse_resolve(f"pods.podtally.test:{REPLICA_PORT}:127.0.0.23"),),
+        resolve=(parse_resolve(f"pods.podtally.test:{replicas.port}:127.0.0.23"),),
     )
     result = run(options)
     assert result.pod_counts() == {"podtally-test-2": 10}
-    assert result.addresses == (f"127.0.0.23:{REPLICA_PORT}",)
+    assert result.addresses == (f"127.0.0.23:{replicas.port}",)
 
 
 def test_host_header_is_the_url_host(stub: Callable[..., StubServer]) -> None:
-    server = stub("127.0.0.1", 20036, identity_responder(["a"]))
+    server = stub("127.0.0.1", 0, identity_responder(["a"]))
     run(
         VerifyOptions(
-            "http://app.podtally.test:20036/some/path?q=1",
+            f"http://app.podtally.test:{server.port}/some/path?q=1",
             requests=2,
             concurrency=1,
-            resolve=(parse_resolve("app.podtally.test:20036:127.0.0.1"),),
+            resolve=(parse_resolve(f"app.podtally.test:{server.port}:127.0.0.1"),),
         )
     )
-    assert server.host_headers == ["app.podtally.test:20036"] * 2
+    assert server.host_headers == [f"app.podtally.test:{server.port}"] * 2
     assert server.paths == ["/some/path?q=1"] * 2
 
 
 # --- errors -------------------------------------------------------------------------------------
 def test_refused() -> None:
-    result = run(VerifyOptions("http://127.0.0.1:20037/", requests=5, concurrency=2))
+    port = free_port()  # nothing listens there
+    result = run(VerifyOptions(f"http://127.0.0.1:{port}/", requests=5, concurrency=2))
     assert dict(result.errors)["refused"] == 5 and result.responses == 0
     assert result.verdict.result == "unreachable" and result.exit_code == 3
-    assert result.verdict.failures == ("connection refused to 127.0.0.1:20037",)
+    assert result.verdict.failures == (f"connection refused to 127.0.0.1:{port}",)
 
 
 def test_timeout(raw_listener: Callable[[str, int, str], RawListener]) -> None:
-    raw_listener("127.0.0.1", 20038, "hang")
-    result = run(VerifyOptions("http://127.0.0.1:20038/", requests=3, concurrency=3, timeout=0.3))
+    listener = raw_listener("127.0.0.1", 0, "hang")
+    result = run(
+        VerifyOptions(f"http://127.0.0.1:{listener.port}/", requests=3, concurrency=3, timeout=0.3)
+    )
     assert dict(result.errors)["timeout"] == 3
-    assert "no response from 127.0.0.1:20038 within 0.3s" in result.verdict.failures[0]
+    assert f"no response from 127.0.0.1:{listener.port} within 0.3s" in result.verdict.failures[0]
     assert result.exit_code == 3
 
 
 def test_reset(raw_listener: Callable[[str, int, str], RawListener]) -> None:
-    raw_listener("127.0.0.1", 20039, "reset")
-    result = run(VerifyOptions("http://127.0.0.1:20039/", requests=4, concurrency=2))
+    listener = raw_listener("127.0.0.1", 0, "reset")
+    result = run(VerifyOptions(f"http://127.0.0.1:{listener.port}/", requests=4, concurrency=2))
     assert dict(result.errors)["reset"] == 4
     assert result.exit_code == 3
 
@@ -187,8 +190,8 @@ def test_reset(raw_listener: Callable[[str, int, str], RawListener]) -> None:
 def test_body_delimited_by_the_end_of_the_connection(
     raw_listener: Callable[[str, int, str], RawListener],
 ) -> None:
-    raw_listener("127.0.0.1", 20046, "eof")
-    result = run(VerifyOptions("http://127.0.0.1:20046/", requests=8, concurrency=2))
+    listener = raw_listener("127.0.0.1", 0, "eof")
+    result = run(VerifyOptions(f"http://127.0.0.1:{listener.port}/", requests=8, concurrency=2))
     assert result.exit_code == 0 and result.pod_counts() == {"eof-pod": 8}
     assert dict(result.sources) == {"body": 8}
 
@@ -202,7 +205,7 @@ def test_error_budget_on_a_real_run(stub: Callable[..., StubServer]) -> None:
         status, headers, body = responder(handler)  # type: ignore[arg-type]
         return (500 if next(calls) % 4 == 3 else status), dict(headers), body
 
-    server = stub("127.0.0.1", 20045, flaky)
+    server = stub("127.0.0.1", 0, flaky)
     within = run(VerifyOptions(server.url, requests=40, concurrency=1, max_error_rate=0.3))
     assert dict(within.errors)["http-status"] == 10
     assert within.error_rate == pytest.approx(0.25) and within.exit_code == 0
@@ -214,13 +217,13 @@ def test_error_budget_on_a_real_run(stub: Callable[..., StubServer]) -> None:
 # --- TLS ----------------------------------------------------------------------------------------
 def test_tls_with_cacert_and_sni(stub: Callable[..., StubServer], certs: Certs) -> None:
     server = stub(
-        "127.0.0.1", 20041, identity_responder(["tls-a", "tls-b"]), tls=certs.server_context()
+        "127.0.0.1", 0, identity_responder(["tls-a", "tls-b"]), tls=certs.server_context()
     )
     assert server.url.startswith("https://")
-    resolve = (parse_resolve("podtally.test:20041:127.0.0.1"),)
+    resolve = (parse_resolve(f"podtally.test:{server.port}:127.0.0.1"),)
     good = run(
         VerifyOptions(
-            "https://podtally.test:20041/",
+            f"https://podtally.test:{server.port}/",
             requests=10,
             concurrency=2,
             cacert=certs.ca,
@@ -231,7 +234,7 @@ def test_tls_with_cacert_and_sni(stub: Callable[..., StubServer], certs: Certs) 
 
     untrusted = run(
         VerifyOptions(
-            "https://podtally.test:20041/",
+            f"https://podtally.test:{server.port}/",
             requests=2,
             concurrency=1,
             cacert=certs.other_ca,
@@ -240,60 +243,63 @@ def test_tls_with_cacert_and_sni(stub: Callable[..., StubServer], certs: Certs) 
     )
     assert dict(untrusted.errors)["tls"] == 2 and untrusted.exit_code == 3
     assert untrusted.verdict.failures[0] == (
-        "TLS certificate of 127.0.0.1:20041 not trusted: unable to get local issuer certificate "
+        f"TLS certificate of 127.0.0.1:{server.port} not trusted: "
+        "unable to get local issuer certificate "
         f"(it is not signed by the CA in --cacert {certs.other_ca})"
     )
 
     no_cacert = run(
-        VerifyOptions("https://podtally.test:20041/", requests=1, concurrency=1, resolve=resolve)
+        VerifyOptions(
+            f"https://podtally.test:{server.port}/", requests=1, concurrency=1, resolve=resolve
+        )
     )
     assert dict(no_cacert.errors)["tls"] == 1
     assert no_cacert.verdict.failures[0].endswith("(use --cacert FILE)")
 
     wrong_name = run(
         VerifyOptions(
-            "https://wrong.podtally.test:20041/",
+            f"https://wrong.podtally.test:{server.port}/",
             requests=1,
             concurrency=1,
             cacert=certs.ca,
-            resolve=(parse_resolve("wrong.podtally.test:20041:127.0.0.1"),),
+            resolve=(parse_resolve(f"wrong.podtally.test:{server.port}:127.0.0.1"),),
         )
     )
     assert dict(wrong_name.errors)["tls"] == 1
     # The CA is trusted (--cacert was given); the certificate names other hosts. Advice about
     # --cacert would be wrong; the local stack's CA names the host with `podtally up --host`.
     assert wrong_name.verdict.failures[0] == (
-        "TLS certificate of 127.0.0.1:20041 does not name wrong.podtally.test "
+        f"TLS certificate of 127.0.0.1:{server.port} does not name wrong.podtally.test "
         "(hostname mismatch): restart the local stack with podtally up --host wrong.podtally.test"
     )
 
     wrong_address = run(
         VerifyOptions(
-            "https://127.0.0.9:20041/",
+            f"https://127.0.0.9:{server.port}/",
             requests=1,
             concurrency=1,
             cacert=certs.ca,
-            resolve=(parse_resolve("127.0.0.9:20041:127.0.0.1"),),
+            resolve=(parse_resolve(f"127.0.0.9:{server.port}:127.0.0.1"),),
         )
     )
     assert wrong_address.verdict.failures[0].startswith(
-        "TLS certificate of 127.0.0.1:20041 does not name 127.0.0.9 (IP address mismatch)"
+        f"TLS certificate of 127.0.0.1:{server.port} does not name 127.0.0.9 (IP address mismatch)"
     )
 
     insecure = run(
         VerifyOptions(
-            "https://wrong.podtally.test:20041/",
+            f"https://wrong.podtally.test:{server.port}/",
             requests=2,
             concurrency=1,
             insecure=True,
-            resolve=(parse_resolve("wrong.podtally.test:20041:127.0.0.1"),),
+            resolve=(parse_resolve(f"wrong.podtally.test:{server.port}:127.0.0.1"),),
         )
     )
     assert insecure.responses == 2 and dict(insecure.errors)["tls"] == 0
 
 
 def test_https_to_a_plain_http_port_is_a_tls_error(replicas: Replicas) -> None:
-    result = run(VerifyOptions(f"https://127.0.0.22:{REPLICA_PORT}/", requests=2, concurrency=1))
+    result = run(VerifyOptions(f"https://127.0.0.22:{replicas.port}/", requests=2, concurrency=1))
     assert dict(result.errors)["tls"] == 2
     assert "TLS handshake" in result.verdict.failures[0]
 
@@ -305,7 +311,7 @@ def test_redirect_reported_and_followed(
     def to_https(_: object) -> tuple[int, dict[str, str], bytes]:
         return 301, {"Location": "https://app.podtally.test/"}, b""
 
-    server = stub("127.0.0.1", 20042, to_https)
+    server = stub("127.0.0.1", 0, to_https)
     result = run(VerifyOptions(server.url, requests=5, concurrency=1))
     assert result.redirects == (("https://app.podtally.test/", 5),)
     assert result.exit_code == 1
@@ -316,7 +322,7 @@ def test_redirect_reported_and_followed(
     def to_replica(_: object) -> tuple[int, dict[str, str], bytes]:
         return 308, {"Location": replicas.url(2)}, b""
 
-    hop = stub("127.0.0.1", 20043, to_replica)
+    hop = stub("127.0.0.1", 0, to_replica)
     followed = run(VerifyOptions(hop.url, requests=6, concurrency=2, follow=True))
     assert followed.pod_counts() == {"podtally-test-2": 6}
     assert followed.exit_code == 0
@@ -428,29 +434,29 @@ def test_a_name_with_several_addresses_is_used_across_all_of_them(replicas: Repl
     addresses = ["127.0.0.21", "127.0.0.22", "127.0.0.23"]
 
     async def three(host: str, port: int) -> list[str]:
-        assert (host, port) == ("pods.podtally.test", REPLICA_PORT)
+        assert (host, port) == ("pods.podtally.test", replicas.port)
         return addresses
 
     result = run(
-        VerifyOptions(f"http://pods.podtally.test:{REPLICA_PORT}/", requests=30, concurrency=3),
+        VerifyOptions(f"http://pods.podtally.test:{replicas.port}/", requests=30, concurrency=3),
         resolver=three,
     )
     assert result.pod_counts() == {f"podtally-test-{k}": 10 for k in range(3)}
-    assert sorted(result.addresses) == [f"{a}:{REPLICA_PORT}" for a in addresses]
+    assert sorted(result.addresses) == [f"{a}:{replicas.port}" for a in addresses]
 
 
 def test_non_ascii_path_and_host_are_encoded_as_curl_does(stub: Callable[..., StubServer]) -> None:
-    server = stub("127.0.0.1", 20047, identity_responder(["a"]))
+    server = stub("127.0.0.1", 0, identity_responder(["a"]))
     run(
         VerifyOptions(
-            "http://bücher.podtally.test:20047/☃/ü?q=é&r=%41",
+            f"http://bücher.podtally.test:{server.port}/☃/ü?q=é&r=%41",
             requests=1,
-            resolve=(parse_resolve("bücher.podtally.test:20047:127.0.0.1"),),
+            resolve=(parse_resolve(f"bücher.podtally.test:{server.port}:127.0.0.1"),),
         )
     )
     # UTF-8, percent-encoded; an existing escape is left alone. The host goes out as IDNA.
     assert server.paths == ["/%E2%98%83/%C3%BC?q=%C3%A9&r=%41"]
-    assert server.host_headers == ["xn--bcher-kva.podtally.test:20047"]
+    assert server.host_headers == [f"xn--bcher-kva.podtally.test:{server.port}"]
 
 
 def test_counts_add_up(replicas: Replicas) -> None:

@@ -1,8 +1,8 @@
 """The verifier against the real local stack: replicas of `podtally serve` behind real HAProxy,
 real TLS with the stack's own CA, and `podtally demo` end to end.
 
-Ports 20200-20299: the stack binds 20200-20202 (its replicas 127.0.0.11-13:20200), a TCP-mode
-HAProxy 20230, the demos 20210-20224.
+Every port comes from the kernel (:func:`tests.support.free_ports`), free on 127.0.0.1 and on the
+replicas' 127.0.0.11-13, so this file shares no port with another.
 """
 
 from __future__ import annotations
@@ -28,22 +28,28 @@ import pytest
 from podtally.local import Stack, StackConfig, down, up
 from podtally.verify import VerifyOptions, parse_resolve, run
 from podtally.verify.schema import RESULT_SCHEMA
-from tests.support import clean_env, run_cli
+from tests.support import STACK_HOSTS, clean_env, free_port, free_ports, run_cli
 
-HTTP, HTTPS, STATS = 20200, 20201, 20202
 HOST = "verify.podtally.test"
-L4_PORT = 20230
+
+
+@pytest.fixture
+def demo_ports() -> tuple[int, int, int]:
+    """HTTP, HTTPS and stats ports for one `podtally demo` (``--ports``)."""
+    http, https, stats = free_ports(3, STACK_HOSTS)
+    return http, https, stats
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    http, https, stats = free_ports(3, STACK_HOSTS)
     config = StackConfig(
         name="podtally-verify-test",
         replicas=3,
         nodes=2,  # two pods on one node: the node and zone tallies must weight by pods
-        http_port=HTTP,
-        https_port=HTTPS,
-        stats_port=STATS,
+        http_port=http,
+        https_port=https,
+        stats_port=stats,
         host=HOST,
         run_dir=tmp_path_factory.mktemp("stack") / "run",
     )
@@ -151,12 +157,13 @@ def test_keep_alive_vs_new_connections_through_haproxy(stack: Stack) -> None:
 
 def test_https_name_via_resolve_and_the_http_redirect(stack: Stack) -> None:
     assert stack.ca_path is not None
+    https = stack.config.https_port
     named = run(
         VerifyOptions(
-            f"https://{HOST}:{HTTPS}/",
+            f"https://{HOST}:{https}/",
             requests=60,
             cacert=stack.ca_path,
-            resolve=(parse_resolve(f"{HOST}:{HTTPS}:127.0.0.1"),),
+            resolve=(parse_resolve(f"{HOST}:{https}:127.0.0.1"),),
         )
     )
     assert named.exit_code == 0 and named.pods_answered == 3
@@ -179,23 +186,26 @@ def _listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_demo_end_to_end(tmp_path: Path) -> None:
+def test_demo_end_to_end(tmp_path: Path, demo_ports: tuple[int, int, int]) -> None:
     run_dir = tmp_path / "demo"
-    proc = run_cli("demo", "-n", "200", "--ports", "20210,20211,20212", "--run-dir", str(run_dir))
+    ports = ",".join(map(str, demo_ports))
+    proc = run_cli("demo", "-n", "200", "--ports", ports, "--run-dir", str(run_dir))
     assert proc.returncode == 0, proc.stderr
     seed = [line for line in proc.stdout.splitlines() if re.match(r"^ +\d+ Pod: ", line)]
     assert len(seed) == 3
     assert sum(int(line.split()[0]) for line in seed) == 200
     assert all("Pod: podtally-demo-" in line for line in seed)
     assert "verdict: PASS: even across 3 pods" in proc.stdout
-    assert "verifying https://127.0.0.1:20211/" in proc.stderr
+    assert f"verifying https://127.0.0.1:{demo_ports[1]}/" in proc.stderr
     assert "tearing down podtally-demo" in proc.stderr
     # Nothing left behind: the run directory is gone and the ports are free again.
     assert not run_dir.exists()
-    assert not any(_listening(port) for port in (20210, 20211, 20212))
+    assert not any(_listening(port) for port in demo_ports)
 
 
-def test_demo_fails_with_the_verifiers_code_and_still_tears_down(tmp_path: Path) -> None:
+def test_demo_fails_with_the_verifiers_code_and_still_tears_down(
+    tmp_path: Path, demo_ports: tuple[int, int, int]
+) -> None:
     run_dir = tmp_path / "demo"
     proc = run_cli(
         "demo",
@@ -206,7 +216,7 @@ def test_demo_fails_with_the_verifiers_code_and_still_tears_down(tmp_path: Path)
         "--expect-pods",
         "3",
         "--ports",
-        "20213,20214,20215",
+        ",".join(map(str, demo_ports)),
         "--run-dir",
         str(run_dir),
         "--json",
@@ -215,16 +225,14 @@ def test_demo_fails_with_the_verifiers_code_and_still_tears_down(tmp_path: Path)
     doc = json.loads(proc.stdout)
     assert doc["verdict"]["failures"] == ["only 2 of 3 expected pods answered"]
     assert not run_dir.exists()
-    assert not any(_listening(port) for port in (20213, 20214, 20215))
+    assert not any(_listening(port) for port in demo_ports)
 
 
-@pytest.mark.parametrize(
-    ("signum", "ports"),
-    [(signal.SIGINT, (20216, 20217, 20218)), (signal.SIGTERM, (20219, 20220, 20221))],
-)
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_demo_interrupted_mid_run_still_tears_down(
-    tmp_path: Path, signum: int, ports: tuple[int, int, int]
+    tmp_path: Path, signum: int, demo_ports: tuple[int, int, int]
 ) -> None:
+    ports = demo_ports
     run_dir = tmp_path / "demo"
     log = tmp_path / "stderr.log"
     with log.open("w") as stderr:
@@ -254,7 +262,11 @@ def test_demo_interrupted_mid_run_still_tears_down(
             time.sleep(0.05)
         time.sleep(0.5)  # mid-run: requests in flight
         proc.send_signal(signum)
-        assert proc.wait(timeout=60) == 130
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"demo still running 60 s after signal {signum}:\n{log.read_text()}")
+        assert code == 130
         out = proc.stdout.read().decode() if proc.stdout else ""
     finally:
         if proc.poll() is None:
@@ -272,9 +284,11 @@ def test_demo_interrupted_mid_run_still_tears_down(
     assert not any(_listening(port) for port in ports)
 
 
-def test_demo_into_a_full_disk_is_exit_3_and_still_tears_down(tmp_path: Path) -> None:
+def test_demo_into_a_full_disk_is_exit_3_and_still_tears_down(
+    tmp_path: Path, demo_ports: tuple[int, int, int]
+) -> None:
     run_dir = tmp_path / "demo"
-    ports = (20222, 20223, 20224)
+    ports = demo_ports
     with open("/dev/full", "w") as full:
         proc = run_cli(
             *("demo", "-n", "60", "--ports", ",".join(map(str, ports))),
@@ -299,22 +313,23 @@ def l4_balancer(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Itera
     servers = "\n".join(
         f"    server s{i} {r.address}:{r.port}" for i, r in enumerate(stack.replicas)
     )
+    l4_port = free_port()
     config = directory / "haproxy.cfg"
     config.write_text(
         "global\n    maxconn 1000\n"
         "defaults\n    mode tcp\n    timeout connect 2s\n"
         "    timeout client 30s\n    timeout server 30s\n"
-        f"frontend l4\n    bind 127.0.0.1:{L4_PORT}\n    default_backend pods\n"
+        f"frontend l4\n    bind 127.0.0.1:{l4_port}\n    default_backend pods\n"
         f"backend pods\n    balance roundrobin\n{servers}\n"
     )
     proc = subprocess.Popen([haproxy, "-db", "-f", str(config)], stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
-        while not _listening(L4_PORT):
+        while not _listening(l4_port):
             assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
             assert time.monotonic() < deadline, "HAProxy (tcp mode) did not start"
             time.sleep(0.05)
-        yield f"http://127.0.0.1:{L4_PORT}/"
+        yield f"http://127.0.0.1:{l4_port}/"
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -26,7 +26,7 @@ import re
 from typing import Any
 
 from podtally import __version__
-from podtally.identity import ZONE_LABEL
+from podtally.contract import ENV, VERSION_LABEL, ZONE_LABEL
 from podtally.service.config import DEFAULT_SHUTDOWN_TIMEOUT
 from podtally.spec import AppSpec
 
@@ -79,7 +79,7 @@ def labels(spec: AppSpec) -> dict[str, str]:
     return {
         **spec.labels,
         **selector_labels(spec),
-        "app.kubernetes.io/version": app_version(spec),
+        VERSION_LABEL: app_version(spec),
         "app.kubernetes.io/component": COMPONENT,
         "app.kubernetes.io/part-of": APP_NAME,
         "app.kubernetes.io/managed-by": MANAGED_BY,
@@ -244,14 +244,17 @@ def container_args(spec: AppSpec) -> list[str]:
 
 def container_env(spec: AppSpec) -> list[Obj]:
     return [
-        _field_env("POD_NAME", "metadata.name"),
-        _field_env("NODE_NAME", "spec.nodeName"),
-        _field_env("POD_NAMESPACE", "metadata.namespace"),
-        _field_env("POD_IP", "status.podIP"),
+        _field_env(ENV["pod"][0], "metadata.name"),
+        _field_env(ENV["node"][0], "spec.nodeName"),
+        _field_env(ENV["namespace"][0], "metadata.namespace"),
+        _field_env(ENV["ip"][0], "status.podIP"),
         # Kubernetes 1.35+ (PodTopologyLabelsAdmission, beta) copies the node's zone label onto
         # the pod at binding; older clusters leave this empty and the service falls back to the
         # Kubernetes API (--zone-lookup) or the EC2 instance metadata service.
-        _field_env("ZONE", f"metadata.labels['{ZONE_LABEL}']"),
+        _field_env(ENV["zone"][0], f"metadata.labels['{ZONE_LABEL}']"),
+        # The pod template's own version label (the image tag), so that a canary and a stable
+        # Deployment tell their replicas apart.
+        _field_env(ENV["version"][0], f"metadata.labels['{VERSION_LABEL}']"),
     ]
 
 

@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from podtally.contract import LOCAL_CA_ORGANIZATION
+
 CA_DAYS = 365
 SERVER_DAYS = 90
 
@@ -60,7 +62,7 @@ def generate(directory: Path, stack_name: str, host: str | None = None) -> TlsFi
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name(
         [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "podtally local stack"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, LOCAL_CA_ORGANIZATION),
             x509.NameAttribute(NameOID.COMMON_NAME, f"podtally local CA ({stack_name})"),
         ]
     )

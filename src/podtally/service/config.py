@@ -5,9 +5,11 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from podtally.contract import DEFAULT_PORT
 from podtally.errors import UsageError
 
-DEFAULT_PORT = 8080
+__all__ = ["DEFAULT_DRAIN_SECONDS", "DEFAULT_PORT", "DEFAULT_SHUTDOWN_TIMEOUT", "ServeConfig"]
+
 DEFAULT_DRAIN_SECONDS = 5.0
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 

@@ -23,7 +23,10 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 class Metrics(Collector):
     def __init__(self, identity: Identity, lifecycle: Lifecycle, version: str) -> None:
         self.lifecycle = lifecycle
-        self.build = {"version": version, **{k: f.value for k, f in identity.fields().items()}}
+        self.build: dict[str, str] = {
+            "podtally_version": version,
+            **{k: f.value for k, f in identity.fields().items()},
+        }
         self.counts: dict[tuple[str, int], int] = {}
         self.in_flight = 0
         self.registry = CollectorRegistry(auto_describe=False)

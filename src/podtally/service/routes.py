@@ -19,6 +19,7 @@ from urllib.parse import parse_qs
 
 import mimeparse
 
+from podtally.contract import TEXT_LABELS
 from podtally.identity import Identity
 from podtally.service.lifecycle import Lifecycle
 from podtally.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -58,17 +59,11 @@ def pod_colour(pod: str) -> str:
 
 
 def render_html(identity: Identity, refresh: int | None) -> str:
+    """The identity page: one row per field, in the pod's own colour; ``refresh`` reloads it."""
     esc = {k: html.escape(f.value) for k, f in identity.fields().items()}
     meta = f'<meta http-equiv="refresh" content="{refresh}">' if refresh else ""
     rows = "".join(
-        f"<tr><th>{label}</th><td>{esc[key]}</td></tr>"
-        for label, key in (
-            ("Pod", "pod"),
-            ("Node", "node"),
-            ("Namespace", "namespace"),
-            ("IP", "ip"),
-            ("Zone", "zone"),
-        )
+        f"<tr><th>{TEXT_LABELS[key]}</th><td>{value}</td></tr>" for key, value in esc.items()
     )
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
@@ -107,9 +102,9 @@ class App:
 
         vary = ("vary", "accept")
         text = identity.text().encode()
-        document = {
+        document: dict[str, object] = {
             **{k: {"value": f.value, "source": f.source} for k, f in identity.fields().items()},
-            "version": version,
+            "podtally_version": version,
             "started_at": started.isoformat(timespec="seconds"),
         }
         as_json = (json.dumps(document, indent=2) + "\n").encode()

@@ -145,7 +145,7 @@ class Replica:
         log_event(
             "start",
             {
-                "version": __version__,
+                "podtally_version": __version__,
                 "listen": listen,
                 "pid": os.getpid(),
                 **{f"{k}": f.value for k, f in who.fields().items()},

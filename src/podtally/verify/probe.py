@@ -25,6 +25,7 @@ from typing import Literal
 import httptools
 
 from podtally import __version__
+from podtally.contract import FIELDS, LOCAL_CA_ORGANIZATION, header_keys, parse_text
 from podtally.errors import PodtallyError
 from podtally.verify.options import MAX_REDIRECTS, Target, VerifyOptions
 
@@ -46,14 +47,9 @@ REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 BODY_LIMIT = 64 * 1024  # enough for any identity page; the rest of a body is read and dropped
 PROGRESS_INTERVAL = 0.1  # seconds between progress callbacks
 
-_IDENTITY_HEADERS = {
-    b"x-pod-name": 0,
-    b"x-node-name": 1,
-    b"x-pod-namespace": 2,
-    b"x-pod-ip": 3,
-    b"x-zone": 4,
-}
-_BODY_LABELS = {"pod": 0, "node": 1, "namespace": 2, "ip": 3, "zone": 4}
+# Identity header (lower-case bytes, as httptools hands them over) -> its slot in FIELDS order.
+_IDENTITY_HEADERS = {key: FIELDS.index(name) for key, name in header_keys().items()}
+_NO_IDENTITY: tuple[None, ...] = (None,) * len(FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +65,7 @@ class Observation:
     namespace: str | None
     ip: str | None
     zone: str | None
+    version: str | None
     source: IdentitySource | None
     error: ErrorKind | None
     detail: str | None
@@ -138,7 +135,7 @@ class _Response:
 
     def __init__(self) -> None:
         self.status = 0
-        self.identity: list[bytes | None] = [None, None, None, None, None]
+        self.identity: list[bytes | None] = list(_NO_IDENTITY)
         self.location: bytes | None = None
         self.body: list[bytes] = []
         self.body_size = 0
@@ -291,7 +288,6 @@ _NAME_MISMATCH = frozenset({62, 64})  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
 # The chain ends at a CA this client does not know: DEPTH_ZERO_SELF_SIGNED_CERT,
 # SELF_SIGNED_CERT_IN_CHAIN, UNABLE_TO_GET_ISSUER_CERT(_LOCALLY), UNABLE_TO_VERIFY_LEAF_SIGNATURE.
 _UNKNOWN_CA = frozenset({2, 18, 19, 20, 21})
-LOCAL_CA_ORGANIZATION = "podtally local stack"  # the local stack's CA (podtally.local.tls)
 
 
 def certificate_failure(
@@ -361,7 +357,9 @@ def _ssl_context(options: VerifyOptions) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=cafile)
     except (ssl.SSLError, OSError) as exc:
         # VerifyOptions loaded it already; this is the file changing under a running verifier.
-        raise PodtallyError(f"--cacert {options.cacert}: cannot load it as PEM: {exc}") from None
+        raise PodtallyError(
+            f"cannot load it as PEM: {exc}", setting="cacert", value=str(options.cacert)
+        ) from None
 
 
 def _decode_location(value: bytes) -> str:
@@ -385,16 +383,9 @@ def _text(value: bytes | None, cache: dict[bytes, str]) -> str | None:
 
 
 def parse_identity_text(body: bytes) -> list[str | None] | None:
-    """The ``Pod:``/``Node:``/``Namespace:``/``IP:``/``Zone:`` lines of a body, if it has them."""
-    values: list[str | None] = [None, None, None, None, None]
-    found = False
-    for line in body.decode("utf-8", "replace").splitlines():
-        label, sep, value = line.partition(":")
-        slot = _BODY_LABELS.get(label.strip().lower()) if sep else None
-        if slot is not None and values[slot] is None and value.strip():
-            values[slot] = value.strip()
-            found = True
-    return values if found and values[0] is not None else None
+    """The identity lines of a body (the contract's parser), in FIELDS order, if it has them."""
+    parsed = parse_text(body)
+    return None if parsed is None else [parsed.get(name) for name in FIELDS]
 
 
 async def system_addresses(host: str, port: int) -> list[str]:
@@ -614,6 +605,7 @@ class Engine:
             namespace=None,
             ip=None,
             zone=None,
+            version=None,
             source=None,
             error=failure.kind,
             detail=failure.detail,
@@ -641,7 +633,7 @@ class Engine:
             source = "headers"
         else:
             parsed = parse_identity_text(b"".join(response.body)) if response.body else None
-            values = parsed if parsed is not None else [None, None, None, None, None]
+            values = parsed if parsed is not None else list(_NO_IDENTITY)
             source = "body" if parsed is not None else None
         status = response.status
         error: ErrorKind | None = None
@@ -665,6 +657,7 @@ class Engine:
             namespace=values[2],
             ip=values[3],
             zone=values[4],
+            version=values[5],
             source=source,
             error=error,
             detail=detail,

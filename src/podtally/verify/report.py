@@ -13,12 +13,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from podtally.contract import RESULT_SCHEMA_ID
 from podtally.errors import worded
 from podtally.verify.probe import Observation
 from podtally.verify.result import VerifyResult
 from podtally.verify.tally import Dimension
 
-SCHEMA_ID = "podtally.verify.result/1"
+SCHEMA_ID = RESULT_SCHEMA_ID  # the name callers of this module have used
 
 _TITLES = {
     "pod": "pod",
@@ -321,6 +322,7 @@ def observation_line(observation: Observation) -> str:
                 "namespace": observation.namespace,
                 "ip": observation.ip,
                 "zone": observation.zone,
+                "version": observation.version,
                 "source": observation.source,
                 "error": observation.error,
                 "detail": observation.detail,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, get_args
 
+from podtally.contract import RESULT_SCHEMA_ID
 from podtally.verify.probe import ERROR_KINDS, IdentitySource
 from podtally.verify.tally import DIMENSIONS, VerdictResult
 
@@ -53,11 +54,11 @@ _DIMENSION = _object(
 
 RESULT_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "$id": "podtally.verify.result/1",
+    "$id": RESULT_SCHEMA_ID,
     "title": "podtally verify result",
     **_object(
         {
-            "schema": {"const": "podtally.verify.result/1"},
+            "schema": {"const": RESULT_SCHEMA_ID},
             "url": _STR,
             "started_at": {"type": "string", "format": "date-time"},
             "elapsed_seconds": _NUM,
