@@ -11,7 +11,7 @@ WHEELHOUSE := $(VENV)/wheelhouse
 APT_PACKAGES := haproxy curl
 BENCH_APT_PACKAGES := wrk nginx-light
 
-.PHONY: setup system-deps demo test lint format bench clean lock
+.PHONY: setup system-deps demo test lint format bench clean lock proto
 
 setup: system-deps $(STAMP) $(WHEELHOUSE)/.complete $(CHECKOV_VENV)/bin/checkov
 
@@ -42,6 +42,12 @@ $(CHECKOV_VENV)/bin/checkov:
 	@bash scripts/check-python.sh $(PYTHON)
 	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
+
+# The gRPC code generated from src/podtally/proto/*.proto (committed; tests/service/
+# test_grpc_proto.py checks that regenerating it changes nothing).
+PROTO_ARGS := -Isrc --python_out=src --pyi_out=src --grpc_python_out=src
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc $(PROTO_ARGS) src/podtally/proto/*.proto
 
 demo: system-deps $(STAMP)
 	$(BIN)/podtally demo
