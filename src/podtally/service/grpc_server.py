@@ -118,7 +118,7 @@ class GrpcService:
                 ("grpc.keepalive_permit_without_calls", 1),
             ]
         )
-        identity_pb2_grpc.add_IdentityServicer_to_server(
+        identity_pb2_grpc.add_IdentityServicer_to_server(  # type: ignore[no-untyped-call]
             _IdentityServicer(self, identity_pb2, grpc), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(
@@ -178,12 +178,12 @@ class _IdentityServicer:
             version=service.version,
         )
 
-    async def Get(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:  # noqa: N802
+    async def Get(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         await context.send_initial_metadata(self._metadata)
         self._service.metrics.count("Get", "OK")
         return self._reply
 
-    async def Watch(  # noqa: N802
+    async def Watch(
         self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
         service = self._service
@@ -228,14 +228,16 @@ class _HealthServicer:
         response = self._pb2.HealthCheckResponse
         return response.SERVING if self._service.serving else response.NOT_SERVING
 
-    async def Check(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:  # noqa: N802
+    async def Check(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         if request.service not in self._known:
             self._service.metrics.count("Health/Check", "NOT_FOUND")
-            await context.abort(self._grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+            await context.abort(
+                self._grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}"
+            )
         self._service.metrics.count("Health/Check", "OK")
         return self._pb2.HealthCheckResponse(status=self._status())
 
-    async def Watch(  # noqa: N802
+    async def Watch(
         self, request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
         response = self._pb2.HealthCheckResponse

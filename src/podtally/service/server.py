@@ -181,7 +181,9 @@ class Replica:
             return 0
         metrics = Metrics(who, self.lifecycle, __version__)
         # --- gRPC hook (issue 12): podtally.service.grpc_server, on its own port --------------
-        grpc_service = await _start_grpc(cfg, who, self.lifecycle, metrics) if cfg.grpc_port else None
+        grpc_service = (
+            await _start_grpc(cfg, who, self.lifecycle, metrics) if cfg.grpc_port else None
+        )
         # --- end of gRPC hook --------------------------------------------------------------------
         app = App(who, self.lifecycle, metrics, __version__, access_log=cfg.access_log)
         server = embedded_server(app, cfg.host, cfg.port)

@@ -13,7 +13,6 @@ code: the observation's ``status`` is the gRPC code's number (0 is OK).
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
 from collections.abc import Callable, Coroutine
@@ -35,7 +34,13 @@ from podtally.verify.probe import (
 
 GET_METHOD = "/podtally.v1.Identity/Get"
 SCHEMES = ("grpc", "grpcs")
-_IDENTITY_KEYS = {"x-pod-name": 0, "x-node-name": 1, "x-pod-namespace": 2, "x-pod-ip": 3, "x-zone": 4}
+_IDENTITY_KEYS = {
+    "x-pod-name": 0,
+    "x-node-name": 1,
+    "x-pod-namespace": 2,
+    "x-pod-ip": 3,
+    "x-zone": 4,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +160,9 @@ class GrpcEngine(Runner):
         address, peer = self._addresses[next(self._turn) % len(self._addresses)]
         self._peers.setdefault(peer)
         self._opened += 1
-        where = f"ipv6:[{address}]:{target.port}" if ":" in address else f"ipv4:{address}:{target.port}"
+        where = (
+            f"ipv6:[{address}]:{target.port}" if ":" in address else f"ipv4:{address}:{target.port}"
+        )
         options: list[tuple[str, Any]] = [
             ("grpc.use_local_subchannel_pool", 1),
             ("grpc.default_authority", target.authority),
@@ -207,7 +214,9 @@ class GrpcEngine(Runner):
             for key, value in metadata or ():
                 slot = _IDENTITY_KEYS.get(key)
                 if slot is not None:
-                    values[slot] = value if isinstance(value, str) else value.decode("utf-8", "replace")
+                    values[slot] = (
+                        value if isinstance(value, str) else value.decode("utf-8", "replace")
+                    )
             if values[0]:
                 source = "headers"
             elif reply.pod:

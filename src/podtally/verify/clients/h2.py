@@ -45,7 +45,13 @@ from podtally.verify.probe import (
 )
 
 DEFAULT_STREAMS = 10  # concurrent streams per connection
-_IDENTITY = {b"x-pod-name": 0, b"x-node-name": 1, b"x-pod-namespace": 2, b"x-pod-ip": 3, b"x-zone": 4}
+_IDENTITY = {
+    b"x-pod-name": 0,
+    b"x-node-name": 1,
+    b"x-pod-namespace": 2,
+    b"x-pod-ip": 3,
+    b"x-zone": 4,
+}
 
 
 class _Response:
@@ -131,7 +137,9 @@ class _Connection(asyncio.Protocol):
         elif isinstance(event, h2.events.StreamReset):
             self._fail(
                 event.stream_id,
-                _Failure("reset", f"{self.peer} reset the stream (HTTP/2 error {event.error_code})"),
+                _Failure(
+                    "reset", f"{self.peer} reset the stream (HTTP/2 error {event.error_code})"
+                ),
             )
         elif isinstance(event, h2.events.ConnectionTerminated):
             self.goaway = True
@@ -311,7 +319,7 @@ class H2Engine(Runner):
                 await loop.create_connection(lambda: connection, address, target.port)
         except _Failure:
             raise
-        except Exception as exc:
+        except OSError as exc:  # refused, reset, TLS (ssl.SSLError is an OSError)
             connection.abort()
             raise _classify(exc, peer) from None
         return connection
@@ -378,10 +386,11 @@ class H2Engine(Runner):
                 failure = _Failure(
                     "no-identity", "response carried neither X-Pod-* headers nor 'Pod:' lines"
                 )
+        peer: str | None = None
         if connection is not None:
             peer = connection.peer
-        else:
-            peer = self._addresses[0][1] if len(self._addresses) == 1 else None
+        elif len(self._addresses) == 1:
+            peer = self._addresses[0][1]
         return Observation(
             index=index,
             start=started - self._t0,

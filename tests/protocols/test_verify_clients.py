@@ -22,8 +22,8 @@ from podtally.verify.clients.grpc import GrpcEngine, parse_grpc_url
 from podtally.verify.clients.h2 import H2Engine
 from podtally.verify.options import VerifyOptions
 from podtally.verify.probe import Observation
-from tests.grpc.haproxy import Balancer, start_balancer
-from tests.grpc.support import start_grpc_serve
+from tests.protocols.haproxy import Balancer, start_balancer
+from tests.protocols.support import start_grpc_serve
 from tests.support import ServeProcess, free_port
 from tests.verify.conftest import make_certs
 
@@ -172,7 +172,7 @@ class _Failing(identity_pb2_grpc.IdentityServicer):  # type: ignore[misc]
         self.calls = 0
         self.lock = threading.Lock()
 
-    def Get(self, request: Any, context: grpc.ServicerContext) -> Any:  # noqa: N802
+    def Get(self, request: Any, context: grpc.ServicerContext) -> Any:
         with self.lock:
             self.calls += 1
             turn = self.calls % 3

@@ -39,7 +39,15 @@ def start_grpc_serve(
     log_path = tmp_path / f"serve-{port}.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-c", _RUN, "127.0.0.1", str(port), str(grpc_port), str(drain_seconds)],
+            [
+                sys.executable,
+                "-c",
+                _RUN,
+                "127.0.0.1",
+                str(port),
+                str(grpc_port),
+                str(drain_seconds),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=log,
             env=clean_env(env),

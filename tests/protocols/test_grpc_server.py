@@ -14,7 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from podtally.proto import identity_pb2, identity_pb2_grpc
-from tests.grpc.support import start_grpc_serve
+from tests.protocols.support import start_grpc_serve
 
 POD = {"POD_NAME": "pod-g", "NODE_NAME": "node-g", "POD_NAMESPACE": "ns-g", "POD_IP": "10.9.8.7"}
 
@@ -53,7 +53,9 @@ def test_watch_streams_one_identity_per_interval(tmp_path: Path) -> None:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = identity_pb2_grpc.IdentityStub(channel)
             started = time.monotonic()
-            replies = list(stub.Watch(identity_pb2.WatchRequest(interval_ms=100, count=4), timeout=10))
+            replies = list(
+                stub.Watch(identity_pb2.WatchRequest(interval_ms=100, count=4), timeout=10)
+            )
             elapsed = time.monotonic() - started
         assert [r.sequence for r in replies] == [1, 2, 3, 4]
         assert {r.pod for r in replies} == {"pod-g"}
@@ -84,7 +86,9 @@ def test_health_is_serving_when_ready_and_not_serving_from_sigterm(tmp_path: Pat
             # Draining: health says NOT_SERVING, and the Identity service still answers.
             check = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
             assert check.status == not_serving
-            reply = identity_pb2_grpc.IdentityStub(channel).Get(identity_pb2.GetRequest(), timeout=5)
+            reply = identity_pb2_grpc.IdentityStub(channel).Get(
+                identity_pb2.GetRequest(), timeout=5
+            )
             assert reply.pod == "pod-g"
         assert server.wait(timeout=20) == 0
     finally:
