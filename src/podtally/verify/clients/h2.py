@@ -75,10 +75,20 @@ class _Connection(asyncio.Protocol):
         self.lost = False
         self.goaway = False
         self._h2 = h2.connection.H2Connection(
-            config=h2.config.H2Configuration(client_side=True, header_encoding=None)
+            config=h2.config.H2Configuration(
+                client_side=True,
+                header_encoding=None,
+                # The request headers are built once and checked by VerifyOptions; skipping
+                # h2's per-frame header checks roughly doubles the request rate (measured).
+                validate_outbound_headers=False,
+                normalize_outbound_headers=False,
+                validate_inbound_headers=False,
+                normalize_inbound_headers=False,
+            )
         )
         self._streams: dict[int, tuple[_Response, asyncio.Future[_Response]]] = {}
         self._room = asyncio.Event()  # set while another stream may open
+        self._flush_due = False
         self._room.set()
 
     @property
@@ -167,7 +177,9 @@ class _Connection(asyncio.Protocol):
         except h2.exceptions.ProtocolError as exc:
             del self._streams[stream_id]
             raise _Failure("other", f"HTTP/2 on {self.peer}: {exc}") from None
-        self._flush()
+        # One write for all the streams opened in this turn of the event loop: a write per
+        # request (a system call each) was most of the client's time (profiled).
+        self._schedule_flush()
         try:
             return await waiter
         except asyncio.CancelledError:  # a timeout or Ctrl-C: tell the server we gave up
@@ -196,7 +208,13 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None and not self.lost:
             self.transport.abort()
 
+    def _schedule_flush(self) -> None:
+        if not self._flush_due:
+            self._flush_due = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
     def _flush(self) -> None:
+        self._flush_due = False
         data = self._h2.data_to_send()
         if data and self.transport is not None and not self.lost:
             self.transport.write(data)
