@@ -55,6 +55,7 @@ class Fleet:
     grpc_ports: list[int]
     balancer: Balancer | None = None
     ca: Path | None = None
+    other_ca: Path | None = None
 
 
 def start_fleet(tmp: Path, count: int) -> Fleet:
@@ -80,6 +81,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     try:
         certs = make_certs(tmp / "certs", "podtally.test")
         fleet.ca = certs.ca
+        fleet.other_ca = certs.other_ca
         fleet.balancer = start_balancer(
             tmp, fleet.grpc_ports, [s.port for s in fleet.servers], certs.server_pem
         )
@@ -223,3 +225,13 @@ def test_bad_grpc_urls_are_usage_errors(url: str, words: str) -> None:
 def test_grpc_default_ports() -> None:
     assert parse_grpc_url("grpcs://example.test").port == 443
     assert parse_grpc_url("grpc://example.test/").port == 80
+
+
+def test_a_certificate_from_another_ca_is_a_tls_error_for_both_clients(fleet: Fleet) -> None:
+    assert fleet.balancer is not None
+    seen = h2(f"https://localhost:{fleet.balancer.alb_http}/", n=2, c=1, cacert=fleet.other_ca)
+    assert [o.error for o in seen] == ["tls", "tls"]
+    assert "not trusted" in (seen[0].detail or "")
+    seen = grpc_run(f"grpcs://localhost:{fleet.balancer.alb_tls}", n=2, c=1, cacert=fleet.other_ca)
+    assert [o.error for o in seen] == ["tls", "tls"], [o.detail for o in seen]
+    assert "not trusted" in (seen[0].detail or "")

@@ -257,8 +257,10 @@ def _classify(code: str, details: str, peer: str, timeout: float) -> tuple[Error
     if code == "UNAVAILABLE":
         if "refused" in lowered:
             return "refused", f"connection refused to {peer}"
+        if "certificate_verify_failed" in lowered:
+            return "tls", f"TLS certificate of {peer} not trusted (CERTIFICATE_VERIFY_FAILED)"
         if "ssl" in lowered or "handshake" in lowered or "certificate" in lowered:
-            return "tls", f"TLS with {peer} failed: {details}"
+            return "tls", f"TLS handshake with {peer} failed: {details}"
         if "reset" in lowered or "socket closed" in lowered or "goaway" in lowered:
             return "reset", f"connection to {peer} reset ({details})"
     return "http-status", f"gRPC {code}: {details}" if details else f"gRPC {code}"
