@@ -235,3 +235,38 @@ def test_a_certificate_from_another_ca_is_a_tls_error_for_both_clients(fleet: Fl
     seen = grpc_run(f"grpcs://localhost:{fleet.balancer.alb_tls}", n=2, c=1, cacert=fleet.other_ca)
     assert [o.error for o in seen] == ["tls", "tls"], [o.detail for o in seen]
     assert "not trusted" in (seen[0].detail or "")
+
+
+@pytest.mark.parametrize("protocol", ["h2", "grpc"])
+def test_a_replica_that_stops_mid_run_ends_in_errors_not_a_hang(
+    tmp_path: Path, protocol: str
+) -> None:
+    import signal
+    import threading
+    import time
+
+    server, grpc_port = start_grpc_serve(tmp_path, env={"POD_NAME": "pod-s"}, drain_seconds=0.3)
+    try:
+        stopper = threading.Timer(0.8, server.signal, (signal.SIGTERM,))
+        stopper.start()
+        started = time.monotonic()
+        if protocol == "h2":
+            options = VerifyOptions(
+                url=server.url + "/", requests=None, duration=3, concurrency=2, timeout=1
+            )
+            seen = run(H2Engine(options, lambda _: None, streams=2))
+        else:
+            options = VerifyOptions(
+                url="http://127.0.0.1/", requests=None, duration=3, concurrency=2, timeout=1
+            )
+            target = parse_grpc_url(f"grpc://127.0.0.1:{grpc_port}")
+            seen = run(GrpcEngine(options, lambda _: None, target=target))
+        elapsed = time.monotonic() - started
+        stopper.join()
+        assert server.wait(timeout=20) == 0
+    finally:
+        server.stop()
+    assert elapsed < 3 + 1 + 2  # the duration, one timeout, and slack
+    assert any(o.ok and o.pod == "pod-s" for o in seen)
+    errors = {o.error for o in seen if not o.ok}
+    assert errors and errors <= {"refused", "reset"}, Counter(o.detail for o in seen if not o.ok)

@@ -263,4 +263,8 @@ def _classify(code: str, details: str, peer: str, timeout: float) -> tuple[Error
             return "tls", f"TLS handshake with {peer} failed: {details}"
         if "reset" in lowered or "socket closed" in lowered or "goaway" in lowered:
             return "reset", f"connection to {peer} reset ({details})"
+    if code == "CANCELLED":
+        # This client never cancels a call it counts: the server or a proxy cut it off (a
+        # stream reset), as a replica does with calls still arriving when it stops.
+        return "reset", f"{peer} cancelled the call ({details or 'CANCELLED'})"
     return "http-status", f"gRPC {code}: {details}" if details else f"gRPC {code}"

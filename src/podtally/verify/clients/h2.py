@@ -105,7 +105,14 @@ class _Connection(asyncio.Protocol):
         try:
             events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
-            self._fail_all(_Failure("other", f"HTTP/2 protocol error from {self.peer}: {exc}"))
+            self.goaway = True  # never start another stream here
+            if self._h2.state_machine.state is h2.connection.ConnectionState.CLOSED:
+                # A GOAWAY came in this read, then a frame h2 refuses after it (a PING):
+                # the server is going away, which is a reset, not a protocol error.
+                failure = _Failure("reset", f"{self.peer} closed the connection (GOAWAY)")
+            else:
+                failure = _Failure("other", f"HTTP/2 protocol error from {self.peer}: {exc}")
+            self._fail_all(failure)
             self.abort()
             return
         for event in events:
@@ -176,6 +183,9 @@ class _Connection(asyncio.Protocol):
             self._h2.send_headers(stream_id, headers, end_stream=True)
         except h2.exceptions.ProtocolError as exc:
             del self._streams[stream_id]
+            self.goaway = True
+            if self._h2.state_machine.state is h2.connection.ConnectionState.CLOSED:
+                raise _Failure("reset", f"{self.peer} closed the connection (GOAWAY)") from None
             raise _Failure("other", f"HTTP/2 on {self.peer}: {exc}") from None
         # One write for all the streams opened in this turn of the event loop: a write per
         # request (a system call each) was most of the client's time (profiled).
