@@ -20,7 +20,7 @@ from podtally.errors import UsageError
 from podtally.proto import identity_pb2, identity_pb2_grpc
 from podtally.verify.clients.grpc import GrpcEngine, parse_grpc_url
 from podtally.verify.clients.h2 import H2Engine
-from podtally.verify.options import VerifyOptions
+from podtally.verify.options import VerifyOptions, parse_resolve
 from podtally.verify.probe import Observation
 from tests.protocols.haproxy import Balancer, start_balancer
 from tests.protocols.support import start_grpc_serve
@@ -270,3 +270,14 @@ def test_a_replica_that_stops_mid_run_ends_in_errors_not_a_hang(
     assert any(o.ok and o.pod == "pod-s" for o in seen)
     errors = {o.error for o in seen if not o.ok}
     assert errors and errors <= {"refused", "reset"}, Counter(o.detail for o in seen if not o.ok)
+
+
+def test_grpcs_insecure_trusts_the_presented_certificate_whatever_the_name(fleet: Fleet) -> None:
+    assert fleet.balancer is not None
+    # The certificate names localhost, 127.0.0.1 and podtally.test; ask for another name.
+    url = f"grpcs://other.test:{fleet.balancer.alb_tls}"
+    resolve = (parse_resolve(f"other.test:{fleet.balancer.alb_tls}:127.0.0.1"),)
+    seen = grpc_run(url, n=6, c=1, insecure=True, resolve=resolve)
+    assert all(o.ok for o in seen), [o.detail for o in seen]
+    strict = grpc_run(url, n=2, c=1, cacert=fleet.ca, resolve=resolve)
+    assert [o.error for o in strict] == ["tls", "tls"], [o.detail for o in strict]

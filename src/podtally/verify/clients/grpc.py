@@ -13,14 +13,16 @@ code: the observation's ``status`` is the gRPC code's number (0 is OK).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import ssl
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from podtally.errors import MissingDependencyError, UsageError
+from podtally.errors import MissingDependencyError, PodtallyError, UsageError
 from podtally.verify.clients.runner import Runner, resolve_addresses
 from podtally.verify.options import VerifyOptions
 from podtally.verify.probe import (
@@ -125,22 +127,59 @@ class GrpcEngine(Runner):
         self._turn = itertools.count()
         self._serial = itertools.count(1)
         self._channels: set[Any] = set()
+        self._name = self.target.host  # the name the server's certificate must show
 
     async def _prepare(self) -> None:
         target = self.target
         grpc = self._grpc
-        if target.tls:
-            if self.options.insecure:
-                raise UsageError(
-                    "grpcio cannot skip certificate checks: give the CA instead",
-                    setting="insecure",
-                    value=True,
-                )
-            root = self.options.cacert.read_bytes() if self.options.cacert is not None else None
-            self._credentials = grpc.ssl_channel_credentials(root_certificates=root)
         self._addresses = await resolve_addresses(
             self.options, self._resolver, target.host, target.port
         )
+        if target.tls:
+            if self.options.insecure:
+                root: bytes | None = await self._presented_certificate()
+            elif self.options.cacert is not None:
+                root = self.options.cacert.read_bytes()
+            else:
+                root = None  # the system's CAs, as grpcio finds them
+            self._credentials = grpc.ssl_channel_credentials(root_certificates=root)
+
+    async def _presented_certificate(self) -> bytes:
+        """``insecure``: the certificate the server presents, fetched without checks, to be
+        trusted as it is. grpcio has no switch to skip verification; trusting what the server
+        shows (and the name it shows it for) is what skipping amounts to. Behind a balancer
+        every connection meets the same certificate; replicas with certificates of their own
+        are trusted by the first one only."""
+        target = self.target
+        address, peer = self._addresses[0]
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self.options.timeout):
+                transport, _ = await loop.create_connection(
+                    asyncio.Protocol, address, target.port, ssl=context, server_hostname=target.host
+                )
+        except TimeoutError:
+            raise PodtallyError(f"no TLS handshake with {peer} within the timeout") from None
+        except OSError as exc:
+            raise PodtallyError(f"cannot fetch the certificate of {peer}: {exc}") from None
+        try:
+            tls = transport.get_extra_info("ssl_object")
+            der = tls.getpeercert(binary_form=True) if tls is not None else None
+        finally:
+            transport.close()
+        if not der:
+            raise PodtallyError(f"{peer} presented no certificate")
+        self._name = _name_in(der, target.host)
+        pem: str = ssl.DER_cert_to_PEM_cert(der)
+        return pem.encode()
+
+    def _authority(self) -> str:
+        if self._name == self.target.host:
+            return self.target.authority
+        return f"{self._name}:{self.target.port}"
 
     def _lanes(self) -> list[Coroutine[Any, Any, None]]:
         lanes = self.options.concurrency
@@ -165,11 +204,14 @@ class GrpcEngine(Runner):
         )
         options: list[tuple[str, Any]] = [
             ("grpc.use_local_subchannel_pool", 1),
-            ("grpc.default_authority", target.authority),
+            # grpcio checks the call's authority against the name the certificate is checked
+            # for: when insecure picked another name from the certificate, that name goes on
+            # the wire too.
+            ("grpc.default_authority", self._authority()),
             ("grpc.enable_retries", 0),
         ]
         if target.tls:
-            options.append(("grpc.ssl_target_name_override", target.host))
+            options.append(("grpc.ssl_target_name_override", self._name))
             channel = grpc.aio.secure_channel(where, self._credentials, options=options)
         else:
             channel = grpc.aio.insecure_channel(where, options=options)
@@ -249,6 +291,24 @@ class GrpcEngine(Runner):
         )
 
 
+def _name_in(der: bytes, wanted: str) -> str:
+    """A DNS name the certificate shows: ``wanted`` if it is one of them (or the certificate
+    cannot be read: ``cryptography`` is optional), else the first."""
+    try:
+        from cryptography import x509
+    except ImportError:
+        return wanted
+    try:
+        names = (
+            x509.load_der_x509_certificate(der)
+            .extensions.get_extension_for_class(x509.SubjectAlternativeName)
+            .value.get_values_for_type(x509.DNSName)
+        )
+    except (ValueError, x509.ExtensionNotFound):
+        return wanted
+    return wanted if wanted in names or not names else names[0]
+
+
 def _classify(code: str, details: str, peer: str, timeout: float) -> tuple[ErrorKind, str]:
     """A failed call's error kind: transport failures by what happened, the rest by status code."""
     lowered = details.lower()
@@ -257,6 +317,8 @@ def _classify(code: str, details: str, peer: str, timeout: float) -> tuple[Error
     if code == "UNAVAILABLE":
         if "refused" in lowered:
             return "refused", f"connection refused to {peer}"
+        if "hostname verification" in lowered or "peer name" in lowered:
+            return "tls", f"TLS certificate of {peer} does not name the host asked for"
         if "certificate_verify_failed" in lowered:
             return "tls", f"TLS certificate of {peer} not trusted (CERTIFICATE_VERIFY_FAILED)"
         if "ssl" in lowered or "handshake" in lowered or "certificate" in lowered:
