@@ -19,7 +19,7 @@ IMAGE_APT_PACKAGES := podman runc debootstrap
 IMAGE ?=
 BASE ?=
 
-.PHONY: setup system-deps demo test lint format bench clean lock image image-test image-clean
+.PHONY: setup system-deps demo test lint format bench clean lock proto image image-test image-clean
 
 setup: system-deps $(STAMP) $(WHEELHOUSE)/.complete $(CHECKOV_VENV)/bin/checkov $(KUBE_TOOLS)
 
@@ -54,6 +54,12 @@ $(CHECKOV_VENV)/bin/checkov:
 	@bash scripts/check-python.sh $(PYTHON)
 	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
+
+# The gRPC code generated from src/podtally/proto/*.proto (committed; tests/service/
+# test_grpc_proto.py checks that regenerating it changes nothing).
+PROTO_ARGS := -Isrc --python_out=src --pyi_out=src --grpc_python_out=src
+proto: $(STAMP)
+	$(BIN)/python -m grpc_tools.protoc $(PROTO_ARGS) src/podtally/proto/*.proto
 
 demo: system-deps $(STAMP)
 	$(BIN)/podtally demo

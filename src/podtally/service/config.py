@@ -12,6 +12,10 @@ __all__ = ["DEFAULT_DRAIN_SECONDS", "DEFAULT_PORT", "DEFAULT_SHUTDOWN_TIMEOUT", 
 
 DEFAULT_DRAIN_SECONDS = 5.0
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+# --- gRPC (issue 12) ---------------------------------------------------------------------------
+# The CLI's default for --grpc-port. The library's own default stays 0 (off) until the local
+# stack gives each replica a gRPC port of its own: replicas sharing one host cannot all take 9090.
+DEFAULT_GRPC_PORT = 9090
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +28,8 @@ class ServeConfig:
     access_log: bool = False
     # Zone lookups (Kubernetes API, IMDS) share this budget at start-up.
     zone_lookup_budget: float = 1.0
+    # gRPC on its own port (podtally.service.grpc_server); 0 turns it off.
+    grpc_port: int = 0
 
     def __post_init__(self) -> None:
         try:
@@ -36,6 +42,18 @@ class ServeConfig:
         object.__setattr__(self, "host", str(address))
         if not 1 <= self.port <= 65535:
             raise UsageError(f"port must be between 1 and 65535, got {self.port}")
+        if not 0 <= self.grpc_port <= 65535:
+            raise UsageError(
+                f"must be between 0 (off) and 65535, got {self.grpc_port}",
+                setting="grpc_port",
+                value=self.grpc_port,
+            )
+        if self.grpc_port == self.port:
+            raise UsageError(
+                f"must differ from the HTTP port {self.port}",
+                setting="grpc_port",
+                value=self.grpc_port,
+            )
         if not 0 <= self.drain_seconds <= 3600:
             raise UsageError(f"drain seconds must be between 0 and 3600, got {self.drain_seconds}")
         if not 0 < self.shutdown_timeout <= 3600:

@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from podtally import __version__, identity
 from podtally.errors import PodtallyError, UsageError
@@ -32,6 +32,9 @@ from podtally.service.config import ServeConfig
 from podtally.service.lifecycle import Lifecycle, Phase
 from podtally.service.metrics import Metrics
 from podtally.service.routes import App
+
+if TYPE_CHECKING:
+    from podtally.service.grpc_server import GrpcService
 
 
 def log_event(event: str, fields: Mapping[str, object] | None = None) -> None:
@@ -87,7 +90,7 @@ async def _wait_listening(host: str, port: int, timeout: float) -> bool:
 def embedded_server(app: Any, host: str, port: int) -> Any:
     """granian's embedded server, as every replica runs it (and the benchmark's control too)."""
     from granian.constants import HTTPModes, Interfaces
-    from granian.http import HTTP1Settings
+    from granian.http import HTTP1Settings, HTTP2Settings
     from granian.server.embed import Server
 
     logging.getLogger("_granian").setLevel(logging.ERROR)
@@ -98,12 +101,33 @@ def embedded_server(app: Any, host: str, port: int) -> Any:
         interface=Interfaces.RSGI,
         log_enabled=False,
         websockets=False,
-        http=HTTPModes.http1,
+        # h2c hook (issue 12): HTTP/1.1 and, on the same port, HTTP/2 with prior knowledge
+        # (granian's auto mode tells them apart by the client's first bytes).
+        http=HTTPModes.auto,
         # Requests are tiny: with this read buffer, header blocks above about 16 KB and more
         # than 100 header fields get 431 (measured); a client gets 10 s to send its headers.
         http1_settings=HTTP1Settings(header_read_timeout=10_000, max_buffer_size=16 * 1024),
+        http2_settings=HTTP2Settings(max_concurrent_streams=200, max_headers_size=16 * 1024),
         backlog=1024,
     )
+
+
+async def _start_grpc(
+    cfg: ServeConfig, who: identity.Identity, lifecycle: Lifecycle, metrics: Metrics
+) -> GrpcService:
+    """gRPC hook (issue 12): claim the port, start podtally.v1.Identity, Health, reflection."""
+    from podtally.service.grpc_server import GrpcMetrics, GrpcService
+
+    held = _claim_port(cfg.host, cfg.grpc_port)  # released when the process ends
+    grpc_metrics = GrpcMetrics()
+    metrics.registry.register(grpc_metrics)
+    service = GrpcService(
+        who, lifecycle, __version__, grpc_metrics, host=cfg.host, port=cfg.grpc_port
+    )
+    service.claim = held
+    await service.start()
+    log_event("grpc", {"listen": _where(cfg.host, cfg.grpc_port)})
+    return service
 
 
 class Replica:
@@ -156,11 +180,18 @@ class Replica:
             log_event("stopped", {"reason": "signalled before ready", "code": 0})
             return 0
         metrics = Metrics(who, self.lifecycle, __version__)
+        # --- gRPC hook (issue 12): podtally.service.grpc_server, on its own port --------------
+        grpc_service = (
+            await _start_grpc(cfg, who, self.lifecycle, metrics) if cfg.grpc_port else None
+        )
+        # --- end of gRPC hook --------------------------------------------------------------------
         app = App(who, self.lifecycle, metrics, __version__, access_log=cfg.access_log)
         server = embedded_server(app, cfg.host, cfg.port)
         serving = asyncio.create_task(server.serve())
         if not await _wait_listening(cfg.host, cfg.port, timeout=10):
             serving.cancel()
+            if grpc_service is not None:
+                await grpc_service.stop(0)
             raise PodtallyError(f"the server did not start listening on {listen}")
         drain = cfg.drain_seconds
         if self._stop.is_set():
@@ -174,6 +205,8 @@ class Replica:
         if serving in done:  # the server died on its own
             stop.cancel()
             exc = serving.exception()
+            if grpc_service is not None:
+                await grpc_service.stop(0)
             log_event("stopped", {"reason": f"server exited: {exc!r}", "code": 3})
             return 3
 
@@ -181,6 +214,8 @@ class Replica:
         await asyncio.sleep(drain)
         # Stop accepting; granian finishes in-flight requests. Bound the wait.
         server.stop()
+        if grpc_service is not None:  # gRPC hook (issue 12): GOAWAY, Watch streams end with OK
+            await grpc_service.stop(cfg.shutdown_timeout)
         try:
             await asyncio.wait_for(serving, timeout=cfg.shutdown_timeout)
         except TimeoutError:
