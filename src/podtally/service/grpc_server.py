@@ -63,9 +63,9 @@ class GrpcMetrics(Collector):
         )
 
 
-def identity_metadata(who: Identity, version: str) -> tuple[tuple[str, str], ...]:
+def identity_metadata(who: Identity) -> tuple[tuple[str, str], ...]:
     """The identity as gRPC metadata: the HTTP identity headers' names, lower case."""
-    return (*who.headers(), ("x-pod-version", version))
+    return who.headers()
 
 
 def _import_grpc() -> Any:
@@ -88,7 +88,6 @@ class GrpcService:
         self,
         who: Identity,
         lifecycle: Lifecycle,
-        version: str,
         metrics: GrpcMetrics,
         *,
         host: str,
@@ -96,7 +95,6 @@ class GrpcService:
     ) -> None:
         self.who = who
         self.lifecycle = lifecycle
-        self.version = version
         self.metrics = metrics
         self.host = host
         self.port = port
@@ -168,14 +166,14 @@ class _IdentityServicer:
         self._pb2 = pb2
         self._grpc = grpc
         who = service.who
-        self._metadata = identity_metadata(who, service.version)
+        self._metadata = identity_metadata(who)
         self._reply = pb2.IdentityReply(
             pod=who.pod.value,
             node=who.node.value,
             namespace=who.namespace.value,
             ip=who.ip.value,
             zone=who.zone.value,
-            version=service.version,
+            version=who.version.value,
         )
 
     async def Get(self, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:

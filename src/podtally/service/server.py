@@ -122,7 +122,7 @@ async def _start_grpc(
     grpc_metrics = GrpcMetrics()
     metrics.registry.register(grpc_metrics)
     service = GrpcService(
-        who, lifecycle, __version__, grpc_metrics, host=cfg.host, port=cfg.grpc_port
+        who, lifecycle, grpc_metrics, host=cfg.host, port=cfg.grpc_port
     )
     service.claim = held
     await service.start()

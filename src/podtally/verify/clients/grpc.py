@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from podtally.contract import FIELDS, header_keys
 from podtally.errors import MissingDependencyError, PodtallyError, UsageError
 from podtally.verify.clients.runner import Runner, resolve_addresses
 from podtally.verify.options import VerifyOptions
@@ -36,13 +37,7 @@ from podtally.verify.probe import (
 
 GET_METHOD = "/podtally.v1.Identity/Get"
 SCHEMES = ("grpc", "grpcs")
-_IDENTITY_KEYS = {
-    "x-pod-name": 0,
-    "x-node-name": 1,
-    "x-pod-namespace": 2,
-    "x-pod-ip": 3,
-    "x-zone": 4,
-}
+_IDENTITY_KEYS = {key.decode("ascii"): FIELDS.index(name) for key, name in header_keys().items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +238,7 @@ class GrpcEngine(Runner):
             request_serializer=pb2.GetRequest.SerializeToString,
             response_deserializer=pb2.IdentityReply.FromString,
         )
-        values: list[str | None] = [None, None, None, None, None]
+        values: list[str | None] = [None] * len(FIELDS)
         source: IdentitySource | None = None
         error: ErrorKind | None = None
         detail: str | None = None
@@ -262,7 +257,7 @@ class GrpcEngine(Runner):
             if values[0]:
                 source = "headers"
             elif reply.pod:
-                values = [reply.pod, reply.node, reply.namespace, reply.ip, reply.zone]
+                values = [getattr(reply, name, None) or None for name in FIELDS]
                 source = "body"
             else:
                 error, detail = "no-identity", "reply carried neither x-pod-* metadata nor a pod"
@@ -281,6 +276,7 @@ class GrpcEngine(Runner):
             namespace=values[2],
             ip=values[3],
             zone=values[4],
+            version=values[5],
             source=source,
             error=error,
             detail=detail,

@@ -27,6 +27,7 @@ import h2.exceptions
 import h2.settings
 
 from podtally import __version__
+from podtally.contract import FIELDS, header_keys
 from podtally.errors import PodtallyError
 from podtally.verify.clients.runner import Runner, resolve_addresses
 from podtally.verify.options import Target, VerifyOptions
@@ -45,13 +46,7 @@ from podtally.verify.probe import (
 )
 
 DEFAULT_STREAMS = 10  # concurrent streams per connection
-_IDENTITY = {
-    b"x-pod-name": 0,
-    b"x-node-name": 1,
-    b"x-pod-namespace": 2,
-    b"x-pod-ip": 3,
-    b"x-zone": 4,
-}
+_IDENTITY = {key: FIELDS.index(name) for key, name in header_keys().items()}
 
 
 class _Response:
@@ -59,7 +54,7 @@ class _Response:
 
     def __init__(self) -> None:
         self.status = 0
-        self.identity: list[bytes | None] = [None, None, None, None, None]
+        self.identity: list[bytes | None] = [None] * len(FIELDS)
         self.location: bytes | None = None
         self.body: list[bytes] = []
         self.body_size = 0
@@ -390,7 +385,7 @@ class H2Engine(Runner):
         response: _Response | None,
         failure: _Failure | None,
     ) -> Observation:
-        values: list[str | None] = [None, None, None, None, None]
+        values: list[str | None] = [None] * len(FIELDS)
         source: IdentitySource | None = None
         status: int | None = None
         location: str | None = None
@@ -429,6 +424,7 @@ class H2Engine(Runner):
             namespace=values[2],
             ip=values[3],
             zone=values[4],
+            version=values[5],
             source=source,
             error=failure.kind if failure else None,
             detail=failure.detail if failure else None,
