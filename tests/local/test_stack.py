@@ -134,8 +134,9 @@ def test_99_requests_reach_every_replica_about_a_third_each(stack: Stack) -> Non
         # The seed's text format, exactly, through the balancer.
         assert body == (
             f"Pod: {replica.pod}\nNode: {replica.node}\nNamespace: podtally\n"
-            f"IP: {replica.address}\nZone: {replica.zone}\n"
+            f"IP: {replica.address}\nZone: {replica.zone}\nVersion: stable\n"
         )
+        assert headers["x-pod-version"] == "stable"
         assert headers["x-pod-ip"] == replica.address
         seen[pod] += 1
     assert set(seen) == set(by_pod), seen

@@ -18,6 +18,8 @@ request, ``down`` removes it. Where each part lives:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from podtally.local.models import (
     MAX_REPLICAS,
     AlreadyUpError,
@@ -27,7 +29,22 @@ from podtally.local.models import (
     Track,
     command_hint,
 )
-from podtally.local.operations import down, restart, scale, status, up
+
+# The operations pull in psutil (the `local` extra) when first used, not when any submodule of
+# this package is imported: `podtally verify` reads the demo's defaults from podtally.local.demo
+# in an install with only the `verify` extra.
+if TYPE_CHECKING:
+    from podtally.local.operations import down, restart, scale, status, up
+
+_OPERATIONS = frozenset({"down", "restart", "scale", "status", "up"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _OPERATIONS:
+        from podtally.local import operations
+
+        return getattr(operations, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "MAX_REPLICAS",
