@@ -25,6 +25,7 @@ from podtally.local.models import (
     Stack,
     StackConfig,
     Track,
+    TrackStatus,
     command_hint,
 )
 from podtally.local.operations import down, restart, scale, status, up
@@ -36,6 +37,7 @@ __all__ = [
     "Stack",
     "StackConfig",
     "Track",
+    "TrackStatus",
     "command_hint",
     "down",
     "restart",
