@@ -116,7 +116,7 @@ def _print_tracks(stack: Stack) -> None:
 
 def _print_table(stack: Stack) -> None:
     tracked = len(stack.config.tracks()) > 1
-    headers = ("POD", "NODE", "ZONE", "ADDRESS", "PID", "HAPROXY")
+    headers: tuple[str, ...] = ("POD", "NODE", "ZONE", "ADDRESS", "PID", "HAPROXY")
     if tracked:
         headers += ("TRACK", "WEIGHT")
     rows = [

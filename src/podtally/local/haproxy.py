@@ -95,17 +95,18 @@ def server_weights(tracks: Sequence[tuple[float, int]]) -> tuple[list[int], floa
     total_share = sum(share for share, _ in live)
     ideal = [share / count for share, count in live]
     top = max(ideal)
-    best: tuple[float, list[int]] | None = None
-    for largest in range(1, MAX_WEIGHT + 1):
+
+    def candidate(largest: int) -> tuple[float, list[int]]:
         weights = [max(1, min(MAX_WEIGHT, round(largest * w / top))) for w in ideal]
         total = sum(w * count for w, (_, count) in zip(weights, live, strict=True))
         error = max(
             abs(w * count / total - share / total_share) / (share / total_share)
             for w, (share, count) in zip(weights, live, strict=True)
         )
-        if best is None or error < best[0] - 1e-12:
-            best = (error, weights)
-    assert best is not None
+        return round(error, 12), weights
+
+    # min() keeps the first of equals: the smallest weights.
+    best = min((candidate(m) for m in range(1, MAX_WEIGHT + 1)), key=lambda c: c[0])
     chosen = iter(best[1])
     return [next(chosen) if count > 0 and share > 0 else 0 for share, count in tracks], best[0]
 
