@@ -98,6 +98,15 @@ def test_each_replica_runs_with_its_tracks_version(stack: Stack) -> None:
             assert headers["x-pod-version"] == replica.track
     # One node per replica: the canary on a node of its own.
     assert len({r.node for r in stack.replicas}) == 4
+    # Another pod template (another Deployment): its own template hash in the pod name.
+    hashes = {
+        track: {r.pod.split("-")[1] for r in stack.replicas if r.track == track}
+        for track in ("stable", "canary")
+    }
+    assert len(hashes["stable"]) == len(hashes["canary"]) == 1
+    assert hashes["stable"] != hashes["canary"]
+    # status lists the stable track, then the canary.
+    assert [r.track for r in stack.replicas] == ["stable", "stable", "stable", "canary"]
 
 
 def test_haproxy_sends_the_canary_its_weight_not_its_replica_share(stack: Stack) -> None:

@@ -29,6 +29,7 @@ from podtally.local.placement import (
     node_of,
     pod_name,
     replica_address,
+    track_hash,
 )
 from podtally.local.polling import POLL, Progress, Waiter, http_status, tail
 from podtally.local.signals import deferred_interrupts
@@ -110,7 +111,10 @@ class Controller:
     ) -> st.ReplicaRecord:
         """Start one replica of ``track`` (the first configured one if None) at ``ordinal``,
         which decides its node and zone, and record it (not yet in HAProxy's rotation)."""
-        track = track or self.config.tracks()[0]
+        first = self.config.tracks()[0]
+        track = track or first
+        if track.name != first.name:
+            template_hash = track_hash(template_hash, track.version)
         address, port = self._pick_endpoint()
         # Tracks after the first take the next positions, so that with one node per replica
         # a canary lands on a node of its own, as its own Deployment's pods would.
@@ -416,7 +420,11 @@ class Controller:
             with contextlib.suppress(OSError, PodtallyError):
                 stats = self.api.servers()
         replicas = []
-        for record in sorted(self.state.replicas, key=lambda r: (r.ordinal, r.started_at)):
+        order = {t.name: n for n, t in enumerate(self.config.tracks())}
+        for record in sorted(
+            self.state.replicas,
+            key=lambda r: (order.get(r.track, len(order)), r.ordinal, r.started_at),
+        ):
             server = hap.server_name(record.server) if record.server else ""
             stat = stats.get(server)
             replicas.append(
