@@ -340,6 +340,7 @@ def _down(name: str) -> int:
     "--canary-replicas",
     type=int,
     default=DEFAULTS["canary_replicas"],
+    metavar="K",
     help="also start K replicas of a canary track (POD_VERSION=canary; the others are stable)",
 )
 @option(
