@@ -89,11 +89,11 @@ def test_a_canary_configuration_runs_two_tracks_with_their_weights() -> None:
         ({"canary_replicas": -1, "canary_weight": 10.0}, "canary_replicas", "between 0 and 63"),
         ({"canary_replicas": 64, "canary_weight": 10.0}, "canary_replicas", "between 0 and 63"),
         ({"replicas": 60, "canary_replicas": 5, "canary_weight": 10.0}, "replicas", "in all"),
-        # 0.001% beside 60 stable replicas needs weights 1666 times apart; 256 is the most.
+        # 0.001% beside 60 stable replicas needs weights 1,667 times apart; 256 is the most.
         (
             {"replicas": 60, "canary_replicas": 1, "canary_weight": 0.001},
             "canary_weight",
-            "HAProxy's server weights",
+            "HAProxy's (1 to 256) cannot split",
         ),
     ],
 )

@@ -190,10 +190,12 @@ class StackConfig:
         tracks = self.tracks()
         _, error = server_weights([(t.weight, t.replicas) for t in tracks])
         if error > MAX_SHARE_ERROR:
+            per_server = [t.weight / t.replicas for t in tracks]
+            apart = max(per_server) / min(per_server)
             raise _usage(
                 f"a {weight:g}% canary on {count} replica(s) beside {self.replicas} stable "
-                f"ones is beyond what HAProxy's server weights (1 to 256) can split within "
-                f"{MAX_SHARE_ERROR:.0%}: pick a larger weight or fewer canary replicas",
+                f"ones needs server weights {apart:,.0f} times apart; HAProxy's (1 to 256) "
+                f"cannot split that within {MAX_SHARE_ERROR:.0%}",
                 "canary_weight",
                 weight,
             )
