@@ -95,9 +95,9 @@ def demo(
     ``verify`` takes :class:`~podtally.verify.VerifyOptions`' settings (``requests``,
     ``duration``, ``concurrency``, ``alpha``, ``max_error_rate``, ...) except the URL and the
     CA, which are the stack's; without ``requests`` and ``duration`` it sends
-    :data:`DEMO_REQUESTS` (with ``canary``, it sends until the verdict is known);
-    ``expect_pods`` defaults to every replica; with ``canary``, ``expect_split`` defaults to
-    :data:`CANARY_SPLIT`. ``http`` verifies the
+    :data:`DEMO_REQUESTS` (with ``canary``, it sends until the verdict is known); with
+    ``canary``, ``expect_split`` defaults to :data:`CANARY_SPLIT`; without a split,
+    ``expect_pods`` defaults to every replica. ``http`` verifies the
     plain-HTTP listener instead of HTTPS with the stack's CA. ``say`` gets a line for each step,
     ``progress`` and ``on_observation`` are :func:`podtally.verify.run`'s.
 
@@ -130,7 +130,8 @@ def demo(
             verify["expect_split"] = _expected_split(CANARY_SPLIT)
     elif verify.get("requests") is None and verify.get("duration") is None:
         verify["requests"] = DEMO_REQUESTS
-    if verify.get("expect_pods") is None:
+    # A split names its groups itself; the verifier takes one expectation or the other.
+    if verify.get("expect_pods") is None and verify.get("expect_split") is None:
         verify["expect_pods"] = config.total_replicas
     # Every verify setting is checked now, against a URL of the same shape.
     VerifyOptions(f"http://127.0.0.1:{http_port}/", **verify)
