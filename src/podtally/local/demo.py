@@ -61,7 +61,7 @@ def describe(options: VerifyOptions) -> str:
         amount = (amount + " or " if amount else "") + f"{options.duration:g}s"
     if not amount:
         most = getattr(options, "max_requests", None)
-        amount = "until the verdict is known" + (f" (at most {most} requests)" if most else "")
+        amount = "requests until the verdict is known" + (f" (at most {most})" if most else "")
     mode = "keep-alive" if options.keep_alive else "a new connection each"
     return f"{amount}, {options.concurrency} at a time, {mode}"
 
