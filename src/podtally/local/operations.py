@@ -360,7 +360,8 @@ def scale(
     run_dir: Path | None = None,
     progress: Progress | None = None,
 ) -> Stack:
-    """Bring the stack to ``replicas`` running replicas, like a ReplicaSet.
+    """Bring the stack's stable track to ``replicas`` running replicas, like a ReplicaSet (a
+    canary track keeps its replicas, and HAProxy's weights keep its share of the requests).
 
     Replicas whose process exited are replaced (new ones join once UP in HAProxy) and removed.
     Scaling down removes the replicas HAProxy does not see UP first, then the highest ordinals;
