@@ -101,8 +101,24 @@ def _print_urls(stack: Stack) -> None:
         _out(f"  try:     curl {stack.url}\n")
 
 
+def _print_tracks(stack: Stack) -> None:
+    """One line per track when there is more than one: configured weight, HAProxy's share."""
+    tracks = stack.tracks()
+    if len(tracks) < 2:
+        return
+    for track in tracks:
+        _out(
+            f"  track {track.name}: {track.up}/{track.replicas} replicas UP, version "
+            f"{track.version}, weight {track.weight:g}% (HAProxy: server weight "
+            f"{track.server_weight}, {track.share:.1f}% of requests)\n"
+        )
+
+
 def _print_table(stack: Stack) -> None:
-    headers = ("POD", "NODE", "ZONE", "ADDRESS", "PID", "HAPROXY")
+    tracked = len(stack.config.tracks()) > 1
+    headers: tuple[str, ...] = ("POD", "NODE", "ZONE", "ADDRESS", "PID", "HAPROXY")
+    if tracked:
+        headers += ("TRACK", "WEIGHT")
     rows = [
         (
             r.pod,
@@ -112,6 +128,7 @@ def _print_table(stack: Stack) -> None:
             str(r.pid) if r.running else f"{r.pid} (exited)",
             r.health,
         )
+        + ((r.track, str(r.weight)) if tracked else ())
         for r in stack.replicas
     ]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
@@ -159,6 +176,8 @@ def _option(key: str, value: Any) -> str:
         return "one node per replica"
     if key == "host" and value is None:
         return "no --host"
+    if key == "canary_weight" and value is None:
+        return "no --canary-weight"
     if key == "run_dir":
         return f"run directory {value}"
     if isinstance(value, float):
@@ -190,6 +209,7 @@ def _up(config: StackConfig, foreground: bool) -> int:
         _print_urls(exc.stack)
         return 0
     _out(f"stack {config.name!r} is up: {len(stack.replicas)} replicas behind HAProxy\n")
+    _print_tracks(stack)
     _print_urls(stack)
     _flush()
     if not foreground:
@@ -224,6 +244,7 @@ def _status(name: str, as_json: bool) -> int:
         _out(json.dumps(stack.to_dict(), indent=2) + "\n")
     else:
         _out(_summary(stack) + "\n")
+        _print_tracks(stack)
         _print_table(stack)
         _print_urls(stack)
     return 0 if stack.ready else 1
@@ -236,6 +257,7 @@ def _restart(name: str) -> int:
     stack = restart(name, progress=err)
     err(f"restarted {len(stack.replicas)} replica(s) in {time.monotonic() - started:.1f} s")
     _out(_summary(stack) + "\n")
+    _print_tracks(stack)
     _print_table(stack)
     _flush()
     return _degraded(stack, "the restart")
@@ -246,6 +268,7 @@ def _scale(replicas: int, name: str) -> int:
 
     stack = scale(replicas, name, progress=err)
     _out(_summary(stack) + "\n")
+    _print_tracks(stack)
     _print_table(stack)
     _flush()
     return _degraded(stack, "scaling")
@@ -268,7 +291,9 @@ def _down(name: str) -> int:
     "up",
     "Start --replicas copies of `podtally serve`, each on its own loopback address with a "
     "pod-like identity, behind a real HAProxy: HTTP redirecting to HTTPS (certificate from a "
-    "local CA), round robin, health checks on /readyz, a stats page. Returns once every replica "
+    "local CA), round robin, health checks on /readyz, a stats page. With --canary-replicas "
+    "and --canary-weight, a canary track beside the stable one gets that percent of the "
+    "requests through HAProxy's server weights. Returns once every replica "
     "is ready and HAProxy answers. " + _DEFAULTS_NOTE,
 )
 @_name_option
@@ -312,6 +337,22 @@ def _down(name: str) -> int:
     help="give up if a replica or HAProxy is not ready after this many seconds, at most 3600",
 )
 @option(
+    "--canary-replicas",
+    type=int,
+    default=DEFAULTS["canary_replicas"],
+    metavar="K",
+    help="also start K replicas of a canary track (POD_VERSION=canary; the others are stable)",
+)
+@option(
+    "--canary-weight",
+    type=float,
+    default=DEFAULTS["canary_weight"],
+    show_default="none",
+    metavar="PERCENT",
+    help="percent of requests HAProxy sends to the canary track, more than 0 and less than "
+    "100, whatever the replica counts; needs --canary-replicas",
+)
+@option(
     "--foreground",
     is_flag=True,
     help="stay attached; Ctrl-C or SIGTERM tears the whole stack down",
@@ -323,7 +364,8 @@ def up_command(foreground: bool, **settings: Any) -> int:
 
 @_command(
     "status",
-    "Each replica (pod, node, zone, address, pid, HAProxy's UP/DOWN) and the URLs. Exit 0 when "
+    "Each replica (pod, node, zone, address, pid, HAProxy's UP/DOWN) and the URLs; with a "
+    "canary, each track's weight and the share HAProxy's weights give it. Exit 0 when "
     "every replica is UP; 1 (a check failed) when the stack is degraded, some replicas not UP; "
     "3 when the stack is not up.",
 )
@@ -349,7 +391,8 @@ def restart_command(name: str) -> int:
 
 @_command(
     "scale",
-    "Like a ReplicaSet: brings the stack to REPLICAS running replicas. New replicas join once "
+    "Like a ReplicaSet: brings the stack to REPLICAS running stable replicas (a canary track "
+    "keeps its replicas and its share of the requests). New replicas join once "
     "HAProxy sees them UP; replicas that died are replaced and removed; scaling down removes "
     "the replicas that are not UP first, then the highest ordinals, drained in HAProxy before "
     "they get SIGTERM. Exit 0 when every replica is UP at the end, 1 when some are not, 3 when "

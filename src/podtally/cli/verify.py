@@ -21,7 +21,14 @@ from podtally.cli.params import Command, flag_namer, option
 from podtally.cli.progress import progress_bar
 from podtally.cli.signals import capture_signals
 from podtally.errors import Phrase, PodtallyError, Setting, UsageError, worded
-from podtally.local.demo import DEMO_PORTS, DEMO_REPLICAS, DEMO_REQUESTS
+from podtally.local.demo import (
+    CANARY_REPLICAS,
+    CANARY_SPLIT,
+    CANARY_WEIGHT,
+    DEMO_PORTS,
+    DEMO_REPLICAS,
+    DEMO_REQUESTS,
+)
 from podtally.verify.options import (
     DEFAULT_ALPHA,
     DEFAULT_CONCURRENCY,
@@ -363,6 +370,13 @@ def verify_command(url: str, **settings: Any) -> int:
     ),
     option("--replicas", type=int, default=DEMO_REPLICAS, help="replicas to start, 1 to 64"),
     option(
+        "--canary",
+        is_flag=True,
+        help=f"add {CANARY_REPLICAS} canary replica(s) that HAProxy sends {CANARY_WEIGHT:g}% of "
+        f"the requests, and verify that split (--expect-split {CANARY_SPLIT}) until the "
+        "verdict is known",
+    ),
+    option(
         "--nodes",
         type=int,
         default=None,
@@ -393,6 +407,7 @@ def verify_command(url: str, **settings: Any) -> int:
 )
 def demo_command(
     replicas: int,
+    canary: bool,
     nodes: int | None,
     http: bool,
     ports: str,
@@ -421,6 +436,7 @@ def demo_command(
         result = _until_interrupted(
             lambda: demo(
                 replicas=replicas,
+                canary=canary,
                 nodes=nodes,
                 http=http,
                 ports=ports,

@@ -27,6 +27,7 @@ from podtally.local.models import (
     Stack,
     StackConfig,
     Track,
+    TrackStatus,
     command_hint,
 )
 
@@ -53,6 +54,7 @@ __all__ = [
     "Stack",
     "StackConfig",
     "Track",
+    "TrackStatus",
     "command_hint",
     "down",
     "restart",

@@ -29,6 +29,7 @@ from podtally.local.placement import (
     node_of,
     pod_name,
     replica_address,
+    track_hash,
 )
 from podtally.local.polling import POLL, Progress, Waiter, http_status, tail
 from podtally.local.signals import deferred_interrupts
@@ -44,6 +45,7 @@ class Controller:
         self.config = StackConfig.from_dict(state.config)
         self.api = hap.RuntimeApi(Path(state.socket_path))
         self._terminated: dict[int, float] = {}  # pid -> when it got SIGTERM
+        self._drained: set[int] = set()  # pids set to drain in HAProxy (out of rotation)
 
     # state
     def save(self) -> None:
@@ -109,9 +111,19 @@ class Controller:
     ) -> st.ReplicaRecord:
         """Start one replica of ``track`` (the first configured one if None) at ``ordinal``,
         which decides its node and zone, and record it (not yet in HAProxy's rotation)."""
-        track = track or self.config.tracks()[0]
+        first = self.config.tracks()[0]
+        track = track or first
+        if track.name != first.name:
+            template_hash = track_hash(template_hash, track.version)
         address, port = self._pick_endpoint()
-        node, zone = node_of(ordinal, self.config.node_count)
+        # Tracks after the first take the next positions, so that with one node per replica
+        # a canary lands on a node of its own, as its own Deployment's pods would.
+        position = ordinal
+        for earlier in self.config.tracks():
+            if earlier.name == track.name:
+                break
+            position += earlier.replicas
+        node, zone = node_of(position, self.config.node_count)
         pod = pod_name(self.config.name, template_hash, (r.pod for r in self.state.replicas))
         logs = self.state.path / "logs"
         logs.mkdir(exist_ok=True)
@@ -187,13 +199,38 @@ class Controller:
                     ) from None
 
     def attach(self, record: st.ReplicaRecord) -> None:
-        """Put a ready replica into a free HAProxy slot."""
+        """Put a ready replica into a free HAProxy slot, with the weights of every replica in
+        rotation set for its track's share before it takes a request."""
         slot = self._free_server_slot()
         server = hap.server_name(slot)
         self.api.set_address(server, record.address, record.port)
-        self.api.set_state(server, "ready")
         record.server = slot
         self.save()
+        self.rebalance()
+        self.api.set_state(server, "ready")
+
+    # weights
+    def in_rotation(self) -> list[st.ReplicaRecord]:
+        """The replicas in a HAProxy slot and not set to drain."""
+        return [r for r in self.state.replicas if r.server and r.pid not in self._drained]
+
+    def weights(self) -> dict[int, int]:
+        """Each slot's HAProxy weight, so that each track gets its configured share of the
+        requests whatever its number of replicas in rotation (slot -> weight)."""
+        rotation = self.in_rotation()
+        tracks = self.config.tracks()
+        counts = [sum(1 for r in rotation if r.track == t.name) for t in tracks]
+        per_track, _ = hap.server_weights(
+            [(t.weight, n) for t, n in zip(tracks, counts, strict=True)]
+        )
+        weight_of = {t.name: w for t, w in zip(tracks, per_track, strict=True)}
+        return {r.server: max(1, weight_of.get(r.track, 1)) for r in rotation}
+
+    def rebalance(self) -> None:
+        """Set every replica in rotation to its weight (HAProxy's roundrobin takes new weights
+        on the fly). A single track has weight 1 everywhere, as before tracks existed."""
+        for slot, weight in self.weights().items():
+            self.api.set_weight(hap.server_name(slot), weight)
 
     def wait_up(self, records: list[st.ReplicaRecord]) -> None:
         """Wait until HAProxy's health checks see each replica UP."""
@@ -230,6 +267,9 @@ class Controller:
             for record in attached:
                 with contextlib.suppress(OSError, PodtallyError):
                     self.api.set_state(hap.server_name(record.server), "drain")
+                self._drained.add(record.pid)
+            with contextlib.suppress(OSError, PodtallyError):
+                self.rebalance()  # the others of its track take over its share
             # Requests already on their way to these replicas finish first (bounded).
             deadline = time.monotonic() + max(2.0, self.config.drain_seconds)
             names = {hap.server_name(r.server) for r in attached}
@@ -253,6 +293,10 @@ class Controller:
     def undrain(self, records: list[st.ReplicaRecord]) -> None:
         """Put drained replicas that never got SIGTERM back into rotation."""
         if self.haproxy_alive():
+            for record in records:
+                self._drained.discard(record.pid)
+            with contextlib.suppress(OSError, PodtallyError):
+                self.rebalance()
             for record in records:
                 if record.server:
                     with contextlib.suppress(OSError, PodtallyError):
@@ -289,6 +333,7 @@ class Controller:
             if record in self.state.replicas:
                 self.state.replicas.remove(record)
             self._terminated.pop(record.pid, None)
+            self._drained.discard(record.pid)
         if done:
             self.save()
         return [r for r in records if r not in done]
@@ -296,8 +341,11 @@ class Controller:
     # HAProxy
     def layout(self) -> hap.Layout:
         by_slot = {r.server: r for r in self.state.replicas if r.server}
+        weights = self.weights()
         slots = [
-            hap.Slot(n, by_slot[n].address, by_slot[n].port) if n in by_slot else hap.Slot(n)
+            hap.Slot(n, by_slot[n].address, by_slot[n].port, weights.get(n, 1))
+            if n in by_slot
+            else hap.Slot(n)
             for n in range(1, SERVER_SLOTS + 1)
         ]
         cert = self.state.path / "tls" / "server.pem" if self.config.tls else None
@@ -372,7 +420,11 @@ class Controller:
             with contextlib.suppress(OSError, PodtallyError):
                 stats = self.api.servers()
         replicas = []
-        for record in sorted(self.state.replicas, key=lambda r: (r.ordinal, r.started_at)):
+        order = {t.name: n for n, t in enumerate(self.config.tracks())}
+        for record in sorted(
+            self.state.replicas,
+            key=lambda r: (order.get(r.track, len(order)), r.ordinal, r.started_at),
+        ):
             server = hap.server_name(record.server) if record.server else ""
             stat = stats.get(server)
             replicas.append(
@@ -385,6 +437,7 @@ class Controller:
                     port=record.port,
                     pid=record.pid,
                     health=stat.health if stat is not None else "unknown",
+                    weight=stat.weight if stat is not None else 0,
                     running=self.replica_alive(record),
                     server=f"{hap.BACKEND}/{server}" if server else "",
                     template_hash=record.template_hash,

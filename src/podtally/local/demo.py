@@ -5,6 +5,10 @@
 returns the :class:`~podtally.verify.VerifyResult`. Every setting is checked before anything
 starts, so bad input fails at once and leaves nothing behind. Errors name the demo's own
 settings: a port in use is ``setting="ports"``, not the stack's ``http_port``.
+
+With ``canary=True`` the stack also runs :data:`CANARY_REPLICAS` canary replica(s) that HAProxy
+sends :data:`CANARY_WEIGHT` percent of the requests, and the verifier checks that split by
+version (:data:`CANARY_SPLIT`) until its verdict is known.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from podtally.errors import UsageError
+from podtally.errors import MissingDependencyError, UsageError
 
 if TYPE_CHECKING:
     from podtally.verify import Observation, Progress, VerifyOptions, VerifyResult
@@ -24,6 +28,9 @@ DEMO_REQUESTS = 1000
 DEMO_DRAIN_SECONDS = 0.5  # nothing sends traffic when the demo tears down
 DEMO_PORTS = (18080, 18443, 18404)  # apart from a user's own stack on 8080/8443/8404
 _PORT_SETTINGS = ("http_port", "https_port", "stats_port")
+CANARY_REPLICAS = 1
+CANARY_WEIGHT = 10.0  # percent
+CANARY_SPLIT = f"version=stable:{100 - CANARY_WEIGHT:g},canary:{CANARY_WEIGHT:g}"
 
 
 def parse_ports(ports: str | tuple[int, int, int]) -> tuple[int, int, int]:
@@ -52,13 +59,28 @@ def describe(options: VerifyOptions) -> str:
     amount = f"{options.requests} requests" if options.requests else ""
     if options.duration:
         amount = (amount + " or " if amount else "") + f"{options.duration:g}s"
+    if not amount:
+        most = getattr(options, "max_requests", None)
+        amount = "requests until the verdict is known" + (f" (at most {most})" if most else "")
     mode = "keep-alive" if options.keep_alive else "a new connection each"
     return f"{amount}, {options.concurrency} at a time, {mode}"
+
+
+def _expected_split(text: str) -> object:
+    """``text`` parsed by the verifier's ``parse_expect_split`` (issue 11's verifier; a
+    verifier without it cannot check a split, which is said in one line)."""
+    import importlib
+
+    parse = getattr(importlib.import_module("podtally.verify.options"), "parse_expect_split", None)
+    if parse is None:
+        raise MissingDependencyError("this podtally's verifier cannot check an expected split")
+    return parse(text)
 
 
 def demo(
     *,
     replicas: int = DEMO_REPLICAS,
+    canary: bool = False,
     nodes: int | None = None,
     http: bool = False,
     ports: str | tuple[int, int, int] = DEMO_PORTS,
@@ -73,7 +95,9 @@ def demo(
     ``verify`` takes :class:`~podtally.verify.VerifyOptions`' settings (``requests``,
     ``duration``, ``concurrency``, ``alpha``, ``max_error_rate``, ...) except the URL and the
     CA, which are the stack's; without ``requests`` and ``duration`` it sends
-    :data:`DEMO_REQUESTS`; ``expect_pods`` defaults to ``replicas``. ``http`` verifies the
+    :data:`DEMO_REQUESTS` (with ``canary``, it sends until the verdict is known); with
+    ``canary``, ``expect_split`` defaults to :data:`CANARY_SPLIT`; without a split,
+    ``expect_pods`` defaults to every replica. ``http`` verifies the
     plain-HTTP listener instead of HTTPS with the stack's CA. ``say`` gets a line for each step,
     ``progress`` and ``on_observation`` are :func:`podtally.verify.run`'s.
 
@@ -98,17 +122,28 @@ def demo(
         tls=not http,
         run_dir=run_dir,
         drain_seconds=DEMO_DRAIN_SECONDS,
+        canary_replicas=CANARY_REPLICAS if canary else 0,
+        canary_weight=CANARY_WEIGHT if canary else None,
     )
-    if verify.get("requests") is None and verify.get("duration") is None:
+    if canary:
+        if verify.get("expect_split") is None:
+            verify["expect_split"] = _expected_split(CANARY_SPLIT)
+    elif verify.get("requests") is None and verify.get("duration") is None:
         verify["requests"] = DEMO_REQUESTS
-    if verify.get("expect_pods") is None:
-        verify["expect_pods"] = replicas
+    # A split names its groups itself; the verifier takes one expectation or the other.
+    if verify.get("expect_pods") is None and verify.get("expect_split") is None:
+        verify["expect_pods"] = config.total_replicas
     # Every verify setting is checked now, against a URL of the same shape.
     VerifyOptions(f"http://127.0.0.1:{http_port}/", **verify)
 
     started = time.monotonic()
     try:
         stack = up(config, progress=tell)
+        for track in stack.tracks() if canary else ():
+            tell(
+                f"track {track.name}: {track.replicas} replica(s), version {track.version}, "
+                f"{track.weight:g}% of requests (HAProxy server weight {track.server_weight})"
+            )
     except UsageError as exc:
         if exc.setting in _PORT_SETTINGS:
             raise UsageError(

@@ -73,6 +73,44 @@ def socket_path(run_dir: Path) -> str:
     return str(Path(tempfile.gettempdir()) / f"podtally-{os.getuid()}-{digest}.sock")
 
 
+# A server's weight in HAProxy is an integer from 1 to 256 (0 would take it out of rotation).
+MAX_WEIGHT = 256
+# How far (relative) a track's share may be from the one configured when weights are rounded.
+MAX_SHARE_ERROR = 0.01
+
+
+def server_weights(tracks: Sequence[tuple[float, int]]) -> tuple[list[int], float]:
+    """Integer server weights that give each track its share of the requests.
+
+    ``tracks`` holds ``(share, servers)`` pairs (shares in any unit, servers in rotation). Under
+    a weighted round robin a track's share is its servers' weight sum over everyone's, so each
+    server of a track gets ``share / servers``, scaled to integers in 1..:data:`MAX_WEIGHT`.
+    Every scale is tried; the one with the smallest worst relative error of a track's share
+    wins, the smallest weights among equals (equal tracks of one server each get weight 1).
+    Returns the weight per track (0 for a track without servers) and that worst error.
+    """
+    live = [(share, count) for share, count in tracks if count > 0 and share > 0]
+    if not live:
+        return [0 for _ in tracks], 0.0
+    total_share = sum(share for share, _ in live)
+    ideal = [share / count for share, count in live]
+    top = max(ideal)
+
+    def candidate(largest: int) -> tuple[float, list[int]]:
+        weights = [max(1, min(MAX_WEIGHT, round(largest * w / top))) for w in ideal]
+        total = sum(w * count for w, (_, count) in zip(weights, live, strict=True))
+        error = max(
+            abs(w * count / total - share / total_share) / (share / total_share)
+            for w, (share, count) in zip(weights, live, strict=True)
+        )
+        return round(error, 12), weights
+
+    # min() keeps the first of equals: the smallest weights.
+    best = min((candidate(m) for m in range(1, MAX_WEIGHT + 1)), key=lambda c: c[0])
+    chosen = iter(best[1])
+    return [next(chosen) if count > 0 and share > 0 else 0 for share, count in tracks], best[0]
+
+
 def server_name(slot: int) -> str:
     """The HAProxy server name of a backend slot (1-based)."""
     return f"{SERVER_PREFIX}{slot}"
@@ -85,6 +123,7 @@ class Slot:
     number: int
     address: str | None = None
     port: int | None = None
+    weight: int = 1  # HAProxy's server weight, 1..256 (the tracks' split)
 
 
 @dataclass(frozen=True)
@@ -231,7 +270,10 @@ def _backend(layout: Layout) -> Section:
                 f"    server {server_name(slot.number)} {_EMPTY_ADDRESS}:{_EMPTY_PORT} disabled"
             )
         else:
-            lines.append(f"    server {server_name(slot.number)} {slot.address}:{slot.port}")
+            weight = f" weight {slot.weight}" if slot.weight != 1 else ""
+            lines.append(
+                f"    server {server_name(slot.number)} {slot.address}:{slot.port}{weight}"
+            )
     return lines
 
 
@@ -282,6 +324,7 @@ class ServerStat:
     address: str
     sessions: int  # current sessions (scur)
     total: int  # total sessions (stot)
+    weight: int = 1  # the server's current weight
 
     @property
     def health(self) -> str:
@@ -344,11 +387,17 @@ class RuntimeApi:
                 address=row.get("addr", ""),
                 sessions=int(row.get("scur") or 0),
                 total=int(row.get("stot") or 0),
+                weight=int(row.get("weight") or 0),
             )
         return found
 
     def set_address(self, server: str, address: str, port: int, backend: str = BACKEND) -> None:
         self._checked(f"set server {backend}/{server} addr {address} port {port}")
+
+    def set_weight(self, server: str, weight: int, backend: str = BACKEND) -> None:
+        if not 1 <= weight <= MAX_WEIGHT:
+            raise ValueError(weight)
+        self._checked(f"set weight {backend}/{server} {weight}")
 
     def set_state(self, server: str, state: str, backend: str = BACKEND) -> None:
         if state not in ("ready", "drain", "maint"):

@@ -31,6 +31,7 @@ LOCAL_DRAIN_SECONDS = 2.0
 # replacements hold a slot each. Empty slots sit in maintenance and cost nothing.
 SERVER_SLOTS = 2 * MAX_REPLICAS
 STABLE = "stable"
+CANARY = "canary"
 
 # One setting that differs between the running stack and the one asked for:
 # (setting, running value, asked value), settings named as StackConfig's fields.
@@ -63,13 +64,13 @@ class AlreadyUpError(UsageError):
 @dataclass(frozen=True)
 class Track:
     """A set of replicas that share a version and a share of the traffic (in Kubernetes, one
-    Deployment behind a shared Service). The stack runs a list of them; today one, ``stable``,
-    with every request. A canary is one more entry, not more code."""
+    Deployment behind a shared Service). The stack runs ``stable``, and ``canary`` when the
+    configuration asks for canary replicas."""
 
     name: str
     replicas: int
     version: str
-    weight: int = 100  # percent of the requests HAProxy sends to this track
+    weight: float = 100.0  # percent of the requests HAProxy sends to this track
 
 
 def _usage(what: str, setting: str, value: object) -> UsageError:
@@ -93,6 +94,8 @@ class StackConfig:
     run_dir: Path | None = None  # default: $PODTALLY_STATE_DIR/<name> or ~/.local/state/...
     drain_seconds: float = LOCAL_DRAIN_SECONDS  # each replica's drain after SIGTERM
     ready_timeout: float = 30.0  # how long a replica or HAProxy may take to become ready
+    canary_replicas: int = 0  # replicas of the canary track (version "canary"), besides these
+    canary_weight: float | None = None  # percent of requests to the canary track, 0 < W < 100
 
     def __post_init__(self) -> None:
         for setting, what in (("name", "stack name"), ("namespace", "namespace")):
@@ -145,14 +148,77 @@ class StackConfig:
             )
         if self.run_dir is not None:
             object.__setattr__(self, "run_dir", Path(self.run_dir))
+        self._check_canary()
+
+    def _check_canary(self) -> None:
+        """Both canary settings or neither; the weight strictly between 0 and 100 percent (0
+        is no canary, 100 no stable track: neither is a split), and one HAProxy can carry."""
+        count, weight = self.canary_replicas, self.canary_weight
+        if not 0 <= count < MAX_REPLICAS:
+            raise _usage(
+                f"canary replicas must be between 0 and {MAX_REPLICAS - 1}",
+                "canary_replicas",
+                count,
+            )
+        if self.replicas + count > MAX_REPLICAS:
+            raise _usage(
+                f"{self.replicas} stable and {count} canary replicas are more than "
+                f"{MAX_REPLICAS} in all",
+                "replicas",
+                self.replicas,
+            )
+        if weight is None:
+            if count:
+                raise _usage(
+                    "a canary track needs its weight, the percent of requests it gets",
+                    "canary_weight",
+                    weight,
+                )
+            return
+        if isinstance(weight, bool) or not (math.isfinite(weight) and 0 < weight < 100):
+            raise _usage(
+                "the canary weight must be a percentage more than 0 and less than 100",
+                "canary_weight",
+                weight,
+            )
+        if not count:
+            raise _usage(
+                "a canary weight needs at least one canary replica", "canary_replicas", count
+            )
+        from podtally.local.haproxy import MAX_SHARE_ERROR, server_weights
+
+        tracks = self.tracks()
+        _, error = server_weights([(t.weight, t.replicas) for t in tracks])
+        if error > MAX_SHARE_ERROR:
+            per_server = [t.weight / t.replicas for t in tracks]
+            apart = max(per_server) / min(per_server)
+            raise _usage(
+                f"a {weight:g}% canary on {count} replica(s) beside {self.replicas} stable "
+                f"ones needs server weights {apart:,.0f} times apart; HAProxy's (1 to 256) "
+                f"cannot split that within {MAX_SHARE_ERROR:.0%}",
+                "canary_weight",
+                weight,
+            )
+
+    @property
+    def total_replicas(self) -> int:
+        """Every replica of every track."""
+        return self.replicas + self.canary_replicas
 
     @property
     def node_count(self) -> int:
-        return self.nodes if self.nodes is not None else self.replicas
+        return self.nodes if self.nodes is not None else self.total_replicas
 
     def tracks(self) -> list[Track]:
-        """The tracks of replicas this configuration runs (one today: every replica stable)."""
-        return [Track(STABLE, self.replicas, version=STABLE, weight=100)]
+        """The tracks of replicas this configuration runs: ``stable`` (``replicas``), then
+        ``canary`` when there are canary replicas, each with its share of the requests."""
+        if not self.canary_replicas or self.canary_weight is None:
+            return [Track(STABLE, self.replicas, version=STABLE, weight=100.0)]
+        canary = float(self.canary_weight)
+        return [
+            Track(STABLE, self.replicas, version=STABLE, weight=100.0 - canary),
+            Track(CANARY, self.canary_replicas, version=CANARY, weight=canary),
+        ]
 
     def resolved_run_dir(self) -> Path:
         return rundir.resolve_run_dir(self.name, self.run_dir)
@@ -223,6 +289,23 @@ class Replica:
     template_hash: str = ""
     log_path: str = ""
     track: str = STABLE
+    weight: int = 0  # HAProxy's weight for it (0 when HAProxy is silent or it is out)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TrackStatus:
+    """One track as it runs: what was configured and what HAProxy's weights give it."""
+
+    name: str
+    version: str
+    replicas: int  # configured
+    up: int  # running and UP in HAProxy
+    weight: float  # configured percent of the requests
+    share: float  # percent of the requests HAProxy's current weights send it (UP replicas)
+    server_weight: int  # the weight of each of its servers in HAProxy (0: none UP)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -259,6 +342,27 @@ class Stack:
     def metrics_url(self) -> str:
         return f"http://{LOOPBACK}:{self.config.stats_port}/metrics"
 
+    def tracks(self) -> list[TrackStatus]:
+        """Each configured track, with the share of requests HAProxy's weights give it now."""
+        serving = [r for r in self.replicas if r.running and r.health == "UP"]
+        total = sum(r.weight for r in serving)
+        found = []
+        for track in self.config.tracks():
+            mine = [r for r in serving if r.track == track.name]
+            weight_sum = sum(r.weight for r in mine)
+            found.append(
+                TrackStatus(
+                    name=track.name,
+                    version=track.version,
+                    replicas=track.replicas,
+                    up=len(mine),
+                    weight=track.weight,
+                    share=100.0 * weight_sum / total if total else 0.0,
+                    server_weight=max((r.weight for r in mine), default=0),
+                )
+            )
+        return found
+
     @property
     def ready(self) -> bool:
         """Every replica runs and HAProxy sees it UP."""
@@ -277,5 +381,6 @@ class Stack:
             "haproxy_pid": self.haproxy_pid,
             "ready": self.ready,
             "config": self.config.to_dict(),
+            "tracks": [t.to_dict() for t in self.tracks()],
             "replicas": [r.to_dict() for r in self.replicas],
         }

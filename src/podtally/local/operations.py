@@ -111,6 +111,14 @@ def _load_running(name: str, run_dir: Path, progress: Progress) -> Controller | 
     return None
 
 
+def _counted(config: StackConfig) -> str:
+    """``3 replica(s)``, or ``3 stable and 1 canary replica(s)`` with a canary track."""
+    tracks = config.tracks()
+    if len(tracks) == 1:
+        return f"{tracks[0].replicas} replica(s)"
+    return " and ".join(f"{t.replicas} {t.name}" for t in tracks) + " replica(s)"
+
+
 def _check_ports(config: StackConfig, multi_address: bool) -> None:
     """UsageError naming the setting (``http_port``, ...) if a port the stack needs is taken.
     Replicas listen on the HTTP port too, each on its own loopback address."""
@@ -119,7 +127,7 @@ def _check_ports(config: StackConfig, multi_address: bool) -> None:
         wanted.append(("HTTPS", LOOPBACK, config.https_port, "https_port"))
     wanted.append(("stats", LOOPBACK, config.stats_port, "stats_port"))
     if multi_address:
-        for k in range(1, config.replicas + 1):
+        for k in range(1, config.total_replicas + 1):
             wanted.append(("replica", replica_address(k), config.http_port, "http_port"))
     for what, address, port, setting in wanted:
         problem = bind_error(address, port)
@@ -187,7 +195,7 @@ def up(config: StackConfig, progress: Progress | None = None) -> Stack:
                 files = tls.generate(run_dir / "tls", config.name, config.host)
                 state.ca_path = str(files.ca_cert)
                 runner.save()
-            say(f"starting {config.replicas} replica(s) of podtally serve")
+            say(f"starting {_counted(config)} of podtally serve")
             records = [
                 runner.start_replica(ordinal, template_hash, track)
                 for track in config.tracks()
@@ -339,7 +347,9 @@ def _remove_replicas(runner: Controller, leaving: list[st.ReplicaRecord]) -> Non
                     f"draining (at most {runner.config.drain_seconds + 10:g} s)"
                 )
             runner.finish([r for r in leaving if r not in back], wait=True)
-            count = max(1, min(MAX_REPLICAS, len(runner.state.replicas)))
+            stable = sum(1 for r in runner.state.replicas if r.track == STABLE)
+            room = MAX_REPLICAS - runner.config.canary_replicas
+            count = max(1, min(room, stable))
             runner.set_config(dataclasses.replace(runner.config, replicas=count))
         raise
 
@@ -350,7 +360,8 @@ def scale(
     run_dir: Path | None = None,
     progress: Progress | None = None,
 ) -> Stack:
-    """Bring the stack to ``replicas`` running replicas, like a ReplicaSet.
+    """Bring the stack's stable track to ``replicas`` running replicas, like a ReplicaSet (a
+    canary track keeps its replicas, and HAProxy's weights keep its share of the requests).
 
     Replicas whose process exited are replaced (new ones join once UP in HAProxy) and removed.
     Scaling down removes the replicas HAProxy does not see UP first, then the highest ordinals;

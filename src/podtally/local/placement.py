@@ -33,6 +33,13 @@ def template_hash(name: str, namespace: str, drain_seconds: float, restarted_at:
     return "".join(NAME_ALPHABET[b % len(NAME_ALPHABET)] for b in digest[:10])
 
 
+def track_hash(template_hash: str, version: str) -> str:
+    """The template hash of a track's pods: the stack's own for the first track, and for
+    another version a different one, as another Deployment's pod template would have."""
+    digest = hashlib.sha256(f"{template_hash}/{version}".encode()).digest()
+    return "".join(NAME_ALPHABET[b % len(NAME_ALPHABET)] for b in digest[:10])
+
+
 def pod_name(name: str, template_hash: str, taken: Iterable[str]) -> str:
     """``<name>-<template hash>-<5 random characters>``, not one of ``taken``."""
     used = set(taken)
