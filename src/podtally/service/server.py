@@ -121,9 +121,7 @@ async def _start_grpc(
     held = _claim_port(cfg.host, cfg.grpc_port)  # released when the process ends
     grpc_metrics = GrpcMetrics()
     metrics.registry.register(grpc_metrics)
-    service = GrpcService(
-        who, lifecycle, grpc_metrics, host=cfg.host, port=cfg.grpc_port
-    )
+    service = GrpcService(who, lifecycle, grpc_metrics, host=cfg.host, port=cfg.grpc_port)
     service.claim = held
     await service.start()
     log_event("grpc", {"listen": _where(cfg.host, cfg.grpc_port)})
