@@ -106,6 +106,12 @@ def _verify_options(func: Callable[..., int]) -> Callable[..., int]:
     help="only the outside check: no Job, so no kubectl, aws CLI or AWS credentials needed",
 )
 @option(
+    "--kubectl",
+    default=None,
+    show_default="kubectl beside podtally, else on PATH",
+    help="the kubectl that applies the in-cluster Job",
+)
+@option(
     "--deadline-seconds",
     type=int,
     default=DEFAULT_DEADLINE_SECONDS,
@@ -117,6 +123,7 @@ def verify_command(
     infra_dir: Path | None,
     expect_pods: int | None,
     in_cluster: bool,
+    kubectl: str | None,
     deadline_seconds: int,
     **settings: Any,
 ) -> int:
@@ -132,22 +139,19 @@ def verify_command(
             "has 'podtally cloud up' finished?"
         )
     expected = expect_pods if expect_pods is not None else int(replicas)
-    if in_cluster:
-        # Every precondition of the in-cluster half before either half starts.
-        plan = incluster.plan_from_stack(
-            {**outputs, "replicas": expected},
-            requests=settings["requests"] or DEFAULT_REQUESTS,
-            deadline_seconds=deadline_seconds,
-        )
-        kubectl = incluster.find_kubectl()
-        podtally.cloud.check_aws_cli()  # the kubeconfig runs `aws eks get-token`
-        podtally.cloud.check_aws_credentials()
+    # Every precondition of the in-cluster half holds before either half starts.
+    job = (
+        _in_cluster_job(outputs, expected, kubectl, settings, deadline_seconds)
+        if in_cluster
+        else None
+    )
     err(f"verifying {url}, expecting {expected} pods")
     outside = verify_url(str(url), expect_pods=expected, **settings)
-    if not in_cluster:
+    if job is None:
         return outside
+    plan, kubectl_path = job
     result = incluster.run_verify_job(
-        plan, str(outputs["kubeconfig"]), kubectl=kubectl, progress=err
+        plan, str(outputs["kubeconfig"]), kubectl=kubectl_path, progress=err
     )
     for line in result.log.splitlines():
         err(f"in-cluster: {line}")
@@ -156,6 +160,28 @@ def verify_command(
         f"(job/{plan.spec.name}-verify {result.outcome})"
     )
     return incluster.worst_exit_code(outside, result.exit_code)
+
+
+def _in_cluster_job(
+    outputs: dict[str, Any],
+    expected: int,
+    kubectl: str | None,
+    settings: dict[str, Any],
+    deadline_seconds: int,
+) -> tuple[Any, str]:
+    """The Job to run and the kubectl to run it with, after the in-cluster preconditions."""
+    import podtally.cloud
+    from podtally.cloud import incluster
+
+    plan = incluster.plan_from_stack(
+        {**outputs, "replicas": expected},
+        requests=settings["requests"] or DEFAULT_REQUESTS,
+        deadline_seconds=deadline_seconds,
+    )
+    kubectl_path = incluster.find_kubectl(kubectl)
+    podtally.cloud.check_aws_cli()  # the kubeconfig runs `aws eks get-token`
+    podtally.cloud.check_aws_credentials()
+    return plan, kubectl_path
 
 
 COMMANDS: dict[str, click.Command] = {"cloud": cloud_group}

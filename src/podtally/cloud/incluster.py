@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from podtally.errors import MissingDependencyError, NotRunningError, PodtallyError
+from podtally.errors import MissingDependencyError, NotRunningError, PodtallyError, UsageError
 from podtally.k8s.render import Obj, to_json
 from podtally.k8s.verify_job import (
     DEFAULT_DEADLINE_SECONDS,
@@ -59,9 +59,14 @@ class JobResult:
     log: str
 
 
-def find_kubectl(env: Mapping[str, str] | None = None) -> str:
-    """``kubectl`` beside this interpreter (``make setup`` puts one there), else on PATH."""
+def find_kubectl(explicit: str | None = None, env: Mapping[str, str] | None = None) -> str:
+    """``explicit`` (the ``kubectl`` setting), else ``kubectl`` beside this interpreter (``make
+    setup`` puts one there), else on PATH."""
     env = os.environ if env is None else env
+    if explicit is not None:
+        if not os.access(explicit, os.X_OK) or not Path(explicit).is_file():
+            raise UsageError("is not an executable file", setting="kubectl", value=explicit)
+        return explicit
     beside = Path(sys.executable).parent / "kubectl"
     if os.access(beside, os.X_OK):
         return str(beside)
@@ -202,8 +207,9 @@ def run_verify_job(
         commands = kubectl_commands(kubectl, config_path, spec, manifest)
         _kubectl(commands["clear"], "delete (an earlier Job)", step_timeout + 60)
         progress(f"in-cluster: applying job/{spec.name}-verify in namespace {spec.namespace}")
-        _kubectl(commands["apply"], "apply", step_timeout)
         try:
+            # Inside: a failed apply may still have created one of the two objects.
+            _kubectl(commands["apply"], "apply", step_timeout)
             state = _wait(
                 commands["status"],
                 step_timeout,
