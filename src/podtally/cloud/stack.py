@@ -8,6 +8,7 @@ Every precondition is checked before Pulumi starts, in this order, and each fail
 * the ``pulumi`` CLI on PATH (the Automation API runs it) -> the install page
 * the AWS CLI on PATH (preview, up, down: the kubeconfig runs ``aws eks get-token``)
 * AWS credentials (preview, up, down)         -> which variables or files to set
+  (resolved by botocore when installed: :mod:`podtally.cloud.credentials`)
 * the passphrase of the stack's secrets       -> ``PULUMI_CONFIG_PASSPHRASE``
 * a working ``pulumi`` of a version the SDK supports (``pulumi version`` is run only now)
 * the stack file (preview, up): copied from the template on first use, then edit it
