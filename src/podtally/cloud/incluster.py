@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from podtally.errors import MissingDependencyError, NotRunningError, PodtallyError, UsageError
+from podtally.cloud.stack import find_program
+from podtally.errors import NotRunningError, PodtallyError, UsageError
 from podtally.k8s.render import Obj, to_json
 from podtally.k8s.verify_job import (
     DEFAULT_DEADLINE_SECONDS,
@@ -62,7 +62,6 @@ class JobResult:
 def find_kubectl(explicit: str | None = None, env: Mapping[str, str] | None = None) -> str:
     """``explicit`` (the ``kubectl`` setting), else ``kubectl`` beside this interpreter (``make
     setup`` puts one there), else on PATH."""
-    env = os.environ if env is None else env
     if explicit is not None:
         if not os.access(explicit, os.X_OK) or not Path(explicit).is_file():
             raise UsageError("is not an executable file", setting="kubectl", value=explicit)
@@ -70,13 +69,12 @@ def find_kubectl(explicit: str | None = None, env: Mapping[str, str] | None = No
     beside = Path(sys.executable).parent / "kubectl"
     if os.access(beside, os.X_OK):
         return str(beside)
-    found = shutil.which("kubectl", path=env.get("PATH", ""))
-    if not found:
-        raise MissingDependencyError(
-            f"kubectl is not installed; the in-cluster check applies its Job with it: see "
-            f"{KUBECTL_URL}"
-        )
-    return found
+    return find_program(
+        "kubectl",
+        env,
+        "kubectl is not installed; the in-cluster check applies its Job with it: see "
+        + KUBECTL_URL,
+    )
 
 
 @dataclass(frozen=True)

@@ -116,27 +116,31 @@ def _require_cloud_extra() -> None:
         ) from None
 
 
+def find_program(name: str, env: Mapping[str, str] | None, missing: str) -> str:
+    """The path of program ``name`` on ``env``'s PATH, else :class:`MissingDependencyError`
+    saying ``missing``."""
+    env = os.environ if env is None else env
+    found = shutil.which(name, path=env.get("PATH", ""))
+    if not found:
+        raise MissingDependencyError(missing)
+    return found
+
+
 def check_pulumi_cli(env: Mapping[str, str] | None = None) -> str:
     """The path of the ``pulumi`` executable, or a one-line error saying where to get it."""
-    env = os.environ if env is None else env
-    found = shutil.which("pulumi", path=env.get("PATH", ""))
-    if not found:
-        raise MissingDependencyError(f"the pulumi CLI is not installed: see {INSTALL_URL}")
-    return found
+    return find_program("pulumi", env, f"the pulumi CLI is not installed: see {INSTALL_URL}")
 
 
 def check_aws_cli(env: Mapping[str, str] | None = None) -> str:
     """The path of the ``aws`` executable: the kubeconfig authenticates with ``aws eks
     get-token``, so without it ``up`` fails when it reaches the cluster and ``down`` cannot
     delete the Ingress (and so strands the ALB)."""
-    env = os.environ if env is None else env
-    found = shutil.which("aws", path=env.get("PATH", ""))
-    if not found:
-        raise MissingDependencyError(
-            f"the AWS CLI (aws) is not installed; the kubeconfig runs 'aws eks get-token': "
-            f"see {AWS_CLI_URL}"
-        )
-    return found
+    return find_program(
+        "aws",
+        env,
+        f"the AWS CLI (aws) is not installed; the kubeconfig runs 'aws eks get-token': "
+        f"see {AWS_CLI_URL}",
+    )
 
 
 def _minimum_pulumi_version() -> str:
