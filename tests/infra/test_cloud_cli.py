@@ -968,3 +968,41 @@ def test_the_process_environment_is_restored(tmp_path: Path) -> None:
     with pytest.raises(PodtallyError):
         check_aws_credentials(_bare(tmp_path))
     assert dict(os.environ) == before
+
+
+def test_verify_reads_the_kubeconfig_and_the_app_s_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a stand-in for the opened stack (the Automation API cannot run here): the secret
+    kubeconfig is revealed, as JSON text, for the Job only; other secrets stay redacted; the
+    app's name and namespace come from the stack's config."""
+    from pulumi.automation import ConfigValue, OutputValue
+
+    import podtally.cloud.stack as stack_module
+
+    class FakeStack:
+        def outputs(self) -> dict[str, OutputValue]:
+            return {
+                "url": OutputValue("https://podtally.example.com", False),
+                "replicas": OutputValue(3, False),
+                "kubeconfig": OutputValue({"apiVersion": "v1", "kind": "Config"}, True),
+                "token": OutputValue("hidden", True),
+            }
+
+        def get_all_config(self) -> dict[str, ConfigValue]:
+            return {
+                "podtally:namespace": ConfigValue("apps"),
+                "podtally:appName": ConfigValue("tally"),
+                "aws:region": ConfigValue("us-east-1"),
+            }
+
+    monkeypatch.setattr(stack_module, "_open", lambda ref, **kwargs: FakeStack())
+    ref = stack_module.StackRef("dev", REPO / "infra", "file:///nowhere")
+    outputs = stack_module.read_verify_outputs(ref, print)
+    assert outputs == {
+        "url": "https://podtally.example.com",
+        "replicas": 3,
+        "kubeconfig": '{"apiVersion": "v1", "kind": "Config"}',
+        "token": "[secret]",
+        "appName": "tally",
+        "namespace": "apps",
+    }
+    assert stack_module.read_outputs(ref, print)["kubeconfig"] == "[secret]"
