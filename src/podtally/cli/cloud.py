@@ -12,6 +12,7 @@ import click
 from podtally.cli.common import err
 from podtally.cli.params import Group, option
 from podtally.cli.verify import VERIFY_OPTIONS, verify_url
+from podtally.k8s.verify_job import DEFAULT_DEADLINE_SECONDS, DEFAULT_REQUESTS
 
 
 def _ref(stack: str, infra_dir: Path | None) -> Any:
@@ -90,17 +91,47 @@ def _verify_options(func: Callable[..., int]) -> Callable[..., int]:
 
 @_action(
     "verify",
-    "run `podtally verify` against the stack's URL, expecting its replica count "
-    "(--expect-pods overrides it); takes every option of `podtally verify`",
+    "check the stack from outside and from inside: `podtally verify` on the stack's URL (through "
+    "the ALB and DNS name), and the verify Job in the cluster (the Service path), expecting the "
+    "stack's replica count (--expect-pods overrides it); exits with the worse of the two; takes "
+    "every option of `podtally verify` (-n also sets the Job's requests)",
+)
+@option(
+    "--no-in-cluster",
+    "in_cluster",
+    is_flag=True,
+    flag_value=False,
+    default=True,
+    show_default=False,
+    help="only the outside check: no Job, so no kubectl, aws CLI or AWS credentials needed",
+)
+@option(
+    "--kubectl",
+    default=None,
+    show_default="kubectl beside podtally, else on PATH",
+    help="the kubectl that applies the in-cluster Job",
+)
+@option(
+    "--deadline-seconds",
+    type=int,
+    default=DEFAULT_DEADLINE_SECONDS,
+    help="the in-cluster Job fails after this many seconds, 10 to 3600",
 )
 @_verify_options
 def verify_command(
-    stack: str, infra_dir: Path | None, expect_pods: int | None, **settings: Any
+    stack: str,
+    infra_dir: Path | None,
+    expect_pods: int | None,
+    in_cluster: bool,
+    kubectl: str | None,
+    deadline_seconds: int,
+    **settings: Any,
 ) -> int:
     import podtally.cloud
+    from podtally.cloud import incluster
     from podtally.errors import NotRunningError
 
-    outputs = podtally.cloud.read_outputs(_ref(stack, infra_dir), err)
+    outputs = podtally.cloud.read_verify_outputs(_ref(stack, infra_dir), err)
     url, replicas = outputs.get("url"), outputs.get("replicas")
     if not url or not replicas:
         raise NotRunningError(
@@ -108,8 +139,49 @@ def verify_command(
             "has 'podtally cloud up' finished?"
         )
     expected = expect_pods if expect_pods is not None else int(replicas)
+    # Every precondition of the in-cluster half holds before either half starts.
+    job = (
+        _in_cluster_job(outputs, expected, kubectl, settings, deadline_seconds)
+        if in_cluster
+        else None
+    )
     err(f"verifying {url}, expecting {expected} pods")
-    return verify_url(str(url), expect_pods=expected, **settings)
+    outside = verify_url(str(url), expect_pods=expected, **settings)
+    if job is None:
+        return outside
+    plan, kubectl_path = job
+    result = incluster.run_verify_job(
+        plan, str(outputs["kubeconfig"]), kubectl=kubectl_path, progress=err
+    )
+    for line in result.log.splitlines():
+        err(f"in-cluster: {line}")
+    err(
+        f"outside: exit {outside}; in-cluster: exit {result.exit_code} "
+        f"(job/{plan.spec.name}-verify {result.outcome})"
+    )
+    return incluster.worst_exit_code(outside, result.exit_code)
+
+
+def _in_cluster_job(
+    outputs: dict[str, Any],
+    expected: int,
+    kubectl: str | None,
+    settings: dict[str, Any],
+    deadline_seconds: int,
+) -> tuple[Any, str]:
+    """The Job to run and the kubectl to run it with, after the in-cluster preconditions."""
+    import podtally.cloud
+    from podtally.cloud import incluster
+
+    plan = incluster.plan_from_stack(
+        {**outputs, "replicas": expected},
+        requests=settings["requests"] or DEFAULT_REQUESTS,
+        deadline_seconds=deadline_seconds,
+    )
+    kubectl_path = incluster.find_kubectl(kubectl)
+    podtally.cloud.check_aws_cli()  # the kubeconfig runs `aws eks get-token`
+    podtally.cloud.check_aws_credentials()
+    return plan, kubectl_path
 
 
 COMMANDS: dict[str, click.Command] = {"cloud": cloud_group}

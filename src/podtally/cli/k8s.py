@@ -10,9 +10,14 @@ import click
 
 from podtally.cli.common import err, require_extra
 from podtally.cli.params import Command, defaults_of, option
+from podtally.k8s.traffic import TRAFFIC_DISTRIBUTIONS
+from podtally.k8s.verify_job import DEFAULT_DEADLINE_SECONDS, DEFAULT_REQUESTS
 from podtally.spec import AppSpec
 
 DEFAULTS = defaults_of(AppSpec)
+# Options that only shape the verify Job, and options that only shape the app's objects.
+_JOB_ONLY = ("requests", "deadline_seconds")
+_APP_ONLY = ("gateway", "traffic_distribution")
 
 
 def _whole_seconds(ctx: click.Context, param: click.Parameter, text: str | None) -> int | None:
@@ -100,16 +105,61 @@ def _whole_seconds(ctx: click.Context, param: click.Parameter, text: str | None)
     show_default="3 x replicas",
     help="autoscaler maximum",
 )
+@option(
+    "--gateway",
+    is_flag=True,
+    help="eks: the Gateway API (GatewayClass, Gateway, HTTPRoutes) instead of the Ingress",
+)
+@option(
+    "--traffic-distribution",
+    type=click.Choice(TRAFFIC_DISTRIBUTIONS),
+    default=None,
+    show_default="none: every pod alike",
+    help="the Service's trafficDistribution; PreferSameZone narrows what an in-cluster verifier "
+    "sees to its own zone",
+)
+@option(
+    "--verify-job",
+    is_flag=True,
+    help="print instead the Job that verifies the Service from inside the cluster (and its "
+    "NetworkPolicy); apply it after the app",
+)
+@option(
+    "-n",
+    "--requests",
+    type=int,
+    default=DEFAULT_REQUESTS,
+    help="with --verify-job: requests the Job sends",
+)
+@option(
+    "--deadline-seconds",
+    type=int,
+    default=DEFAULT_DEADLINE_SECONDS,
+    help="with --verify-job: the Job fails after this many seconds, 10 to 3600",
+)
 @option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", help="format")
-def manifests_command(create_namespace: bool, output: str, **settings: Any) -> int:
+@click.pass_context
+def manifests_command(
+    ctx: click.Context, /, create_namespace: bool, output: str, **settings: Any
+) -> int:
+    _check_combination(ctx, settings["verify_job"])
     if output == "yaml":
         require_extra("local", "yaml")
-    from podtally.k8s import is_system_namespace, render, to_json, to_yaml
+    from podtally.k8s import is_system_namespace, to_json, to_yaml
 
+    variant = {name: settings.pop(name) for name in (*_JOB_ONLY, *_APP_ONLY, "verify_job")}
     host = settings["host"]
     # Host names are case-insensitive; Kubernetes wants an Ingress host in lower case.
     spec = AppSpec(**{**settings, "host": host.lower() if host is not None else None})
-    objs = render(spec, create_namespace=create_namespace)
+    if variant["verify_job"]:
+        from podtally.k8s.verify_job import verify_objects
+
+        objs = verify_objects(
+            spec, requests=variant["requests"], deadline_seconds=variant["deadline_seconds"]
+        )
+        sys.stdout.write(to_yaml(objs) if output == "yaml" else to_json(objs))
+        return 0
+    objs = _app_objects(spec, create_namespace, variant["gateway"], variant["traffic_distribution"])
     if is_system_namespace(spec.namespace):
         err(
             f"note: no Namespace object for {spec.namespace!r}: every cluster has it, and its "
@@ -119,6 +169,38 @@ def manifests_command(create_namespace: bool, output: str, **settings: Any) -> i
         err(f"note: no Namespace object: namespace {spec.namespace!r} must exist" + _READINESS_GATE)
     sys.stdout.write(to_yaml(objs) if output == "yaml" else to_json(objs))
     return 0
+
+
+def _check_combination(ctx: click.Context, verify_job: bool) -> None:
+    """The Job's options only with --verify-job, the app's variants only without it."""
+    given = {
+        name
+        for name in (*_JOB_ONLY, *_APP_ONLY)
+        if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+    }
+    flags = {p.name: max(p.opts, key=len) for p in ctx.command.params if p.name}
+    if not verify_job and given & set(_JOB_ONLY):
+        flag = flags[min(given & set(_JOB_ONLY))]
+        raise click.UsageError(f"{flag} only applies with --verify-job", ctx)
+    if verify_job and given & set(_APP_ONLY):
+        flag = flags[min(given & set(_APP_ONLY))]
+        raise click.UsageError(f"{flag} shapes the app's objects, not --verify-job's", ctx)
+
+
+def _app_objects(
+    spec: AppSpec, create_namespace: bool, gateway: bool, traffic_distribution: str | None
+) -> list[dict[str, Any]]:
+    from podtally.k8s import render
+    from podtally.k8s.gateway import render_with_gateway
+    from podtally.k8s.traffic import with_traffic_distribution
+
+    if gateway:
+        objs = render_with_gateway(spec, create_namespace=create_namespace)
+    else:
+        objs = render(spec, create_namespace=create_namespace)
+    if traffic_distribution is not None:
+        objs = with_traffic_distribution(objs, traffic_distribution)
+    return objs
 
 
 _READINESS_GATE = (

@@ -78,7 +78,8 @@ def error_line(exc: PodtallyError, command: click.Command | None = None) -> str:
     if exc.setting is None:
         return f"error: {what}"
     where = name(exc.setting)
-    if exc.has_value:
+    # A flag's value is its presence: `--gateway`, not `--gateway True`.
+    if exc.has_value and not isinstance(exc.value, bool):
         where += f" {_shown(exc.value)}"
     return f"error: {where}: {what}"
 

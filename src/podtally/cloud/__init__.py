@@ -5,11 +5,11 @@ Importing this package is cheap: Pulumi itself is imported only when a stack is 
 
 from __future__ import annotations
 
+from podtally.cloud.credentials import check_aws_credentials
 from podtally.cloud.stack import (
     StackRef,
     backend_url,
     check_aws_cli,
-    check_aws_credentials,
     check_pulumi_cli,
     check_stack_name,
     destroy,
@@ -18,6 +18,7 @@ from podtally.cloud.stack import (
     preview,
     pulumi_command,
     read_outputs,
+    read_verify_outputs,
     up,
 )
 
@@ -34,5 +35,6 @@ __all__ = [
     "preview",
     "pulumi_command",
     "read_outputs",
+    "read_verify_outputs",
     "up",
 ]

@@ -8,6 +8,7 @@ Every precondition is checked before Pulumi starts, in this order, and each fail
 * the ``pulumi`` CLI on PATH (the Automation API runs it) -> the install page
 * the AWS CLI on PATH (preview, up, down: the kubeconfig runs ``aws eks get-token``)
 * AWS credentials (preview, up, down)         -> which variables or files to set
+  (resolved by botocore when installed: :mod:`podtally.cloud.credentials`)
 * the passphrase of the stack's secrets       -> ``PULUMI_CONFIG_PASSPHRASE``
 * a working ``pulumi`` of a version the SDK supports (``pulumi version`` is run only now)
 * the stack file (preview, up): copied from the template on first use, then edit it
@@ -19,7 +20,7 @@ example ``s3://bucket/prefix``) overrides it.
 
 from __future__ import annotations
 
-import configparser
+import json
 import os
 import re
 import shutil
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from podtally.cloud.credentials import check_aws_credentials
 from podtally.errors import (
     MissingDependencyError,
     NotRunningError,
@@ -45,15 +47,6 @@ AWS_CLI_URL = "https://docs.aws.amazon.com/cli/latest/userguide/getting-started-
 TEMPLATE = "stack.example.yaml"
 # Pulumi's rule for a stack name: letters, digits, hyphens, underscores and periods.
 STACK_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
-# Keys that make a profile in ~/.aws/config (or ~/.aws/credentials) a source of credentials.
-CREDENTIAL_KEYS = (
-    "aws_access_key_id",
-    "credential_process",
-    "sso_session",
-    "sso_start_url",
-    "role_arn",
-    "web_identity_token_file",
-)
 SECRETS_PROVIDER = "passphrase"
 
 
@@ -123,27 +116,31 @@ def _require_cloud_extra() -> None:
         ) from None
 
 
+def find_program(name: str, env: Mapping[str, str] | None, missing: str) -> str:
+    """The path of program ``name`` on ``env``'s PATH, else :class:`MissingDependencyError`
+    saying ``missing``."""
+    env = os.environ if env is None else env
+    found = shutil.which(name, path=env.get("PATH", ""))
+    if not found:
+        raise MissingDependencyError(missing)
+    return found
+
+
 def check_pulumi_cli(env: Mapping[str, str] | None = None) -> str:
     """The path of the ``pulumi`` executable, or a one-line error saying where to get it."""
-    env = os.environ if env is None else env
-    found = shutil.which("pulumi", path=env.get("PATH", ""))
-    if not found:
-        raise MissingDependencyError(f"the pulumi CLI is not installed: see {INSTALL_URL}")
-    return found
+    return find_program("pulumi", env, f"the pulumi CLI is not installed: see {INSTALL_URL}")
 
 
 def check_aws_cli(env: Mapping[str, str] | None = None) -> str:
     """The path of the ``aws`` executable: the kubeconfig authenticates with ``aws eks
     get-token``, so without it ``up`` fails when it reaches the cluster and ``down`` cannot
     delete the Ingress (and so strands the ALB)."""
-    env = os.environ if env is None else env
-    found = shutil.which("aws", path=env.get("PATH", ""))
-    if not found:
-        raise MissingDependencyError(
-            f"the AWS CLI (aws) is not installed; the kubeconfig runs 'aws eks get-token': "
-            f"see {AWS_CLI_URL}"
-        )
-    return found
+    return find_program(
+        "aws",
+        env,
+        f"the AWS CLI (aws) is not installed; the kubeconfig runs 'aws eks get-token': "
+        f"see {AWS_CLI_URL}",
+    )
 
 
 def _minimum_pulumi_version() -> str:
@@ -197,52 +194,6 @@ def pulumi_command(path: str) -> Any:
 def _first_sentence(exc: Exception) -> str:
     text = " ".join(str(exc).split())
     return text.split(". ", 1)[0].rstrip(".") if text else type(exc).__name__
-
-
-def _profile_has_credentials(path: Path, section: str) -> bool:
-    parser = configparser.RawConfigParser()
-    try:
-        parser.read(path, encoding="utf-8")
-    except (configparser.Error, OSError, UnicodeDecodeError):
-        return False
-    if not parser.has_section(section):
-        return False
-    return any(parser.get(section, key, fallback="").strip() for key in CREDENTIAL_KEYS)
-
-
-def check_aws_credentials(env: Mapping[str, str] | None = None) -> str:
-    """Where AWS credentials would come from, or a one-line error saying what to set.
-
-    This looks for the sources the AWS SDKs read, without calling AWS: keys in the environment,
-    a named profile, web identity (CI), a container credentials endpoint, or a default profile
-    in the shared files that actually holds credentials (keys, a credential process, SSO or a
-    role). A ``~/.aws/config`` that only sets a region is not a source.
-    """
-    env = os.environ if env is None else env
-    if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
-        return "AWS_ACCESS_KEY_ID"
-    for var in (
-        "AWS_PROFILE",
-        "AWS_WEB_IDENTITY_TOKEN_FILE",
-        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    ):
-        if env.get(var):
-            return var
-    home = Path(env.get("HOME") or Path.home())
-    profile = env.get("AWS_DEFAULT_PROFILE") or "default"
-    credentials = Path(env.get("AWS_SHARED_CREDENTIALS_FILE") or home / ".aws" / "credentials")
-    config = Path(env.get("AWS_CONFIG_FILE") or home / ".aws" / "config")
-    # The credentials file names profiles plainly; the config file says "profile NAME", except
-    # for the default profile.
-    config_section = profile if profile == "default" else f"profile {profile}"
-    for path, section in ((credentials, profile), (config, config_section)):
-        if path.is_file() and _profile_has_credentials(path, section):
-            return str(path)
-    raise PodtallyError(
-        "no AWS credentials found: set AWS_PROFILE (after 'aws configure' or 'aws sso login'), "
-        "or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
-    )
 
 
 def _check_passphrase(env: Mapping[str, str]) -> None:
@@ -391,6 +342,24 @@ def read_outputs(ref: StackRef, progress: Progress) -> dict[str, Any]:
     """The stack's current outputs (secrets redacted), without touching the cloud."""
     stack = _open(ref, create=False, need_aws=False, progress=progress)
     return _plain_outputs(_run("reading outputs", stack.outputs))
+
+
+def read_verify_outputs(ref: StackRef, progress: Progress) -> dict[str, Any]:
+    """What ``cloud verify`` needs: the outputs, with the kubeconfig revealed (as JSON text),
+    and the app's ``appName`` and ``namespace`` from the stack's config."""
+    stack = _open(ref, create=False, need_aws=False, progress=progress)
+    raw = _run("reading outputs", stack.outputs)
+    config = _run("reading the stack's config", stack.get_all_config)
+    outputs = _plain_outputs(raw)
+    kubeconfig = getattr(raw.get("kubeconfig"), "value", None)
+    if kubeconfig is not None and not isinstance(kubeconfig, str):
+        kubeconfig = json.dumps(kubeconfig)
+    outputs["kubeconfig"] = kubeconfig
+    for key in ("appName", "namespace"):
+        value = getattr(config.get(f"podtally:{key}"), "value", None)
+        if value:
+            outputs[key] = value
+    return outputs
 
 
 def _plain_outputs(outputs: Mapping[str, Any]) -> dict[str, Any]:
