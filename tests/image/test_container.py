@@ -49,11 +49,19 @@ def test_runs_as_the_deployment_says(podman: Podman, image: str) -> None:
         namespace=deployment["metadata"]["namespace"],
         node="node-a.example.internal",
         ip=f"10.88.{random.randrange(200, 250)}.{random.randrange(2, 250)}",
-        labels={"topology.kubernetes.io/zone": "zone-b"},
+        labels={
+            "topology.kubernetes.io/zone": "zone-b",
+            # The template's own version label, which POD_VERSION reads.
+            "app.kubernetes.io/version": deployment["spec"]["template"]["metadata"]["labels"][
+                "app.kubernetes.io/version"
+            ],
+        },
     )
     run = deployment_as_run(deployment, pod)
     # The downward API's names, as the seed and the contract fix them.
-    assert set(run.env) == {"POD_NAME", "NODE_NAME", "POD_NAMESPACE", "POD_IP", "ZONE"}
+    assert set(run.env) == {
+        "POD_NAME", "NODE_NAME", "POD_NAMESPACE", "POD_IP", "ZONE", "POD_VERSION"
+    }  # fmt: skip
     started = time.monotonic()
     container = podman.start(image, [*run.flags, "--ip", pod.ip], run.args, port=run.port)
 
@@ -71,7 +79,7 @@ def test_runs_as_the_deployment_says(podman: Podman, image: str) -> None:
         body
         == (
             f"Pod: {pod.name}\nNode: {pod.node}\nNamespace: {pod.namespace}\nIP: {pod.ip}\n"
-            "Zone: zone-b\n"
+            f"Zone: zone-b\nVersion: {pod.labels['app.kubernetes.io/version']}\n"
         ).encode()
     )
 
@@ -154,6 +162,7 @@ def test_seed_text_from_either_env_name(podman: Podman, image: str, prefix: str)
     assert status == 200
     assert body == (
         b"Pod: seed-pod\nNode: seed-node\nNamespace: seed-ns\nIP: 192.0.2.7\nZone: unknown\n"
+        b"Version: unknown\n"
     )
 
 
