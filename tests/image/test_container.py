@@ -49,11 +49,18 @@ def test_runs_as_the_deployment_says(podman: Podman, image: str) -> None:
         namespace=deployment["metadata"]["namespace"],
         node="node-a.example.internal",
         ip=f"10.88.{random.randrange(200, 250)}.{random.randrange(2, 250)}",
-        labels={"topology.kubernetes.io/zone": "zone-b"},
+        # The pod template's labels (POD_VERSION reads its version label), and the zone label
+        # Kubernetes 1.35+ copies from the node.
+        labels={
+            **deployment["spec"]["template"]["metadata"]["labels"],
+            "topology.kubernetes.io/zone": "zone-b",
+        },
     )
     run = deployment_as_run(deployment, pod)
     # The downward API's names, as the seed and the contract fix them.
-    assert set(run.env) == {"POD_NAME", "NODE_NAME", "POD_NAMESPACE", "POD_IP", "ZONE"}
+    assert set(run.env) == {
+        "POD_NAME", "NODE_NAME", "POD_NAMESPACE", "POD_IP", "ZONE", "POD_VERSION"
+    }  # fmt: skip
     started = time.monotonic()
     container = podman.start(
         image, [*run.flags, "--ip", pod.ip], run.args, port=run.port, grpc_port=run.grpc_port
@@ -78,7 +85,7 @@ def test_runs_as_the_deployment_says(podman: Podman, image: str) -> None:
         body
         == (
             f"Pod: {pod.name}\nNode: {pod.node}\nNamespace: {pod.namespace}\nIP: {pod.ip}\n"
-            "Zone: zone-b\n"
+            f"Zone: zone-b\nVersion: {pod.labels['app.kubernetes.io/version']}\n"
         ).encode()
     )
 
@@ -166,6 +173,7 @@ def test_seed_text_from_either_env_name(podman: Podman, image: str, prefix: str)
     assert status == 200
     assert body == (
         b"Pod: seed-pod\nNode: seed-node\nNamespace: seed-ns\nIP: 192.0.2.7\nZone: unknown\n"
+        b"Version: unknown\n"
     )
 
 
