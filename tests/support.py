@@ -37,9 +37,6 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env["PODTALLY_SERVICEACCOUNT_DIR"] = "/nonexistent/podtally-test"
     # Never ask a real instance metadata service, even when the tests run on EC2.
     env["PODTALLY_IMDS_ENDPOINT"] = "off"
-    # `podtally serve` starts gRPC on 9090 by default: many replicas share loopback here, so
-    # gRPC is off unless a test asks for it (--grpc-port wins over this).
-    env["PODTALLY_GRPC_PORT"] = "0"
     env.update(extra or {})
     return env
 
@@ -149,6 +146,10 @@ def start_serve(
                 str(port),
                 "--drain-seconds",
                 str(drain_seconds),
+                # serve's default gRPC port is 9090, and many replicas share loopback here: off,
+                # unless a test's own args say otherwise (click takes the last one).
+                "--grpc-port",
+                "0",
                 *args,
             ],
             stdout=subprocess.DEVNULL,

@@ -205,7 +205,7 @@ def _start(tmp_path: Path, env: dict[str, str], *, without_grpc: bool = False) -
 
 def _default_env() -> dict[str, str]:
     env = clean_env({"POD_NAME": "grpc-default"})
-    del env["PODTALLY_GRPC_PORT"]  # the CLI's own default, 9090
+    env.pop("PODTALLY_GRPC_PORT", None)  # the CLI's own default, 9090
     return env
 
 

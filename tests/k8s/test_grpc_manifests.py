@@ -174,3 +174,23 @@ def test_bad_grpc_chart_values_fail_clearly(args: list[str], message: str) -> No
     out = run("helm", "template", "podtally", str(CHART), *args)
     assert out.returncode != 0
     assert message in out.stderr, out.stderr
+
+
+def test_manifests_cli_sets_the_grpc_port_and_the_probes() -> None:
+    from tests.k8s.helpers import podtally
+
+    def deployment(*args: str) -> dict[str, Any]:
+        out = podtally("manifests", "-o", "json", *args)
+        assert out.returncode == 0, out.stderr
+        return _container(json.loads(out.stdout)["items"])
+
+    assert deployment()["startupProbe"]["grpc"] == {"port": 9090}
+    assert deployment("--grpc-port", "50051")["readinessProbe"]["grpc"] == {"port": 50051}
+    http = deployment("--http-probes")
+    assert http["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert http["args"][-2:] == ["--grpc-port", "9090"]
+    off = deployment("--grpc-port", "0")
+    assert [p["name"] for p in off["ports"]] == ["http"]
+    bad = podtally("manifests", "--grpc-port", "70000")
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr == "error: --grpc-port 70000: must be between 0 (off) and 65535, got 70000\n"

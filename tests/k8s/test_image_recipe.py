@@ -76,7 +76,7 @@ def _serve(venv: Path, tmp_path: Path) -> ServeProcess:
     log_path = tmp_path / "serve.log"
     env = clean_env({"POD_NAME": "image-pod", "PYTHONDONTWRITEBYTECODE": "1"})
     env["PYTHONUNBUFFERED"] = "1"
-    del env["PODTALLY_GRPC_PORT"]
+    env.pop("PODTALLY_GRPC_PORT", None)  # serve's own default, 9090
     port = free_port(HOST)
     cmd = [venv / "bin" / "podtally", "serve", "--host", HOST, "--port", str(port)]
     with log_path.open("wb") as log:

@@ -100,6 +100,22 @@ def _whole_seconds(ctx: click.Context, param: click.Parameter, text: str | None)
     show_default="3 x replicas",
     help="autoscaler maximum",
 )
+@option(
+    "--grpc-port",
+    type=int,
+    default=DEFAULTS["grpc_port"],
+    help="the pods' gRPC port (Service port 9090; eks with TLS: a gRPC Ingress on the same ALB); "
+    "0 turns gRPC off",
+)
+@option(
+    "--http-probes",
+    "grpc_probes",
+    is_flag=True,
+    flag_value=False,
+    default=DEFAULTS["grpc_probes"],
+    show_default=False,
+    help="start-up and readiness on HTTP /readyz instead of gRPC health (Kubernetes before 1.27)",
+)
 @option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", help="format")
 def manifests_command(create_namespace: bool, output: str, **settings: Any) -> int:
     if output == "yaml":
