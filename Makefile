@@ -41,8 +41,9 @@ $(WHEELHOUSE)/.complete: requirements/core.lock requirements/build.lock $(STAMP)
 	@touch $@
 
 # Regenerate the hashed lock files after changing a pin in pyproject.toml (docs/kubernetes.md).
+# core.lock is what the image installs: the core and the grpc extra (serve --grpc-port).
 lock: $(STAMP)
-	$(BIN)/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes -o requirements/core.lock
+	$(BIN)/uv pip compile pyproject.toml --extra grpc --universal --python-version 3.11 --generate-hashes -o requirements/core.lock
 	$(BIN)/python -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))' | $(BIN)/uv pip compile - --universal --python-version 3.11 --generate-hashes -o requirements/build.lock
 
 $(KUBE_TOOLS): deploy/kube_tools.py $(STAMP)

@@ -146,6 +146,10 @@ def start_serve(
                 str(port),
                 "--drain-seconds",
                 str(drain_seconds),
+                # serve's default gRPC port is 9090, and many replicas share loopback here: off,
+                # unless a test's own args say otherwise (click takes the last one).
+                "--grpc-port",
+                "0",
                 *args,
             ],
             stdout=subprocess.DEVNULL,

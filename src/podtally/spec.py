@@ -13,6 +13,7 @@ from typing import Literal
 
 from podtally.contract import DEFAULT_PORT
 from podtally.errors import UsageError
+from podtally.service.config import DEFAULT_GRPC_PORT
 
 Profile = Literal["generic", "eks"]
 PROFILES: tuple[Profile, ...] = ("generic", "eks")
@@ -130,6 +131,11 @@ class AppSpec:
     autoscaling: bool = False
     max_replicas: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    # gRPC (issue 12): the container's `--grpc-port`; 0 turns gRPC off.
+    grpc_port: int = DEFAULT_GRPC_PORT
+    # Start-up and readiness probes through gRPC health where gRPC is on (Kubernetes 1.27+);
+    # False keeps them on HTTP /readyz.
+    grpc_probes: bool = True
 
     @property
     def drain(self) -> int:
@@ -161,6 +167,18 @@ class AppSpec:
             raise UsageError(f"drain seconds must be between 0 and 3600, got {self.drain}")
         if not 1 <= self.port <= 65535:
             raise UsageError(f"port must be between 1 and 65535, got {self.port}")
+        if not 0 <= self.grpc_port <= 65535:
+            raise UsageError(
+                f"must be between 0 (off) and 65535, got {self.grpc_port}",
+                setting="grpc_port",
+                value=self.grpc_port,
+            )
+        if self.grpc_port == self.port:
+            raise UsageError(
+                f"must differ from the HTTP port {self.port}",
+                setting="grpc_port",
+                value=self.grpc_port,
+            )
         if self.ingress_class is not None:
             check_dns1123_label(self.ingress_class, "ingress class")
         if self.tls_secret is not None:

@@ -115,6 +115,8 @@ def running(
                         str(spec.port),
                         "--drain-seconds",
                         "0",
+                        "--grpc-port",  # replicas share loopback: not all on 9090
+                        "0",
                     ],
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,

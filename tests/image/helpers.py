@@ -29,6 +29,33 @@ class Container:
     podman: Podman
     name: str
     port: int
+    grpc_port: int | None = None  # the published gRPC port, where one is
+
+    def grpc_health(self, timeout: float = 3) -> str:
+        """grpc.health.v1.Health/Check for the whole server, as the kubelet's gRPC probe calls
+        it: SERVING, NOT_SERVING, or UNAVAILABLE when the call itself fails."""
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        assert self.grpc_port is not None, "started without a published gRPC port"
+        with grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}") as channel:
+            try:
+                reply = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=""), timeout=timeout
+                )
+            except grpc.RpcError:
+                return "UNAVAILABLE"
+        name: str = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+        return name
+
+    def probe(self, probe: Probe) -> bool:
+        """One probe as the kubelet runs it: HTTP 200-399, or gRPC health SERVING."""
+        if probe.grpc:
+            return self.grpc_health(timeout=probe.timeout) == "SERVING"
+        try:
+            return 200 <= self.get(probe.path, timeout=probe.timeout)[0] < 400
+        except OSError:
+            return False
 
     def get(
         self, path: str, timeout: float = 3, headers: dict[str, str] | None = None
@@ -99,17 +126,22 @@ class Podman:
         flags: list[str] | None = None,
         args: list[str] | None = None,
         port: int = 8080,
+        grpc_port: int | None = None,
     ) -> Container:
-        """`podman run -d` with the container's port published on 127.0.0.1 only."""
+        """`podman run -d` with the container's port (and gRPC port) published on 127.0.0.1."""
         name = f"podtally-test-{random.randrange(16**8):08x}"
         host_port = free_port()
+        publish = ["--publish", f"127.0.0.1:{host_port}:{port}"]
+        grpc_host_port = None
+        if grpc_port is not None:
+            grpc_host_port = free_port()
+            publish += ["--publish", f"127.0.0.1:{grpc_host_port}:{grpc_port}"]
         self.started.append(name)
         self.run(
-            "run", "--detach", "--name", name, "--label", LABEL,
-            "--publish", f"127.0.0.1:{host_port}:{port}",
+            "run", "--detach", "--name", name, "--label", LABEL, *publish,
             *(flags or []), image, *(args or []),
         )  # fmt: skip
-        return Container(self, name, host_port)
+        return Container(self, name, host_port, grpc_host_port)
 
     def remove_started(self) -> None:
         for name in self.started:
@@ -147,11 +179,12 @@ class Pod:
 
 @dataclass(frozen=True)
 class Probe:
-    path: str
+    path: str  # "" for a gRPC probe
     port: int
     period: float
     timeout: float
     failures: int
+    grpc: bool = False
 
 
 @dataclass(frozen=True)
@@ -161,6 +194,7 @@ class AsRun:
     flags: list[str]
     args: list[str]
     port: int
+    grpc_port: int | None
     grace_seconds: int
     memory_limit: int | None
     env: dict[str, str]
@@ -174,8 +208,23 @@ def _seconds(value: Any, default: float) -> float:
 
 
 def _probe(spec: dict[str, Any], ports: dict[str, int]) -> Probe:
-    known = {"httpGet", "periodSeconds", "timeoutSeconds", "failureThreshold", "successThreshold"}
+    known = {"httpGet", "grpc", "periodSeconds", "timeoutSeconds", "failureThreshold",
+             "successThreshold"}  # fmt: skip
     assert set(spec) <= known, f"probe settings the test cannot run: {set(spec) - known}"
+    assert spec.get("successThreshold", 1) == 1, spec
+    if "grpc" in spec:
+        # The kubelet calls Health/Check with the probe's service name ("" when absent).
+        assert set(spec["grpc"]) <= {"port", "service"}, spec["grpc"]
+        assert spec["grpc"].get("service", "") == "", spec["grpc"]
+        assert int(spec["grpc"]["port"]) in ports.values(), "a gRPC port the container declares"
+        return Probe(
+            path="",
+            port=int(spec["grpc"]["port"]),
+            period=_seconds(spec.get("periodSeconds"), 10),
+            timeout=_seconds(spec.get("timeoutSeconds"), 1),
+            failures=int(spec.get("failureThreshold", 3)),
+            grpc=True,
+        )
     get = spec["httpGet"]
     assert set(get) <= {"path", "port", "scheme"}, get
     assert get.get("scheme", "HTTP") == "HTTP", get
@@ -269,8 +318,10 @@ def deployment_as_run(deployment: dict[str, Any], pod: Pod) -> AsRun:
         flags += ["--env", f"{name}={value}"]
 
     ports = {p["name"]: int(p["containerPort"]) for p in container.get("ports", [])}
-    (port,) = ports.values()
+    assert set(ports) <= {"http", "grpc"}, ports
+    port = ports["http"]
     liveness = _probe(container["livenessProbe"], ports)
+    assert not liveness.grpc, "podman's health check below runs an HTTP liveness probe"
     # The kubelet probes liveness; here podman's health check runs the same GET, inside the
     # container (the test triggers it: no systemd timers here).
     flags += [
@@ -285,6 +336,7 @@ def deployment_as_run(deployment: dict[str, Any], pod: Pod) -> AsRun:
         flags=flags,
         args=[str(a) for a in container.get("args", [])],
         port=port,
+        grpc_port=ports.get("grpc"),
         grace_seconds=int(spec.get("terminationGracePeriodSeconds", 30)),
         memory_limit=memory_limit,
         env=env,

@@ -49,12 +49,11 @@ def test_runs_as_the_deployment_says(podman: Podman, image: str) -> None:
         namespace=deployment["metadata"]["namespace"],
         node="node-a.example.internal",
         ip=f"10.88.{random.randrange(200, 250)}.{random.randrange(2, 250)}",
+        # The pod template's labels (POD_VERSION reads its version label), and the zone label
+        # Kubernetes 1.35+ copies from the node.
         labels={
+            **deployment["spec"]["template"]["metadata"]["labels"],
             "topology.kubernetes.io/zone": "zone-b",
-            # The template's own version label, which POD_VERSION reads.
-            "app.kubernetes.io/version": deployment["spec"]["template"]["metadata"]["labels"][
-                "app.kubernetes.io/version"
-            ],
         },
     )
     run = deployment_as_run(deployment, pod)
@@ -63,14 +62,21 @@ def test_runs_as_the_deployment_says(podman: Podman, image: str) -> None:
         "POD_NAME", "NODE_NAME", "POD_NAMESPACE", "POD_IP", "ZONE", "POD_VERSION"
     }  # fmt: skip
     started = time.monotonic()
-    container = podman.start(image, [*run.flags, "--ip", pod.ip], run.args, port=run.port)
+    container = podman.start(
+        image, [*run.flags, "--ip", pod.ip], run.args, port=run.port, grpc_port=run.grpc_port
+    )
 
-    # The startup probe's budget, probed from outside as the kubelet does.
+    # The startup probe's budget, probed from outside as the kubelet does (gRPC health on the
+    # gRPC port for start-up and readiness, by default; HTTP /livez for liveness).
+    assert (run.startup.grpc, run.readiness.grpc, run.liveness.grpc) == (True, True, False)
     budget = run.startup.failures * run.startup.period
-    ready_after = container.wait_ready(seconds=budget)
+    while not container.probe(run.startup):
+        assert time.monotonic() - started < budget, container.logs()
+        time.sleep(0.05)
+    ready_after = time.monotonic() - started
     assert ready_after < budget
-    assert container.get(run.readiness.path, timeout=run.readiness.timeout)[0] == 200
-    assert container.get(run.liveness.path, timeout=run.liveness.timeout)[0] == 200
+    assert container.probe(run.readiness)
+    assert container.probe(run.liveness)
 
     # The seed's text, byte for byte, from the downward-API values.
     status, body = container.get("/")
@@ -125,6 +131,9 @@ def test_runs_as_the_deployment_says(podman: Podman, image: str) -> None:
             if ready == 503:
                 draining = True
                 assert served == 200, "a draining pod still answers"
+                # The readiness probe (gRPC health) fails at once too; liveness still passes.
+                assert not container.probe(run.readiness)
+                assert container.probe(run.liveness)
                 break
             time.sleep(0.05)
         _, err = stop.communicate(timeout=run.grace_seconds + 10)
@@ -138,8 +147,10 @@ def test_runs_as_the_deployment_says(podman: Podman, image: str) -> None:
     assert stopped_after < run.grace_seconds, stopped_after
     assert container.inspect("{{.State.ExitCode}}") == "0", container.logs()
     lines = [json.loads(line) for line in container.logs().splitlines() if line.startswith("{")]
-    assert [e["event"] for e in lines] == ["start", "ready", "draining", "stopped"], lines
-    assert lines[2]["signal"] == "SIGTERM" and lines[3]["code"] == 0, lines
+    events = ["start", "grpc", "ready", "draining", "stopped"]
+    assert [e["event"] for e in lines] == events, lines
+    assert lines[1]["listen"] == f"0.0.0.0:{run.grpc_port}", lines
+    assert lines[3]["signal"] == "SIGTERM" and lines[4]["code"] == 0, lines
     print(f"ready after {ready_after:.2f} s, stopped {stopped_after:.2f} s after SIGTERM, "
           f"{time.monotonic() - started:.1f} s in all")  # fmt: skip
 
@@ -164,6 +175,20 @@ def test_seed_text_from_either_env_name(podman: Podman, image: str, prefix: str)
         b"Pod: seed-pod\nNode: seed-node\nNamespace: seed-ns\nIP: 192.0.2.7\nZone: unknown\n"
         b"Version: unknown\n"
     )
+
+
+def test_the_image_serves_grpc_health_by_default(podman: Podman, image: str) -> None:
+    """The image's own CMD starts gRPC on 9090 beside HTTP: the grpc extra is installed."""
+    container = podman.start(image, ["--read-only", "--env", "PODTALLY_IMDS_ENDPOINT=off"],
+                             grpc_port=9090)  # fmt: skip
+    container.wait_ready()
+    assert container.grpc_health() == "SERVING", container.logs()
+    # And `--grpc-port 0` turns it off: nothing answers on 9090 in the container.
+    off = podman.start(image, ["--read-only", "--env", "PODTALLY_IMDS_ENDPOINT=off"],
+                       ["--host", "0.0.0.0", "--port", "8080", "--grpc-port", "0"],
+                       grpc_port=9090)  # fmt: skip
+    off.wait_ready()
+    assert off.grpc_health(timeout=2) == "UNAVAILABLE"
 
 
 def test_image_healthcheck_reports_healthy(podman: Podman, image: str) -> None:

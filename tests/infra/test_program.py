@@ -635,7 +635,7 @@ def test_alias_record_points_at_the_ingress_alb() -> None:
         c for c in result["calls"] if c["function"] == "aws:lb/getHostedZoneId:getHostedZoneId"
     ]
     assert hosted[0]["args"] == {"loadBalancerType": "application", "region": "us-east-1"}
-    ingress = one(result, "kubernetes:networking.k8s.io/v1:Ingress")
+    ingress = one(result, "kubernetes:networking.k8s.io/v1:Ingress", "ingress-podtally-podtally")
     assert urn(ingress) in records[0]["dependencies"]
 
 
@@ -744,7 +744,7 @@ def test_deployment_runs_the_ecr_image_and_ingress_has_the_certificate() -> None
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == result["outputs"]["ecrRepositoryUrl"] + ":0.1.0"
     assert deployment["spec"]["replicas"] == 3
-    ingress = one(result, "kubernetes:networking.k8s.io/v1:Ingress")
+    ingress = one(result, "kubernetes:networking.k8s.io/v1:Ingress", "ingress-podtally-podtally")
     annotations = ingress["inputs"]["metadata"]["annotations"]
     assert annotations["alb.ingress.kubernetes.io/certificate-arn"] == harness.CERT_ARN
     assert ingress["inputs"]["spec"]["ingressClassName"] == "alb"

@@ -50,12 +50,28 @@ MATRIX: dict[str, AppSpec] = {
         autoscaling=True,
         drain_seconds=30,
     ),
+    # gRPC (issue 12): off; on a port of its own with HTTP probes; names too long for the
+    # IngressGroup's namespace.name (63 at most), so it becomes a digest.
+    "generic-grpc-off": AppSpec(grpc_port=0),
+    "eks-grpc-http-probes": AppSpec(
+        profile="eks", host="podtally.example.com", grpc_port=50051, grpc_probes=False
+    ),
+    "eks-grpc-off": AppSpec(profile="eks", host="podtally.example.com", grpc_port=0),
+    "eks-long-names": AppSpec(
+        profile="eks", certificate_arn=ARN, name="p" * 40, namespace="n" * 40, replicas=2
+    ),
 }
 
 
 def by_kind(objs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     found = [o for o in objs if o["kind"] == kind]
     assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+    return found[0]
+
+
+def by_name(objs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    found = [o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name}, got {len(found)}"
     return found[0]
 
 

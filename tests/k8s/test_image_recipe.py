@@ -7,9 +7,10 @@ step for step, then `podtally serve` from the resulting virtualenv.
 3. a fresh virtualenv: requirements/core.lock with `--require-hashes`, the wheel with `--no-deps`,
    `pip check`, pip removed.
 
-It proves the image needs nothing beyond the locked core, that the lock is complete (with
-`--no-deps` and `pip check`, a missing or mismatched dependency fails) and that serving writes
-nothing into the installed tree (the read-only root filesystem).
+It proves the image needs nothing beyond the locked core (with the grpc extra), that the lock is
+complete (with `--no-deps` and `pip check`, a missing or mismatched dependency fails), that the
+replica answers gRPC health on its default port beside HTTP, and that serving writes nothing
+into the installed tree (the read-only root filesystem).
 
 Offline: the only difference from the Dockerfile is where pip finds the files. Here it reads the
 locked wheels `make setup` downloaded into the wheelhouse (`--no-index --find-links`); the hashes
@@ -70,9 +71,12 @@ def _dockerfile_runs_the_same_recipe() -> None:
 
 
 def _serve(venv: Path, tmp_path: Path) -> ServeProcess:
-    """The image's ENTRYPOINT and CMD (`podtally serve`) from the virtualenv, on loopback."""
+    """The image's ENTRYPOINT and CMD (`podtally serve`) from the virtualenv, on loopback, with
+    the CLI's own default gRPC port (9090)."""
     log_path = tmp_path / "serve.log"
-    env = {"POD_NAME": "image-pod", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
+    env = clean_env({"POD_NAME": "image-pod", "PYTHONDONTWRITEBYTECODE": "1"})
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("PODTALLY_GRPC_PORT", None)  # serve's own default, 9090
     port = free_port(HOST)
     cmd = [venv / "bin" / "podtally", "serve", "--host", HOST, "--port", str(port)]
     with log_path.open("wb") as log:
@@ -80,7 +84,7 @@ def _serve(venv: Path, tmp_path: Path) -> ServeProcess:
             [*cmd, "--drain-seconds", "0"],
             stdout=subprocess.DEVNULL,
             stderr=log,
-            env=clean_env(env),
+            env=env,
             cwd=tmp_path,
         )
     replica = ServeProcess(proc, HOST, port, log_path)
@@ -92,6 +96,19 @@ def _serve(venv: Path, tmp_path: Path) -> ServeProcess:
         time.sleep(0.05)
     replica.stop()
     pytest.fail(f"the installed podtally never became ready: {log_path.read_text()}")
+
+
+def _grpc_health(host: str, port: int) -> str:
+    """grpc.health.v1.Health/Check for the whole server, as the kubelet's gRPC probe calls it."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(f"{host}:{port}") as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=5
+        )
+    name: str = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    return name
 
 
 def _snapshot(root: Path) -> dict[str, float]:
@@ -154,20 +171,23 @@ def test_locked_core_virtualenv_serves(tmp_path: Path) -> None:
         "podtally": __version__,
     }
 
-    # Core only: the verifier's, local stack's and cloud's dependencies are absent.
+    # Core and gRPC only: the verifier's, local stack's and cloud's dependencies are absent.
     probe = subprocess.run(
         [
             python,
             "-c",
             "import importlib.util as u; print([m for m in ('granian', 'prometheus_client', "
-            "'uvloop', 'yaml', 'scipy', 'httptools', 'cryptography', 'pulumi') if u.find_spec(m)])",
+            "'uvloop', 'grpc', 'grpc_health', 'grpc_reflection', 'yaml', 'scipy', 'httptools', "
+            "'h2', 'cryptography', 'pulumi') if u.find_spec(m)])",
         ],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
-    assert probe.stdout.strip() == "['granian', 'prometheus_client', 'uvloop']"
+    assert probe.stdout.strip() == (
+        "['granian', 'prometheus_client', 'uvloop', 'grpc', 'grpc_health', 'grpc_reflection']"
+    )
 
     # Every other command says, in one line, which extra it needs.
     for argv, extra in (
@@ -196,6 +216,8 @@ def test_locked_core_virtualenv_serves(tmp_path: Path) -> None:
         status, _, body = replica.get("/")
         assert status == 200
         assert body.decode().startswith("Pod: image-pod\n"), replica.log_path.read_text()
+        # gRPC on the CLI's default port, as the manifests' gRPC probes ask it.
+        assert _grpc_health(HOST, 9090) == "SERVING", replica.log_path.read_text()
         replica.signal()
         assert replica.wait() == 0, replica.log_path.read_text()
     finally:

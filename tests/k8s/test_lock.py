@@ -1,5 +1,8 @@
 """requirements/*.lock, the hashed pins the image installs, agree with pyproject.toml.
 
+core.lock is the image's run time: the core dependencies and the grpc extra (`podtally serve`
+starts gRPC on 9090 by default, and the manifests probe it), nothing from any other extra.
+
 The image installs `requirements/core.lock` with `--require-hashes` and the podtally wheel with
 `--no-deps`, so a pin changed in pyproject.toml without regenerating the lock would silently ship
 the old version. These tests make that drift a failure. (Regenerate: docs/kubernetes.md.)
@@ -26,9 +29,20 @@ def _requirement_pins(requirements: list[str]) -> dict[str, str]:
     return pins
 
 
+# The extras the image installs beside the core.
+IMAGE_EXTRAS = ("grpc",)
+
+
+def _image_requirements(pyproject: str) -> list[str]:
+    project = tomllib.loads(pyproject)["project"]
+    extras = [r for name in IMAGE_EXTRAS for r in project["optional-dependencies"][name]]
+    return [*project["dependencies"], *extras]
+
+
 def core_drift(pyproject: str, lock: str) -> list[str]:
-    """What differs between pyproject's core `dependencies` and the lock's top-level pins."""
-    wanted = _requirement_pins(tomllib.loads(pyproject)["project"]["dependencies"])
+    """What differs between pyproject's core `dependencies` (with the image's extras) and the
+    lock's top-level pins."""
+    wanted = _requirement_pins(_image_requirements(pyproject))
     pins, hashes, top = parse_lock(lock)
     problems = [
         f"{name}: pyproject {version}, lock {pins.get(name, 'absent')}"
@@ -61,10 +75,22 @@ def test_drift_is_noticed() -> None:
 
 def test_core_lock_is_the_core_only_and_fully_hashed() -> None:
     pins, hashes, _ = parse_lock(CORE_LOCK.read_text())
-    # granian needs click; nothing from the verify/local/cloud extras may creep in.
-    assert set(pins) == {"granian", "click", "prometheus-client", "python-mimeparse", "uvloop"}
+    # granian needs click, grpcio typing-extensions; nothing from the verify/local/cloud extras
+    # may creep in.
+    assert set(pins) == {
+        "granian",
+        "click",
+        "prometheus-client",
+        "python-mimeparse",
+        "uvloop",
+        "grpcio",
+        "grpcio-health-checking",
+        "grpcio-reflection",
+        "protobuf",
+        "typing-extensions",
+    }
     # Both architectures' wheels are in there: the binary packages carry many files' hashes.
-    for name in ("granian", "uvloop"):
+    for name in ("granian", "uvloop", "grpcio"):
         assert len(hashes[name]) > 10, (name, len(hashes[name]))
 
 

@@ -1,6 +1,7 @@
 """The rendered Deployment, run for real: the service started with exactly the container args and
-the downward-API environment the manifest sets, probed on the paths and port the manifest names,
-then terminated the way the kubelet does (SIGTERM, then wait up to terminationGracePeriodSeconds).
+the downward-API environment the manifest sets, probed on the paths and port the manifest names
+(HTTP GET, or a gRPC health check as the kubelet makes it: success is SERVING), then terminated
+the way the kubelet does (SIGTERM, then wait up to terminationGracePeriodSeconds).
 
 Each case renders with a port the kernel just handed out on this module's loopback address.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 from podtally.k8s import render
 from podtally.spec import AppSpec
 from tests.k8s.helpers import ARN, by_kind
-from tests.support import ServeProcess, free_port, start_serve
+from tests.support import ServeProcess, free_ports, start_serve
 
 HOST = "127.0.0.21"
 
@@ -39,14 +40,46 @@ def _container(objs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, An
     return pod, pod["containers"][0]
 
 
-def _probe_path(container: dict[str, Any], probe: str, port: int) -> str:
-    """The probe's path, after checking it targets the container's HTTP port."""
-    action = container[probe]["httpGet"]
+def _prober(container: dict[str, Any], probe: str) -> Callable[[ServeProcess], bool]:
+    """The probe as the kubelet runs it: True when it would succeed right now.
+
+    httpGet: a status from 200 to 399 on the named port. grpc: grpc.health.v1.Health/Check on
+    the port, with the probe's service name (none: the server as a whole), answering SERVING.
+    """
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    spec = container[probe]
+    if "grpc" in spec:
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        port = spec["grpc"]["port"]
+        assert port == ports["grpc"], "the probe asks the container's gRPC port"
+        service = spec["grpc"].get("service", "")
+
+        def grpc_probe(replica: ServeProcess) -> bool:
+            with grpc.insecure_channel(f"{replica.host}:{port}") as channel:
+                try:
+                    reply = health_pb2_grpc.HealthStub(channel).Check(
+                        health_pb2.HealthCheckRequest(service=service),
+                        timeout=spec["timeoutSeconds"],
+                    )
+                except grpc.RpcError:
+                    return False
+            return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+        return grpc_probe
+    action = spec["httpGet"]
     assert action["scheme"] == "HTTP"
-    assert (ports[action["port"]] if isinstance(action["port"], str) else action["port"]) == port
-    path: str = action["path"]
-    return path
+    port_ref = action["port"]
+    assert (ports[port_ref] if isinstance(port_ref, str) else port_ref) == ports["http"]
+
+    def http_probe(replica: ServeProcess) -> bool:
+        try:
+            return 200 <= replica.get(action["path"])[0] < 400
+        except OSError:
+            return False
+
+    return http_probe
 
 
 @contextlib.contextmanager
@@ -74,36 +107,40 @@ def _run_container(
         replica.stop()
 
 
-def _wait_ready(replica: ServeProcess, path: str) -> float:
+def _wait_ready(replica: ServeProcess, probe: Callable[[ServeProcess], bool]) -> float:
     started = time.monotonic()
     while time.monotonic() - started < 30:
         assert replica.proc.poll() is None, replica.log_path.read_text()
-        with contextlib.suppress(OSError):
-            if replica.get(path)[0] == 200:
-                return time.monotonic() - started
+        if probe(replica):
+            return time.monotonic() - started
         time.sleep(0.05)
     pytest.fail(f"never ready: {replica.log_path.read_text()}")
 
 
 @pytest.mark.parametrize(
-    "settings",
-    [{}, {"profile": "eks", "certificate_arn": ARN}],
-    ids=["generic", "eks"],
+    ("settings", "kinds"),
+    [
+        ({}, ("grpc", "grpc", "httpGet")),
+        ({"profile": "eks", "certificate_arn": ARN}, ("grpc", "grpc", "httpGet")),
+        ({"grpc_probes": False}, ("httpGet", "httpGet", "httpGet")),
+        ({"grpc_port": 0}, ("httpGet", "httpGet", "httpGet")),
+    ],
+    ids=["generic", "eks", "grpc-http-probes", "grpc-off"],
 )
 def test_the_rendered_container_serves_its_probes_and_drains(
-    settings: dict[str, Any], tmp_path: Path
+    settings: dict[str, Any], kinds: tuple[str, ...], tmp_path: Path
 ) -> None:
-    port = free_port(HOST)
-    spec = AppSpec(port=port, drain_seconds=2, **settings)
+    port, grpc_port = free_ports(2, (HOST,))
+    spec = AppSpec(port=port, drain_seconds=2, **{"grpc_port": grpc_port, **settings})
     objs = render(spec)
     pod, container = _container(objs)
     labels = by_kind(objs, "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert container["ports"][0]["containerPort"] == port
-    startup_path = _probe_path(container, "startupProbe", port)
-    ready_path = _probe_path(container, "readinessProbe", port)
-    live_path = _probe_path(container, "livenessProbe", port)
+    names = ("startupProbe", "readinessProbe", "livenessProbe")
+    assert tuple(next(k for k in ("grpc", "httpGet") if k in container[n]) for n in names) == kinds
+    startup_probe, ready_probe, live_probe = (_prober(container, n) for n in names)
     with _run_container(container, labels, port, tmp_path) as replica:
-        startup = _wait_ready(replica, startup_path)
+        startup = _wait_ready(replica, startup_probe)
         # The replica (past exec) cannot ask a real instance metadata service.
         assert "PODTALLY_IMDS_ENDPOINT=off" in _environ(replica)
         # The startup probe's budget covers the real start-up time with a wide margin.
@@ -113,8 +150,8 @@ def test_the_rendered_container_serves_its_probes_and_drains(
         )
         assert startup < budget
 
-        assert replica.get(ready_path)[0] == 200
-        assert replica.get(live_path)[0] == 200
+        assert ready_probe(replica)
+        assert live_probe(replica)
         status, headers, body = replica.get("/")
         assert status == 200
         assert body.decode().splitlines()[:6] == [
@@ -133,12 +170,12 @@ def test_the_rendered_container_serves_its_probes_and_drains(
         sent = time.monotonic()
         replica.signal(signal.SIGTERM)
         deadline = sent + 5
-        while replica.get(ready_path)[0] != 503:
-            assert time.monotonic() < deadline, "readiness never turned 503"
+        while ready_probe(replica):
+            assert time.monotonic() < deadline, "readiness never turned off"
             time.sleep(0.02)
         # Draining: out of the endpoints, but still answering traffic and liveness.
         assert replica.get("/")[0] == 200
-        assert replica.get(live_path)[0] == 200
+        assert live_probe(replica)
         code = replica.wait(timeout=pod["terminationGracePeriodSeconds"])
         took = time.monotonic() - sent
         assert code == 0, replica.log_path.read_text()

@@ -17,7 +17,7 @@ from podtally.errors import UsageError
 from podtally.k8s import render
 from podtally.k8s.render import IN_FLIGHT_SECONDS, alb_annotations
 from podtally.spec import AppSpec, check_hostname, check_ingress_host
-from tests.k8s.helpers import ARN, DIGEST_IMAGE, MATRIX, REPO, by_kind, podtally
+from tests.k8s.helpers import ARN, DIGEST_IMAGE, MATRIX, REPO, by_kind, by_name, podtally
 from tests.support import clean_env, run_cli
 
 # Current Kubernetes (EKS's standard-support window and the newest schema the package ships).
@@ -51,6 +51,8 @@ def test_apply_order_and_which_objects(case: str) -> None:
     expected += ["NetworkPolicy", "Service", "Deployment", "PodDisruptionBudget"]
     if spec.autoscaling:
         expected.append("HorizontalPodAutoscaler")
+    if spec.profile == "eks" and spec.tls and spec.grpc_port:
+        expected.append("Ingress")  # gRPC's, before the HTTP one
     if spec.profile == "eks" or spec.host:
         expected.append("Ingress")
     assert kinds == expected
@@ -112,24 +114,33 @@ def test_downward_api_environment() -> None:
 
 
 def test_container_runs_serve_on_the_named_port_with_the_drain() -> None:
-    spec = AppSpec(drain_seconds=7, port=9090)
+    spec = AppSpec(drain_seconds=7, port=9091)
     container = _pod(spec)["containers"][0]
     assert "command" not in container  # the image's entrypoint is `podtally serve`
     assert container["args"] == [
         "--host",
         "0.0.0.0",
         "--port",
-        "9090",
+        "9091",
         "--drain-seconds",
         "7",
         "--shutdown-timeout",
         str(IN_FLIGHT_SECONDS),
+        "--grpc-port",
+        "9090",
     ]
-    assert container["ports"] == [{"name": "http", "containerPort": 9090, "protocol": "TCP"}]
+    assert container["ports"] == [
+        {"name": "http", "containerPort": 9091, "protocol": "TCP"},
+        {"name": "grpc", "containerPort": 9090, "protocol": "TCP"},
+    ]
+    # Off is said explicitly (the image's default would be 9090), and no port is declared.
+    off = _pod(AppSpec(grpc_port=0))["containers"][0]
+    assert off["args"][-2:] == ["--grpc-port", "0"]
+    assert [p["name"] for p in off["ports"]] == ["http"]
 
 
 def test_probes_use_the_service_routes_on_the_named_port() -> None:
-    container = _pod(AppSpec())["containers"][0]
+    container = _pod(AppSpec(grpc_probes=False))["containers"][0]
     assert container["startupProbe"]["httpGet"] == {
         "path": "/readyz",
         "port": "http",
@@ -212,7 +223,7 @@ def test_token_and_node_reader_only_with_zone_lookup() -> None:
 
 
 def test_service_is_cluster_ip_on_the_named_port() -> None:
-    service = by_kind(render(AppSpec()), "Service")["spec"]
+    service = by_kind(render(AppSpec(grpc_port=0)), "Service")["spec"]
     assert service["type"] == "ClusterIP"
     assert service["ports"] == [
         {"name": "http", "protocol": "TCP", "port": 80, "targetPort": "http", "appProtocol": "http"}
@@ -240,7 +251,7 @@ def test_autoscaler_off_by_default_min_is_replicas() -> None:
 
 
 def test_network_policy_admits_only_the_app_port() -> None:
-    policy = by_kind(render(AppSpec()), "NetworkPolicy")["spec"]
+    policy = by_kind(render(AppSpec(grpc_port=0)), "NetworkPolicy")["spec"]
     assert policy["policyTypes"] == ["Ingress"]
     assert policy["ingress"] == [{"ports": [{"protocol": "TCP", "port": "http"}]}]
 
@@ -248,7 +259,8 @@ def test_network_policy_admits_only_the_app_port() -> None:
 def test_eks_ingress_is_one_alb_with_tls_health_checks_and_drain() -> None:
     spec = AppSpec(profile="eks", host="podtally.example.com", certificate_arn=ARN)
     objs = render(spec)
-    ingress = by_kind(objs, "Ingress")
+    # The HTTP Ingress (gRPC's, beside it: tests/k8s/test_grpc_manifests.py).
+    ingress = by_name(objs, "Ingress", "podtally")
     assert ingress["spec"]["ingressClassName"] == "alb"
     assert ingress["spec"]["rules"][0]["host"] == "podtally.example.com"
     backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]
@@ -274,7 +286,7 @@ def test_eks_ingress_is_one_alb_with_tls_health_checks_and_drain() -> None:
 
 
 def test_eks_variants_of_tls() -> None:
-    discovery = by_kind(render(AppSpec(profile="eks", host="a.example.com")), "Ingress")
+    discovery = by_name(render(AppSpec(profile="eks", host="a.example.com")), "Ingress", "podtally")
     assert discovery["spec"]["tls"] == [{"hosts": ["a.example.com"]}]
     assert "alb.ingress.kubernetes.io/certificate-arn" not in discovery["metadata"]["annotations"]
     http_only = alb_annotations(AppSpec(profile="eks", tls=False))

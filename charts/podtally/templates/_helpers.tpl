@@ -44,6 +44,24 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- end -}}
 
+{{/* gRPC on (grpc.port not 0), and its eks Ingress (HTTPS listeners only: gRPC needs TLS). */}}
+{{- define "podtally.grpc" -}}
+{{- if ne (int .Values.grpc.port) 0 -}}true{{- end -}}
+{{- end -}}
+
+{{- define "podtally.grpcIngress" -}}
+{{- if and (include "podtally.grpc" .) (eq .Values.profile "eks") .Values.ingress.tls.enabled -}}true{{- end -}}
+{{- end -}}
+
+{{/* The IngressGroup of both Ingresses: namespace.name, or a digest of it past 63 characters. */}}
+{{- define "podtally.albGroup" -}}
+{{- $group := printf "%s.%s" .Release.Namespace (include "podtally.name" .) -}}
+{{- if gt (len $group) 63 -}}
+{{- $group = printf "podtally-%s" (sha256sum $group | trunc 16) -}}
+{{- end -}}
+{{- $group -}}
+{{- end -}}
+
 {{- define "podtally.zoneReader" -}}
 {{- printf "%s-%s-zone-lookup" .Release.Namespace (include "podtally.name" .) -}}
 {{- end -}}
@@ -62,6 +80,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- if and (not .Values.ingress.host) (or .Values.ingress.className .Values.ingress.tls.secretName) -}}
 {{- fail "ingress.className or ingress.tls.secretName needs ingress.host" -}}
+{{- end -}}
+{{- if and (include "podtally.grpc" .) (eq (int .Values.grpc.port) (int .Values.port)) -}}
+{{- fail (printf "grpc.port %v must differ from port %v" .Values.grpc.port .Values.port) -}}
 {{- end -}}
 {{- if and .Values.gateway.enabled (not $eks) -}}
 {{- fail "gateway.enabled needs profile eks (the AWS Load Balancer Controller's ALB gateway)" -}}

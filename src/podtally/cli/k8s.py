@@ -137,6 +137,22 @@ def _whole_seconds(ctx: click.Context, param: click.Parameter, text: str | None)
     default=DEFAULT_DEADLINE_SECONDS,
     help="with --verify-job: the Job fails after this many seconds, 10 to 3600",
 )
+@option(
+    "--grpc-port",
+    type=int,
+    default=DEFAULTS["grpc_port"],
+    help="the pods' gRPC port (Service port 9090; eks with TLS: a gRPC Ingress on the same ALB); "
+    "0 turns gRPC off",
+)
+@option(
+    "--http-probes",
+    "grpc_probes",
+    is_flag=True,
+    flag_value=False,
+    default=DEFAULTS["grpc_probes"],
+    show_default=False,
+    help="start-up and readiness on HTTP /readyz instead of gRPC health (Kubernetes before 1.27)",
+)
 @option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", help="format")
 @click.pass_context
 def manifests_command(

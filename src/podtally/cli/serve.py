@@ -5,9 +5,12 @@ from __future__ import annotations
 import click
 
 from podtally.cli.params import Command, defaults_of, option
-from podtally.service.config import ServeConfig
+from podtally.errors import MissingDependencyError
+from podtally.service.config import DEFAULT_GRPC_PORT, ServeConfig
 
 DEFAULTS = defaults_of(ServeConfig)
+# What `--grpc-port` starts: the gRPC extra's three distributions, by their import names.
+GRPC_MODULES = ("grpc", "grpc_health.v1.health_pb2", "grpc_reflection.v1alpha.reflection")
 
 SERVE_EPILOG = """\b
 routes:
@@ -16,6 +19,15 @@ routes:
   GET /livez          200 while the process runs
   GET /readyz         200 when ready; 503 while starting or draining
   GET /metrics        Prometheus text
+  HTTP/1.1 and HTTP/2 (h2c, prior knowledge) on the same port
+
+\b
+gRPC (--grpc-port, 0 turns it off; needs podtally[grpc], which the image has):
+  podtally.v1.Identity  Get (unary), Watch (one reply per interval)
+  grpc.health.v1.Health SERVING when ready; NOT_SERVING while starting or draining
+  server reflection     grpcurl -plaintext HOST:PORT list
+  Without the grpc extra and without --grpc-port (or PODTALLY_GRPC_PORT), the replica serves
+  HTTP only and logs a "grpc" event saying so; asked for explicitly, it is an error (exit 3).
 
 \b
 identity (downward API):
@@ -26,7 +38,8 @@ identity (downward API):
 \b
 exit codes:
   0 stopped after a signal (drained)     2 bad usage (host, port, port in use)
-  3 the server failed                    128+N a second signal N
+  3 the server failed, or --grpc-port    128+N a second signal N
+    was given without podtally[grpc]
 """
 
 
@@ -46,6 +59,12 @@ exit codes:
 )
 @option("--port", type=int, default=DEFAULTS["port"], help="port")
 @option(
+    "--grpc-port",
+    type=int,
+    default=DEFAULT_GRPC_PORT,
+    help="gRPC port (Identity, Health, reflection); 0 turns gRPC off",
+)
+@option(
     "--drain-seconds",
     type=float,
     default=DEFAULTS["drain_seconds"],
@@ -58,20 +77,62 @@ exit codes:
     help="after the drain, how long in-flight requests may take",
 )
 @option("--access-log", is_flag=True, help="one JSON line per request on stderr")
+@click.pass_context
 def serve_command(
-    host: str, port: int, drain_seconds: float, shutdown_timeout: float, access_log: bool
+    ctx: click.Context,
+    host: str,
+    port: int,
+    grpc_port: int,
+    drain_seconds: float,
+    shutdown_timeout: float,
+    access_log: bool,
 ) -> int:
+    import dataclasses
+
     from podtally.service import ServeConfig, serve
 
-    return serve(
-        ServeConfig(
-            host=host,
-            port=port,
-            drain_seconds=drain_seconds,
-            shutdown_timeout=shutdown_timeout,
-            access_log=access_log,
-        )
+    config = ServeConfig(
+        host=host,
+        port=port,
+        grpc_port=grpc_port,
+        drain_seconds=drain_seconds,
+        shutdown_timeout=shutdown_timeout,
+        access_log=access_log,
     )
+    if config.grpc_port and not _grpc_installed():
+        if _given(ctx, "grpc_port"):
+            raise MissingDependencyError(
+                "gRPC needs grpcio, grpcio-health-checking and grpcio-reflection: "
+                "pip install 'podtally[grpc]' (or --grpc-port 0)",
+                setting="grpc_port",
+                value=grpc_port,
+            )
+        # The default only: an install without the extra still serves HTTP, and says so.
+        from podtally.service.server import log_event
+
+        log_event(
+            "grpc",
+            {"listen": None, "reason": "off: the grpc extra is not installed (podtally[grpc])"},
+        )
+        config = dataclasses.replace(config, grpc_port=0)
+    return serve(config)
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether the user set parameter ``name`` (flag or environment), not its default."""
+    source = ctx.get_parameter_source(name)
+    return source not in (None, click.core.ParameterSource.DEFAULT)
+
+
+def _grpc_installed() -> bool:
+    import importlib
+
+    try:
+        for module in GRPC_MODULES:
+            importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
 
 
 COMMANDS: dict[str, click.Command] = {"serve": serve_command}

@@ -73,6 +73,7 @@ def chart_values(
         "port": spec.port,
         "drainSeconds": spec.drain,
         "zoneLookup": spec.zone_lookup,
+        "grpc": {"port": spec.grpc_port, "probes": spec.grpc_probes},
         "ingress": {
             "host": spec.host or "",
             "className": spec.ingress_class or "",

@@ -16,10 +16,18 @@ Two profiles:
   straight to pod IPs, redirects HTTP to HTTPS, health-checks ``/readyz`` and drains targets for
   as long as the pods themselves drain. EKS nodes always carry the zone label, so zone spreading
   is a hard constraint there.
+
+gRPC (issue 12), where ``spec.grpc_port`` is not 0: a second container port and Service port
+(``grpc``, h2c), start-up and readiness probes through ``grpc.health.v1.Health`` (Kubernetes
+1.27+; ``grpc_probes=False`` keeps them on ``/readyz``), and on eks with TLS a second Ingress in
+the same IngressGroup, so the same ALB and host route the gRPC services' paths to a gRPC target
+group, per call. Liveness stays on HTTP ``/livez``: gRPC health turns NOT_SERVING during the
+drain, and a liveness probe must never fail a draining pod.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -39,6 +47,16 @@ MANAGED_BY = "podtally"
 RUN_AS = 10001
 SERVICE_PORT = 80
 PORT_NAME = "http"
+GRPC_PORT_NAME = "grpc"
+# The Service's gRPC port: gRPC's customary 9090, whatever the container's port is.
+GRPC_SERVICE_PORT = 9090
+# The gRPC services' path prefixes (/package.Service/Method), as the replica registers them.
+GRPC_PATHS = (
+    "/podtally.v1.Identity",
+    "/grpc.health.v1.Health",
+    "/grpc.reflection.v1alpha.ServerReflection",
+)
+GRPC_HEALTH_CHECK_PATH = "/grpc.health.v1.Health/Check"
 
 # After the drain the service gives in-flight requests this long (`--shutdown-timeout`, the
 # service's own default) before it exits anyway; the grace period covers drain + this + a margin.
@@ -52,6 +70,15 @@ ALB_SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+
+def grpc_on(spec: AppSpec) -> bool:
+    return spec.grpc_port != 0
+
+
+def grpc_ingress_on(spec: AppSpec) -> bool:
+    """The eks profile's gRPC Ingress: the ALB carries gRPC on HTTPS listeners only."""
+    return spec.profile == "eks" and spec.tls and grpc_on(spec)
 
 
 def grace_period_seconds(spec: AppSpec) -> int:
@@ -175,13 +202,17 @@ def cluster_role_binding(spec: AppSpec) -> Obj:
     }
 
 
+def _port_names(spec: AppSpec) -> list[str]:
+    return [PORT_NAME, GRPC_PORT_NAME] if grpc_on(spec) else [PORT_NAME]
+
+
 def network_policy(spec: AppSpec) -> Obj:
     policy: Obj = {
         "podSelector": {"matchLabels": selector_labels(spec)},
         "policyTypes": ["Ingress"],
         # From anywhere (the ALB's addresses, an ingress controller, other pods), but only to the
-        # app port: no other port of the pod is reachable.
-        "ingress": [{"ports": [{"protocol": "TCP", "port": PORT_NAME}]}],
+        # app's ports (HTTP, and gRPC where it is on): no other port of the pod is reachable.
+        "ingress": [{"ports": [{"protocol": "TCP", "port": name} for name in _port_names(spec)]}],
     }
     return {
         "apiVersion": "networking.k8s.io/v1",
@@ -192,6 +223,27 @@ def network_policy(spec: AppSpec) -> Obj:
 
 
 def service(spec: AppSpec) -> Obj:
+    ports: list[Obj] = [
+        {
+            "name": PORT_NAME,
+            "protocol": "TCP",
+            "port": SERVICE_PORT,
+            "targetPort": PORT_NAME,
+            "appProtocol": "http",
+        }
+    ]
+    if grpc_on(spec):
+        # gRPC is HTTP/2 without TLS to the pod (h2c): proxies that read appProtocol (Gateway
+        # implementations, service meshes) then speak HTTP/2 to it.
+        ports.append(
+            {
+                "name": GRPC_PORT_NAME,
+                "protocol": "TCP",
+                "port": GRPC_SERVICE_PORT,
+                "targetPort": GRPC_PORT_NAME,
+                "appProtocol": "kubernetes.io/h2c",
+            }
+        )
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -201,15 +253,7 @@ def service(spec: AppSpec) -> Obj:
             # directly; a LoadBalancer Service would be a second, unwanted load balancer.
             "type": "ClusterIP",
             "selector": selector_labels(spec),
-            "ports": [
-                {
-                    "name": PORT_NAME,
-                    "protocol": "TCP",
-                    "port": SERVICE_PORT,
-                    "targetPort": PORT_NAME,
-                    "appProtocol": "http",
-                }
-            ],
+            "ports": ports,
         },
     }
 
@@ -221,6 +265,36 @@ def _probe(path: str, period: int, failures: int, timeout: int = 1) -> Obj:
         "timeoutSeconds": timeout,
         "failureThreshold": failures,
         "successThreshold": 1,
+    }
+
+
+def _grpc_probe(port: int, period: int, failures: int, timeout: int = 1) -> Obj:
+    # No service name: the server's overall health, which follows readiness like /readyz.
+    return {
+        "grpc": {"port": port},
+        "periodSeconds": period,
+        "timeoutSeconds": timeout,
+        "failureThreshold": failures,
+        "successThreshold": 1,
+    }
+
+
+def probes(spec: AppSpec) -> Obj:
+    """Start-up, readiness and liveness probes: gRPC health where gRPC is on and chosen."""
+    if grpc_on(spec) and spec.grpc_probes:
+        startup = _grpc_probe(spec.grpc_port, period=1, failures=30)
+        readiness = _grpc_probe(spec.grpc_port, period=2, failures=2)
+    else:
+        startup = _probe("/readyz", period=1, failures=30)
+        readiness = _probe("/readyz", period=2, failures=2)
+    return {
+        # Starting: up to 30 s to become ready; after that liveness takes over.
+        "startupProbe": startup,
+        # Ready: out of the endpoints within ~4 s of readiness turning off (start-up or drain).
+        "readinessProbe": readiness,
+        # Alive: restarted only after ~30 s of /livez failing; /livez keeps answering while
+        # draining, so a drain never looks like a hang (gRPC health does not: NOT_SERVING).
+        "livenessProbe": _probe("/livez", period=10, failures=3, timeout=2),
     }
 
 
@@ -239,6 +313,9 @@ def container_args(spec: AppSpec) -> list[str]:
         str(spec.drain),
         "--shutdown-timeout",
         str(IN_FLIGHT_SECONDS),
+        # Always said: the image's own default is 9090, so 0 must be explicit to turn gRPC off.
+        "--grpc-port",
+        str(spec.grpc_port),
     ]
 
 
@@ -304,6 +381,13 @@ def _security_context_container() -> Obj:
     }
 
 
+def container_ports(spec: AppSpec) -> list[Obj]:
+    ports: list[Obj] = [{"name": PORT_NAME, "containerPort": spec.port, "protocol": "TCP"}]
+    if grpc_on(spec):
+        ports.append({"name": GRPC_PORT_NAME, "containerPort": spec.grpc_port, "protocol": "TCP"})
+    return ports
+
+
 def _image_is_digest(spec: AppSpec) -> bool:
     return "@sha256:" in spec.image
 
@@ -315,15 +399,9 @@ def deployment(spec: AppSpec) -> Obj:
         # The image is pinned (digest or immutable tag): a cached copy is the same image.
         "imagePullPolicy": "IfNotPresent",
         "args": container_args(spec),
-        "ports": [{"name": PORT_NAME, "containerPort": spec.port, "protocol": "TCP"}],
+        "ports": container_ports(spec),
         "env": container_env(spec),
-        # Starting: up to 30 s to become ready; after that liveness takes over.
-        "startupProbe": _probe("/readyz", period=1, failures=30),
-        # Ready: out of the endpoints within ~4 s of /readyz turning 503 (start-up or drain).
-        "readinessProbe": _probe("/readyz", period=2, failures=2),
-        # Alive: restarted only after ~30 s of /livez failing; /livez keeps answering while
-        # draining, so a drain never looks like a hang.
-        "livenessProbe": _probe("/livez", period=10, failures=3, timeout=2),
+        **probes(spec),
         "resources": {
             "requests": {"cpu": "50m", "memory": "64Mi"},
             "limits": {"cpu": "500m", "memory": "128Mi"},
@@ -430,8 +508,8 @@ def horizontal_pod_autoscaler(spec: AppSpec) -> Obj:
     }
 
 
-def _backend(spec: AppSpec) -> Obj:
-    return {"service": {"name": spec.name, "port": {"name": PORT_NAME}}}
+def _backend(spec: AppSpec, port_name: str = PORT_NAME) -> Obj:
+    return {"service": {"name": spec.name, "port": {"name": port_name}}}
 
 
 def _rule(spec: AppSpec) -> Obj:
@@ -473,7 +551,72 @@ def alb_annotations(spec: AppSpec) -> dict[str, str]:
             ann["certificate-arn"] = spec.certificate_arn
     else:
         ann["listen-ports"] = '[{"HTTP": 80}]'
+    if grpc_ingress_on(spec):
+        # One ALB for both Ingresses; the gRPC paths are matched before this one's "/".
+        ann["group.name"] = alb_group_name(spec)
+        ann["group.order"] = "20"
     return {prefix + key: value for key, value in ann.items()}
+
+
+def alb_group_name(spec: AppSpec) -> str:
+    """The IngressGroup both Ingresses join: namespace.name, or a digest of it past 63."""
+    name = f"{spec.namespace}.{spec.name}"
+    if len(name) > 63:
+        name = "podtally-" + hashlib.sha256(name.encode()).hexdigest()[:16]
+    return name
+
+
+def alb_grpc_annotations(spec: AppSpec) -> dict[str, str]:
+    """The gRPC Ingress's annotations: a gRPC target group on the ALB's HTTPS listener.
+
+    The ALB health-checks each pod with a real ``grpc.health.v1.Health/Check`` call and counts
+    gRPC status 0 (OK) as healthy (it reads the status code, not the SERVING field: a draining
+    pod leaves the target group through its readiness probe, as on the HTTP side).
+    """
+    prefix = "alb.ingress.kubernetes.io/"
+    ann: dict[str, str] = {
+        "group.name": alb_group_name(spec),
+        "group.order": "10",
+        "scheme": "internet-facing",
+        "target-type": "ip",
+        "backend-protocol": "HTTP",
+        "backend-protocol-version": "GRPC",
+        "healthcheck-protocol": "HTTP",
+        "healthcheck-port": "traffic-port",
+        "healthcheck-path": GRPC_HEALTH_CHECK_PATH,
+        "healthcheck-interval-seconds": "5",
+        "healthcheck-timeout-seconds": "2",
+        "healthy-threshold-count": "2",
+        "unhealthy-threshold-count": "2",
+        "success-codes": "0",
+        "target-group-attributes": f"deregistration_delay.timeout_seconds={spec.drain}",
+        # gRPC needs HTTP/2 from the client, which the ALB offers on HTTPS listeners only.
+        "listen-ports": '[{"HTTPS": 443}]',
+        "ssl-policy": ALB_SSL_POLICY,
+    }
+    if spec.certificate_arn:
+        ann["certificate-arn"] = spec.certificate_arn
+    return {prefix + key: value for key, value in ann.items()}
+
+
+def grpc_ingress(spec: AppSpec) -> Obj:
+    """The eks profile's gRPC Ingress: each gRPC service's paths to the Service's gRPC port."""
+    paths = [
+        {"path": path, "pathType": "Prefix", "backend": _backend(spec, GRPC_PORT_NAME)}
+        for path in GRPC_PATHS
+    ]
+    rule: Obj = {"http": {"paths": paths}}
+    if spec.host:
+        rule = {"host": spec.host, **rule}
+    ing_spec: Obj = {"ingressClassName": "alb", "rules": [rule]}
+    if spec.host and not spec.certificate_arn:
+        ing_spec["tls"] = [{"hosts": [spec.host]}]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": _meta(spec, f"{spec.name}-grpc", annotations=alb_grpc_annotations(spec)),
+        "spec": ing_spec,
+    }
 
 
 def ingress(spec: AppSpec) -> Obj:
@@ -500,7 +643,8 @@ def ingress(spec: AppSpec) -> Obj:
 
 
 def render(spec: AppSpec, *, create_namespace: bool = True) -> list[Obj]:
-    """Every object for `spec`, in apply order: Namespace first, Ingress last.
+    """Every object for `spec`, in apply order: Namespace first, the Ingress last (after the
+    gRPC Ingress, where there is one).
 
     The Namespace object comes only with ``create_namespace`` and never for a namespace every
     cluster has (:func:`is_system_namespace`); without it, the namespace must exist.
@@ -514,6 +658,8 @@ def render(spec: AppSpec, *, create_namespace: bool = True) -> list[Obj]:
     objs += [network_policy(spec), service(spec), deployment(spec), pod_disruption_budget(spec)]
     if spec.autoscaling:
         objs.append(horizontal_pod_autoscaler(spec))
+    if grpc_ingress_on(spec):
+        objs.append(grpc_ingress(spec))
     if spec.profile == "eks" or spec.host:
         objs.append(ingress(spec))
     return objs

@@ -149,6 +149,9 @@ class Controller:
             str(port),
             "--drain-seconds",
             f"{self.config.drain_seconds:g}",
+            # Replicas share this machine, so they cannot all take serve's default gRPC port.
+            "--grpc-port",
+            "0",
         ]
         # A Ctrl-C between the spawn and the record would leave a replica no cleanup knows of:
         # hold signals until the new process is in the state.

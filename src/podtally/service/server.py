@@ -156,6 +156,9 @@ class Replica:
     async def run(self) -> int:
         cfg = self.config
         self._claim = _claim_port(cfg.host, cfg.port)
+        if cfg.grpc_port and (taken := bind_error(cfg.host, cfg.grpc_port)):
+            # gRPC hook (issue 12): a gRPC port that cannot be had fails before anything starts.
+            raise UsageError(f"{taken} on {cfg.host}", setting="grpc_port", value=cfg.grpc_port)
         listen = _where(cfg.host, cfg.port)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
