@@ -88,12 +88,14 @@ class LiveTally:
     def view(self) -> RenderableType:
         snap = self.snapshot()
         decision = snap.decision
-        scale = max((g.interval[1] for g in decision.groups), default=1.0) or 1.0
+        scale = min(
+            1.0, 1.05 * max((max(g.interval[1], g.band[1]) for g in decision.groups), default=1.0)
+        )
         table = Table(box=None, pad_edge=False, show_edge=False)
         table.add_column("pod")
         table.add_column("count", justify="right")
         table.add_column("share", justify="right")
-        table.add_column(f"interval (bar: 0 to {scale:.0%}; band [ ])")
+        table.add_column(f"share ━, interval ─, band shaded (0 to {scale:.0%})")
         for group in decision.groups:
             table.add_row(
                 group.name,
@@ -122,20 +124,21 @@ def _bar(
     scale: float,
     state: str,
 ) -> Text:
-    """``━━━━━━━━╺──[──┼──]──╸`` : the share filled, the interval as a line, the band in [ ]."""
+    """The share as a filled bar, the interval as a thin line after it, the tolerance band as
+    a shaded background (``━━━━━━━━━━──┼──``)."""
 
     def cell(value: float) -> int:
         return max(0, min(BAR - 1, round(value / scale * (BAR - 1))))
 
-    chars = [" "] * BAR
-    for i in range(cell(interval[0]), cell(interval[1]) + 1):
-        chars[i] = "─"
-    if band[1] > 0:
-        chars[cell(band[0])] = "["
-        chars[cell(band[1])] = "]"
-    style = {"inside": "green", "outside": "red"}.get(state, "yellow")
+    filled = cell(share) if share > 0 else -1
+    low, high = cell(interval[0]), cell(interval[1])
+    in_band = range(cell(band[0]), cell(band[1]) + 1) if band[1] > 0 else range(0)
+    colour = {"inside": "green", "outside": "red"}.get(state, "yellow")
     text = Text()
-    filled = cell(share)
-    text.append("━" * filled, style=style)
-    text.append("".join(chars[filled:]), style="dim")
+    for i in range(BAR):
+        char = "━" if i <= filled else "─" if low <= i <= high else " "
+        style = colour if i <= filled else "bright_white" if char == "─" else ""
+        if i in in_band:
+            style += " on grey23"
+        text.append(char, style=style.strip() or None)
     return text
