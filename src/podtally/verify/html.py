@@ -156,6 +156,11 @@ def _bars(decision: Decision) -> str:
 
 
 # --- over time ----------------------------------------------------------------------------------
+def _columns(observations: Sequence[Observation]) -> int:
+    """Time columns: about six requests each, so a column of a round-robin run is solid."""
+    return max(12, min(_COLUMNS, len(observations) // 6))
+
+
 def _end(observations: Sequence[Observation]) -> float:
     return max((o.start + o.latency for o in observations), default=0.0) or 1.0
 
@@ -164,16 +169,17 @@ def _timeline(observations: Sequence[Observation]) -> str:
     pods = sorted({o.pod for o in observations if o.pod is not None})
     lanes: list[str | None] = [*pods, None]  # None: the requests that failed
     end = _end(observations)
-    column_width = (_WIDTH - _LABEL) / _COLUMNS
-    hits: dict[str | None, list[int]] = {lane: [0] * _COLUMNS for lane in lanes}
+    n = _columns(observations)
+    column_width = (_WIDTH - _LABEL) / n
+    hits: dict[str | None, list[int]] = {lane: [0] * n for lane in lanes}
     for o in observations:
-        column = min(int(o.start / end * _COLUMNS), _COLUMNS - 1)
+        column = min(int(o.start / end * n), n - 1)
         lane = o.pod if o.pod is not None else (None if o.error is not None else "")
         if lane in hits:
             hits[lane][column] += 1
     # shade each moment relative to its busiest lane: under round robin every pod that answered
     # is solid; a pod that took a tenth of what the busiest took is faint
-    busiest = [max((hits[lane][c] for lane in lanes), default=0) or 1 for c in range(_COLUMNS)]
+    busiest = [max((hits[lane][c] for lane in lanes), default=0) or 1 for c in range(n)]
     row = 18
     body: list[str] = []
     for i, lane in enumerate(lanes):
@@ -254,13 +260,14 @@ def _failures(observations: Sequence[Observation]) -> str:
     end = _end(observations)
     kinds = [kind for kind in ERROR_KINDS if any(o.error == kind for o in failed)]
     colours = dict(zip(kinds, _KIND_COLOURS * 2, strict=False))
-    columns: list[dict[str, int]] = [{} for _ in range(_COLUMNS)]
+    n = _columns(observations)
+    columns: list[dict[str, int]] = [{} for _ in range(n)]
     for o in failed:
-        column = columns[min(int(o.start / end * _COLUMNS), _COLUMNS - 1)]
+        column = columns[min(int(o.start / end * n), n - 1)]
         column[str(o.error)] = column.get(str(o.error), 0) + 1
     height = 80
     most = max(sum(c.values()) for c in columns) or 1
-    width = _WIDTH / _COLUMNS
+    width = _WIDTH / n
     body: list[str] = []
     for i, column in enumerate(columns):
         y = float(height)
