@@ -7,6 +7,7 @@ round-robin stub, three real `podtally serve` replicas), then `podtally report` 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -136,3 +137,41 @@ def test_missing_file_and_unwritable_html(tmp_path: Path) -> None:
     proc = run_cli("report", str(saved), "--html", str(tmp_path / "no" / "dir" / "r.html"))
     assert proc.returncode == 2 and proc.stderr.startswith("error: --html ")
     assert proc.stdout == ""
+
+
+@pytest.mark.haproxy
+@pytest.mark.slow
+def test_demo_html_and_its_replay_agree(tmp_path: Path) -> None:
+    """`demo --html --observations` on its own stack, then `report --html` on the saved file:
+    both pages carry the same verdict line and the same bars."""
+    from tests.local.localstack_helpers import free_base
+
+    base = free_base()
+    saved, live_page, again_page = tmp_path / "d.jsonl", tmp_path / "d.html", tmp_path / "r.html"
+    ports = f"{base},{base + 1},{base + 2}"
+    demo = run_cli(
+        "demo",
+        "-n",
+        "120",
+        "--ports",
+        ports,
+        "--run-dir",
+        str(tmp_path / "run"),
+        "--observations",
+        str(saved),
+        "--html",
+        str(live_page),
+    )
+    assert demo.returncode == 0, demo.stderr
+    again = run_cli("report", str(saved), "--expect-pods", "3", "--html", str(again_page))
+    assert again.returncode == 0, again.stderr
+
+    def verdict_and_bars(page: Path) -> tuple[str, list[str]]:
+        text = page.read_text()
+        line = text.split('id="verdict"', 1)[1].split(">", 1)[1].split("<", 1)[0]
+        return line, sorted(re.findall(r'<g class="bar" data-group="([^"]+)"', text))
+
+    live_line, live_bars = verdict_and_bars(live_page)
+    assert live_line.startswith("PASS: even across 3 pods")
+    assert verdict_and_bars(again_page) == (live_line, live_bars)
+    assert len([b for b in live_bars if b.startswith("podtally-demo-")]) == 3
