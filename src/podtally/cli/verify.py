@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from podtally.cli.common import err, require_extra
+from podtally.cli.common import err, require_extra, stderr_is_tty
 from podtally.cli.params import Command, flag_namer, option
 from podtally.cli.progress import progress_bar
+from podtally.cli.report import HTML_OPTION, check_html, write_html
 from podtally.cli.signals import capture_signals
 from podtally.errors import Phrase, PodtallyError, Setting, UsageError, worded
 from podtally.local.demo import (
@@ -38,7 +39,7 @@ from podtally.verify.options import (
 )
 
 if TYPE_CHECKING:
-    from podtally.verify import Observation, VerifyResult
+    from podtally.verify import Observation, Progress, VerifyResult
 
 F = Callable[..., Any]
 
@@ -142,6 +143,13 @@ _OUTPUT_OPTIONS: tuple[Callable[[F], F], ...] = (
         help="write one JSON line per request; '-' for stdout (the report then goes to stderr)",
     ),
     option("--no-progress", is_flag=True, help="never draw the progress bar"),
+    HTML_OPTION,
+    option(
+        "--live",
+        is_flag=True,
+        help="on a terminal, a live view: per pod a bar with its share and interval, "
+        "requests/s, errors, the verdict as it forms (elsewhere: the usual output)",
+    ),
 )
 
 
@@ -271,6 +279,73 @@ def _print_report(result: VerifyResult, json: bool, observations: Path | None) -
     return result.exit_code
 
 
+class _Watch:
+    """Where the run's progress and observations go: the bar or the live view, the
+    ``--observations`` file, and a list for ``--html``."""
+
+    def __init__(self, write: Callable[[Observation], None] | None, html: Path | None) -> None:
+        self.observations: list[Observation] = []
+        self.sinks = [sink for sink in (write, self.observations.append if html else None) if sink]
+        self.progress: Callable[[Progress], None] | None = None
+        self.say: Callable[[str], None] = err
+
+    def observe(self) -> Callable[[Observation], None] | None:
+        sinks = self.sinks
+        if not sinks:
+            return None
+
+        def observe(observation: Observation) -> None:
+            for sink in sinks:
+                sink(observation)
+
+        return observe
+
+
+@contextmanager
+def _watching(
+    observations: Path | None,
+    html: Path | None,
+    no_progress: bool,
+    live: bool,
+    expect_pods: int | None,
+    alpha: float,
+) -> Iterator[_Watch]:
+    """The bar (as before), or with ``--live`` on a terminal the live view, on stderr."""
+    with _observation_writer(observations) as write:
+        watch = _Watch(write, html)
+        if live and stderr_is_tty():
+            from rich.console import Console
+            from rich.live import Live
+
+            from podtally.verify.live import LiveTally
+
+            tally = LiveTally(expect_pods=expect_pods, alpha=alpha)
+            watch.sinks.append(tally.add)
+            with Live(tally.view(), console=Console(stderr=True), auto_refresh=False) as screen:
+
+                def tick(progress: Progress) -> None:
+                    tally.tick(progress)
+                    screen.update(tally.view(), refresh=True)
+
+                watch.progress = tick
+                watch.say = screen.console.print
+                try:
+                    yield watch
+                finally:
+                    screen.update(tally.view(), refresh=True)
+            return
+        with progress_bar(no_progress) as bar:
+            if bar is not None:
+                watch.progress = bar.update
+
+                def say(line: str) -> None:
+                    bar.clear()
+                    err(line)
+
+                watch.say = say
+            yield watch
+
+
 def _until_interrupted(call: Callable[[], VerifyResult]) -> VerifyResult:
     """``call()``'s result; after Ctrl-C, the partial result (none at all: Ctrl-C goes on)."""
     from podtally.verify import VerifyInterrupted
@@ -317,7 +392,13 @@ VERIFY_OPTIONS: tuple[Callable[[F], F], ...] = (
 
 
 def verify_url(
-    url: str, json: bool, observations: Path | None, no_progress: bool, **settings: Any
+    url: str,
+    json: bool,
+    observations: Path | None,
+    no_progress: bool,
+    html: Path | None,
+    live: bool,
+    **settings: Any,
 ) -> int:
     """Verify ``url`` with the options of :data:`VERIFY_OPTIONS`; print; return the exit code."""
     require_extra("verify", "httptools", "scipy")
@@ -326,17 +407,14 @@ def verify_url(
     values = _verify_settings(default_requests=DEFAULT_REQUESTS, **settings)
     options = VerifyOptions(url, **values)
     _check_outputs(json, observations)
-    with (
-        _observation_writer(observations) as on_observation,
-        progress_bar(no_progress) as bar,
-    ):
+    check_html(html)
+    with _watching(
+        observations, html, no_progress, live, options.expect_pods, options.alpha
+    ) as watch:
         result = _until_interrupted(
-            lambda: run(
-                options,
-                progress=bar.update if bar is not None else None,
-                on_observation=on_observation,
-            )
+            lambda: run(options, progress=watch.progress, on_observation=watch.observe())
         )
+    write_html(html, result, watch.observations, "podtally verify")
     return _print_report(result, json, observations)
 
 
@@ -415,6 +493,8 @@ def demo_command(
     json: bool,
     observations: Path | None,
     no_progress: bool,
+    html: Path | None,
+    live: bool,
     **settings: Any,
 ) -> int:
     require_extra("local", "httptools", "scipy", "cryptography", "yaml")
@@ -422,17 +502,18 @@ def demo_command(
 
     verify = _verify_settings(default_requests=None, **settings)
     _check_outputs(json, observations)
+    check_html(html)
     with (
         capture_signals("interrupt"),
-        _observation_writer(observations) as on_observation,
-        progress_bar(no_progress) as bar,
+        _watching(
+            observations,
+            html,
+            no_progress,
+            live,
+            verify.get("expect_pods") or replicas,
+            verify["alpha"],
+        ) as watch,
     ):
-
-        def say(line: str) -> None:
-            if bar is not None:
-                bar.clear()
-            err(line)
-
         result = _until_interrupted(
             lambda: demo(
                 replicas=replicas,
@@ -441,12 +522,13 @@ def demo_command(
                 http=http,
                 ports=ports,
                 run_dir=run_dir,
-                say=say,
-                progress=bar.update if bar is not None else None,
-                on_observation=on_observation,
+                say=watch.say,
+                progress=watch.progress,
+                on_observation=watch.observe(),
                 **verify,
             )
         )
+    write_html(html, result, watch.observations, "podtally demo")
     return _print_report(result, json, observations)
 
 

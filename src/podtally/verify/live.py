@@ -1,0 +1,144 @@
+"""The live view's state and its picture: per pod a bar with its share and interval, requests per
+second, failures, and the verdict as it forms.
+
+:class:`LiveTally` counts observations as they arrive and, on each progress tick, builds a rich
+renderable (:meth:`LiveTally.view`). It draws nothing itself: the command line owns the terminal
+and puts the renderable on it (``rich.live.Live``).
+
+The verdict shown is :func:`podtally.verify.decision.decide` in ``sequential`` mode: its
+intervals are anytime-valid, so a verdict read off the screen at any moment holds at the stated
+error rate, although it is looked at ten times a second. (The final report judges once, at the
+end, as the run's options say.)
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from podtally.verify.decision import DEFAULT_TOLERANCE, Decision, decide
+from podtally.verify.options import DEFAULT_ALPHA
+from podtally.verify.probe import Observation, Progress
+
+BAR = 30  # bar width in cells
+_STYLES = {"even": "bold green", "uneven": "bold red", "inconclusive": "bold yellow"}
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the view shows at one moment."""
+
+    done: int
+    failed: int
+    elapsed: float
+    fraction: float
+    decision: Decision
+
+    @property
+    def rate(self) -> float:
+        return self.done / self.elapsed if self.elapsed > 0 else 0.0
+
+
+class LiveTally:
+    """Counts per pod and failures by kind; :meth:`snapshot` judges them, :meth:`view` draws."""
+
+    def __init__(
+        self,
+        expect_pods: int | None = None,
+        alpha: float = DEFAULT_ALPHA,
+        tolerance: float = DEFAULT_TOLERANCE,
+    ) -> None:
+        self.expect_pods = expect_pods
+        self.alpha = alpha
+        self.tolerance = tolerance
+        self.pods: Counter[str] = Counter()
+        self.errors: Counter[str] = Counter()
+        self.progress: Progress | None = None
+
+    def add(self, observation: Observation) -> None:
+        if observation.pod is not None:
+            self.pods[observation.pod] += 1
+        if observation.error is not None:
+            self.errors[observation.error] += 1
+
+    def tick(self, progress: Progress) -> None:
+        self.progress = progress
+
+    def snapshot(self) -> Snapshot:
+        progress = self.progress
+        decision = decide(
+            self.pods,
+            expect_pods=self.expect_pods,
+            tolerance=self.tolerance,
+            alpha=self.alpha,
+            mode="sequential",
+        )
+        return Snapshot(
+            done=progress.done if progress else sum(self.pods.values()),
+            failed=sum(self.errors.values()),
+            elapsed=progress.elapsed if progress else 0.0,
+            fraction=progress.fraction if progress else 0.0,
+            decision=decision,
+        )
+
+    def view(self) -> RenderableType:
+        snap = self.snapshot()
+        decision = snap.decision
+        scale = min(
+            1.0, 1.05 * max((max(g.interval[1], g.band[1]) for g in decision.groups), default=1.0)
+        )
+        table = Table(box=None, pad_edge=False, show_edge=False)
+        table.add_column("pod")
+        table.add_column("count", justify="right")
+        table.add_column("share", justify="right")
+        table.add_column(f"share ━, interval ─, band shaded (0 to {scale:.0%})")
+        for group in decision.groups:
+            table.add_row(
+                group.name,
+                str(group.count),
+                f"{group.share:.1%}",
+                _bar(group.share, group.interval, group.band, scale, group.state),
+            )
+        kinds = ", ".join(f"{kind} {n}" for kind, n in self.errors.most_common())
+        facts = Text(
+            f"{snap.done} requests, {snap.rate:,.0f}/s, {snap.elapsed:.1f} s"
+            f"{f' ({snap.fraction:.0%})' if snap.fraction else ''}; "
+            f"failed {snap.failed}{f' ({kinds})' if kinds else ''}"
+        )
+        verdict = Text.assemble(
+            ("verdict so far: ", "bold"),
+            (decision.verdict, _STYLES[decision.verdict]),
+            f" ({decision.reason})",
+        )
+        return Group(table, facts, verdict)
+
+
+def _bar(
+    share: float,
+    interval: tuple[float, float],
+    band: tuple[float, float],
+    scale: float,
+    state: str,
+) -> Text:
+    """The share as a filled bar, the interval as a thin line after it, the tolerance band as
+    a shaded background (``━━━━━━━━━━──┼──``)."""
+
+    def cell(value: float) -> int:
+        return max(0, min(BAR - 1, round(value / scale * (BAR - 1))))
+
+    filled = cell(share) if share > 0 else -1
+    low, high = cell(interval[0]), cell(interval[1])
+    in_band = range(cell(band[0]), cell(band[1]) + 1) if band[1] > 0 else range(0)
+    colour = {"inside": "green", "outside": "red"}.get(state, "yellow")
+    text = Text()
+    for i in range(BAR):
+        char = "━" if i <= filled else "─" if low <= i <= high else " "
+        style = colour if i <= filled else "bright_white" if char == "─" else ""
+        if i in in_band:
+            style += " on grey23"
+        text.append(char, style=style.strip() or None)
+    return text

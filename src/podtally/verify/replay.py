@@ -1,0 +1,232 @@
+"""Judge a run again from its saved observations (``--observations FILE``, JSON Lines).
+
+Observations re-enter the chain at the tally: :func:`load_observations` reads the file back into
+:class:`~podtally.verify.probe.Observation` objects, :func:`replay` counts them exactly as the
+live run did and returns the same kind of :class:`~podtally.verify.result.VerifyResult`, so the
+same verdict. :func:`decisions` judges each dimension (pod, node, zone, version) with
+:func:`podtally.verify.decision.decide` for the HTML report and the live view.
+
+What the file does not hold is taken from the caller: the URL (for the report's "target" line)
+and the judging settings (``alpha``, ``expect_pods``, ``max_error_rate``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, get_args
+
+from podtally.errors import UsageError
+from podtally.verify.decision import DEFAULT_TOLERANCE, Decision, Mode, decide
+from podtally.verify.options import DEFAULT_ALPHA, VerifyOptions
+from podtally.verify.probe import ERROR_KINDS, IdentitySource, Observation, ProbeSummary
+from podtally.verify.result import VerifyResult, build_result
+from podtally.verify.tally import Accumulator
+
+REPLAY_URL = "http://observations.invalid/"  # the target when the caller names none
+DIMENSIONS = ("pod", "node", "zone", "version")
+
+_SOURCES = frozenset(get_args(IdentitySource))
+
+
+# --- reading ------------------------------------------------------------------------------------
+def _field(record: Mapping[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    value = record.get(name)
+    if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+        raise TypeError(name)
+    return value
+
+
+def observation_from(record: object) -> Observation:
+    """One decoded ``--observations`` line -> an :class:`Observation` (TypeError/KeyError if it
+    is not one)."""
+    if not isinstance(record, dict):
+        raise TypeError("not an object")
+    index = _field(record, "index", int)
+    start = _field(record, "start", (int, float))
+    latency_ms = _field(record, "latency_ms", (int, float))
+    if index is None or start is None or latency_ms is None:
+        raise KeyError("index, start and latency_ms are required")
+    error = _field(record, "error", str)
+    if error is not None and error not in ERROR_KINDS:
+        raise TypeError("error")
+    source = _field(record, "source", str)
+    if source is not None and source not in _SOURCES:
+        raise TypeError("source")
+    if not (math.isfinite(start) and math.isfinite(latency_ms) and latency_ms >= 0):
+        raise TypeError("start")
+    return Observation(
+        index=index,
+        start=float(start),
+        latency=float(latency_ms) / 1000,
+        status=_field(record, "status", int),
+        pod=_field(record, "pod", str),
+        node=_field(record, "node", str),
+        namespace=_field(record, "namespace", str),
+        ip=_field(record, "ip", str),
+        zone=_field(record, "zone", str),
+        version=_field(record, "version", str),
+        source=source,
+        error=error,
+        detail=_field(record, "detail", str),
+        connection=_field(record, "connection", int),
+        peer=_field(record, "peer", str),
+        location=_field(record, "location", str),
+        redirects=_field(record, "redirects", int) or 0,
+    )
+
+
+def parse_observations(lines: Iterable[str], name: str = "observations") -> list[Observation]:
+    """JSON Lines -> observations, in request order. A bad line is bad input, named by number."""
+    observations = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            observations.append(observation_from(json.loads(line)))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise UsageError(
+                f"line {number} is not a podtally observation ({exc})",
+                setting="observations",
+                value=name,
+            ) from None
+    if not observations:
+        raise UsageError("holds no observation", setting="observations", value=name)
+    observations.sort(key=lambda o: o.index)
+    return observations
+
+
+def load_observations(path: Path) -> list[Observation]:
+    """Read a saved ``--observations`` file."""
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return parse_observations(handle, str(path))
+    except OSError as exc:
+        raise UsageError(
+            f"cannot read it: {exc.strerror}", setting="observations", value=path
+        ) from None
+    except UnicodeDecodeError:
+        raise UsageError("is not UTF-8 text", setting="observations", value=path) from None
+
+
+# --- judging again ------------------------------------------------------------------------------
+def replay(
+    observations: Sequence[Observation],
+    *,
+    url: str = REPLAY_URL,
+    alpha: float = DEFAULT_ALPHA,
+    expect_pods: int | None = None,
+    max_error_rate: float = 0.0,
+    started_at: float = 0.0,
+) -> VerifyResult:
+    """The result the run would have printed, from its observations alone.
+
+    Whether connections were reused is read from the observations (a connection id carrying
+    more than one request); elapsed time is the last response's end.
+    """
+    connections = Counter(o.connection for o in observations if o.connection is not None)
+    keep_alive = any(n > 1 for n in connections.values())
+    options = VerifyOptions(
+        url,
+        requests=len(observations),
+        keep_alive=keep_alive,
+        alpha=alpha,
+        expect_pods=expect_pods,
+        max_error_rate=max_error_rate,
+    )
+    acc = Accumulator(track_connections=keep_alive)
+    for observation in observations:
+        acc.add(observation)
+    peers = list(dict.fromkeys(o.peer for o in observations if o.peer is not None))
+    summary = ProbeSummary(
+        started_at=started_at,
+        elapsed=max(o.start + o.latency for o in observations),
+        sent=len(observations),
+        connections=len(connections) if connections else len(observations),
+        addresses=tuple(peers),
+    )
+    return build_result(options, acc, summary)
+
+
+def decisions(
+    observations: Iterable[Observation],
+    *,
+    expect_pods: int | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    alpha: float = DEFAULT_ALPHA,
+    mode: Mode = "fixed",
+) -> tuple[Decision, ...]:
+    """Pod, node, zone and version, each judged by :func:`decide`.
+
+    Pods are expected equally (``expect_pods`` of them, else those that answered); a node, zone
+    or version is expected in proportion to the pods it holds (each pod counted where it most
+    often said it was). Dimensions no response named are left out.
+    """
+    counts: dict[str, Counter[str]] = {name: Counter() for name in DIMENSIONS}
+    placement: dict[str, Counter[tuple[str | None, str | None, str | None]]] = {}
+    for o in observations:
+        if o.pod is None:
+            continue
+        counts["pod"][o.pod] += 1
+        placement.setdefault(o.pod, Counter())[(o.node, o.zone, o.version)] += 1
+    if not counts["pod"]:
+        return (decide({}, expect_pods=expect_pods, tolerance=tolerance, alpha=alpha, mode=mode),)
+    pods: dict[str, Counter[str]] = {name: Counter() for name in DIMENSIONS[1:]}
+    for pod, seen in placement.items():
+        where = seen.most_common(1)[0][0]
+        for name, value in zip(DIMENSIONS[1:], where, strict=True):
+            if value is not None:
+                pods[name][value] += 1
+                counts[name][value] += counts["pod"][pod]
+    judged = [
+        decide(
+            counts["pod"],
+            expect_pods=expect_pods,
+            tolerance=tolerance,
+            alpha=alpha,
+            mode=mode,
+        )
+    ]
+    for name in DIMENSIONS[1:]:
+        if counts[name]:
+            judged.append(
+                decide(
+                    counts[name],
+                    expect_split=dict(pods[name]),
+                    tolerance=tolerance,
+                    alpha=alpha,
+                    mode=mode,
+                    dimension=name,
+                )
+            )
+    return tuple(judged)
+
+
+def overall(judged: Sequence[Decision]) -> Decision:
+    """The decision that speaks for the run: the pod dimension's."""
+    return judged[0]
+
+
+def parameters(
+    result: VerifyResult, extra: Mapping[str, object] | None = None
+) -> dict[str, object]:
+    """The run's parameters as the HTML report lists them (library names, plain values)."""
+    options = result.options
+    params: dict[str, object] = {
+        "url": options.target.url,
+        "requests": result.requests,
+        "elapsed": f"{result.elapsed:.2f} s ({result.requests_per_second:.0f}/s)",
+        "concurrency": options.concurrency,
+        "rate": options.rate,
+        "keep_alive": options.keep_alive,
+        "connections": result.connections,
+        "follow": options.follow,
+        "alpha": options.alpha,
+        "expect_pods": options.expect_pods,
+        "max_error_rate": options.max_error_rate,
+    }
+    params.update(extra or {})
+    return params

@@ -1,0 +1,107 @@
+"""`podtally verify --live`: on a pseudo-terminal, the live view (bars, rate, errors, the verdict
+as it forms); without a terminal, today's output exactly."""
+
+from __future__ import annotations
+
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from podtally.verify.live import LiveTally
+from tests.support import clean_env, free_port, run_cli
+from tests.verify.conftest import StubServer, identity_responder
+from tests.verify.test_html import observation
+
+PODS = ["pod-a", "pod-b", "pod-c"]
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+@pytest.fixture
+def balanced(stub: Callable[..., StubServer]) -> Iterator[StubServer]:
+    yield stub("127.0.0.1", free_port(), identity_responder(PODS))
+
+
+def on_a_terminal(*args: str) -> tuple[int, str, str]:
+    """Run podtally with stderr on a pty (80 columns); return (code, terminal text, stdout)."""
+    leader, follower = pty.openpty()
+    env = {**clean_env(), "COLUMNS": "100", "LINES": "40", "TERM": "xterm-256color"}
+    env.pop("NO_COLOR", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "podtally", *args],
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        env=env,
+    )
+    os.close(follower)
+    seen = b""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([leader], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed: the process is gone
+                break
+            if not chunk:
+                break
+            seen += chunk
+        elif proc.poll() is not None:
+            break
+    os.close(leader)
+    out, _ = proc.communicate(timeout=30)
+    return proc.returncode, seen.decode(errors="replace"), out.decode()
+
+
+def test_live_view_on_a_terminal(balanced: StubServer) -> None:
+    code, screen, out = on_a_terminal(
+        "verify", balanced.url, "-n", "1500", "-c", "4", "--expect-pods", "3", "--live"
+    )
+    assert code == 0, screen
+    text = ANSI.sub("", screen)
+    verdicts = re.findall(r"verdict so far: (even|uneven|inconclusive)", text)
+    # the first frame is drawn before any answer, the last after the run: the verdict forms
+    assert verdicts[0] == "inconclusive" and verdicts[-1] == "even", verdicts
+    for pod in PODS:
+        assert re.search(rf"{pod}\s+500\s+33\.3%\s+━+", text), text[-2000:]
+    assert re.search(r"1500 requests, [\d,]+/s, [\d.]+ s \(100%\); failed 0", text)
+    assert "\x1b[" in screen  # drawn in colour, in place
+    assert "verdict: PASS" in out  # the report itself, on stdout, as always
+
+
+def test_live_without_a_terminal_is_todays_output(balanced: StubServer) -> None:
+    args = ["verify", balanced.url, "-n", "60", "-c", "3"]
+    plain = run_cli(*args)
+    live = run_cli(*args, "--live")
+    assert live.returncode == plain.returncode == 0
+    assert live.stderr == plain.stderr == ""
+
+    def steady(text: str) -> str:  # timings differ between runs
+        return "\n".join(
+            line
+            for line in text.splitlines()
+            if not line.startswith(("requests ", "latency ", "target "))
+        )
+
+    assert steady(live.stdout) == steady(plain.stdout)
+
+
+def test_tally_turns_from_inconclusive_to_even_and_counts_failures() -> None:
+    tally = LiveTally(expect_pods=3)
+    assert tally.snapshot().decision.verdict == "inconclusive"
+    for i in range(1500):
+        tally.add(observation(i, PODS[i % 3]))
+    tally.add(observation(1500, None, error="refused"))
+    snap = tally.snapshot()
+    assert snap.decision.verdict == "even" and snap.failed == 1
+    # a pod that takes half of everything is shown uneven, in the same view
+    skewed = LiveTally(expect_pods=3)
+    for i in range(1500):
+        skewed.add(observation(i, "pod-a" if i % 2 else PODS[i % 3]))
+    assert skewed.snapshot().decision.verdict == "uneven"
