@@ -3,13 +3,13 @@
 Library first: :func:`run` sends the requests and returns an immutable :class:`VerifyResult`;
 the CLI only renders it (:mod:`podtally.verify.report`). The data flows one way::
 
-    probe (requests) -> observations -> tally (counts, chi-square) -> verdict -> report
+    probe (requests) -> observations -> tally (counts) -> decision (intervals) -> verdict -> report
 
 Example::
 
     from podtally.verify import VerifyOptions, run
 
-    result = run(VerifyOptions("http://127.0.0.1:8080/", requests=1000, expect_pods=3))
+    result = run(VerifyOptions("http://127.0.0.1:8080/", expect_pods=3))  # auto: until known
     print(result.verdict.summary, result.pod_counts(), result.exit_code)
 """
 
@@ -18,10 +18,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from podtally.verify.options import (
+    ExpectedSplit,
     Resolve,
     Target,
     VerifyOptions,
     parse_duration,
+    parse_expect_split,
     parse_header,
     parse_rate_fraction,
     parse_resolve,
@@ -46,12 +48,15 @@ from podtally.verify.tally import (
     judge,
     tally_dimensions,
 )
+from podtally.verify.verdict import Assessment, assess, status_line
 
 __all__ = [
     "ERROR_KINDS",
+    "Assessment",
     "ConnectionSpread",
     "Dimension",
     "ErrorKind",
+    "ExpectedSplit",
     "IdentityKey",
     "Latency",
     "Observation",
@@ -64,8 +69,10 @@ __all__ = [
     "VerifyInterrupted",
     "VerifyOptions",
     "VerifyResult",
+    "assess",
     "judge",
     "parse_duration",
+    "parse_expect_split",
     "parse_header",
     "parse_rate_fraction",
     "parse_resolve",
@@ -96,15 +103,45 @@ def _engine(
     resolver: Resolver | None,
 ) -> tuple[Accumulator, Engine]:
     acc = Accumulator(track_connections=options.keep_alive)
-    sink = acc.add
-    if on_observation is not None:
-        watcher = on_observation
+    watcher = on_observation
+    check = _Stopper(options, acc) if options.auto else None
 
-        def sink(observation: Observation) -> None:
-            acc.add(observation)
+    def sink(observation: Observation) -> None:
+        acc.add(observation)
+        if watcher is not None:
             watcher(observation)
+        if check is not None:
+            check(engine)
 
-    return acc, Engine(options, sink, progress, resolver)
+    engine = Engine(options, sink, progress, resolver)
+    return acc, engine
+
+
+class _Stopper:
+    """Auto mode: after every batch, judge with the anytime-valid intervals; stop the engine
+    once the verdict is even or uneven, or once the error budget cannot be met any more."""
+
+    def __init__(self, options: VerifyOptions, acc: Accumulator) -> None:
+        self.options = options
+        self.acc = acc
+        self.next = max(options.concurrency, 10)
+        self.errors_allowed = options.max_error_rate * options.max_requests
+
+    def __call__(self, engine: Engine) -> None:
+        acc = self.acc
+        if acc.requests < self.next:
+            return
+        self.next = acc.requests + max(self.options.concurrency, 10, acc.requests // 20)
+        if sum(acc.errors.values()) > self.errors_allowed:
+            engine.status = "error budget exceeded"
+            engine.stop()
+            return
+        if not acc.identities:
+            return
+        assessment = assess(acc, self.options, "sequential", judged_only=True)
+        engine.status = status_line(assessment)
+        if assessment.decided:
+            engine.stop()
 
 
 async def run_async(

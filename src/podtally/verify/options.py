@@ -389,7 +389,9 @@ class VerifyOptions:
             )
         if self.expect_split is not None and self.expect_pods is not None:
             raise UsageError(
-                Phrase("give ", Setting("expect_pods"), " or ", Setting("expect_split"), ", not both"),
+                Phrase(
+                    "give ", Setting("expect_pods"), " or ", Setting("expect_split"), ", not both"
+                ),
                 setting="expect_split",
                 value=str(self.expect_split),
             )
