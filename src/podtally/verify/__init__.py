@@ -117,6 +117,11 @@ def _engine(
     return acc, engine
 
 
+LONE_STOP = 200
+"""Auto mode: one pod answered and none was expected, so no verdict can come; after this many
+requests any other pod with a share of 3.4% or more would have answered (probability 0.999)."""
+
+
 class _Stopper:
     """Auto mode: after every batch, judge with the anytime-valid intervals; stop the engine
     once the verdict is even or uneven, or once the error budget cannot be met any more."""
@@ -140,7 +145,7 @@ class _Stopper:
             return
         assessment = assess(acc, self.options, "sequential", judged_only=True)
         engine.status = status_line(assessment)
-        if assessment.decided:
+        if assessment.decided or (assessment.lone and acc.requests >= LONE_STOP):
             engine.stop()
 
 

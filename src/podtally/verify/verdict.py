@@ -49,6 +49,17 @@ class Assessment:
     def decided(self) -> bool:
         return self.verdict != "inconclusive"
 
+    @property
+    def lone(self) -> bool:
+        """One pod answered and nobody said how many to expect: nothing to compare, ever."""
+        return (
+            len(self.judged) == 1
+            and len(self.judged[0].groups) == 1
+            and self.judged[0].method.groups == 1
+            and self.judged[0].groups[0].expected == 1.0
+            and self.judged[0].verdict == "inconclusive"
+        )
+
 
 def _value(key: IdentityKey, field: str) -> str:
     value: str | None = getattr(key, field)
