@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import pytest
-from scipy.stats import chi2 as chi2_distribution
 from scipy.stats import chisquare
 
 from podtally.verify.options import VerifyOptions

@@ -150,7 +150,7 @@ def assess(
                     group = _value(placement[pod], field)
                     expected[group] = expected.get(group, 0.0) + share
             grouped = _grouped(pod_counts, placement, field)
-            if not grouped:
+            if len(grouped) < 2:  # one node (zone, version): nothing to compare or show
                 continue
             shown.append(
                 decide_one(
