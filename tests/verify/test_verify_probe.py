@@ -382,7 +382,7 @@ def test_duration_bounds_the_run_and_progress_is_reported(replicas: Replicas) ->
         ({"url": "http://x/", "requests": 0}, "requests=0: must be at least 1"),
         ({"url": "http://x/", "requests": -5}, "requests=-5: must be at least 1"),
         ({"url": "http://x/", "concurrency": 0}, "concurrency=0: must be between"),
-        ({"url": "http://x/", "tolerance": 1.0}, "tolerance=1: must be between 0 and 1"),
+        ({"url": "http://x/", "tolerance": 1.0}, "tolerance=1.0: must be between 0 and 1"),
         ({"url": "http://x/", "tolerance": 0}, "tolerance=0: must be between 0 and 1"),
         ({"url": "http://x/", "max_requests": 0}, "max_requests=0: must be at least 1"),
         (
