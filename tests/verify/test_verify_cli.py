@@ -155,6 +155,22 @@ def test_redirect_is_explained(stub: Callable[..., StubServer]) -> None:
         (["--cacert", __file__], f"error: --cacert {__file__}: cannot load it as PEM"),
         (["--observations", "/nonexistent/dir/obs.jsonl"], "error: --observations /nonexistent/"),
         (["--observations", "/"], "error: --observations /: cannot write it"),
+        (["--tolerance", "1.5"], "error: --tolerance 1.5: must be between 0 and 1"),
+        (["--tolerance", "0"], "error: --tolerance 0: must be between 0 and 1"),
+        (["--expect-split", "color=a:1"], "error: --expect-split 'color=a:1': unknown field"),
+        (["--expect-split", "pod=a:0"], "error: --expect-split 'pod=a:0': the weight of 'a' must"),
+        (["--expect-split", "pod=a:-1"], "error: --expect-split 'pod=a:-1': the weight of 'a'"),
+        (["--expect-split", "pod=a:x"], "error: --expect-split 'pod=a:x': the weight of 'a' is"),
+        (["--expect-split", "pod=a:nan"], "error: --expect-split 'pod=a:nan': the weight of"),
+        (["--expect-split", "pod="], "error: --expect-split 'pod=': names no value"),
+        (["--expect-split", "pod"], "error: --expect-split 'pod': must be FIELD=VALUE:WEIGHT"),
+        (["--expect-split", "pod=a:1,a:2"], "error: --expect-split 'pod=a:1,a:2': 'a' is named"),
+        (
+            ["--expect-split", "pod=a:1", "--expect-pods", "2"],
+            "error: --expect-split 'pod=a:1': give --expect-pods or --expect-split, not both",
+        ),
+        (["--max-requests", "0"], "error: --max-requests 0: must be at least 1"),
+        (["--max-duration", "x"], "error: --max-duration 'x': must be a duration"),
     ],
 )
 def test_bad_input_sends_nothing(balanced: StubServer, args: list[str], message: str) -> None:

@@ -482,3 +482,13 @@ def test_counts_add_up(replicas: Replicas) -> None:
     assert result.requests == result.responses == result.identified == 50
     assert sum(result.pod_counts().values()) == 50
     assert len(seen) == 50 and Counter(o.error for o in seen) == {None: 50}
+
+
+def test_expect_split_parses_to_relative_weights() -> None:
+    split = parse_expect_split(" version=stable:90, canary:10 ")
+    assert (split.field, split.weights) == ("version", (("stable", 90.0), ("canary", 10.0)))
+    assert split.shares() == pytest.approx({"stable": 0.9, "canary": 0.1})
+    assert str(split) == "version=stable:90,canary:10"
+    with pytest.raises(UsageError) as info:
+        parse_expect_split("ip=10.0.0.1:1")
+    assert info.value.setting == "expect_split" and info.value.exit_code == 2
