@@ -56,7 +56,9 @@ def _band(low: float, high: float) -> str:
     return f"{low * 100:.1f}-{min(high, 1.0) * 100:.1f}%"
 
 
-def _decision_text(decision: Decision, judged: bool, dimension: Dimension | None) -> list[str]:
+def _decision_text(
+    decision: Decision, judged: bool, dimension: Dimension | None, split: bool
+) -> list[str]:
     if not decision.groups:
         return []
     headers = [decision.dimension, "count", "share", "expected", "interval", "band", ""]
@@ -74,7 +76,8 @@ def _decision_text(decision: Decision, judged: bool, dimension: Dimension | None
     ]
     role = decision.verdict if judged else "information, not judged"
     title = f"{decision.dimension} ({decision.unit}): {role}"
-    if dimension is not None and dimension.p_value is not None:
+    # The chi-square tests the even (pod-weighted) spread: information, and only without a split.
+    if dimension is not None and dimension.p_value is not None and not split:
         title += f"; chi-square p = {_p(dimension.p_value)} (information)"
     return [title, *_table(headers, rows), ""]
 
@@ -99,7 +102,10 @@ def render_text(result: VerifyResult, flag_name: Callable[[str], str] = str) -> 
         for decision in assessment.shown:
             lines.extend(
                 _decision_text(
-                    decision, decision.dimension in judged, tallies.get(decision.dimension)
+                    decision,
+                    decision.dimension in judged,
+                    tallies.get(decision.dimension),
+                    options.expect_split is not None,
                 )
             )
 
