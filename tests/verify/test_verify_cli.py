@@ -445,3 +445,22 @@ def test_ctrl_c_prints_the_partial_report_then_one_line(
     assert 20 <= int(done.group(1)) < 1000
     assert re.search(rf"^requests\s+{done.group(1)} in ", out, re.M)
     assert out.rstrip().splitlines()[-1].startswith("verdict: INTERRUPTED; on what was collected: ")
+
+
+def test_auto_mode_stops_when_decided_and_reports_the_verdict_so_far(
+    balanced: StubServer,
+) -> None:
+    """Auto mode: the progress callback carries the intervals and verdict so far; the run stops
+    once the round robin is shown even, well before --max-requests."""
+    from podtally.verify import Progress, VerifyOptions, run
+
+    seen: list[Progress] = []
+    result = run(VerifyOptions(balanced.url, concurrency=3, expect_pods=3), progress=seen.append)
+    assert result.verdict.result == "even" and result.exit_code == 0
+    assert result.assessment is not None and result.assessment.mode == "sequential"
+    assert 300 < result.requests < 3000  # stopped when the answer was known
+    statuses = [p.status for p in seen if p.status]
+    assert statuses, "no progress carried the verdict so far"
+    assert re.fullmatch(r"(inconclusive|even) \(requests\): pod-a \d+-\d+% .*", statuses[-1])
+    assert statuses[-1].startswith("even")
+    assert seen[-1].total == 20_000  # the bound auto mode runs against
