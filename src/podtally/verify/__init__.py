@@ -101,7 +101,7 @@ def _engine(
     progress: Callable[[Progress], None] | None,
     on_observation: Callable[[Observation], None] | None,
     resolver: Resolver | None,
-) -> tuple[Accumulator, Engine]:
+) -> tuple[Accumulator, Engine, _Stopper | None]:
     acc = Accumulator(track_connections=options.keep_alive)
     watcher = on_observation
     check = _Stopper(options, acc) if options.auto else None
@@ -114,7 +114,7 @@ def _engine(
             check(engine)
 
     engine = Engine(options, sink, progress, resolver)
-    return acc, engine
+    return acc, engine, check
 
 
 LONE_STOP = 200
@@ -131,6 +131,10 @@ class _Stopper:
         self.acc = acc
         self.next = max(options.concurrency, 10)
         self.errors_allowed = options.max_error_rate * options.max_requests
+        # The verdict at the look that stopped the run: requests still in flight then complete
+        # and are shown, but the verdict is the one reached at the stopping time (the
+        # anytime-valid guarantee is for that time; a later look may swing back to undecided).
+        self.decided: Assessment | None = None
 
     def __call__(self, engine: Engine) -> None:
         acc = self.acc
@@ -145,7 +149,10 @@ class _Stopper:
             return
         assessment = assess(acc, self.options, "sequential", judged_only=True)
         engine.status = status_line(assessment)
-        if assessment.decided or (assessment.lone and acc.requests >= LONE_STOP):
+        if assessment.decided:
+            self.decided = assess(acc, self.options, "sequential")
+            engine.stop()
+        elif assessment.lone and acc.requests >= LONE_STOP:
             engine.stop()
 
 
@@ -156,9 +163,9 @@ async def run_async(
     resolver: Resolver | None = None,
 ) -> VerifyResult:
     """:func:`run` for callers already inside an event loop (cancellation propagates)."""
-    acc, engine = _engine(options, progress, on_observation, resolver)
+    acc, engine, stopper = _engine(options, progress, on_observation, resolver)
     summary = await engine.run()
-    return build_result(options, acc, summary)
+    return build_result(options, acc, summary, decided=stopper.decided if stopper else None)
 
 
 async def _run_until_interrupted(
@@ -171,14 +178,15 @@ async def _run_until_interrupted(
     :class:`asyncio.Runner` on SIGINT, and then returns what was collected so far."""
     import asyncio
 
-    acc, engine = _engine(options, progress, on_observation, resolver)
+    acc, engine, stopper = _engine(options, progress, on_observation, resolver)
     try:
         summary = await engine.run()
     except asyncio.CancelledError:
         if not (engine.started and acc.requests):
             return None, True
         return build_result(options, acc, engine.summary(), interrupted=True), True
-    return build_result(options, acc, summary), False
+    decided = stopper.decided if stopper else None
+    return build_result(options, acc, summary, decided=decided), False
 
 
 def run(

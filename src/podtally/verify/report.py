@@ -193,6 +193,16 @@ def _decision_facts(result: VerifyResult, assessment: Assessment) -> list[tuple[
     else:
         run = "fixed: judged once, at the end"
     facts.append(("mode", run))
+    if options.auto and first is not None and first.unit == "requests":
+        late = result.identified - first.total
+        if late > 0:
+            facts.append(
+                (
+                    "stopped",
+                    f"decided at {first.total:,} identified responses; {late} more were in "
+                    "flight and are counted above, not judged",
+                )
+            )
     facts.append(("unit", f"{assessment.unit.unit}: {assessment.unit.reason}"))
     if first is not None:
         method = first.method

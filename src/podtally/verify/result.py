@@ -159,11 +159,16 @@ def _notes(
 
 
 def build_result(
-    options: VerifyOptions, acc: Accumulator, probe: ProbeSummary, interrupted: bool = False
+    options: VerifyOptions,
+    acc: Accumulator,
+    probe: ProbeSummary,
+    interrupted: bool = False,
+    decided: Assessment | None = None,
 ) -> VerifyResult:
     """Counts and engine facts → the immutable result, with statistics and the verdict.
 
     ``interrupted``: the run was stopped early; the result describes what it got done.
+    ``decided``: auto mode's verdict at the look that stopped the run (else judged on it all).
     """
     dimensions = tally_dimensions(acc.identities)
     spread: ConnectionSpread | None = None
@@ -183,7 +188,7 @@ def build_result(
         location = acc.locations.most_common(1)[0][0]
         https = " or the https URL" if location.startswith("https://") else ""
         hint = Phrase(f"redirected to {location}; use ", Setting("follow"), https)
-    assessment = (
+    assessment = decided or (
         assess(acc, options, "sequential" if options.auto else "fixed") if acc.identities else None
     )
     verdict: Verdict = judge(
