@@ -130,7 +130,7 @@ _JUDGE_OPTIONS: tuple[Callable[[F], F], ...] = (
         "--tolerance",
         type=float,
         default=DEFAULT_TOLERANCE,
-        help="relative: 0.2 means each share must be shown within ±20%% of its expected share",
+        help="relative: 0.2 means each share must be shown within ±20% of its expected share",
     ),
     option(
         "--expect-pods",
