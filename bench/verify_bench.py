@@ -7,8 +7,10 @@ One run, side by side, the same duration for the load generators, the median of 
 - the original check: 100 `curl` processes in a shell loop, `| grep Pod | sort | uniq -c`
 
 for plain HTTP (a stack with --no-tls) and for HTTPS (a stack with its own CA), plus keep-alive
-for reference, and the wall time of `podtally demo`. Prints a markdown table on stdout;
-progress on stderr. Usage: python bench/verify_bench.py [--duration 5] [--runs 3]
+for reference; the time `podtally verify URL --expect-pods 3` takes to an answer in auto mode
+(no -n: it sends until the verdict is even or uneven); and the wall time of `podtally demo`.
+Prints a markdown table on stdout; progress on stderr.
+Usage: python bench/verify_bench.py [--duration 5] [--runs 3] [--auto-only]
 """
 
 from __future__ import annotations
@@ -79,6 +81,51 @@ def podtally_verify(url: str, duration: float, extra: list[str]) -> Sample:
     )
 
 
+@dataclass
+class Answer:
+    seconds: float  # wall time of the whole command, start-up included
+    requests: int
+    verdict: str
+
+
+def time_to_answer(url: str, extra: list[str]) -> Answer:
+    """`podtally verify URL --expect-pods 3` in auto mode: how long, how many requests."""
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [PY, "-m", "podtally", "verify", url, "--expect-pods", "3", "--json", *extra],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    seconds = time.perf_counter() - started
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"podtally verify failed (exit {proc.returncode}):\n{proc.stderr}")
+    doc = json.loads(proc.stdout)
+    return Answer(seconds, doc["summary"]["requests"], doc["verdict"]["result"])
+
+
+def answers(runs: int, url: str, extra: list[str]) -> list[Answer]:
+    found = []
+    for i in range(runs):
+        answer = time_to_answer(url, extra)
+        say(
+            f"  auto mode run {i + 1}/{runs}: {answer.verdict} after {answer.requests} requests, "
+            f"{answer.seconds:.2f} s"
+        )
+        found.append(answer)
+    return found
+
+
+def answer_line(title: str, found: list[Answer]) -> str:
+    verdicts = sorted({a.verdict for a in found})
+    return (
+        f"| {title} | {statistics.median(a.requests for a in found):,.0f} | "
+        f"{statistics.median(a.seconds for a in found):.2f} s | "
+        f"{', '.join(verdicts)} ({len(found)} runs) |"
+    )
+
+
 def wrk(url: str, duration: float, close: bool) -> Sample:
     headers = ["-H", "Connection: close"] if close else []
     proc = subprocess.run(
@@ -141,7 +188,13 @@ def measure(runs: int, what: str, fn: Callable[[], Sample]) -> Sample:
 
 
 def bench_stack(
-    tls: bool, ports: tuple[int, int, int], duration: float, runs: int, run_root: Path
+    tls: bool,
+    ports: tuple[int, int, int],
+    duration: float,
+    runs: int,
+    run_root: Path,
+    auto: dict[str, list[Answer]],
+    auto_only: bool = False,
 ) -> dict[str, Sample]:
     config = StackConfig(
         name="podtally-bench-verify-" + ("tls" if tls else "http"),
@@ -157,6 +210,10 @@ def bench_stack(
     try:
         url = stack.url
         extra = ["--cacert", str(stack.ca_path)] if tls and stack.ca_path else []
+        say(f"podtally verify, auto mode ({'HTTPS' if tls else 'HTTP'}) ...")
+        auto["HTTPS" if tls else "HTTP"] = answers(runs, url, extra)
+        if auto_only:
+            return {}
         results = {
             "verify": measure(
                 runs, "podtally verify", lambda: podtally_verify(url, duration, extra)
@@ -245,6 +302,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--skip-tls", action="store_true")
     parser.add_argument("--skip-demo", action="store_true")
+    parser.add_argument("--auto-only", action="store_true", help="only the auto-mode timings")
     args = parser.parse_args()
     for tool in ("wrk", "curl", "haproxy"):
         if shutil.which(tool) is None and not os.access(f"/usr/sbin/{tool}", os.X_OK):
@@ -252,13 +310,32 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="podtally-bench-") as tmp:
         root = Path(tmp)
-        http = bench_stack(False, HTTP_PORTS, args.duration, args.runs, root)
+        auto: dict[str, list[Answer]] = {}
+        only = args.auto_only
+        http = bench_stack(False, HTTP_PORTS, args.duration, args.runs, root, auto, only)
         tls = (
-            None if args.skip_tls else bench_stack(True, TLS_PORTS, args.duration, args.runs, root)
+            None
+            if args.skip_tls
+            else bench_stack(True, TLS_PORTS, args.duration, args.runs, root, auto, only)
         )
-        demo = None if args.skip_demo else demo_wall(args.runs, root)
+        demo = None if args.skip_demo or only else demo_wall(args.runs, root)
 
     cpu = platform.processor() or platform.machine()
+    auto_lines = [
+        "### podtally verify URL --expect-pods 3: time to an answer (auto mode)",
+        "",
+        f"Machine: {os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, "
+        f"{time.strftime('%Y-%m-%d', time.gmtime())}; medians of {args.runs} runs, wall time of "
+        "the whole command (start-up included); local stack, 3 replicas behind HAProxy "
+        "(round robin), a new connection per request, -c 10.",
+        "",
+        "| listener | requests sent | time to the answer | verdicts |",
+        "|---|---:|---:|---|",
+        *(answer_line(name, found) for name, found in auto.items()),
+    ]
+    if only:
+        print("\n".join(auto_lines))
+        return 0
     lines = [
         "## podtally verify: requests per second through HAProxy (local stack, 3 replicas)",
         "",
@@ -285,7 +362,7 @@ def main() -> int:
             f"down): median wall time {wall:.2f} s "
             f"(runs: {', '.join(f'{t:.2f}' for t in times)}).",
         ]
-    print("\n".join(lines))
+    print("\n".join([*lines, "", *auto_lines]))
     return 0
 
 

@@ -65,7 +65,7 @@ ZONE_LABEL: Final = "topology.kubernetes.io/zone"
 VERSION_LABEL: Final = "app.kubernetes.io/version"
 """The pod label the manifests give ``POD_VERSION`` from, through the downward API."""
 
-RESULT_SCHEMA_ID: Final = "podtally.verify.result/1"
+RESULT_SCHEMA_ID: Final = "podtally.verify.result/2"
 """The ``schema`` of the ``podtally verify --json`` document (and its JSON Schema ``$id``)."""
 
 LOCAL_CA_ORGANIZATION: Final = "podtally local stack"

@@ -7,7 +7,7 @@ from pathlib import Path
 from podtally.cli.app import load
 from podtally.cli.params import error_line, flag_namer
 from podtally.errors import Phrase, PodtallyError, Setting, UsageError, worded
-from podtally.verify.tally import Dimension, judge
+from podtally.verify.tally import judge
 
 
 def test_a_phrase_is_a_str_with_library_names_until_worded() -> None:
@@ -37,8 +37,7 @@ def test_error_lines_use_the_commands_flags() -> None:
 
 
 def test_the_verdict_names_the_error_budget_setting() -> None:
-    pods = Dimension("pod", (), 0, None, None, 0, None, 0.0, judged=False)
-    verdict = judge(pods, requests=10, responses=5, errors={"refused": 5}, alpha=0.001)
+    verdict = judge(None, requests=10, responses=5, errors={"refused": 5})
     assert verdict.summary.endswith("budget 0.0% (max_error_rate)")
     flag = worded(verdict.summary, lambda s: "--" + s.replace("_", "-"))
     assert flag.endswith("budget 0.0% (--max-error-rate)")

@@ -315,19 +315,20 @@ def test_cloud_verify_runs_the_verifier_on_the_stack_outputs(
         monkeypatch.setattr(podtally.cloud, "read_verify_outputs", read_outputs)
         # `cloud verify` takes every option of `verify`; the URL and the pods come from the stack.
         outside_only = ["cloud", "verify", "--no-in-cluster"]
-        code = main([*outside_only, "--stack", "dev", "--requests", "20", "--json"])
+        # (40 requests: the fewest that show one expected pod within ±20% of 100% at 99.9%.)
+        code = main([*outside_only, "--stack", "dev", "--requests", "40", "--json"])
         captured = capsys.readouterr()
         assert code == 0, captured.err
         assert seen == ["dev"]
         assert f"verifying {server.url}/, expecting 1 pods" in captured.err
         doc = json.loads(captured.out)
-        assert doc["summary"]["requests"] == 20 and "only-pod" in captured.out
+        assert doc["summary"]["requests"] == 40 and "only-pod" in captured.out
 
         outputs["replicas"] = 2  # one pod answers, two expected: the verifier's verdict is 1
         assert main([*outside_only, "--requests", "20", "--json"]) == 1
         capsys.readouterr()
         # --expect-pods overrides the stack's replica count.
-        assert main([*outside_only, "-n", "20", "--expect-pods", "1"]) == 0
+        assert main([*outside_only, "-n", "40", "--expect-pods", "1"]) == 0
         assert "verdict: PASS" in capsys.readouterr().out
 
         outputs.pop("url")
@@ -613,7 +614,7 @@ def test_cloud_verify_reports_both_and_exits_with_the_worse(
             exit_code=1,
             log="verdict: FAIL (too few pods)",
         )
-        argv = ["cloud", "verify", "-n", "20", "--kubectl", str(kubectl)]
+        argv = ["cloud", "verify", "-n", "40", "--kubectl", str(kubectl)]
         code = main([*argv, "--deadline-seconds", "45"])
         captured = capsys.readouterr()
         assert code == 1, captured.err

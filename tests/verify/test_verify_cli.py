@@ -36,22 +36,29 @@ def balanced(stub: Callable[..., StubServer]) -> Iterator[StubServer]:
 
 
 def test_text_report(balanced: StubServer) -> None:
-    proc = run_cli("verify", balanced.url, "-n", "60", "-c", "3", "--expect-pods", "3")
-    assert proc.returncode == 0, proc.stderr
+    """Auto mode (no -n): sends until the round robin is shown even, then reports."""
+    proc = run_cli("verify", balanced.url, "-c", "3", "--expect-pods", "3")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     # The seed's `sort | uniq -c` lines come first, exactly in its format.
-    assert out.splitlines()[:3] == [
-        "     20 Pod: pod-a",
-        "     20 Pod: pod-b",
-        "     20 Pod: pod-c",
-    ]
-    assert re.search(r"^pod: chi-square 0\.00, 2 dof, p = 1, max/min 1\.00$", out, re.M)
-    assert re.search(r"^  pod-a\s+20\s+33\.3%\s+33\.3%\s+\+0\.0%$", out, re.M)
-    assert re.search(r"^node \(expected: weighted by its pods\): one group", out, re.M)
+    seed = out.splitlines()[:3]
+    assert [line.split()[1:] for line in seed] == [["Pod:", pod] for pod in PODS]
+    counts = [int(line.split()[0]) for line in seed]
+    assert max(counts) - min(counts) <= 3 and 300 < sum(counts) < 20_000
+    assert re.search(r"^pod \(requests\): even; chi-square p = [\d.]+ \(information\)$", out, re.M)
+    assert re.search(
+        r"^  pod-a\s+\d+\s+33\.\d%\s+33\.3%\s+2\d\.\d-\d\d\.\d%\s+26\.7-40\.0%\s+inside$", out, re.M
+    )
+    assert not re.search(r"^node ", out, re.M)  # one node: nothing to show
+    assert re.search(r"^mode\s+auto: sent until even or uneven, at most 20,000", out, re.M)
+    assert re.search(r"^unit\s+requests: one request per connection", out, re.M)
     assert re.search(r"^latency\s+p50 [\d.]+ ms  p90 [\d.]+ ms  p99 [\d.]+ ms  max", out, re.M)
-    assert re.search(r"^status codes\s+200: 60$", out, re.M)
     assert re.search(r"^errors\s+none$", out, re.M)
-    assert out.rstrip().splitlines()[-1].startswith("verdict: PASS: even across 3 pods")
+    assert re.fullmatch(
+        r"verdict: PASS: even: every pod's share is within ±20% of 1/3 "
+        r"\(simultaneous 99\.9% intervals over [\d,]+ requests\)",
+        out.rstrip().splitlines()[-1],
+    )
     assert proc.stderr == ""  # not a terminal: no progress bar
 
 
@@ -60,8 +67,18 @@ def test_json_document_matches_the_documented_schema(balanced: StubServer, tmp_p
     assert proc.returncode == 1
     doc = json.loads(proc.stdout)
     jsonschema.validate(doc, RESULT_SCHEMA)
-    assert doc["verdict"]["exit_code"] == 1 and doc["verdict"]["result"] == "even"
-    assert doc["verdict"]["failures"] == ["only 3 of 4 expected pods answered"]
+    assert doc["verdict"]["exit_code"] == 1 and doc["verdict"]["result"] == "inconclusive"
+    assert doc["verdict"]["failures"][0] == "only 3 of 4 expected pods answered"
+    decision = doc["decision"]
+    assert (decision["verdict"], decision["mode"], decision["unit"]) == (
+        "inconclusive",
+        "fixed",
+        "requests",
+    )
+    assert decision["requests_needed"] > 30 and decision["min_detectable_skew"] > 0.2
+    pods = decision["dimensions"]["pod"]
+    assert [g["expected_share"] for g in pods["groups"]] == [0.25] * 4
+    assert pods["groups"][3]["missing"] and pods["method"]["name"] == "clopper-pearson"
     assert doc["summary"]["requests"] == 30 and doc["summary"]["pods"] == 3
     assert {g["name"]: g["count"] for g in doc["dimensions"]["pod"]["groups"]} == dict.fromkeys(
         PODS, 10
@@ -70,7 +87,8 @@ def test_json_document_matches_the_documented_schema(balanced: StubServer, tmp_p
     assert doc["status_codes"] == {"200": 30}
     # The docs show the same schema: keep them in step.
     docs = (Path(__file__).parents[2] / "docs" / "verify.md").read_text()
-    for field in ("error_examples", "connection_spread", "max_min_ratio", "expected_share"):
+    fields = ("error_examples", "connection_spread", "expected_share", "requests_needed")
+    for field in (*fields, "min_detectable_skew", "interval", "band", "unit_reason"):
         assert f"`{field}`" in docs, field
 
 
@@ -78,7 +96,7 @@ def test_observations_file(balanced: StubServer, tmp_path: Path) -> None:
     path = tmp_path / "obs.jsonl"
     proc = run_cli("verify", balanced.url, "-n", "12", "-c", "2", "--observations", str(path))
     assert proc.returncode == 1  # 4 per pod: too few to judge
-    assert "too few requests to judge" in proc.stdout
+    assert "verdict: FAIL: inconclusive" in proc.stdout
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert len(lines) == 12
     assert sorted(line["index"] for line in lines) == list(range(12))
@@ -137,6 +155,22 @@ def test_redirect_is_explained(stub: Callable[..., StubServer]) -> None:
         (["--cacert", __file__], f"error: --cacert {__file__}: cannot load it as PEM"),
         (["--observations", "/nonexistent/dir/obs.jsonl"], "error: --observations /nonexistent/"),
         (["--observations", "/"], "error: --observations /: cannot write it"),
+        (["--tolerance", "1.5"], "error: --tolerance 1.5: must be between 0 and 1"),
+        (["--tolerance", "0"], "error: --tolerance 0: must be between 0 and 1"),
+        (["--expect-split", "color=a:1"], "error: --expect-split 'color=a:1': unknown field"),
+        (["--expect-split", "pod=a:0"], "error: --expect-split 'pod=a:0': the weight of 'a' must"),
+        (["--expect-split", "pod=a:-1"], "error: --expect-split 'pod=a:-1': the weight of 'a'"),
+        (["--expect-split", "pod=a:x"], "error: --expect-split 'pod=a:x': the weight of 'a' is"),
+        (["--expect-split", "pod=a:nan"], "error: --expect-split 'pod=a:nan': the weight of"),
+        (["--expect-split", "pod="], "error: --expect-split 'pod=': names no value"),
+        (["--expect-split", "pod"], "error: --expect-split 'pod': must be FIELD=VALUE:WEIGHT"),
+        (["--expect-split", "pod=a:1,a:2"], "error: --expect-split 'pod=a:1,a:2': 'a' is named"),
+        (
+            ["--expect-split", "pod=a:1", "--expect-pods", "2"],
+            "error: --expect-split 'pod=a:1': give --expect-pods or --expect-split, not both",
+        ),
+        (["--max-requests", "0"], "error: --max-requests 0: must be at least 1"),
+        (["--max-duration", "x"], "error: --max-duration 'x': must be a duration"),
     ],
 )
 def test_bad_input_sends_nothing(balanced: StubServer, args: list[str], message: str) -> None:
@@ -151,7 +185,7 @@ def test_non_ascii_url_is_encoded_not_a_traceback(balanced: StubServer) -> None:
     proc = run_cli("verify", balanced.url + "☃?q=ü", "-n", "3")
     assert "Traceback" not in proc.stderr
     assert proc.returncode == 1  # one per pod: too few to judge, but every one answered
-    assert "too few requests to judge" in proc.stdout
+    assert "verdict: FAIL: inconclusive" in proc.stdout
     assert balanced.paths == ["/%E2%98%83?q=%C3%BC"] * 3
 
 
@@ -216,7 +250,7 @@ def test_progress_bar_only_on_a_terminal(balanced: StubServer) -> None:
     """A run of ~1.5 s draws the bar on a terminal; the same run into a pipe stays silent."""
     args = ["verify", balanced.url, "--duration", "1.5s", "--rate", "100", "-c", "2"]
     piped = run_cli(*args)
-    assert piped.returncode == 0 and piped.stderr == ""
+    assert piped.returncode == 1 and piped.stderr == ""  # 150 requests: inconclusive
 
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
@@ -242,11 +276,11 @@ def test_progress_bar_only_on_a_terminal(balanced: StubServer) -> None:
             break
     os.close(leader)
     out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0
+    assert proc.returncode == 1
     text = seen.decode()
     assert re.search(r"\[#+-*\]\s+\d+%\s+\d+ in [\d.]+/1.5s\s+[\d,]+/s\s+0 errors", text), text
     assert text.endswith("\r\x1b[K")  # the bar is wiped before the report
-    assert b"verdict: PASS" in out
+    assert b"verdict: FAIL: inconclusive" in out
 
 
 def test_observations_disk_full_is_one_line(balanced: StubServer) -> None:
@@ -262,11 +296,11 @@ def test_observations_on_stdout_send_the_report_to_stderr(
     proc = run_cli(
         "verify", balanced.url, "-n", "30", "--observations", "-", cwd=tmp_path, timeout=60
     )
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1, proc.stderr  # 30 requests: inconclusive
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert sorted(line["index"] for line in lines) == list(range(30))
     assert {line["pod"] for line in lines} == set(PODS)
-    assert proc.stderr.rstrip().splitlines()[-1].startswith("verdict: PASS: even across 3 pods")
+    assert proc.stderr.rstrip().splitlines()[-1].startswith("verdict: FAIL: inconclusive")
     assert "     10 Pod: pod-a" in proc.stderr
     assert not (tmp_path / "-").exists()
 
@@ -304,8 +338,9 @@ def test_podtally_cacert_in_the_environment_is_cacert(
     untrusted = run_cli("verify", server.url, "-n", "30")
     assert untrusted.returncode == 3, untrusted.stderr  # the CA is not the system's
     trusted = run_cli("verify", server.url, "-n", "30", env={"PODTALLY_CACERT": str(certs.ca)})
-    assert trusted.returncode == 0, trusted.stderr
-    assert "verdict: PASS: even across 3 pods" in trusted.stdout
+    assert trusted.returncode == 1, trusted.stderr  # 30 requests: inconclusive, but answered
+    assert "30 responses, 30 identified, 3 pods" in trusted.stdout
+    assert re.search(r"^errors\s+none$", trusted.stdout, re.M)
 
 
 # --- the top level: output, Ctrl-C, usage -----------------------------------------------------
@@ -320,7 +355,7 @@ def test_a_full_disk_on_stdout_is_one_line_and_exit_3(
     assert proc.stderr == "error: cannot write output: No space left on device\n"
 
 
-@pytest.mark.parametrize(("extra", "code"), [([], 0), (["--expect-pods", "4"], 1)])
+@pytest.mark.parametrize(("extra", "code"), [([], 0), (["-n", "30", "--expect-pods", "4"], 1)])
 def test_a_closed_stdout_keeps_the_verdicts_exit_code(
     balanced: StubServer, extra: list[str], code: int
 ) -> None:
@@ -329,7 +364,7 @@ def test_a_closed_stdout_keeps_the_verdicts_exit_code(
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        proc = run_cli("verify", balanced.url, "-n", "30", *extra, stdout=write_end, timeout=60)
+        proc = run_cli("verify", balanced.url, *extra, stdout=write_end, timeout=60)
     finally:
         os.close(write_end)
     assert proc.returncode == code, proc.stderr
@@ -401,7 +436,7 @@ def test_ctrl_c_prints_the_partial_report_then_one_line(
         jsonschema.validate(doc, RESULT_SCHEMA)
         assert doc["interrupted"] is True
         assert 20 <= doc["summary"]["requests"] < 1000
-        assert doc["verdict"]["result"] == "even"
+        assert doc["verdict"]["result"] == "inconclusive"  # a few dozen: not enough
         return
     done = re.search(
         r"^interrupted\s+after (\d+) requests, [\d.]+ of 20 s: every figure", out, re.M
@@ -410,3 +445,22 @@ def test_ctrl_c_prints_the_partial_report_then_one_line(
     assert 20 <= int(done.group(1)) < 1000
     assert re.search(rf"^requests\s+{done.group(1)} in ", out, re.M)
     assert out.rstrip().splitlines()[-1].startswith("verdict: INTERRUPTED; on what was collected: ")
+
+
+def test_auto_mode_stops_when_decided_and_reports_the_verdict_so_far(
+    balanced: StubServer,
+) -> None:
+    """Auto mode: the progress callback carries the intervals and verdict so far; the run stops
+    once the round robin is shown even, well before --max-requests."""
+    from podtally.verify import Progress, VerifyOptions, run
+
+    seen: list[Progress] = []
+    result = run(VerifyOptions(balanced.url, concurrency=3, expect_pods=3), progress=seen.append)
+    assert result.verdict.result == "even" and result.exit_code == 0
+    assert result.assessment is not None and result.assessment.mode == "sequential"
+    assert 300 < result.requests < 3000  # stopped when the answer was known
+    statuses = [p.status for p in seen if p.status]
+    assert statuses, "no progress carried the verdict so far"
+    assert re.fullmatch(r"(inconclusive|even) \(requests\): pod-a \d+-\d+% .*", statuses[-1])
+    assert statuses[-1].startswith("even")
+    assert seen[-1].total == 20_000  # the bound auto mode runs against

@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 
 from podtally.errors import PodtallyError, UsageError
-from podtally.verify import Observation, Progress, VerifyOptions, parse_resolve, run
+from podtally.verify import (
+    Observation,
+    Progress,
+    VerifyOptions,
+    parse_expect_split,
+    parse_resolve,
+    run,
+)
 from tests.support import free_port
 from tests.verify.conftest import (
     Certs,
@@ -49,7 +56,7 @@ def test_identity_from_a_real_replica(replicas: Replicas) -> None:
     )
     assert result.requests == 20 and result.responses == 20 and result.identified == 20
     assert result.pod_counts() == {"podtally-test-0": 20}
-    assert result.verdict.result == "one pod" and result.exit_code == 0
+    assert result.verdict.result == "inconclusive" and result.exit_code == 1
     assert result.status_codes == ((200, 20),)
     assert dict(result.sources) == {"headers": 20}
     obs = seen[0]
@@ -76,7 +83,7 @@ def test_identity_from_the_body_when_there_are_no_headers(
     assert dict(result.sources) == {"body": 40}
     assert result.identities[0][0].node == "stub-node"
     assert any("came from the response body" in note for note in result.notes)
-    assert result.verdict.result == "even" and result.exit_code == 0
+    assert result.verdict.result == "inconclusive" and result.exit_code == 1
 
 
 def test_a_body_without_identity_is_counted_as_such(stub: Callable[..., StubServer]) -> None:
@@ -116,7 +123,7 @@ def test_new_connection_per_request_vs_keep_alive(stub: Callable[..., StubServer
         VerifyOptions(reused.url, requests=60, concurrency=3, keep_alive=True),
         on_observation=seen.append,
     )
-    assert result.requests == 60 and result.exit_code == 0
+    assert result.requests == 60 and result.verdict.result == "inconclusive"
     assert result.connections == 3
     assert len(set(reused.client_ports)) == 3
     assert len({o.connection for o in seen}) == 3
@@ -130,7 +137,7 @@ def test_keep_alive_reconnects_when_the_server_closes(stub: Callable[..., StubSe
     # An HTTP/1.0 server closes after every response: keep-alive must still work, reconnecting.
     server = stub("127.0.0.1", 0, identity_responder(["a", "b"]), keep_alive=False)
     result = run(VerifyOptions(server.url, requests=30, concurrency=2, keep_alive=True))
-    assert result.exit_code == 0 and result.responses == 30
+    assert result.failed == 0 and result.responses == 30
     assert result.connections == 30 and len(set(server.client_ports)) == 30
 
 
@@ -192,7 +199,7 @@ def test_body_delimited_by_the_end_of_the_connection(
 ) -> None:
     listener = raw_listener("127.0.0.1", 0, "eof")
     result = run(VerifyOptions(f"http://127.0.0.1:{listener.port}/", requests=8, concurrency=2))
-    assert result.exit_code == 0 and result.pod_counts() == {"eof-pod": 8}
+    assert result.failed == 0 and result.pod_counts() == {"eof-pod": 8}
     assert dict(result.sources) == {"body": 8}
 
 
@@ -208,7 +215,9 @@ def test_error_budget_on_a_real_run(stub: Callable[..., StubServer]) -> None:
     server = stub("127.0.0.1", 0, flaky)
     within = run(VerifyOptions(server.url, requests=40, concurrency=1, max_error_rate=0.3))
     assert dict(within.errors)["http-status"] == 10
-    assert within.error_rate == pytest.approx(0.25) and within.exit_code == 0
+    assert within.error_rate == pytest.approx(0.25) and not any(
+        "budget" in f for f in within.verdict.failures
+    )
     over = run(VerifyOptions(server.url, requests=40, concurrency=1, max_error_rate=0.2))
     assert over.exit_code == 1
     assert "10 of 40 requests failed (25.0%: 10 http-status)" in over.verdict.summary
@@ -230,7 +239,7 @@ def test_tls_with_cacert_and_sni(stub: Callable[..., StubServer], certs: Certs) 
             resolve=resolve,
         )
     )
-    assert good.pod_counts() == {"tls-a": 5, "tls-b": 5} and good.exit_code == 0
+    assert good.pod_counts() == {"tls-a": 5, "tls-b": 5} and good.failed == 0
 
     untrusted = run(
         VerifyOptions(
@@ -325,7 +334,7 @@ def test_redirect_reported_and_followed(
     hop = stub("127.0.0.1", 0, to_replica)
     followed = run(VerifyOptions(hop.url, requests=6, concurrency=2, follow=True))
     assert followed.pod_counts() == {"podtally-test-2": 6}
-    assert followed.exit_code == 0
+    assert followed.failed == 0
     assert any("6 requests followed redirects" in n for n in followed.notes)
     kept = run(VerifyOptions(hop.url, requests=6, concurrency=2, follow=True, keep_alive=True))
     assert kept.pod_counts() == {"podtally-test-2": 6}
@@ -373,7 +382,13 @@ def test_duration_bounds_the_run_and_progress_is_reported(replicas: Replicas) ->
         ({"url": "http://x/", "requests": 0}, "requests=0: must be at least 1"),
         ({"url": "http://x/", "requests": -5}, "requests=-5: must be at least 1"),
         ({"url": "http://x/", "concurrency": 0}, "concurrency=0: must be between"),
-        ({"url": "http://x/", "requests": None}, "give a number of requests"),
+        ({"url": "http://x/", "tolerance": 1.0}, "tolerance=1.0: must be between 0 and 1"),
+        ({"url": "http://x/", "tolerance": 0}, "tolerance=0: must be between 0 and 1"),
+        ({"url": "http://x/", "max_requests": 0}, "max_requests=0: must be at least 1"),
+        (
+            {"url": "http://x/", "expect_pods": 2, "expect_split": parse_expect_split("pod=a:1")},
+            "not both",
+        ),
         ({"url": "http://x/", "alpha": 1.5}, "alpha=1.5: "),
         ({"url": "http://x/", "cacert": Path("/nonexistent.pem")}, "no such file"),
         ({"url": "http://x/", "cacert": Path("/")}, "not a file"),
@@ -467,3 +482,13 @@ def test_counts_add_up(replicas: Replicas) -> None:
     assert result.requests == result.responses == result.identified == 50
     assert sum(result.pod_counts().values()) == 50
     assert len(seen) == 50 and Counter(o.error for o in seen) == {None: 50}
+
+
+def test_expect_split_parses_to_relative_weights() -> None:
+    split = parse_expect_split(" version=stable:90, canary:10 ")
+    assert (split.field, split.weights) == ("version", (("stable", 90.0), ("canary", 10.0)))
+    assert split.shares() == pytest.approx({"stable": 0.9, "canary": 0.1})
+    assert str(split) == "version=stable:90,canary:10"
+    with pytest.raises(UsageError) as info:
+        parse_expect_split("ip=10.0.0.1:1")
+    assert info.value.setting == "expect_split" and info.value.exit_code == 2

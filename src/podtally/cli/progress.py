@@ -36,6 +36,8 @@ class ProgressBar:
             f"[{'#' * filled}{'-' * (BAR_WIDTH - filled)}] {fraction:4.0%}  {count}  "
             f"{rate:,.0f}/s  {progress.errors} errors"
         )
+        if progress.status:
+            line += f"  {progress.status}"
         self.stream.write(f"\r{line}\x1b[K")
         self.stream.flush()
         self.drawn = True

@@ -33,8 +33,9 @@ from podtally.local.demo import (
 from podtally.verify.options import (
     DEFAULT_ALPHA,
     DEFAULT_CONCURRENCY,
-    DEFAULT_REQUESTS,
+    DEFAULT_MAX_REQUESTS,
     DEFAULT_TIMEOUT,
+    DEFAULT_TOLERANCE,
     VerifyOptions,
 )
 
@@ -44,16 +45,26 @@ if TYPE_CHECKING:
 F = Callable[..., Any]
 
 VERIFY_EPILOG = """\b
+verdicts (each wrong with probability at most --alpha):
+  even          every pod's share is shown within --tolerance of its expected share
+  uneven        some pod's share is shown outside it
+  inconclusive  neither yet; the report says how many requests would most likely decide it
+Without -n or --duration, requests are sent until the verdict is even or uneven (anytime-valid
+intervals, checked after every batch), at most --max-requests / --max-duration.
+
+\b
 exit codes:
-  0  the spread is even and errors are within --max-error-rate
-  1  uneven, too few requests to judge, no identity, fewer pods than --expect-pods,
-     or errors over budget
-  2  bad usage (a malformed URL, --resolve, a negative -n, ...)
+  0  even, every expected pod answered, and errors are within --max-error-rate
+  1  uneven, inconclusive, no identity, a pod of --expect-pods or --expect-split never
+     answered, or errors over budget
+  2  bad usage (a malformed URL, --resolve, --expect-split, a negative -n, ...)
   3  nothing answered at all (one line on stderr says why), or another operational failure
 
 \b
 examples:
-  podtally verify http://127.0.0.1:8080/ -n 1000 --expect-pods 3
+  podtally verify http://127.0.0.1:8080/ --expect-pods 3
+  podtally verify http://127.0.0.1:8080/ --expect-split version=stable:90,canary:10
+  podtally verify http://127.0.0.1:8080/ -n 1000 --tolerance 0.1
   podtally verify https://app.example.com/ --duration 30s -c 50 --json > result.json
   podtally verify https://app.example.com/ --resolve app.example.com:443:10.0.0.7 --cacert ca.pem
   PODTALLY_CACERT=ca.pem podtally verify https://app.example.com/
@@ -73,15 +84,20 @@ def _options(*decorators: Callable[[Any], Any]) -> Callable[[F], click.Command]:
     return apply
 
 
-def _load_options(default_requests: int) -> tuple[Callable[[F], F], ...]:
+def _load_options(default_requests: int | None) -> tuple[Callable[[F], F], ...]:
+    shown = (
+        "auto: until the verdict is known"
+        if default_requests is None
+        else f"{default_requests}, or unlimited with --duration"
+    )
     return (
         option(
             "-n",
             "--requests",
             type=int,
             default=None,
-            show_default=f"{default_requests}, or unlimited with --duration",
-            help="requests to send",
+            show_default=shown,
+            help="requests to send, then judge once",
         ),
         option(
             "-d",
@@ -116,14 +132,27 @@ _JUDGE_OPTIONS: tuple[Callable[[F], F], ...] = (
         "--alpha",
         type=float,
         default=DEFAULT_ALPHA,
-        help="significance level: the spread is uneven when p < alpha",
+        help="error rate of each verdict (simultaneous intervals at 1 - alpha)",
+    ),
+    option(
+        "--tolerance",
+        type=float,
+        default=DEFAULT_TOLERANCE,
+        help="relative: 0.2 means each share must be shown within ±20% of its expected share",
     ),
     option(
         "--expect-pods",
         type=int,
         default=None,
         metavar="K",
-        help="fail unless at least K pods answered",
+        help="K pods should share evenly; fail unless all K answered",
+    ),
+    option(
+        "--expect-split",
+        default=None,
+        metavar="FIELD=VALUE:WEIGHT,...",
+        help="the split expected instead of an even one; FIELD is pod, node, zone or version "
+        "(version=stable:90,canary:10); within a value, its pods share its weight evenly",
     ),
     option(
         "--max-error-rate",
@@ -161,14 +190,26 @@ def _verify_settings(
     default_requests: int | None,
     resolve: tuple[str, ...] = (),
     headers: tuple[str, ...] = (),
+    expect_split: str | None = None,
+    max_duration: str | None = None,
     **settings: Any,
 ) -> dict[str, Any]:
     """The command line's text → :class:`VerifyOptions`' keyword arguments (library parsers)."""
-    from podtally.verify import parse_duration, parse_header, parse_rate_fraction, parse_resolve
+    from podtally.verify import (
+        parse_duration,
+        parse_expect_split,
+        parse_header,
+        parse_rate_fraction,
+        parse_resolve,
+    )
 
     seconds = parse_duration(duration, "duration") if duration else None
     if requests is None and seconds is None:
         requests = default_requests
+    if expect_split is not None:
+        settings["expect_split"] = parse_expect_split(expect_split)
+    if max_duration is not None:
+        settings["max_duration"] = parse_duration(max_duration, "max_duration")
     return {
         **settings,
         "requests": requests,
@@ -361,7 +402,19 @@ def _until_interrupted(call: Callable[[], VerifyResult]) -> VerifyResult:
 # --- commands -----------------------------------------------------------------------------------
 # Everything `verify` takes besides the URL (`cloud verify` takes these too).
 VERIFY_OPTIONS: tuple[Callable[[F], F], ...] = (
-    *_load_options(DEFAULT_REQUESTS),
+    *_load_options(None),
+    option(
+        "--max-requests",
+        type=int,
+        default=DEFAULT_MAX_REQUESTS,
+        help="auto mode (no -n, no --duration): send at most this many",
+    ),
+    option(
+        "--max-duration",
+        default=None,
+        show_default="no limit",
+        help="auto mode: run at most this long (30s, 2m)",
+    ),
     *_JUDGE_OPTIONS,
     option(
         "--cacert",
@@ -404,7 +457,7 @@ def verify_url(
     require_extra("verify", "httptools", "scipy")
     from podtally.verify import run
 
-    values = _verify_settings(default_requests=DEFAULT_REQUESTS, **settings)
+    values = _verify_settings(default_requests=None, **settings)
     options = VerifyOptions(url, **values)
     _check_outputs(json, observations)
     check_html(html)
@@ -424,8 +477,9 @@ def verify_url(
         cls=Command,
         short_help="send requests through a URL and check which pods answered, and how evenly",
         help="Send requests through a load-balanced URL, read which pod answered each (X-Pod-* "
-        "headers, or 'Pod:' lines in the body), and judge the spread with a chi-square test: "
-        "the original `curl | sort | uniq -c` check, measured.",
+        "headers, or 'Pod:' lines in the body), and judge the spread: even, uneven or "
+        "inconclusive, each with a stated error rate. The original `curl | sort | uniq -c` "
+        "check, measured.",
         epilog=VERIFY_EPILOG,
     ),
     click.argument("url"),

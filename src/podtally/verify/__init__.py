@@ -3,13 +3,13 @@
 Library first: :func:`run` sends the requests and returns an immutable :class:`VerifyResult`;
 the CLI only renders it (:mod:`podtally.verify.report`). The data flows one way::
 
-    probe (requests) -> observations -> tally (counts, chi-square) -> verdict -> report
+    probe (requests) -> observations -> tally (counts) -> decision (intervals) -> verdict -> report
 
 Example::
 
     from podtally.verify import VerifyOptions, run
 
-    result = run(VerifyOptions("http://127.0.0.1:8080/", requests=1000, expect_pods=3))
+    result = run(VerifyOptions("http://127.0.0.1:8080/", expect_pods=3))  # auto: until known
     print(result.verdict.summary, result.pod_counts(), result.exit_code)
 """
 
@@ -18,10 +18,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from podtally.verify.options import (
+    ExpectedSplit,
     Resolve,
     Target,
     VerifyOptions,
     parse_duration,
+    parse_expect_split,
     parse_header,
     parse_rate_fraction,
     parse_resolve,
@@ -46,12 +48,15 @@ from podtally.verify.tally import (
     judge,
     tally_dimensions,
 )
+from podtally.verify.verdict import Assessment, assess, status_line
 
 __all__ = [
     "ERROR_KINDS",
+    "Assessment",
     "ConnectionSpread",
     "Dimension",
     "ErrorKind",
+    "ExpectedSplit",
     "IdentityKey",
     "Latency",
     "Observation",
@@ -64,8 +69,10 @@ __all__ = [
     "VerifyInterrupted",
     "VerifyOptions",
     "VerifyResult",
+    "assess",
     "judge",
     "parse_duration",
+    "parse_expect_split",
     "parse_header",
     "parse_rate_fraction",
     "parse_resolve",
@@ -94,17 +101,59 @@ def _engine(
     progress: Callable[[Progress], None] | None,
     on_observation: Callable[[Observation], None] | None,
     resolver: Resolver | None,
-) -> tuple[Accumulator, Engine]:
+) -> tuple[Accumulator, Engine, _Stopper | None]:
     acc = Accumulator(track_connections=options.keep_alive)
-    sink = acc.add
-    if on_observation is not None:
-        watcher = on_observation
+    watcher = on_observation
+    check = _Stopper(options, acc) if options.auto else None
 
-        def sink(observation: Observation) -> None:
-            acc.add(observation)
+    def sink(observation: Observation) -> None:
+        acc.add(observation)
+        if watcher is not None:
             watcher(observation)
+        if check is not None:
+            check(engine)
 
-    return acc, Engine(options, sink, progress, resolver)
+    engine = Engine(options, sink, progress, resolver)
+    return acc, engine, check
+
+
+LONE_STOP = 200
+"""Auto mode: one pod answered and none was expected, so no verdict can come; after this many
+requests any other pod with a share of 3.4% or more would have answered (probability 0.999)."""
+
+
+class _Stopper:
+    """Auto mode: after every batch, judge with the anytime-valid intervals; stop the engine
+    once the verdict is even or uneven, or once the error budget cannot be met any more."""
+
+    def __init__(self, options: VerifyOptions, acc: Accumulator) -> None:
+        self.options = options
+        self.acc = acc
+        self.next = max(options.concurrency, 10)
+        self.errors_allowed = options.max_error_rate * options.max_requests
+        # The verdict at the look that stopped the run: requests still in flight then complete
+        # and are shown, but the verdict is the one reached at the stopping time (the
+        # anytime-valid guarantee is for that time; a later look may swing back to undecided).
+        self.decided: Assessment | None = None
+
+    def __call__(self, engine: Engine) -> None:
+        acc = self.acc
+        if acc.requests < self.next:
+            return
+        self.next = acc.requests + max(self.options.concurrency, 10, acc.requests // 20)
+        if sum(acc.errors.values()) > self.errors_allowed:
+            engine.status = "error budget exceeded"
+            engine.stop()
+            return
+        if not acc.identities:
+            return
+        assessment = assess(acc, self.options, "sequential", judged_only=True)
+        engine.status = status_line(assessment)
+        if assessment.decided:
+            self.decided = assess(acc, self.options, "sequential")
+            engine.stop()
+        elif assessment.lone and acc.requests >= LONE_STOP:
+            engine.stop()
 
 
 async def run_async(
@@ -114,9 +163,9 @@ async def run_async(
     resolver: Resolver | None = None,
 ) -> VerifyResult:
     """:func:`run` for callers already inside an event loop (cancellation propagates)."""
-    acc, engine = _engine(options, progress, on_observation, resolver)
+    acc, engine, stopper = _engine(options, progress, on_observation, resolver)
     summary = await engine.run()
-    return build_result(options, acc, summary)
+    return build_result(options, acc, summary, decided=stopper.decided if stopper else None)
 
 
 async def _run_until_interrupted(
@@ -129,14 +178,15 @@ async def _run_until_interrupted(
     :class:`asyncio.Runner` on SIGINT, and then returns what was collected so far."""
     import asyncio
 
-    acc, engine = _engine(options, progress, on_observation, resolver)
+    acc, engine, stopper = _engine(options, progress, on_observation, resolver)
     try:
         summary = await engine.run()
     except asyncio.CancelledError:
         if not (engine.started and acc.requests):
             return None, True
         return build_result(options, acc, engine.summary(), interrupted=True), True
-    return build_result(options, acc, summary), False
+    decided = stopper.decided if stopper else None
+    return build_result(options, acc, summary, decided=decided), False
 
 
 def run(

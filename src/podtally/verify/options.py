@@ -18,10 +18,13 @@ from urllib.parse import quote, urljoin, urlsplit
 
 from podtally.errors import Phrase, Setting, UsageError
 
-DEFAULT_REQUESTS = 100
+DEFAULT_REQUESTS = 100  # what a fixed-size caller (the demo) sends when it names no amount
+DEFAULT_MAX_REQUESTS = 20_000  # auto mode: the most it sends before giving up on a verdict
 DEFAULT_CONCURRENCY = 10
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_ALPHA = 0.001
+DEFAULT_TOLERANCE = 0.2
+SPLIT_FIELDS = ("pod", "node", "zone", "version")
 MAX_REDIRECTS = 10
 MAX_CONCURRENCY = 10_000
 
@@ -247,15 +250,92 @@ def check_cacert(path: Path) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class ExpectedSplit:
+    """``expect_split``: the share each value of one identity field should get.
+
+    ``field`` is one of :data:`SPLIT_FIELDS`; ``weights`` are relative (``90, 10`` and ``9, 1``
+    mean the same), each positive, each value named once.
+    """
+
+    field: str
+    weights: tuple[tuple[str, float], ...]
+
+    def __post_init__(self) -> None:
+        shown = f"{self.field}=" + ",".join(f"{v}:{w:g}" for v, w in self.weights)
+        if self.field not in SPLIT_FIELDS:
+            raise UsageError(
+                f"unknown field {self.field!r} (one of {', '.join(SPLIT_FIELDS)})",
+                setting="expect_split",
+                value=shown,
+            )
+        if not self.weights:
+            raise UsageError("names no value", setting="expect_split", value=shown)
+        seen: set[str] = set()
+        for value, weight in self.weights:
+            if not value:
+                raise UsageError("a value is empty", setting="expect_split", value=shown)
+            if value in seen:
+                raise UsageError(f"{value!r} is named twice", setting="expect_split", value=shown)
+            seen.add(value)
+            if isinstance(weight, bool) or not (0 < weight < math.inf):
+                raise UsageError(
+                    f"the weight of {value!r} must be a positive number",
+                    setting="expect_split",
+                    value=shown,
+                )
+
+    def shares(self) -> dict[str, float]:
+        """Each value's expected share (weights over their sum)."""
+        total = sum(w for _, w in self.weights)
+        return {value: weight / total for value, weight in self.weights}
+
+    def __str__(self) -> str:
+        return f"{self.field}=" + ",".join(f"{v}:{w:g}" for v, w in self.weights)
+
+
+def parse_expect_split(text: str) -> ExpectedSplit:
+    """``FIELD=VALUE:WEIGHT,...`` (``version=stable:90,canary:10``) -> :class:`ExpectedSplit`."""
+
+    def fail(problem: str) -> UsageError:
+        return UsageError(problem, setting="expect_split", value=text)
+
+    field_name, sep, rest = text.strip().partition("=")
+    field_name = field_name.strip()
+    if not sep:
+        raise fail("must be FIELD=VALUE:WEIGHT,... (example: version=stable:90,canary:10)")
+    if field_name not in SPLIT_FIELDS:
+        raise fail(f"unknown field {field_name!r} (one of {', '.join(SPLIT_FIELDS)})")
+    weights: list[tuple[str, float]] = []
+    for item in rest.split(","):
+        if not item.strip():
+            continue
+        value, colon, weight_text = item.strip().rpartition(":")
+        if not colon or not value.strip():
+            raise fail(f"{item.strip()!r} must be VALUE:WEIGHT")
+        try:
+            weight = float(weight_text)
+        except ValueError:
+            raise fail(f"the weight of {value.strip()!r} is not a number") from None
+        weights.append((value.strip(), weight))
+    if not weights:
+        raise fail("names no value")
+    return ExpectedSplit(field_name, tuple(weights))
+
+
+@dataclass(frozen=True, slots=True)
 class VerifyOptions:
     """One verification run. Construct it directly (library) or from the CLI; both validate.
 
     ``requests`` and ``duration`` bound the run: with only ``duration`` set the run sends as many
-    requests as it can in that time; with both, whichever comes first ends it.
+    requests as it can in that time; with both, whichever comes first ends it; the verdict is
+    judged once, at the end (fixed mode). With neither (``requests=None``, the default) the run
+    is in auto mode: it keeps sending until the verdict is ``even`` or ``uneven`` (checked after
+    every batch, with anytime-valid intervals), at most ``max_requests`` requests and
+    ``max_duration`` seconds.
     """
 
     url: str
-    requests: int | None = DEFAULT_REQUESTS
+    requests: int | None = None
     duration: float | None = None
     concurrency: int = DEFAULT_CONCURRENCY
     rate: float | None = None
@@ -269,14 +349,14 @@ class VerifyOptions:
     alpha: float = DEFAULT_ALPHA
     expect_pods: int | None = None
     max_error_rate: float = 0.0
+    expect_split: ExpectedSplit | None = None
+    tolerance: float = DEFAULT_TOLERANCE
+    max_requests: int = DEFAULT_MAX_REQUESTS
+    max_duration: float | None = None
     target: Target = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "target", parse_url(self.url))
-        if self.requests is None and self.duration is None:
-            raise UsageError(
-                Phrase("give a number of ", Setting("requests"), " or a ", Setting("duration"))
-            )
         if self.requests is not None and self.requests < 1:
             raise UsageError("must be at least 1", setting="requests", value=self.requests)
         if self.duration is not None and not self.duration > 0:
@@ -295,6 +375,26 @@ class VerifyOptions:
             raise UsageError("must be between 0 and 1", setting="alpha", value=self.alpha)
         if self.expect_pods is not None and self.expect_pods < 1:
             raise UsageError("must be at least 1", setting="expect_pods", value=self.expect_pods)
+        if isinstance(self.tolerance, bool) or not 0.0 < self.tolerance < 1.0:
+            raise UsageError(
+                "must be between 0 and 1 (a relative tolerance: 0.2 is ±20%)",
+                setting="tolerance",
+                value=self.tolerance,
+            )
+        if self.max_requests < 1:
+            raise UsageError("must be at least 1", setting="max_requests", value=self.max_requests)
+        if self.max_duration is not None and not self.max_duration > 0:
+            raise UsageError(
+                "must be more than zero", setting="max_duration", value=self.max_duration
+            )
+        if self.expect_split is not None and self.expect_pods is not None:
+            raise UsageError(
+                Phrase(
+                    "give ", Setting("expect_pods"), " or ", Setting("expect_split"), ", not both"
+                ),
+                setting="expect_split",
+                value=str(self.expect_split),
+            )
         if not 0.0 <= self.max_error_rate <= 1.0:
             raise UsageError(
                 "must be within 0..1", setting="max_error_rate", value=self.max_error_rate
@@ -309,6 +409,21 @@ class VerifyOptions:
                     value=self.cacert,
                 )
             check_cacert(self.cacert)
+
+    @property
+    def auto(self) -> bool:
+        """Auto mode: no ``requests`` and no ``duration``; stop when the verdict is known."""
+        return self.requests is None and self.duration is None
+
+    @property
+    def request_limit(self) -> int | None:
+        """The most requests this run sends: ``requests``, or ``max_requests`` in auto mode."""
+        return self.max_requests if self.auto else self.requests
+
+    @property
+    def time_limit(self) -> float | None:
+        """The longest this run lasts: ``duration``, or ``max_duration`` in auto mode."""
+        return self.max_duration if self.auto else self.duration
 
     def address_for(self, host: str, port: int) -> str | None:
         """The ``resolve`` address for HOST:PORT, if one was given."""

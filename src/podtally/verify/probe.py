@@ -86,8 +86,9 @@ class Progress:
     done: int
     errors: int
     elapsed: float
-    total: int | None  # the -n bound, if any
-    duration: float | None  # the --duration bound, if any
+    total: int | None  # the request bound, if any (auto mode: the most it will send)
+    duration: float | None  # the time bound, if any
+    status: str | None = None  # auto mode: the intervals and verdict so far, in one line
 
     @property
     def fraction(self) -> float:
@@ -427,6 +428,12 @@ class Engine:
         self._t0 = 0.0
         self._started_at = 0.0
         self._deadline = float("inf")
+        self._stopped = False
+        self.status: str | None = None  # a caller's one-line state (auto mode: the verdict so far)
+
+    def stop(self) -> None:
+        """Send no more requests (those in flight complete): the answer is known."""
+        self._stopped = True
 
     # --- set-up --------------------------------------------------------------------------------
     async def _addresses_for(self, target: Target) -> list[tuple[str, str]]:
@@ -685,8 +692,8 @@ class Engine:
 
     # --- the run -------------------------------------------------------------------------------
     def _claim(self) -> int | None:
-        total = self.options.requests
-        if total is not None and self._claimed >= total:
+        total = self.options.request_limit
+        if self._stopped or (total is not None and self._claimed >= total):
             return None
         index = self._claimed
         self._claimed += 1
@@ -730,8 +737,9 @@ class Engine:
             done=self._done,
             errors=self._errors,
             elapsed=time.perf_counter() - self._t0,
-            total=self.options.requests,
-            duration=self.options.duration,
+            total=self.options.request_limit,
+            duration=self.options.time_limit,
+            status=self.status,
         )
 
     async def run(self) -> ProbeSummary:
@@ -742,11 +750,12 @@ class Engine:
         await self._addresses_for(target)  # a DNS failure is one error up front, not N
         self._started_at = time.time()
         self._t0 = time.perf_counter()
-        if self.options.duration is not None:
-            self._deadline = self._t0 + self.options.duration
+        limit = self.options.time_limit
+        if limit is not None:
+            self._deadline = self._t0 + limit
         workers = self.options.concurrency
-        if self.options.requests is not None:
-            workers = min(workers, self.options.requests)
+        if self.options.request_limit is not None:
+            workers = min(workers, self.options.request_limit)
         reporter = (
             asyncio.ensure_future(self._report_progress(loop, self._progress))
             if self._progress is not None

@@ -15,18 +15,13 @@ from typing import Any
 
 from podtally.contract import RESULT_SCHEMA_ID
 from podtally.errors import worded
+from podtally.verify.decision import Decision
 from podtally.verify.probe import Observation
 from podtally.verify.result import VerifyResult
 from podtally.verify.tally import Dimension
+from podtally.verify.verdict import Assessment
 
 SCHEMA_ID = RESULT_SCHEMA_ID  # the name callers of this module have used
-
-_TITLES = {
-    "pod": "pod",
-    "node": "node (expected: weighted by its pods)",
-    "zone": "zone (expected: weighted by its pods)",
-    "ip": "ip (expected: weighted by its pods)",
-}
 
 
 # --- text ---------------------------------------------------------------------------------------
@@ -57,42 +52,34 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], indent: str = 
     return lines
 
 
-def _dimension_text(dimension: Dimension) -> list[str]:
-    if not dimension.rows:
+def _band(low: float, high: float) -> str:
+    return f"{low * 100:.1f}-{min(high, 1.0) * 100:.1f}%"
+
+
+def _decision_text(
+    decision: Decision, judged: bool, dimension: Dimension | None, split: bool
+) -> list[str]:
+    if not decision.groups:
         return []
-    weighted = dimension.name != "pod"
-    headers = [
-        dimension.name,
-        *(["pods"] if weighted else []),
-        "count",
-        "share",
-        "expected",
-        "deviation",
-    ]
+    headers = [decision.dimension, "count", "share", "expected", "interval", "band", ""]
     rows = [
         [
-            row.name,
-            *([str(row.pods)] if weighted else []),
-            str(row.count),
-            _pct(row.share),
-            _pct(row.expected_share),
-            _signed_pct(row.deviation),
+            g.name,
+            str(g.count),
+            _pct(g.share),
+            _pct(g.expected),
+            _band(*g.interval),
+            _band(*g.band),
+            g.state,
         ]
-        for row in dimension.rows
+        for g in decision.groups
     ]
-    if dimension.judged:
-        test = (
-            f"chi-square {dimension.chi2:.2f}, {dimension.dof} dof, "
-            f"p = {_p(dimension.p_value)}, max/min {dimension.max_min_ratio:.2f}"
-        )
-    elif dimension.groups < 2:
-        test = "one group: nothing to compare"
-    else:
-        test = (
-            f"not tested: {dimension.min_expected:.1f} expected in the smallest group, "
-            "need at least 5"
-        )
-    return [f"{_TITLES[dimension.name]}: {test}", *_table(headers, rows), ""]
+    role = decision.verdict if judged else "information, not judged"
+    title = f"{decision.dimension} ({decision.unit}): {role}"
+    # The chi-square tests the even (pod-weighted) spread: information, and only without a split.
+    if dimension is not None and dimension.p_value is not None and not split:
+        title += f"; chi-square p = {_p(dimension.p_value)} (information)"
+    return [title, *_table(headers, rows), ""]
 
 
 def seed_lines(result: VerifyResult) -> list[str]:
@@ -102,13 +89,25 @@ def seed_lines(result: VerifyResult) -> list[str]:
 
 
 def render_text(result: VerifyResult, flag_name: Callable[[str], str] = str) -> str:
-    """The human report: seed-style counts, one table per dimension, then the facts, verdict."""
+    """The human report: seed-style counts, one table per dimension (counts, shares, intervals
+    and tolerance bands), then the facts (mode, unit, method), the verdict."""
     options = result.options
     lines = [*seed_lines(result)]
     if lines:
         lines.append("")
-    for dimension in result.dimensions:
-        lines.extend(_dimension_text(dimension))
+    assessment = result.assessment
+    if assessment is not None:
+        judged = {d.dimension for d in assessment.judged}
+        tallies: dict[str, Dimension] = {d.name: d for d in result.dimensions}
+        for decision in assessment.shown:
+            lines.extend(
+                _decision_text(
+                    decision,
+                    decision.dimension in judged,
+                    tallies.get(decision.dimension),
+                    options.expect_split is not None,
+                )
+            )
 
     mode = (
         f"keep-alive ({result.connections} connections)"
@@ -134,6 +133,8 @@ def render_text(result: VerifyResult, flag_name: Callable[[str], str] = str) -> 
             + (f" (expected {options.expect_pods})" if options.expect_pods else ""),
         ),
     ]
+    if assessment is not None:
+        facts.extend(_decision_facts(result, assessment))
     if result.latency is not None:
         lat = result.latency
         facts.append(
@@ -181,21 +182,139 @@ def render_text(result: VerifyResult, flag_name: Callable[[str], str] = str) -> 
     return "\n".join(lines) + "\n"
 
 
+def _decision_facts(result: VerifyResult, assessment: Assessment) -> list[tuple[str, str]]:
+    options = result.options
+    first = assessment.judged[0] if assessment.judged else None
+    facts: list[tuple[str, str]] = []
+    if options.auto:
+        run = f"auto: sent until even or uneven, at most {options.max_requests:,} requests"
+        if options.max_duration is not None:
+            run += f" or {options.max_duration:g} s"
+    else:
+        run = "fixed: judged once, at the end"
+    facts.append(("mode", run))
+    if options.auto and first is not None and first.unit == "requests":
+        late = result.identified - first.total
+        if late > 0:
+            facts.append(
+                (
+                    "stopped",
+                    f"decided at {first.total:,} identified responses; {late} more were in "
+                    "flight and are counted above, not judged",
+                )
+            )
+    facts.append(("unit", f"{assessment.unit.unit}: {assessment.unit.reason}"))
+    if first is not None:
+        method = first.method
+        facts.append(
+            (
+                "method",
+                f"{method.name} intervals, simultaneous over {method.groups} groups "
+                f"({method.correction}), alpha {options.alpha:g}, tolerance "
+                f"±{options.tolerance:.0%} of each expected share",
+            )
+        )
+    if options.expect_split is not None:
+        facts.append(("expected split", str(options.expect_split)))
+    if assessment.verdict == "inconclusive":
+        needed = assessment.requests_needed
+        facts.append(
+            (
+                "to decide",
+                f"about {needed:,} {assessment.unit.unit} would most likely decide it"
+                if needed
+                else "no practical number would decide it at these shares",
+            )
+        )
+    if assessment.min_detectable_skew is not None:
+        facts.append(
+            (
+                "detectable",
+                f"this run could show a pod ±{assessment.min_detectable_skew:.0%} off its "
+                "expected share as uneven",
+            )
+        )
+    return facts
+
+
 def _progress_text(result: VerifyResult) -> str:
     """How far an interrupted run got: ``after 523 of 1000 requests, 4.2 of 30 s``."""
     options = result.options
     done = f"after {result.requests}"
-    if options.requests is not None:
-        done += f" of {options.requests}"
+    if options.request_limit is not None:
+        done += f" of {options.request_limit}"
     done += " requests"
-    if options.duration is not None:
-        done += f", {result.elapsed:.1f} of {options.duration:g} s"
+    if options.time_limit is not None:
+        done += f", {result.elapsed:.1f} of {options.time_limit:g} s"
     return done
 
 
 # --- json ---------------------------------------------------------------------------------------
 def _round(value: float | None, digits: int = 6) -> float | None:
     return None if value is None else round(value, digits)
+
+
+def _decision_doc(decision: Decision, judged: bool) -> dict[str, Any]:
+    return {
+        "judged": judged,
+        "verdict": decision.verdict,
+        "reason": decision.reason,
+        "total": decision.total,
+        "groups": [
+            {
+                "name": g.name,
+                "count": g.count,
+                "share": _round(g.share),
+                "expected_share": _round(g.expected),
+                "interval": [_round(g.interval[0]), _round(g.interval[1])],
+                "band": [_round(g.band[0]), _round(g.band[1])],
+                "state": g.state,
+                "missing": g.missing,
+            }
+            for g in decision.groups
+        ],
+        "requests_needed": decision.requests_needed,
+        "min_detectable_skew": _round(decision.min_detectable_skew),
+        "method": {
+            "name": decision.method.name,
+            "mode": decision.method.mode,
+            "alpha": decision.method.alpha,
+            "alpha_per_group": decision.method.alpha_per_group,
+            "correction": decision.method.correction,
+            "groups": decision.method.groups,
+        },
+    }
+
+
+def _assessment_doc(result: VerifyResult) -> dict[str, Any] | None:
+    assessment = result.assessment
+    if assessment is None:
+        return None
+    options = result.options
+    judged = {d.dimension for d in assessment.judged}
+    first = assessment.judged[0] if assessment.judged else None
+    return {
+        "verdict": assessment.verdict,
+        "reason": assessment.reason,
+        "mode": assessment.mode,
+        "method": first.method.name if first is not None else None,
+        "alpha": options.alpha,
+        "tolerance": options.tolerance,
+        "expect_split": None
+        if options.expect_split is None
+        else {
+            "field": options.expect_split.field,
+            "weights": dict(options.expect_split.weights),
+        },
+        "unit": assessment.unit.unit,
+        "unit_reason": assessment.unit.reason,
+        "requests_needed": assessment.requests_needed,
+        "min_detectable_skew": _round(assessment.min_detectable_skew),
+        "missing": list(assessment.missing),
+        "dimensions": {
+            d.dimension: _decision_doc(d, d.dimension in judged) for d in assessment.shown
+        },
+    }
 
 
 def _dimension_doc(dimension: Dimension) -> dict[str, Any]:
@@ -246,7 +365,12 @@ def to_document(result: VerifyResult, flag_name: Callable[[str], str] = str) -> 
             "cacert": str(options.cacert) if options.cacert else None,
             "resolve": [str(r) for r in options.resolve],
             "alpha": options.alpha,
+            "tolerance": options.tolerance,
             "expect_pods": options.expect_pods,
+            "expect_split": None if options.expect_split is None else str(options.expect_split),
+            "max_requests": options.max_requests,
+            "max_duration_seconds": options.max_duration,
+            "auto": options.auto,
             "max_error_rate": options.max_error_rate,
         },
         "summary": {
@@ -267,11 +391,13 @@ def to_document(result: VerifyResult, flag_name: Callable[[str], str] = str) -> 
                 "namespace": key.namespace,
                 "ip": key.ip,
                 "zone": key.zone,
+                "version": key.version,
                 "count": count,
             }
             for key, count in result.identities
         ],
         "dimensions": {d.name: _dimension_doc(d) for d in result.dimensions},
+        "decision": _assessment_doc(result),
         "latency_ms": None
         if latency is None
         else {

@@ -23,6 +23,7 @@ from podtally.verify.tally import (
     latency_summary,
     tally_dimensions,
 )
+from podtally.verify.verdict import Assessment, assess
 
 EXIT_INTERRUPTED = 130
 
@@ -49,7 +50,7 @@ class VerifyResult:
     connections: int  # connections opened
     addresses: tuple[str, ...]  # address:port pairs connected to
     identities: tuple[tuple[IdentityKey, int], ...]  # most responses first
-    dimensions: tuple[Dimension, ...]  # pod, node, zone, ip
+    dimensions: tuple[Dimension, ...]  # pod, node, zone, version: counts and chi-square (info)
     latency: Latency | None
     status_codes: tuple[tuple[int, int], ...]
     errors: tuple[tuple[ErrorKind, int], ...]  # every kind, zeros included
@@ -59,6 +60,7 @@ class VerifyResult:
     connection_spread: ConnectionSpread | None
     notes: tuple[str, ...]
     verdict: Verdict  # on what was collected (all of it, unless interrupted)
+    assessment: Assessment | None  # the decision: unit, intervals, verdict (None: no identity)
     interrupted: bool = False  # stopped early (Ctrl-C): the figures are partial
 
     @property
@@ -157,11 +159,16 @@ def _notes(
 
 
 def build_result(
-    options: VerifyOptions, acc: Accumulator, probe: ProbeSummary, interrupted: bool = False
+    options: VerifyOptions,
+    acc: Accumulator,
+    probe: ProbeSummary,
+    interrupted: bool = False,
+    decided: Assessment | None = None,
 ) -> VerifyResult:
     """Counts and engine facts → the immutable result, with statistics and the verdict.
 
     ``interrupted``: the run was stopped early; the result describes what it got done.
+    ``decided``: auto mode's verdict at the look that stopped the run (else judged on it all).
     """
     dimensions = tally_dimensions(acc.identities)
     spread: ConnectionSpread | None = None
@@ -181,12 +188,14 @@ def build_result(
         location = acc.locations.most_common(1)[0][0]
         https = " or the https URL" if location.startswith("https://") else ""
         hint = Phrase(f"redirected to {location}; use ", Setting("follow"), https)
+    assessment = decided or (
+        assess(acc, options, "sequential" if options.auto else "fixed") if acc.identities else None
+    )
     verdict: Verdict = judge(
-        dimensions[0],
+        assessment,
         requests=acc.requests,
         responses=acc.responses,
         errors=acc.errors,
-        alpha=options.alpha,
         expect_pods=options.expect_pods,
         max_error_rate=options.max_error_rate,
         unreachable_reason=unreachable,
@@ -216,5 +225,6 @@ def build_result(
         connection_spread=spread,
         notes=_notes(options, acc, probe, dimensions, spread),
         verdict=verdict,
+        assessment=assessment,
         interrupted=interrupted,
     )

@@ -52,6 +52,78 @@ _DIMENSION = _object(
     }
 )
 
+_PAIR = {"type": "array", "items": _NUM, "minItems": 2, "maxItems": 2}
+_VERDICT = {"enum": ["even", "uneven", "inconclusive"]}
+_OPT_COUNT = {"type": ["integer", "null"], "minimum": 0}
+
+_DECISION = _object(
+    {
+        "judged": {"type": "boolean"},
+        "verdict": _VERDICT,
+        "reason": _STR,
+        "total": _INT,
+        "groups": {
+            "type": "array",
+            "items": _object(
+                {
+                    "name": _STR,
+                    "count": _INT,
+                    "share": _NUM,
+                    "expected_share": _NUM,
+                    "interval": _PAIR,
+                    "band": _PAIR,
+                    "state": {"enum": ["inside", "outside", "undecided"]},
+                    "missing": {"type": "boolean"},
+                }
+            ),
+        },
+        "requests_needed": _OPT_COUNT,
+        "min_detectable_skew": _OPT_NUM,
+        "method": _object(
+            {
+                "name": _STR,
+                "mode": {"enum": ["fixed", "sequential"]},
+                "alpha": _NUM,
+                "alpha_per_group": _NUM,
+                "correction": _STR,
+                "groups": _INT,
+            }
+        ),
+    }
+)
+
+_ASSESSMENT = _object(
+    {
+        "verdict": _VERDICT,
+        "reason": _STR,
+        "mode": {"enum": ["fixed", "sequential"]},
+        "method": _OPT_STR,
+        "alpha": _NUM,
+        "tolerance": _NUM,
+        "expect_split": {
+            "oneOf": [
+                {"type": "null"},
+                _object(
+                    {
+                        "field": {"enum": ["pod", "node", "zone", "version"]},
+                        "weights": {"type": "object", "additionalProperties": _NUM},
+                    }
+                ),
+            ]
+        },
+        "unit": {"enum": ["requests", "connections"]},
+        "unit_reason": _STR,
+        "requests_needed": _OPT_COUNT,
+        "min_detectable_skew": _OPT_NUM,
+        "missing": {"type": "array", "items": _STR},
+        "dimensions": {
+            "type": "object",
+            "propertyNames": {"enum": list(DIMENSIONS)},
+            "additionalProperties": _DECISION,
+        },
+    }
+)
+
 RESULT_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": RESULT_SCHEMA_ID,
@@ -76,7 +148,12 @@ RESULT_SCHEMA: dict[str, Any] = {
                     "cacert": _OPT_STR,
                     "resolve": {"type": "array", "items": _STR},
                     "alpha": _NUM,
+                    "tolerance": _NUM,
                     "expect_pods": {"type": ["integer", "null"], "minimum": 1},
+                    "expect_split": _OPT_STR,
+                    "max_requests": {"type": "integer", "minimum": 1},
+                    "max_duration_seconds": _OPT_NUM,
+                    "auto": {"type": "boolean"},
                     "max_error_rate": _NUM,
                 }
             ),
@@ -102,11 +179,13 @@ RESULT_SCHEMA: dict[str, Any] = {
                         "namespace": _OPT_STR,
                         "ip": _OPT_STR,
                         "zone": _OPT_STR,
+                        "version": _OPT_STR,
                         "count": _INT,
                     }
                 ),
             },
             "dimensions": _object(dict.fromkeys(DIMENSIONS, _DIMENSION)),
+            "decision": {"oneOf": [{"type": "null"}, _ASSESSMENT]},
             "latency_ms": {
                 "oneOf": [
                     {"type": "null"},

@@ -16,34 +16,31 @@ from array import array
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from podtally.errors import Phrase, Setting
 from podtally.verify.probe import ERROR_KINDS, ErrorKind, Observation
 
-DimensionName = Literal["pod", "node", "zone", "ip"]
-DIMENSIONS: tuple[DimensionName, ...] = ("pod", "node", "zone", "ip")
+if TYPE_CHECKING:
+    from podtally.verify.verdict import Assessment
+
+DimensionName = Literal["pod", "node", "zone", "version"]
+DIMENSIONS: tuple[DimensionName, ...] = ("pod", "node", "zone", "version")
 MIN_EXPECTED = 5.0  # the usual chi-square rule: every expected count at least 5
 UNKNOWN = "(unknown)"
 
-VerdictResult = Literal[
-    "even",
-    "uneven",
-    "too few requests to judge",
-    "one pod",
-    "no identity",
-    "unreachable",
-]
+VerdictResult = Literal["even", "uneven", "inconclusive", "no identity", "unreachable"]
 
 
 class IdentityKey(NamedTuple):
-    """Who answered: the five identity fields (``None`` where a response did not say)."""
+    """Who answered: the identity fields (``None`` where a response did not say)."""
 
     pod: str
     node: str | None
     namespace: str | None
     ip: str | None
     zone: str | None
+    version: str | None = None
 
 
 # --- counting -----------------------------------------------------------------------------------
@@ -63,6 +60,7 @@ class Accumulator:
         self.latencies = array("d")
         self._track = track_connections
         self.pods_per_connection: dict[int, set[str]] = {}
+        self.requests_per_connection: Counter[int] = Counter()
 
     def add(self, observation: Observation) -> None:
         self.requests += 1
@@ -75,13 +73,19 @@ class Accumulator:
         if pod is not None:
             self.identities[
                 IdentityKey(
-                    pod, observation.node, observation.namespace, observation.ip, observation.zone
+                    pod,
+                    observation.node,
+                    observation.namespace,
+                    observation.ip,
+                    observation.zone,
+                    observation.version,
                 )
             ] += 1
             if observation.source is not None:
                 self.sources[observation.source] += 1
             if self._track and observation.connection is not None:
                 self.pods_per_connection.setdefault(observation.connection, set()).add(pod)
+                self.requests_per_connection[observation.connection] += 1
         if observation.redirects:
             self.redirected += 1
         kind = observation.error
@@ -185,7 +189,7 @@ def pod_placement(identities: Mapping[IdentityKey, int]) -> dict[str, IdentityKe
 
 
 def tally_dimensions(identities: Mapping[IdentityKey, int]) -> tuple[Dimension, ...]:
-    """Pod, node, zone and IP tallies from identity counts.
+    """Pod, node, zone and version tallies from identity counts (the chi-square is information).
 
     Pods are expected to share evenly. A node (zone, IP) is expected to receive its pods' share:
     with pods a, b on node-1 and c on node-2, node-1 should see 2/3 of the responses.
@@ -195,7 +199,7 @@ def tally_dimensions(identities: Mapping[IdentityKey, int]) -> tuple[Dimension, 
         pod_counts[key.pod] += count
     placement = pod_placement(identities)
     dimensions = [_dimension("pod", pod_counts, dict.fromkeys(pod_counts, 1))]
-    for name in ("node", "zone", "ip"):
+    for name in ("node", "zone", "version"):
         counts: Counter[str] = Counter()
         pods: Counter[str] = Counter()
         for pod, count in pod_counts.items():
@@ -243,51 +247,41 @@ class Verdict:
 
 
 def judge(
-    pods: Dimension,
+    assessment: Assessment | None,
     requests: int,
     responses: int,
     errors: Mapping[ErrorKind, int],
-    alpha: float,
     expect_pods: int | None = None,
     max_error_rate: float = 0.0,
     unreachable_reason: str | None = None,
     identity_hint: str | None = None,
 ) -> Verdict:
-    """Combine the pod test, the expected pod count and the error budget.
+    """Combine the decision, the pods expected by name or number, and the error budget.
 
-    Exit codes: 0 passed; 1 uneven, too few requests to judge, no identity, fewer pods than
-    expected, or errors over budget; 3 nothing answered at all.
+    Exit codes: 0 even, every expected pod answered, errors within budget; 1 uneven,
+    inconclusive, no identity, an expected pod silent, or errors over budget; 3 nothing
+    answered at all.
     """
     if responses == 0:
         reason = unreachable_reason or "no response to any request"
         return Verdict("unreachable", False, 3, f"nothing answered: {reason}", (reason,))
 
     failures: list[str] = []
-    answered = pods.groups
     result: VerdictResult
-    if answered == 0:
+    if assessment is None or not assessment.judged or not assessment.judged[0].total:
         result = "no identity"
         missing = "no response carried an identity (X-Pod-* headers or 'Pod:' lines)"
         failures.append(Phrase.joined(": ", [missing, identity_hint]) if identity_hint else missing)
-    elif answered == 1:
-        result = "one pod"
-    elif not pods.judged:
-        result = "too few requests to judge"
-        needed = math.ceil(MIN_EXPECTED * answered)
-        failures.append(
-            f"too few requests to judge: {pods.min_expected:.1f} expected per pod, need "
-            f"{MIN_EXPECTED:g} (about {needed} identified responses for {answered} pods)"
-        )
-    elif pods.p_value is not None and pods.p_value < alpha:
-        result = "uneven"
-        failures.append(
-            f"uneven: p = {pods.p_value:.3g} < alpha {alpha:g}, max/min {pods.max_min_ratio:.2f}"
-        )
     else:
-        result = "even"
-
-    if expect_pods is not None and answered < expect_pods:
-        failures.append(f"only {answered} of {expect_pods} expected pods answered")
+        result = assessment.verdict
+        failures.extend(f"{name} never answered" for name in assessment.missing)
+        if assessment.unseen and expect_pods is not None:
+            answered = expect_pods - assessment.unseen
+            failures.append(f"only {answered} of {expect_pods} expected pods answered")
+        if result == "uneven":
+            failures.append(f"uneven: {assessment.reason}")
+        elif result == "inconclusive":
+            failures.append(f"inconclusive: {_inconclusive(assessment)}")
 
     failed = sum(errors.values())
     rate = failed / requests if requests else 0.0
@@ -303,17 +297,37 @@ def judge(
         )
 
     passed = not failures
-    if result == "even":
-        spread = f"even across {answered} pods (p = {pods.p_value:.3g} >= alpha {alpha:g})"
-    elif result == "one pod":
-        spread = "one pod answered every identified request: nothing to compare"
-    else:
-        spread = ""
     summary: str
-    if passed:
-        summary = f"PASS: {spread}"
+    if passed and assessment is not None:
+        summary = f"PASS: even: {_even_reason(assessment)}"
     else:
-        summary = Phrase.joined(
-            "", ["FAIL: ", Phrase.joined("; ", failures), f" (spread: {spread})" if spread else ""]
-        )
+        summary = Phrase.joined("", ["FAIL: ", Phrase.joined("; ", failures)])
     return Verdict(result, passed, 0 if passed else 1, summary, tuple(failures))
+
+
+def _fraction(share: float) -> str:
+    for d in range(1, 13):
+        if abs(share * d - round(share * d)) < 1e-9:
+            return f"{round(share * d)}/{d}" if d > 1 else f"{share:.0%}"
+    return f"{share:.1%}"
+
+
+def _even_reason(assessment: Assessment) -> str:
+    first = assessment.judged[0]
+    expected = {round(g.expected, 12) for g in first.groups}
+    tolerance = first.method.tolerance
+    target = f"of {_fraction(expected.pop())}" if len(expected) == 1 else "of its expected share"
+    dims = " and ".join(f"every {d.dimension}'s" for d in assessment.judged)
+    confidence = f"{(1 - first.method.alpha) * 100:.10g}%"
+    return (
+        f"{dims} share is within ±{tolerance:.0%} {target} (simultaneous {confidence} "
+        f"intervals over {first.total:,} {first.unit})"
+    )
+
+
+def _inconclusive(assessment: Assessment) -> str:
+    text = assessment.reason
+    if assessment.min_detectable_skew is not None:
+        skew = assessment.min_detectable_skew
+        text += f"; the smallest skew this run could have shown is ±{skew:.0%}"
+    return text

@@ -178,8 +178,8 @@ class GrpcEngine(Runner):
 
     def _lanes(self) -> list[Coroutine[Any, Any, None]]:
         lanes = self.options.concurrency
-        if self.options.requests is not None:
-            lanes = min(lanes, self.options.requests)
+        if self.options.request_limit is not None:
+            lanes = min(lanes, self.options.request_limit)
         return [self._lane() for _ in range(lanes)]
 
     async def _close(self) -> None:

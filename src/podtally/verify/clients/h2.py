@@ -303,8 +303,8 @@ class H2Engine(Runner):
 
     def _lanes(self) -> list[Coroutine[Any, Any, None]]:
         connections = self.options.concurrency
-        if self.options.requests is not None:
-            connections = min(connections, self.options.requests)
+        if self.options.request_limit is not None:
+            connections = min(connections, self.options.request_limit)
         self._slots = [_Slot() for _ in range(connections)]
         return [self._lane(slot) for slot in self._slots for _ in range(self.streams)]
 

@@ -50,7 +50,7 @@ class Runner:
 
     async def _next(self) -> tuple[int, float] | None:
         """The next request's number and start time, after the rate's wait; None when done."""
-        total = self.options.requests
+        total = self.options.request_limit
         if total is not None and self._claimed >= total:
             return None
         index = self._claimed
@@ -76,8 +76,8 @@ class Runner:
         await self._prepare()
         self._started_at = time.time()
         self._t0 = time.perf_counter()
-        if self.options.duration is not None:
-            self._deadline = self._t0 + self.options.duration
+        if self.options.time_limit is not None:
+            self._deadline = self._t0 + self.options.time_limit
         reporter = (
             asyncio.ensure_future(self._report_progress(self._progress))
             if self._progress is not None
@@ -108,8 +108,8 @@ class Runner:
             done=self._done,
             errors=self._errors,
             elapsed=time.perf_counter() - self._t0,
-            total=self.options.requests,
-            duration=self.options.duration,
+            total=self.options.request_limit,
+            duration=self.options.time_limit,
         )
 
     @property

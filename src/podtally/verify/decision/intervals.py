@@ -1,7 +1,7 @@
 """Confidence intervals for shares, vectorised: the decision and the simulations both call these.
 
 ``fixed``: Clopper-Pearson. ``sequential``: the beta-binomial mixture confidence sequence. See the
-package docstring for the reasoning, and docs/statistics.md.
+package docstring for the reasoning, and docs/verify.md ("How the spread is judged").
 """
 
 from __future__ import annotations
