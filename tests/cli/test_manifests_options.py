@@ -118,7 +118,7 @@ def test_help_shows_the_defaults(podtally: Run) -> None:
         "--gateway",
         "--traffic-distribution [PreferSameZone|PreferSameNode|PreferClose]",
         "PODTALLY_TRAFFIC_DISTRIBUTION; default: (none: every pod alike)",
-        "PODTALLY_REQUESTS; default: 600]",
+        "PODTALLY_REQUESTS; default: 20000]",
         "PODTALLY_DEADLINE_SECONDS; default: 150]",
     ):
         assert expected in text, expected

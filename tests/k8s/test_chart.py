@@ -226,7 +226,7 @@ def test_helm_test_hook_runs_the_verify_job_pod(tmp_path: Path) -> None:
         chart_values(spec, create_namespace=False), release="tally", namespace="apps", tmp=tmp_path
     )
     pod = by_kind(objs, "Pod")
-    assert pod["spec"] == verify_pod_spec(spec, 600, 150)
+    assert pod["spec"] == verify_pod_spec(spec, 20_000, 150)
     assert pod["metadata"]["labels"] == verify_pod_labels(spec)
     policy = next(o for o in objs if o["metadata"]["name"] == "tally-verify")
     assert _as_podtally(policy) == verify_network_policy(spec)

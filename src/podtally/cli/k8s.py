@@ -129,7 +129,7 @@ def _whole_seconds(ctx: click.Context, param: click.Parameter, text: str | None)
     "--requests",
     type=int,
     default=DEFAULT_REQUESTS,
-    help="with --verify-job: requests the Job sends",
+    help="with --verify-job: the most requests the Job sends (it stops when its verdict is known)",
 )
 @option(
     "--deadline-seconds",
