@@ -73,7 +73,7 @@ def test_verify_job_is_the_library_s_objects(podtally: Run) -> None:
     job = tuned[1]
     assert job["spec"]["activeDeadlineSeconds"] == 300
     container = job["spec"]["template"]["spec"]["containers"][0]
-    assert container["args"][-4:] == ["--expect-pods", "4", "-n", "900"]
+    assert container["args"][-4:] == ["--expect-pods", "4", "--max-requests", "900"]
     _validate(default + tuned)
 
 

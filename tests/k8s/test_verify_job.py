@@ -27,7 +27,7 @@ def test_the_job_verifies_the_service_with_the_replica_count() -> None:
         "http://tally.apps.svc:80/",
         "--expect-pods",
         "5",
-        "-n",
+        "--max-requests",
         "900",
     ]
     assert container["image"] == spec.image
