@@ -57,9 +57,28 @@ exit codes:
     default=DEFAULTS["shutdown_timeout"],
     help="after the drain, how long in-flight requests may take",
 )
+@option(
+    "--keep-alive-timeout",
+    type=float,
+    default=DEFAULTS["keep_alive_timeout"],
+    help="close a keep-alive connection idle this long (keep it above the idle timeout of any "
+    "load balancer in front: an ALB's is 60 s); it also bounds the wait for a request's headers",
+)
+@option(
+    "--silent-timeout",
+    type=float,
+    default=DEFAULTS["silent_timeout"],
+    help="close a new connection that has sent nothing for this long",
+)
 @option("--access-log", is_flag=True, help="one JSON line per request on stderr")
 def serve_command(
-    host: str, port: int, drain_seconds: float, shutdown_timeout: float, access_log: bool
+    host: str,
+    port: int,
+    drain_seconds: float,
+    shutdown_timeout: float,
+    keep_alive_timeout: float,
+    silent_timeout: float,
+    access_log: bool,
 ) -> int:
     from podtally.service import ServeConfig, serve
 
@@ -69,6 +88,8 @@ def serve_command(
             port=port,
             drain_seconds=drain_seconds,
             shutdown_timeout=shutdown_timeout,
+            keep_alive_timeout=keep_alive_timeout,
+            silent_timeout=silent_timeout,
             access_log=access_log,
         )
     )
