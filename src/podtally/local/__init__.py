@@ -46,7 +46,6 @@ def __getattr__(name: str) -> Any:
         return getattr(operations, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-
 __all__ = [
     "MAX_REPLICAS",
     "AlreadyUpError",
