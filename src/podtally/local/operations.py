@@ -207,7 +207,19 @@ def up(config: StackConfig, progress: Progress | None = None) -> Stack:
                 runner.stop_all()
                 _remove_run_dir(state, run_dir)
             raise
+        _supervise(run_dir, start=True)
         return runner.snapshot()
+
+
+def _supervise(run_dir: Path, start: bool = False) -> None:
+    """Issue 15: the stack's supervisor (podtally.local.supervisor) runs while the stack does;
+    ``up`` starts it, and ``restart`` and ``scale`` start it again if it is gone."""
+    from podtally.local import supervisor
+
+    if start:
+        supervisor.start(run_dir)
+    else:
+        supervisor.ensure(run_dir)
 
 
 def status(name: str = DEFAULT_NAME, run_dir: Path | None = None) -> Stack:
@@ -287,6 +299,7 @@ def restart(
                 runner.drain([r for r in draining if not runner.terminated(r)])
                 runner.finish(draining, wait=True)
                 runner.write_haproxy_config()
+        _supervise(where)
         return runner.snapshot()
 
 
@@ -391,6 +404,7 @@ def scale(
             say(f"{verb} " + ", ".join(r.pod for r in leaving))
             _remove_replicas(runner, leaving)
         runner.write_haproxy_config()
+        _supervise(where)
         return runner.snapshot()
 
 
@@ -443,6 +457,9 @@ def down(
             return _down_without_state(where, exc, say)
         stopped = False
         if state is not None:
+            from podtally.local import supervisor
+
+            supervisor.stop(where)  # issue 15: first, or it would start HAProxy again
             runner = Controller(state, say)
             try:
                 if runner.haproxy_alive():
