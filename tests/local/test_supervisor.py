@@ -59,6 +59,17 @@ def eventually(check: Callable[[], bool], within: float, what: str) -> float:
     raise AssertionError(f"not {what} within {within} s")
 
 
+def kill(pid: int) -> None:
+    """kill -9, and wait until it is gone (so that no check sees it still alive)."""
+    os.kill(pid, signal.SIGKILL)
+    assert proc.wait_gone([pid], 5) == []
+
+
+def supervised(stack: Stack) -> supervisor.SupervisorReport:
+    eventually(lambda: supervisor.report(stack.run_dir).healthy, 10, "supervised and watched")
+    return supervisor.report(stack.run_dir)
+
+
 def converged(stack: Stack) -> Callable[[], bool]:
     def check() -> bool:
         try:
@@ -76,8 +87,9 @@ def converged(stack: Stack) -> Callable[[], bool]:
 
 
 def test_a_killed_replica_is_replaced_on_its_node_and_counted(stack: Stack) -> None:
+    supervised(stack)
     victim = stack.replicas[1]
-    os.kill(victim.pid, signal.SIGKILL)
+    kill(victim.pid)
     eventually(converged(stack), 30, "back to 3 replicas UP")
     now = status(NAME, run_dir=stack.run_dir)
     replacement = next(r for r in now.replicas if r.node == victim.node)
@@ -92,7 +104,8 @@ def test_a_killed_replica_is_replaced_on_its_node_and_counted(stack: Stack) -> N
 def test_a_killed_haproxy_comes_back_on_the_same_port_with_the_same_ca(stack: Stack) -> None:
     assert stack.ca_path is not None
     ca_before = stack.ca_path.read_bytes()
-    os.kill(stack.haproxy_pid, signal.SIGKILL)
+    supervised(stack)
+    kill(stack.haproxy_pid)
 
     def serves() -> bool:
         try:
@@ -104,26 +117,25 @@ def test_a_killed_haproxy_comes_back_on_the_same_port_with_the_same_ca(stack: St
     assert took < 10
     assert stack.ca_path.read_bytes() == ca_before
     assert status(NAME, run_dir=stack.run_dir).haproxy_pid != stack.haproxy_pid
-    assert supervisor.report(stack.run_dir).haproxy_restarts == 1
+    eventually(lambda: supervisor.report(stack.run_dir).haproxy_restarts == 1, 5, "counted")
 
 
 def test_a_killed_supervisor_is_started_again(stack: Stack) -> None:
-    first = eventually(lambda: supervisor.report(stack.run_dir).running, 10, "supervised")
-    assert first < 10
-    before = supervisor.report(stack.run_dir)
-    os.kill(before.pid, signal.SIGKILL)
+    before = supervised(stack)
+    kill(before.pid)
     eventually(
-        lambda: (r := supervisor.report(stack.run_dir)).running and r.pid != before.pid,
+        lambda: (r := supervisor.report(stack.run_dir)).healthy and r.pid != before.pid,
         10,
         "supervised again",
     )
     assert supervisor.report(stack.run_dir).restarts == before.restarts + 1
     # ... and it still heals.
-    os.kill(stack.replicas[0].pid, signal.SIGKILL)
+    kill(stack.replicas[0].pid)
     eventually(converged(stack), 30, "back to 3 replicas UP")
 
 
 def test_a_restart_killed_half_way_converges_to_the_configuration(stack: Stack) -> None:
+    supervised(stack)
     command = [sys.executable, "-m", "podtally", "restart", "--name", NAME]
     env = clean_env({"PODTALLY_STATE_DIR": str(stack.run_dir.parent)})
     restarting = subprocess.Popen(

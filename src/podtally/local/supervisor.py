@@ -37,6 +37,7 @@ from podtally.local import state as st
 from podtally.local.controller import Controller
 
 SUPERVISOR_FILE = "supervisor.json"
+SWITCH_ENV = "PODTALLY_SUPERVISOR"  # "off": up starts no supervisor
 INTERVAL = 0.5  # seconds between two looks at the stack
 HEARTBEAT_STALE = 10.0  # a supervisor silent this long is reported unhealthy
 
@@ -89,7 +90,9 @@ class SupervisorReport:
 
     pid: int
     running: bool
-    healthy: bool  # running, and it looked at the stack within HEARTBEAT_STALE seconds
+    # Running, watched by its watchdog, and it looked at the stack within HEARTBEAT_STALE
+    # seconds. (Between its start and its first look, about 0.5 s, nothing watches it yet.)
+    healthy: bool
     started_at: float  # epoch seconds; 0.0 if never started
     restarts: int  # how often the supervisor itself was started again
     haproxy_restarts: int
@@ -107,6 +110,8 @@ def report(run_dir: Path) -> SupervisorReport:
     pid = int(record.get("pid", 0))
     running = pid > 0 and proc.pid_alive(pid) and proc.create_time(pid) == record.get("ctime")
     heartbeat = float(record.get("heartbeat", 0.0))
+    watchdog = int(record.get("watchdog", 0))
+    watched = watchdog > 0 and proc.pid_alive(watchdog)
     started: dict[str, float] = {}
     state = _stack_state(run_dir)
     if state is not None:
@@ -114,7 +119,7 @@ def report(run_dir: Path) -> SupervisorReport:
     return SupervisorReport(
         pid=pid,
         running=running,
-        healthy=running and time.time() - heartbeat < HEARTBEAT_STALE,
+        healthy=running and watched and time.time() - heartbeat < HEARTBEAT_STALE,
         started_at=float(record.get("started_at", 0.0)),
         restarts=int(record.get("restarts", 0)),
         haproxy_restarts=int(record.get("haproxy_restarts", 0)),
@@ -130,6 +135,18 @@ def start(run_dir: Path) -> int:
     """Start the supervisor of the stack in ``run_dir`` (detached); return its pid."""
     command = [sys.executable, "-m", "podtally.local.supervisor", str(run_dir)]
     process = proc.spawn(command, log_path=run_dir / "logs" / "supervisor.out", cwd=run_dir)
+    # Recorded before this returns, so that a ``down`` right after ``up`` finds it to stop.
+    record = _read(run_dir)
+    now = time.time()
+    record.update(
+        pid=process.pid,
+        ctime=proc.create_time(process.pid),
+        started_at=now,
+        heartbeat=now,
+        restarts=int(record.get("restarts", -1)) + 1,
+        watchdog=0,
+    )
+    _write(run_dir, record)
     return process.pid
 
 
@@ -233,21 +250,14 @@ def _supervise(run_dir: Path) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
-    record = _read(run_dir)
-    record.update(
-        pid=os.getpid(),
-        ctime=proc.create_time(os.getpid()),
-        started_at=time.time(),
-        heartbeat=time.time(),
-        restarts=int(record.get("restarts", -1)) + 1,
-    )
-    _write(run_dir, record)
+    record = _read(run_dir)  # start() recorded this process
     _log(run_dir, "start", pid=os.getpid(), restarts=record["restarts"])
     watchdog = _spawn_watchdog(run_dir)
     try:
         while True:
             if watchdog.poll() is not None:
                 watchdog = _spawn_watchdog(run_dir)
+            record["watchdog"] = watchdog.pid
             if _stack_gone(run_dir):
                 _log(run_dir, "stop", reason="the stack is gone")
                 return 0
