@@ -7,7 +7,9 @@ converges to the configured replicas, one per node. Each waits a bounded time.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from tests.local.localstack_helpers import free_base, get, stack_processes
-from tests.support import clean_env
+from tests.support import clean_env, run_cli
 
 from podtally.local import Stack, StackConfig, down, status, supervisor, up
 from podtally.local import processes as proc
@@ -99,6 +101,13 @@ def test_a_killed_replica_is_replaced_on_its_node_and_counted(stack: Stack) -> N
     assert health.replica_restarts == {replacement.pod: 1}
     age = health.age(replacement.pod)
     assert age is not None and age < 30
+    # `status` shows it, like `kubectl get pods`: RESTARTS and AGE, and the supervisor's health.
+    env = {"PODTALLY_STATE_DIR": str(stack.run_dir.parent)}
+    shown = run_cli("status", "--name", NAME, env=env).stdout
+    assert re.search(rf"^  {replacement.pod}\s+1\s+\d+s$", shown, re.M), shown
+    assert "supervisor: healthy (pid " in shown, shown
+    as_json = json.loads(run_cli("status", "--name", NAME, "--json", env=env).stdout)
+    assert as_json["supervisor"]["replicas"][replacement.pod]["restarts"] == 1
 
 
 def test_a_killed_haproxy_comes_back_on_the_same_port_with_the_same_ca(stack: Stack) -> None:

@@ -99,6 +99,10 @@ class SupervisorReport:
     replica_restarts: dict[str, int] = field(default_factory=dict)  # by pod name
     replica_started: dict[str, float] = field(default_factory=dict)  # by pod name, epoch
 
+    def age_of_supervisor(self, now: float | None = None) -> float | None:
+        """Seconds since the supervisor started, or None if it never did."""
+        return max(0.0, (now or time.time()) - self.started_at) if self.started_at else None
+
     def age(self, pod: str, now: float | None = None) -> float | None:
         """Seconds since the replica ``pod`` started, or None if unknown."""
         started = self.replica_started.get(pod)
