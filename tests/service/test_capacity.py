@@ -47,3 +47,25 @@ def test_thousands_of_idle_and_slow_connections_leave_room_for_clients(serve: An
                 sock.close()
     assert max(times) < 1.0, f"slowest answer {max(times):.3f} s with {IDLE} idle connections"
     assert replica.proc.poll() is None
+
+
+def test_the_replica_raises_its_open_file_limit_to_the_hard_limit() -> None:
+    """Most systems start processes with a soft limit of 1,024 files: one per connection."""
+    import subprocess
+    import sys
+
+    code = (
+        "import resource\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))\n"
+        "from podtally.service.server import connection_capacity, raise_fd_limit\n"
+        "got = raise_fd_limit()\n"
+        "assert got == resource.getrlimit(resource.RLIMIT_NOFILE)[0] == hard, (got, hard)\n"
+        "assert connection_capacity(got) >= 1024\n"
+        "print(got)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) == resource.getrlimit(resource.RLIMIT_NOFILE)[1]
