@@ -287,11 +287,14 @@ def _one_pass(run_dir: Path, record: dict[str, Any]) -> None:
                 _log(run_dir, "converge", action=action)
     except _Stop:
         raise
-    except PodtallyError as exc:
-        if "holds" not in str(exc):  # another command has the lock: look again later
-            _log(run_dir, "error", error=str(exc))
-    except OSError as exc:
-        _log(run_dir, "error", error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - whatever it is, log it and look again later
+        error = str(exc) if isinstance(exc, PodtallyError | OSError) else repr(exc)
+        busy = isinstance(exc, PodtallyError) and "holds" in error  # another command's lock
+        if not busy and error != record.get("last_error"):  # the same error once, not 2/s
+            _log(run_dir, "error", error=error)
+            record["last_error"] = error
+    else:
+        record.pop("last_error", None)
     record["heartbeat"] = time.time()
     _write(run_dir, record)
 
