@@ -21,7 +21,7 @@ IMAGE_APT_PACKAGES := podman runc debootstrap
 IMAGE ?=
 BASE ?=
 
-.PHONY: setup system-deps browser-deps demo test lint format bench clean lock proto image image-test image-clean
+.PHONY: setup system-deps browser-deps demo test lint format bench drills clean lock proto image image-test image-clean
 
 setup: system-deps $(STAMP) $(WHEELHOUSE)/.complete $(CHECKOV_VENV)/bin/checkov $(KUBE_TOOLS)
 
@@ -96,6 +96,14 @@ browser-deps:
 test: setup lint browser-deps
 	@base=$$(mktemp -d /tmp/podtally-test.XXXXXX); \
 	$(BIN)/pytest -n 2 --dist loadfile --basetemp="$$base"; code=$$?; rm -rf "$$base"; exit $$code
+
+# Reliability drills (issue 15; RELIABILITY.md): bounded, loopback only, a few minutes; in a
+# private network namespace where we may make one (root), so that no port collides.
+drills: setup
+	@bash scripts/apt-install.sh nginx-light slowhttptest
+	@if unshare -n true 2>/dev/null; then \
+		unshare -n bash -c 'ip link set lo up && $(BIN)/python bench/drills.py'; \
+	else $(BIN)/python bench/drills.py; fi
 
 bench: setup
 	@bash scripts/apt-install.sh $(BENCH_APT_PACKAGES)

@@ -141,8 +141,10 @@ def kill_one_and_wait_down(run_dir: Path) -> None:
     os.killpg(victim.pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        seen = next(r for r in status(NAME, run_dir=run_dir).replicas if r.pod == victim.pod)
-        if seen.health == "DOWN":
+        seen = next(
+            (r for r in status(NAME, run_dir=run_dir).replicas if r.pod == victim.pod), None
+        )
+        if seen is None or seen.health == "DOWN":  # None: the supervisor replaced it already
             return
         time.sleep(0.02)
     raise PodtallyError(f"HAProxy did not mark {victim.pod} DOWN within 30 s")

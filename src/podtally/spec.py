@@ -19,6 +19,8 @@ Profile = Literal["generic", "eks"]
 PROFILES: tuple[Profile, ...] = ("generic", "eks")
 
 DEFAULT_IMAGE = "ghcr.io/podtally/podtally:0.1.0"
+# Kubernetes keeps replica counts as int32.
+INT32_MAX = 2**31 - 1
 # How long a replica keeps answering after SIGTERM (with /readyz at 503), by profile. Behind the
 # AWS Load Balancer Controller the ALB stops sending to a removed pod IP only after the controller
 # has seen the endpoint change and the ALB has applied the deregistration: that takes longer
@@ -150,6 +152,10 @@ class AppSpec:
         check_dns1123_label(self.namespace, "namespace")
         if self.replicas < 1:
             raise UsageError(f"replicas must be at least 1, got {self.replicas}")
+        for setting in ("replicas", "max_replicas"):  # Kubernetes stores both as int32
+            count = getattr(self, setting)
+            if count is not None and count > INT32_MAX:
+                raise UsageError(f"must be at most {INT32_MAX}", setting=setting, value=count)
         if self.max_replicas is not None and self.max_replicas < self.replicas:
             raise UsageError(
                 f"max replicas ({self.max_replicas}) is below replicas ({self.replicas})"

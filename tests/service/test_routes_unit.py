@@ -29,6 +29,21 @@ WHO = Identity(
 )
 
 
+class Headers(dict[str, str]):
+    """granian's RSGI headers: a mapping that also lists every value of a repeated name."""
+
+    def __init__(self, fields: dict[str, str], hosts: tuple[str, ...]) -> None:
+        super().__init__(fields)
+        self.hosts = hosts
+        if hosts:
+            self["host"] = hosts[0]
+
+    def get_all(self, name: str) -> list[str]:
+        if name == "host":
+            return list(self.hosts)
+        return [self[name]] if name in self else []
+
+
 @dataclass
 class Scope:
     """The attributes of granian's RSGI scope the routes read."""
@@ -38,6 +53,11 @@ class Scope:
     query_string: str = ""
     headers: dict[str, str] = field(default_factory=dict)
     client: str = "127.0.0.1:5000"
+    http_version: str = "1.1"
+    hosts: tuple[str, ...] = ("web",)
+
+    def __post_init__(self) -> None:
+        self.headers = Headers(self.headers, self.hosts)
 
 
 @dataclass
@@ -225,3 +245,26 @@ def test_each_response_is_built_once_and_never_mutated() -> None:
     first = answer(app, Scope("/"))
     answer(app, Scope("/readyz"))
     assert answer(app, Scope("/")) == first
+
+
+@pytest.mark.parametrize(
+    ("hosts", "version", "status"),
+    [
+        ((), "1.1", 400),
+        (("a", "b"), "1.1", 400),
+        (("a",), "1.1", 200),
+        ((), "1.0", 200),  # HTTP/1.0 has no Host requirement
+        ((), "2", 200),  # HTTP/2 carries :authority instead
+    ],
+)
+def test_http11_needs_exactly_one_host(hosts: tuple[str, ...], version: str, status: int) -> None:
+    """RFC 9112 section 3.2: a server MUST answer 400 to HTTP/1.1 without or with two Host."""
+    got, headers, _ = answer(make_app(), Scope("/livez", hosts=hosts, http_version=version))
+    assert got == status
+    assert headers["x-pod-name"] == "web-0"
+
+
+def test_a_request_target_over_16_kb_gets_414() -> None:
+    assert answer(make_app(), Scope("/" + "a" * 16 * 1024))[0] == 414
+    assert answer(make_app(), Scope("/", query_string="q=" + "a" * 16 * 1024))[0] == 414
+    assert answer(make_app(), Scope("/livez", query_string="q=" + "a" * 8000))[0] == 200

@@ -137,6 +137,57 @@ def _print_table(stack: Stack) -> None:
         _out(line.rstrip() + "\n")
 
 
+# --- issue 15: the supervisor's view (restarts, ages, its own health) -----------------------
+
+
+def _age(seconds: float | None) -> str:
+    """An age as kubectl prints it: 42s, 5m, 3h, 2d."""
+    if seconds is None:
+        return "?"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def _print_supervision(stack: Stack) -> None:
+    from podtally.local.supervisor import report
+
+    health = report(stack.run_dir)
+    if not health.running:
+        state = "not running (the next restart or scale starts it)"
+    else:
+        state = "healthy" if health.healthy else "running, not yet watched"
+        state += f" (pid {health.pid}, up {_age(health.age_of_supervisor())}"
+        state += f", restarted {health.restarts}x; HAProxy restarted {health.haproxy_restarts}x)"
+    _out(f"  supervisor: {state}\n")
+    rows = [("POD", "RESTARTS", "AGE")]
+    rows += [
+        (r.pod, str(health.replica_restarts.get(r.pod, 0)), _age(health.age(r.pod)))
+        for r in stack.replicas
+    ]
+    width = max(len(row[0]) for row in rows)
+    for pod, restarts, age in rows:
+        _out(f"  {pod.ljust(width)}  {restarts.ljust(8)}  {age}\n")
+
+
+def _supervision_dict(stack: Stack) -> dict[str, object]:
+    from podtally.local.supervisor import report
+
+    health = report(stack.run_dir)
+    return {
+        "pid": health.pid,
+        "running": health.running,
+        "healthy": health.healthy,
+        "restarts": health.restarts,
+        "haproxy_restarts": health.haproxy_restarts,
+        "replicas": {
+            r.pod: {"restarts": health.replica_restarts.get(r.pod, 0), "age": health.age(r.pod)}
+            for r in stack.replicas
+        },
+    }
+
+
 def _summary(stack: Stack) -> str:
     up_count = sum(1 for r in stack.replicas if r.running and r.health == "UP")
     return (
@@ -250,12 +301,14 @@ def _status(name: str, as_json: bool) -> int:
 
     stack = status(name)
     if as_json:
-        _out(json.dumps(stack.to_dict(), indent=2) + "\n")
+        _out(json.dumps({**stack.to_dict(), "supervisor": _supervision_dict(stack)}, indent=2))
+        _out("\n")
     else:
         _out(_summary(stack) + "\n")
         _print_tracks(stack)
         _print_table(stack)
         _print_urls(stack)
+        _print_supervision(stack)
     return 0 if stack.ready else 1
 
 

@@ -76,6 +76,19 @@ exit codes:
     default=DEFAULTS["shutdown_timeout"],
     help="after the drain, how long in-flight requests may take",
 )
+@option(
+    "--keep-alive-timeout",
+    type=float,
+    default=DEFAULTS["keep_alive_timeout"],
+    help="close a keep-alive connection idle this long (keep it above the idle timeout of any "
+    "load balancer in front: an ALB's is 60 s); it also bounds the wait for a request's headers",
+)
+@option(
+    "--silent-timeout",
+    type=float,
+    default=DEFAULTS["silent_timeout"],
+    help="close a new connection that has sent nothing for this long",
+)
 @option("--access-log", is_flag=True, help="one JSON line per request on stderr")
 @click.pass_context
 def serve_command(
@@ -85,6 +98,8 @@ def serve_command(
     grpc_port: int,
     drain_seconds: float,
     shutdown_timeout: float,
+    keep_alive_timeout: float,
+    silent_timeout: float,
     access_log: bool,
 ) -> int:
     import dataclasses
@@ -97,6 +112,8 @@ def serve_command(
         grpc_port=grpc_port,
         drain_seconds=drain_seconds,
         shutdown_timeout=shutdown_timeout,
+        keep_alive_timeout=keep_alive_timeout,
+        silent_timeout=silent_timeout,
         access_log=access_log,
     )
     if config.grpc_port and not _grpc_installed():

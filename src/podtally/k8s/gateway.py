@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from podtally.errors import UsageError
 from podtally.k8s.render import (
+    ALB_IDLE_TIMEOUT,
     ALB_SSL_POLICY,
     SERVICE_PORT,
     Obj,
@@ -60,7 +61,8 @@ def load_balancer_configuration(spec: AppSpec) -> Obj:
     config: Obj = {
         "scheme": "internet-facing",
         "loadBalancerAttributes": [
-            {"key": "routing.http.drop_invalid_header_fields.enabled", "value": "true"}
+            {"key": "routing.http.drop_invalid_header_fields.enabled", "value": "true"},
+            {"key": "idle_timeout.timeout_seconds", "value": str(ALB_IDLE_TIMEOUT)},
         ],
     }
     if spec.tls and spec.certificate_arn:

@@ -66,6 +66,8 @@ GRACE_MARGIN_SECONDS = 5
 # The ALB's TLS policy: TLS 1.3 and 1.2 only, forward-secret AEAD suites
 # (https://docs.aws.amazon.com/elasticloadbalancing/latest/application/describe-ssl-policies.html).
 ALB_SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+# The ALB's idle timeout (its default, made explicit): below the replica's keep-alive timeout.
+ALB_IDLE_TIMEOUT = 60
 
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 
@@ -541,7 +543,10 @@ def alb_annotations(spec: AppSpec) -> dict[str, str]:
         # A removed pod keeps answering for drain_seconds; the ALB lets in-flight requests on it
         # finish within the same window, then forgets it.
         "target-group-attributes": f"deregistration_delay.timeout_seconds={spec.drain}",
-        "load-balancer-attributes": "routing.http.drop_invalid_header_fields.enabled=true",
+        # The ALB closes idle connections to a pod before the pod does (the replica keeps them
+        # DEFAULT_KEEP_ALIVE_TIMEOUT): otherwise a reused connection can meet a close, a 502.
+        "load-balancer-attributes": "routing.http.drop_invalid_header_fields.enabled=true,"
+        f"idle_timeout.timeout_seconds={ALB_IDLE_TIMEOUT}",
     }
     if spec.tls:
         ann["listen-ports"] = '[{"HTTP": 80}, {"HTTPS": 443}]'

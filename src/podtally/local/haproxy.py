@@ -190,14 +190,18 @@ def _defaults(layout: Layout) -> Section:
     return [
         "defaults",
         "    mode http",
-        "    timeout connect 2s",
+        "    timeout connect 1s",
         "    timeout client 30s",
-        "    timeout server 30s",
+        # A replica answers in about a millisecond; one that has not answered in 1 s is frozen
+        # (kill -STOP, a stalled host), and the request is retried on another replica well
+        # before a client with a 5 s timeout gives up (30 s never let response-timeout fire).
+        "    timeout server 1s",
         "    timeout http-request 10s",
         "    timeout http-keep-alive 10s",
         "    timeout queue 10s",
-        "    timeout check 1s",
-        # A refused or reset connection to one replica is retried on another one.
+        # With inter 500ms and fall 2, a frozen replica is out of rotation in about 1 s.
+        "    timeout check 500ms",
+        # A refused, reset, empty or timed-out answer from one replica is retried on another.
         "    retries 3",
         "    option redispatch 1",
         "    retry-on conn-failure empty-response junk-response response-timeout 0rtt-rejected",

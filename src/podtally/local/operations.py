@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -215,7 +216,22 @@ def up(config: StackConfig, progress: Progress | None = None) -> Stack:
                 runner.stop_all()
                 _remove_run_dir(state, run_dir)
             raise
+        _supervise(run_dir, start=True)
         return runner.snapshot()
+
+
+def _supervise(run_dir: Path, start: bool = False) -> None:
+    """Issue 15: the stack's supervisor (podtally.local.supervisor) runs while the stack does;
+    ``up`` starts it, and ``restart`` and ``scale`` start it again if it is gone.
+    PODTALLY_SUPERVISOR=off runs stacks without one (tests of the commands' own recovery)."""
+    from podtally.local import supervisor
+
+    if os.environ.get(supervisor.SWITCH_ENV) == "off":
+        return
+    if start:
+        supervisor.start(run_dir)
+    else:
+        supervisor.ensure(run_dir)
 
 
 def status(name: str = DEFAULT_NAME, run_dir: Path | None = None) -> Stack:
@@ -295,6 +311,7 @@ def restart(
                 runner.drain([r for r in draining if not runner.terminated(r)])
                 runner.finish(draining, wait=True)
                 runner.write_haproxy_config()
+        _supervise(where)
         return runner.snapshot()
 
 
@@ -402,6 +419,7 @@ def scale(
             say(f"{verb} " + ", ".join(r.pod for r in leaving))
             _remove_replicas(runner, leaving)
         runner.write_haproxy_config()
+        _supervise(where)
         return runner.snapshot()
 
 
@@ -454,6 +472,9 @@ def down(
             return _down_without_state(where, exc, say)
         stopped = False
         if state is not None:
+            from podtally.local import supervisor
+
+            supervisor.stop(where)  # issue 15: first, or it would start HAProxy again
             runner = Controller(state, say)
             try:
                 if runner.haproxy_alive():

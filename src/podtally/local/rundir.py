@@ -98,6 +98,7 @@ def make_dirs(path: Path, mode: int = 0o777) -> None:
 # Everything a stack creates in its run directory; nothing else is ever deleted.
 OWNED_ENTRIES = frozenset(
     {STATE_FILE, "state.tmp", "haproxy.cfg", "haproxy.tmp", "haproxy.sock", "tls", "logs"}
+    | {"supervisor.json", "supervisor.tmp"}  # podtally.local.supervisor
 )
 
 

@@ -31,6 +31,10 @@ TEXT = "text/plain; charset=utf-8"
 HTML = "text/html; charset=utf-8"
 JSON = "application/json"
 KNOWN_ROUTES = ("/", "/api/identity", "/livez", "/readyz", "/metrics")
+# The server's read buffer: a request head larger than this gets 431 from granian itself.
+MAX_HEAD_BYTES = 64 * 1024
+# A request target (path and query) longer than this gets 414 from the app.
+MAX_TARGET_BYTES = 16 * 1024
 
 
 # In rising order of preference: with ``*/*`` (curl) or no Accept header, text wins.
@@ -125,9 +129,22 @@ class App:
         self.not_found = (headers(TEXT), b"not found\n")
         self.not_allowed = (headers(TEXT, ("allow", "GET, HEAD")), b"method not allowed\n")
         self.metrics_headers = headers(METRICS_CONTENT_TYPE)
+        self.bad_request = (headers(TEXT, CLOSE), b"bad request: exactly one Host header\n")
+        self.uri_too_long = (headers(TEXT, CLOSE), b"URI too long\n")
+
+    def _malformed(self, scope: Any) -> tuple[str, int, Headers, bytes] | None:
+        """What RFC 9112 makes an error before any route: 400 without exactly one Host (HTTP/1.1;
+        HTTP/2 carries :authority), 414 for a request target over MAX_TARGET_BYTES."""
+        if len(scope.path) + len(scope.query_string) > MAX_TARGET_BYTES:
+            return "other", 414, *self.uri_too_long
+        if scope.http_version == "1.1" and len(scope.headers.get_all("host")) != 1:
+            return "other", 400, *self.bad_request
+        return None
 
     # --- dispatch ---------------------------------------------------------------------------
     def _answer(self, scope: Any) -> tuple[str, int, Headers, bytes]:
+        if (error := self._malformed(scope)) is not None:
+            return error
         path = scope.path
         if scope.method not in ("GET", "HEAD"):
             route = path if path in KNOWN_ROUTES else "other"

@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING, Any
 from podtally import __version__, identity
 from podtally.errors import PodtallyError, UsageError
 from podtally.net import bind_error, claim
-from podtally.service.config import ServeConfig
+from podtally.service.config import DEFAULT_KEEP_ALIVE_TIMEOUT, ServeConfig
 from podtally.service.lifecycle import Lifecycle, Phase
 from podtally.service.metrics import Metrics
-from podtally.service.routes import App
+from podtally.service.routes import MAX_HEAD_BYTES, App
 
 if TYPE_CHECKING:
     from podtally.service.grpc_server import GrpcService
@@ -87,7 +87,49 @@ async def _wait_listening(host: str, port: int, timeout: float) -> bool:
     return False
 
 
-def embedded_server(app: Any, host: str, port: int) -> Any:
+# Connection capacity (issue 15). The kernel queues this many finished handshakes per listener
+# (Linux caps it at net.core.somaxconn, 4096 by default).
+LISTEN_BACKLOG = 4096
+# File descriptors kept back from connections: the process's own files, the gRPC port, logs.
+FD_RESERVE = 256
+
+
+def raise_fd_limit() -> int:
+    """Raise this process's soft limit on open files to its hard limit; return the soft limit.
+
+    Every connection is a file descriptor: with the usual soft limit of 1,024 a replica could not
+    hold more connections than that, however cheap each is.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass  # keep what we have: the capacity is then smaller, never wrong
+    return int(soft)
+
+
+def connection_capacity(fd_limit: int) -> int:
+    """How many connections granian may hold at once (its "backpressure"), from the fd limit.
+
+    granian's default is backlog / workers (1,024 here): a thousand idle sockets then took every
+    slot and the replica answered no one. An idle connection costs a few KB, so the bound is the
+    file descriptors the process may open, less a reserve.
+    """
+    return max(1024, fd_limit - FD_RESERVE)
+
+
+def embedded_server(
+    app: Any,
+    host: str,
+    port: int,
+    keep_alive_timeout: float = DEFAULT_KEEP_ALIVE_TIMEOUT,
+    capacity: int = 1024,
+) -> Any:
     """granian's embedded server, as every replica runs it (and the benchmark's control too)."""
     from granian.constants import HTTPModes, Interfaces
     from granian.http import HTTP1Settings, HTTP2Settings
@@ -104,11 +146,18 @@ def embedded_server(app: Any, host: str, port: int) -> Any:
         # h2c hook (issue 12): HTTP/1.1 and, on the same port, HTTP/2 with prior knowledge
         # (granian's auto mode tells them apart by the client's first bytes).
         http=HTTPModes.auto,
-        # Requests are tiny: with this read buffer, header blocks above about 16 KB and more
-        # than 100 header fields get 431 (measured); a client gets 10 s to send its headers.
-        http1_settings=HTTP1Settings(header_read_timeout=10_000, max_buffer_size=16 * 1024),
+        http1_settings=HTTP1Settings(
+            # hyper's one timer for "no complete request head yet": it closes an idle keep-alive
+            # connection and a connection still sending (or never sending) its headers alike.
+            # It must outlast the balancer's idle timeout, so it is the keep-alive timeout.
+            header_read_timeout=round(keep_alive_timeout * 1000),
+            # With this read buffer, header blocks above about 64 KB and more than 100 header
+            # fields get 431 (measured); request targets above 16 KB get 414 from the app.
+            max_buffer_size=MAX_HEAD_BYTES,
+        ),
         http2_settings=HTTP2Settings(max_concurrent_streams=200, max_headers_size=16 * 1024),
-        backlog=1024,
+        backlog=LISTEN_BACKLOG,
+        backpressure=capacity,
     )
 
 
@@ -126,6 +175,16 @@ async def _start_grpc(
     await service.start()
     log_event("grpc", {"listen": _where(cfg.host, cfg.grpc_port)})
     return service
+
+
+async def _guard_silent(port: int, silent_timeout: float) -> None:
+    """Close connections that never send a byte (podtally.service.guard), for ever."""
+    from podtally.service.guard import cut_silent_connections
+
+    interval = min(max(silent_timeout / 5, 0.2), 2.0)
+    while True:
+        await asyncio.sleep(interval)
+        await asyncio.to_thread(cut_silent_connections, port, silent_timeout)
 
 
 class Replica:
@@ -187,8 +246,15 @@ class Replica:
         )
         # --- end of gRPC hook --------------------------------------------------------------------
         app = App(who, self.lifecycle, metrics, __version__, access_log=cfg.access_log)
-        server = embedded_server(app, cfg.host, cfg.port)
+        server = embedded_server(
+            app,
+            cfg.host,
+            cfg.port,
+            keep_alive_timeout=cfg.keep_alive_timeout,
+            capacity=connection_capacity(raise_fd_limit()),
+        )
         serving = asyncio.create_task(server.serve())
+        guard = asyncio.create_task(_guard_silent(cfg.port, cfg.silent_timeout))
         if not await _wait_listening(cfg.host, cfg.port, timeout=10):
             serving.cancel()
             if grpc_service is not None:
@@ -205,6 +271,7 @@ class Replica:
         done, _ = await asyncio.wait({serving, stop}, return_when=asyncio.FIRST_COMPLETED)
         if serving in done:  # the server died on its own
             stop.cancel()
+            guard.cancel()
             exc = serving.exception()
             if grpc_service is not None:
                 await grpc_service.stop(0)
@@ -226,6 +293,7 @@ class Replica:
             reason = "drained; connections still open after the shutdown bound were closed"
         else:
             reason = "drained"
+        guard.cancel()
         self.lifecycle.phase = Phase.STOPPED
         log_event("stopped", {"reason": reason, "code": 0})
         return 0
