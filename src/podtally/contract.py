@@ -11,7 +11,8 @@ imports another podtally module, so any part may depend on it.
 - the ``podtally verify --json`` schema id: :data:`RESULT_SCHEMA_ID`
 - the local stack CA's organisation name, by which the verifier recognises it:
   :data:`LOCAL_CA_ORGANIZATION`
-- the port a replica listens on unless told otherwise: :data:`DEFAULT_PORT`
+- the port a replica listens on unless told otherwise: :data:`DEFAULT_PORT`, and its gRPC port:
+  :data:`DEFAULT_GRPC_PORT`
 """
 
 from __future__ import annotations
@@ -73,6 +74,10 @@ LOCAL_CA_ORGANIZATION: Final = "podtally local stack"
 
 DEFAULT_PORT: Final = 8080
 """The port a replica listens on, and the container port the manifests name."""
+
+DEFAULT_GRPC_PORT: Final = 9090
+"""The port of a replica's gRPC server (``podtally.v1.Identity``, health, reflection), and the
+container and Service port the manifests name ``grpc``."""
 
 _BY_LABEL: Final[Mapping[str, FieldName]] = {
     label.lower(): name for name, label in TEXT_LABELS.items()

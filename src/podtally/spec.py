@@ -11,9 +11,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
-from podtally.contract import DEFAULT_PORT
+from podtally.contract import DEFAULT_GRPC_PORT, DEFAULT_PORT
 from podtally.errors import UsageError
-from podtally.service.config import DEFAULT_GRPC_PORT
 
 Profile = Literal["generic", "eks"]
 PROFILES: tuple[Profile, ...] = ("generic", "eks")

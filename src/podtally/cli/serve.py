@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from podtally.cli.params import Command, defaults_of, option
+from podtally.contract import DEFAULT_GRPC_PORT
 from podtally.errors import MissingDependencyError
-from podtally.service.config import DEFAULT_GRPC_PORT, ServeConfig
+from podtally.service.config import ServeConfig
 
 DEFAULTS = defaults_of(ServeConfig)
 # What `--grpc-port` starts: the gRPC extra's three distributions, by their import names.

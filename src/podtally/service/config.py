@@ -25,9 +25,8 @@ DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 DEFAULT_KEEP_ALIVE_TIMEOUT = 75.0
 DEFAULT_SILENT_TIMEOUT = 10.0
 # --- gRPC (issue 12) ---------------------------------------------------------------------------
-# The CLI's default for --grpc-port. The library's own default stays 0 (off) until the local
-# stack gives each replica a gRPC port of its own: replicas sharing one host cannot all take 9090.
-DEFAULT_GRPC_PORT = 9090
+# podtally.contract.DEFAULT_GRPC_PORT is the CLI's default for --grpc-port. The library's own
+# default stays 0 (off): replicas sharing one host (the local stack) cannot all take 9090.
 
 
 @dataclass(frozen=True, slots=True)
