@@ -5,6 +5,24 @@ from __future__ import annotations
 import errno
 import socket
 
+from podtally.errors import UsageError
+
+
+def check_ports(port: int, grpc_port: int) -> None:
+    """A replica's HTTP port (1..65535) and gRPC port (0 = off), which must differ."""
+    if not 1 <= port <= 65535:
+        raise UsageError(f"port must be between 1 and 65535, got {port}")
+    if not 0 <= grpc_port <= 65535:
+        raise UsageError(
+            f"must be between 0 (off) and 65535, got {grpc_port}",
+            setting="grpc_port",
+            value=grpc_port,
+        )
+    if grpc_port == port:
+        raise UsageError(
+            f"must differ from the HTTP port {port}", setting="grpc_port", value=grpc_port
+        )
+
 
 def bind_error(host: str, port: int) -> str | None:
     """Why a server could not listen on ``host:port``, or None if it could.

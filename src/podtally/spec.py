@@ -13,6 +13,7 @@ from typing import Literal
 
 from podtally.contract import DEFAULT_GRPC_PORT, DEFAULT_PORT
 from podtally.errors import UsageError
+from podtally.net import check_ports
 
 Profile = Literal["generic", "eks"]
 PROFILES: tuple[Profile, ...] = ("generic", "eks")
@@ -170,20 +171,7 @@ class AppSpec:
             check_certificate_arn(self.certificate_arn)
         if not 0 <= self.drain <= 3600:
             raise UsageError(f"drain seconds must be between 0 and 3600, got {self.drain}")
-        if not 1 <= self.port <= 65535:
-            raise UsageError(f"port must be between 1 and 65535, got {self.port}")
-        if not 0 <= self.grpc_port <= 65535:
-            raise UsageError(
-                f"must be between 0 (off) and 65535, got {self.grpc_port}",
-                setting="grpc_port",
-                value=self.grpc_port,
-            )
-        if self.grpc_port == self.port:
-            raise UsageError(
-                f"must differ from the HTTP port {self.port}",
-                setting="grpc_port",
-                value=self.grpc_port,
-            )
+        check_ports(self.port, self.grpc_port)
         if self.ingress_class is not None:
             check_dns1123_label(self.ingress_class, "ingress class")
         if self.tls_secret is not None:

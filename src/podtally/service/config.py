@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from podtally.contract import DEFAULT_PORT
 from podtally.errors import UsageError
+from podtally.net import check_ports
 
 __all__ = [
     "DEFAULT_DRAIN_SECONDS",
@@ -58,20 +59,7 @@ class ServeConfig:
                 "machine)"
             ) from None
         object.__setattr__(self, "host", str(address))
-        if not 1 <= self.port <= 65535:
-            raise UsageError(f"port must be between 1 and 65535, got {self.port}")
-        if not 0 <= self.grpc_port <= 65535:
-            raise UsageError(
-                f"must be between 0 (off) and 65535, got {self.grpc_port}",
-                setting="grpc_port",
-                value=self.grpc_port,
-            )
-        if self.grpc_port == self.port:
-            raise UsageError(
-                f"must differ from the HTTP port {self.port}",
-                setting="grpc_port",
-                value=self.grpc_port,
-            )
+        check_ports(self.port, self.grpc_port)
         if not 1 <= self.keep_alive_timeout <= 3600:
             raise UsageError(
                 "must be between 1 and 3600 seconds",
