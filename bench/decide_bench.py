@@ -29,11 +29,8 @@ from podtally.verify.decision import (
     DEFAULT_TOLERANCE,
     MODES,
     Mode,
-    bounds,
-    classify,
     decide,
-    tolerance_band,
-    verdicts,
+    equal_split_verdicts,
 )
 
 PODS = (2, 3, 6, 12)
@@ -51,17 +48,7 @@ def random_balancer(k: int, looks: int, batch: int, runs: int, seed: int) -> NDA
 
 
 def judge(counts: NDArray[np.float64], mode: Mode) -> NDArray[np.int8]:
-    k = counts.shape[-1]
-    expected = np.full(k, 1 / k)
-    lo, hi = bounds(
-        counts,
-        counts.sum(axis=-1, keepdims=True),
-        mode=mode,
-        alpha_each=DEFAULT_ALPHA / k,
-        expected=expected,
-        tolerance=DEFAULT_TOLERANCE,
-    )
-    return verdicts(*classify(lo, hi, *tolerance_band(expected, DEFAULT_TOLERANCE)))
+    return equal_split_verdicts(counts, mode=mode, alpha=DEFAULT_ALPHA, tolerance=DEFAULT_TOLERANCE)
 
 
 def needed(found: NDArray[np.int8], mode: Mode, batch: int) -> tuple[str, str]:

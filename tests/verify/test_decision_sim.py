@@ -29,6 +29,7 @@ from podtally.verify.decision import (
     bounds,
     classify,
     decide,
+    equal_split_verdicts,
     tolerance_band,
     verdicts,
 )
@@ -52,17 +53,7 @@ def paths(seed: int, truth: list[float]) -> Counts:
 
 def method(counts: Counts, tolerance: float, mode: Mode) -> NDArray[np.int8]:
     """The module's verdicts (1 even, -1 uneven, 0 inconclusive) at every look."""
-    k = counts.shape[-1]
-    expected = np.full(k, 1 / k)
-    lo, hi = bounds(
-        counts,
-        counts.sum(axis=-1, keepdims=True),
-        mode=mode,
-        alpha_each=ALPHA / k,
-        expected=expected,
-        tolerance=tolerance,
-    )
-    return verdicts(*classify(lo, hi, *tolerance_band(expected, tolerance)))
+    return equal_split_verdicts(counts, mode=mode, alpha=ALPHA, tolerance=tolerance)
 
 
 def naive(counts: Counts, tolerance: float) -> NDArray[np.int8]:

@@ -370,7 +370,7 @@ def _security_context_pod() -> Obj:
     }
 
 
-def _security_context_container() -> Obj:
+def security_context_container() -> Obj:
     return {
         "runAsNonRoot": True,
         "runAsUser": RUN_AS,
@@ -408,7 +408,7 @@ def deployment(spec: AppSpec) -> Obj:
             "requests": {"cpu": "50m", "memory": "64Mi"},
             "limits": {"cpu": "500m", "memory": "128Mi"},
         },
-        "securityContext": _security_context_container(),
+        "securityContext": security_context_container(),
         # Python and its libraries may want a scratch directory; the root filesystem is read-only.
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - a pod-private emptyDir
     }

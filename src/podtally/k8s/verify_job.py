@@ -18,6 +18,7 @@ from podtally.k8s.render import (
     _image_is_digest,
     _skips,
     labels,
+    security_context_container,
 )
 from podtally.spec import AppSpec
 
@@ -76,16 +77,7 @@ def verify_container(spec: AppSpec, requests: int = DEFAULT_REQUESTS) -> Obj:
             "requests": {"cpu": "100m", "memory": "64Mi"},
             "limits": {"cpu": "1", "memory": "256Mi"},
         },
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS,
-            "runAsGroup": RUN_AS,
-            "readOnlyRootFilesystem": True,
-            "allowPrivilegeEscalation": False,
-            "privileged": False,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": security_context_container(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - pod-private emptyDir
     }
 

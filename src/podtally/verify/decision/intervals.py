@@ -154,3 +154,22 @@ def verdicts(inside: NDArray[np.bool_], outside: NDArray[np.bool_]) -> NDArray[n
     even = inside.all(axis=-1)
     uneven = outside.any(axis=-1)
     return np.where(even, 1, np.where(uneven, -1, 0)).astype(np.int8)
+
+
+def equal_split_verdicts(
+    counts: FloatArray, *, mode: Mode, alpha: float, tolerance: float
+) -> NDArray[np.int8]:
+    """The verdict codes of :func:`verdicts` for counts (last axis: the k groups) judged against an
+    equal split, with the union bound over the k groups: the vectorised rule that :func:`decide`
+    applies one run at a time, for simulations and benchmarks over many runs and looks at once."""
+    k = counts.shape[-1]
+    expected = np.full(k, 1 / k)
+    lo, hi = bounds(
+        counts,
+        counts.sum(axis=-1, keepdims=True),
+        mode=mode,
+        alpha_each=alpha / k,
+        expected=expected,
+        tolerance=tolerance,
+    )
+    return verdicts(*classify(lo, hi, *tolerance_band(expected, tolerance)))
