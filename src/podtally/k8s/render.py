@@ -23,6 +23,11 @@ gRPC (issue 12), where ``spec.grpc_port`` is not 0: a second container port and 
 the same IngressGroup, so the same ALB and host route the gRPC services' paths to a gRPC target
 group, per call. Liveness stays on HTTP ``/livez``: gRPC health turns NOT_SERVING during the
 drain, and a liveness probe must never fail a draining pod.
+
+Why one module of this size: it is a table of objects, one short function each, that share the
+labels, names, ports and skips defined at the top; the chart's templates mirror it object by
+object (tests/k8s/test_chart.py). The variants that replace or add objects live beside it:
+:mod:`~podtally.k8s.gateway`, :mod:`~podtally.k8s.traffic`, :mod:`~podtally.k8s.verify_job`.
 """
 
 from __future__ import annotations
