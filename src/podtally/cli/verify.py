@@ -425,7 +425,7 @@ VERIFY_OPTIONS: tuple[Callable[[F], F], ...] = (
         type=click.Path(path_type=Path),
         default=None,
         metavar="FILE",
-        help="trust this CA (PEM) for https",
+        help="trust this CA (PEM) for https and grpcs",
     ),
     option("-k", "--insecure", is_flag=True, help="do not verify the TLS certificate"),
     option(
@@ -482,6 +482,10 @@ def verify_url(
 
     values = _verify_settings(default_requests=None, **settings)
     options = VerifyOptions(url, **values)
+    if options.protocol == "grpc":
+        require_extra("grpc", "grpc", "google.protobuf")
+    elif options.protocol == "http2":
+        require_extra("verify", "h2")
     _check_outputs(json, observations)
     check_html(html)
     with _watching(

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Protocol as _Protocol
 
 from podtally.verify.options import (
+    DEFAULT_STREAMS,
     ExpectedSplit,
     Resolve,
     Target,
@@ -58,6 +59,7 @@ from podtally.verify.tally import (
 from podtally.verify.verdict import Assessment, assess, status_line
 
 __all__ = [
+    "DEFAULT_STREAMS",
     "ERROR_KINDS",
     "Assessment",
     "ConnectionSpread",

@@ -224,6 +224,7 @@ def parameters(
         "concurrency": options.concurrency,
         "rate": options.rate,
         "keep_alive": options.keep_alive,
+        "protocol": options.protocol,
         "connections": result.connections,
         "follow": options.follow,
         "alpha": options.alpha,
