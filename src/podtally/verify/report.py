@@ -100,7 +100,7 @@ def _connection_table(result: VerifyResult) -> list[str]:
     ]
     lines = [
         f"per {word}: {spread.connections} {word}s, {spread.pinned} pinned to one pod, "
-        f"at most {spread.most_pods} pods on one"
+        f"at most {spread.most_pods} {'pod' if spread.most_pods == 1 else 'pods'} on one"
     ]
     lines.extend(_table([word, "to", "responses", "pods (responses)"], rows))
     hidden = spread.rows[CONNECTION_ROWS:]
