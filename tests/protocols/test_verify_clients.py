@@ -5,6 +5,8 @@ through the Service path, spread through the ALB path, errors counted by status 
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -24,7 +26,7 @@ from podtally.verify.options import VerifyOptions, parse_resolve
 from podtally.verify.probe import Observation
 from tests.protocols.haproxy import Balancer, start_balancer
 from tests.protocols.support import start_grpc_serve
-from tests.support import ServeProcess, free_port
+from tests.support import ServeProcess, free_port, run_cli
 from tests.verify.conftest import make_certs
 
 
@@ -41,12 +43,8 @@ def h2(url: str, n: int, c: int, streams: int = 5, **kw: Any) -> list[Observatio
 
 
 def grpc_run(url: str, n: int, c: int, new_channel: bool = False, **kw: Any) -> list[Observation]:
-    # VerifyOptions parses http(s) URLs only, for now: the gRPC target is passed beside it.
-    options = VerifyOptions(url="http://127.0.0.1/", requests=n, concurrency=c, **kw)
-    engine = GrpcEngine(
-        options, lambda _: None, target=parse_grpc_url(url), new_channel=new_channel
-    )
-    return run(engine)
+    options = VerifyOptions(url=url, requests=n, concurrency=c, new_channel=new_channel, **kw)
+    return run(GrpcEngine(options, lambda _: None))
 
 
 @dataclass
@@ -257,10 +255,9 @@ def test_a_replica_that_stops_mid_run_ends_in_errors_not_a_hang(
             seen = run(H2Engine(options, lambda _: None, streams=2))
         else:
             options = VerifyOptions(
-                url="http://127.0.0.1/", requests=None, duration=3, concurrency=2, timeout=1
+                url=f"grpc://127.0.0.1:{grpc_port}", duration=3, concurrency=2, timeout=1
             )
-            target = parse_grpc_url(f"grpc://127.0.0.1:{grpc_port}")
-            seen = run(GrpcEngine(options, lambda _: None, target=target))
+            seen = run(GrpcEngine(options, lambda _: None))
         elapsed = time.monotonic() - started
         stopper.join()
         assert server.wait(timeout=20) == 0
@@ -281,3 +278,99 @@ def test_grpcs_insecure_trusts_the_presented_certificate_whatever_the_name(fleet
     assert all(o.ok for o in seen), [o.detail for o in seen]
     strict = grpc_run(url, n=2, c=1, cacert=fleet.ca, resolve=resolve)
     assert [o.error for o in strict] == ["tls", "tls"], [o.detail for o in strict]
+
+
+# --- `podtally verify` over HTTP/2 and gRPC: the same verdicts, reports and exit codes -----------
+def verify_json(*args: str) -> tuple[int, dict[str, Any]]:
+    done = run_cli("verify", *args, "--json", "--no-progress", "--max-duration", "60s")
+    assert done.stdout, done.stderr
+    return done.returncode, json.loads(done.stdout)
+
+
+def test_verify_h2c_direct_reuses_connections_and_finds_the_one_pod(fleet: Fleet) -> None:
+    code, doc = verify_json(
+        fleet.servers[2].url + "/",
+        "--http2",
+        "-n",
+        "60",
+        "-c",
+        "2",
+        "--streams",
+        "5",
+        "--expect-pods",
+        "1",
+    )
+    assert doc["options"]["protocol"] == "http2"
+    assert doc["summary"]["connections"] == 2
+    assert doc["errors"] == dict.fromkeys(doc["errors"], 0)
+    assert [p["pod"] for p in doc["pods"]] == ["pod-2"]
+    spread = doc["connection_spread"]
+    assert (spread["connections"], spread["pinned"], spread["unit"]) == (2, 2, "connection")
+    assert sum(row["responses"] for row in spread["per_connection"]) == 60
+    # Two pinned connections are two draws, not sixty: the unit is the connection.
+    assert doc["decision"]["unit"] == "connections", doc["decision"]
+    assert code == 1 and doc["verdict"]["result"] == "inconclusive", doc["verdict"]
+
+
+def test_verify_h2_through_haproxy_is_even_in_auto_mode(fleet: Fleet) -> None:
+    assert fleet.balancer is not None and fleet.ca is not None
+    url = f"https://localhost:{fleet.balancer.alb_http}/"
+    code, doc = verify_json(
+        url, "--http2", "-c", "2", "--expect-pods", "3", "--cacert", str(fleet.ca)
+    )
+    assert doc["options"]["auto"] and doc["options"]["protocol"] == "http2"
+    assert doc["verdict"]["result"] == "even", doc["verdict"]
+    assert doc["decision"]["unit"] == "requests"  # each connection reached all three pods
+    assert doc["connection_spread"]["most_pods"] == 3
+    assert code == 0
+
+
+@pytest.mark.parametrize("path", ["h2c", "tls"])
+def test_verify_grpc_through_the_l7_path_is_even(fleet: Fleet, path: str) -> None:
+    assert fleet.balancer is not None and fleet.ca is not None
+    if path == "h2c":
+        args: tuple[str, ...] = (f"grpc://127.0.0.1:{fleet.balancer.alb_h2c}",)
+    else:
+        args = (f"grpcs://localhost:{fleet.balancer.alb_tls}", "--cacert", str(fleet.ca))
+    code, doc = verify_json(*args, "-c", "2", "--expect-pods", "3")
+    assert doc["options"]["protocol"] == "grpc"
+    assert doc["verdict"]["result"] == "even", doc["verdict"]
+    assert doc["status_codes"] == {"0": doc["summary"]["requests"]}
+    assert doc["summary"]["connections"] == 2  # two channels, reused
+    assert code == 0
+
+
+def test_verify_grpc_text_report_has_the_per_channel_table(fleet: Fleet) -> None:
+    assert fleet.balancer is not None
+    url = f"grpc://127.0.0.1:{fleet.balancer.service}"
+    done = run_cli("verify", url, "-n", "40", "-c", "4", "--no-progress")
+    assert "gRPC, one channel per slot, reused (4 channels)" in done.stdout, done.stdout
+    assert "per channel: 4 channels, 4 pinned to one pod" in done.stdout
+    assert re.search(r"^gRPC status +0 OK: 40$", done.stdout, re.M), done.stdout
+    rows = [line.split() for line in done.stdout.splitlines() if line.startswith("  #")]
+    assert [row[0] for row in rows] == ["#1", "#2", "#3", "#4"]
+    assert sum(int(row[2]) for row in rows) == 40
+    assert "--new-channel every call opens a channel of its own" in " ".join(done.stdout.split())
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("grpc://127.0.0.1:9090/podtally.v1.Identity/Get",), "URL 'grpc://127.0.0.1:9090/"),
+        (("ftp://127.0.0.1/",), "must start with http://, https://, grpc:// or grpcs://"),
+        (("grpc://127.0.0.1:9090", "--http2"), "--http2: gRPC always runs over HTTP/2"),
+        (("http://127.0.0.1:9090/", "--new-channel"), "--new-channel: channels are gRPC's"),
+        (("http://127.0.0.1:9090/", "--streams", "4"), "it needs --http2"),
+        (("http://127.0.0.1:9090/", "--http2", "--streams", "0"), "--streams 0: must be"),
+        (("grpc://127.0.0.1:9090", "--keep-alive"), "--keep-alive: is for HTTP/1.1"),
+    ],
+)
+def test_verify_bad_protocol_input_is_one_line_and_exit_2(
+    args: tuple[str, ...], words: str
+) -> None:
+    done = run_cli("verify", *args)
+    assert done.returncode == 2, done
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    assert words in lines[0], lines[0]

@@ -375,7 +375,7 @@ def test_duration_bounds_the_run_and_progress_is_reported(replicas: Replicas) ->
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"url": "ftp://x/"}, "must start with http:// or https://"),
+        ({"url": "ftp://x/"}, "must start with http://, https://, grpc:// or grpcs://"),
         ({"url": "http:///nohost"}, "has no host"),
         ({"url": "http://x:99999/"}, "is not valid"),
         # The library names its settings (requests=0), the CLI its flags (tests/cli).

@@ -34,6 +34,7 @@ from podtally.verify.options import (
     DEFAULT_ALPHA,
     DEFAULT_CONCURRENCY,
     DEFAULT_MAX_REQUESTS,
+    DEFAULT_STREAMS,
     DEFAULT_TIMEOUT,
     DEFAULT_TOLERANCE,
     VerifyOptions,
@@ -68,6 +69,9 @@ examples:
   podtally verify https://app.example.com/ --duration 30s -c 50 --json > result.json
   podtally verify https://app.example.com/ --resolve app.example.com:443:10.0.0.7 --cacert ca.pem
   PODTALLY_CACERT=ca.pem podtally verify https://app.example.com/
+  podtally verify https://app.example.com/ --http2 -c 4 --streams 20 --expect-pods 3
+  podtally verify grpc://127.0.0.1:9090 --expect-pods 3
+  podtally verify grpcs://api.example.com:443 --new-channel --cacert ca.pem
 """
 
 
@@ -421,7 +425,7 @@ VERIFY_OPTIONS: tuple[Callable[[F], F], ...] = (
         type=click.Path(path_type=Path),
         default=None,
         metavar="FILE",
-        help="trust this CA (PEM) for https",
+        help="trust this CA (PEM) for https and grpcs",
     ),
     option("-k", "--insecure", is_flag=True, help="do not verify the TLS certificate"),
     option(
@@ -440,6 +444,25 @@ VERIFY_OPTIONS: tuple[Callable[[F], F], ...] = (
         help="extra request header; repeatable",
     ),
     option("-L", "--follow", is_flag=True, help="follow redirects (not followed otherwise)"),
+    option(
+        "--http2",
+        is_flag=True,
+        help="HTTP/2 for an http(s) URL (TLS with ALPN h2, or h2c in the clear): -c "
+        "connections, each carrying --streams requests at a time; per-connection balancers "
+        "pin each connection to one pod",
+    ),
+    option(
+        "--streams",
+        type=int,
+        default=DEFAULT_STREAMS,
+        help="with --http2: concurrent streams per connection",
+    ),
+    option(
+        "--new-channel",
+        is_flag=True,
+        help="grpc(s):// URL: a new channel per call (default: one channel per -c slot, "
+        "reused for every call, as a real client does; per-connection balancers pin it)",
+    ),
     *_OUTPUT_OPTIONS,
 )
 
@@ -459,6 +482,10 @@ def verify_url(
 
     values = _verify_settings(default_requests=None, **settings)
     options = VerifyOptions(url, **values)
+    if options.protocol == "grpc":
+        require_extra("grpc", "grpc", "google.protobuf")
+    elif options.protocol == "http2":
+        require_extra("verify", "h2")
     _check_outputs(json, observations)
     check_html(html)
     with _watching(
@@ -479,7 +506,9 @@ def verify_url(
         help="Send requests through a load-balanced URL, read which pod answered each (X-Pod-* "
         "headers, or 'Pod:' lines in the body), and judge the spread: even, uneven or "
         "inconclusive, each with a stated error rate. The original `curl | sort | uniq -c` "
-        "check, measured.",
+        "check, measured. URL is http(s)://... (HTTP/1.1, or HTTP/2 with --http2) or "
+        "grpc(s)://HOST:PORT (podtally.v1.Identity/Get calls, the pod read from the "
+        "response metadata).",
         epilog=VERIFY_EPILOG,
     ),
     click.argument("url"),

@@ -11,13 +11,20 @@ Example::
 
     result = run(VerifyOptions("http://127.0.0.1:8080/", expect_pods=3))  # auto: until known
     print(result.verdict.summary, result.pod_counts(), result.exit_code)
+
+The URL picks the client: ``http(s)://`` HTTP/1.1 (:class:`~podtally.verify.probe.Engine`), or
+with ``http2=True`` HTTP/2 (:class:`~podtally.verify.clients.h2.H2Engine`); ``grpc(s)://HOST:PORT``
+gRPC (:class:`~podtally.verify.clients.grpc.GrpcEngine`). Everything after the observations is
+the same for every protocol.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Protocol as _Protocol
 
 from podtally.verify.options import (
+    DEFAULT_STREAMS,
     ExpectedSplit,
     Resolve,
     Target,
@@ -34,6 +41,7 @@ from podtally.verify.probe import (
     Engine,
     ErrorKind,
     Observation,
+    ProbeSummary,
     Progress,
     Resolver,
 )
@@ -51,6 +59,7 @@ from podtally.verify.tally import (
 from podtally.verify.verdict import Assessment, assess, status_line
 
 __all__ = [
+    "DEFAULT_STREAMS",
     "ERROR_KINDS",
     "Assessment",
     "ConnectionSpread",
@@ -96,13 +105,46 @@ class VerifyInterrupted(KeyboardInterrupt):
         self.result = result
 
 
+class _Engine(_Protocol):
+    """What every client offers: the HTTP/1.1 engine, H2Engine and GrpcEngine."""
+
+    status: str | None
+
+    async def run(self) -> ProbeSummary: ...
+
+    def stop(self) -> None: ...
+
+    @property
+    def started(self) -> bool: ...
+
+    def summary(self) -> ProbeSummary: ...
+
+
+def _client(
+    options: VerifyOptions,
+    sink: Callable[[Observation], None],
+    progress: Callable[[Progress], None] | None,
+    resolver: Resolver | None,
+) -> _Engine:
+    """The engine for ``options.protocol`` (the others' imports only when they are used)."""
+    if options.protocol == "http2":
+        from podtally.verify.clients.h2 import H2Engine
+
+        return H2Engine(options, sink, progress, resolver)
+    if options.protocol == "grpc":
+        from podtally.verify.clients.grpc import GrpcEngine
+
+        return GrpcEngine(options, sink, progress, resolver)
+    return Engine(options, sink, progress, resolver)
+
+
 def _engine(
     options: VerifyOptions,
     progress: Callable[[Progress], None] | None,
     on_observation: Callable[[Observation], None] | None,
     resolver: Resolver | None,
-) -> tuple[Accumulator, Engine, _Stopper | None]:
-    acc = Accumulator(track_connections=options.keep_alive)
+) -> tuple[Accumulator, _Engine, _Stopper | None]:
+    acc = Accumulator(track_connections=options.reuses_connections)
     watcher = on_observation
     check = _Stopper(options, acc) if options.auto else None
 
@@ -113,7 +155,7 @@ def _engine(
         if check is not None:
             check(engine)
 
-    engine = Engine(options, sink, progress, resolver)
+    engine = _client(options, sink, progress, resolver)
     return acc, engine, check
 
 
@@ -136,7 +178,7 @@ class _Stopper:
         # anytime-valid guarantee is for that time; a later look may swing back to undecided).
         self.decided: Assessment | None = None
 
-    def __call__(self, engine: Engine) -> None:
+    def __call__(self, engine: _Engine) -> None:
         acc = self.acc
         if acc.requests < self.next:
             return

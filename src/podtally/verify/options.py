@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import quote, urljoin, urlsplit
 
 from podtally.errors import Phrase, Setting, UsageError
+from podtally.verify.clients import Protocol, protocol_for
 
 DEFAULT_REQUESTS = 100  # what a fixed-size caller (the demo) sends when it names no amount
 DEFAULT_MAX_REQUESTS = 20_000  # auto mode: the most it sends before giving up on a verdict
@@ -27,6 +28,9 @@ DEFAULT_TOLERANCE = 0.2
 SPLIT_FIELDS = ("pod", "node", "zone", "version")
 MAX_REDIRECTS = 10
 MAX_CONCURRENCY = 10_000
+DEFAULT_STREAMS = 10  # HTTP/2: concurrent streams per connection
+MAX_STREAMS = 1000
+GRPC_SCHEMES = ("grpc", "grpcs")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
@@ -38,14 +42,20 @@ class Target:
     """One parsed ``http(s)://host:port/path?query`` URL."""
 
     url: str
-    scheme: str  # "http" or "https"
+    scheme: str  # "http", "https", or for a gRPC target "grpc", "grpcs"
     host: str  # as written, without brackets: the Host header and the TLS server name
     port: int
-    path: str  # path and query, the request target
+    path: str  # path and query, the request target ("" for a gRPC target)
 
     @property
     def tls(self) -> bool:
-        return self.scheme == "https"
+        return self.scheme in ("https", "grpcs")
+
+    @property
+    def authority(self) -> str:
+        """``host:port`` (IPv6 in brackets), the port always written."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
 
     @property
     def origin(self) -> tuple[str, str, int]:
@@ -128,6 +138,39 @@ def parse_url(url: str, what: str | None = None) -> Target:
         path = f"{path}?{_percent_encode(parts.query)}"
     default = 443 if parts.scheme == "https" else 80
     return Target(url=url.strip(), scheme=parts.scheme, host=host, port=port or default, path=path)
+
+
+def parse_grpc_url(url: str) -> Target:
+    """``grpc://HOST:PORT`` or ``grpcs://HOST:PORT`` (default ports 80 and 443), no path: the
+    call is podtally's own (``podtally.v1.Identity/Get``)."""
+
+    def fail(problem: str) -> UsageError:
+        return UsageError(problem, setting="url", value=url)
+
+    text = url.strip()
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise fail(f"is not valid: {exc}") from None
+    if parts.scheme not in GRPC_SCHEMES:
+        raise fail("must start with grpc:// or grpcs://")
+    if not parts.hostname:
+        raise fail("has no host")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise fail(
+            "a gRPC target has no path or query (the call is podtally.v1.Identity/Get): give "
+            "grpc://HOST:PORT"
+        )
+    if parts.username or parts.password:
+        raise fail("credentials in the URL are not supported")
+    if any(c.isspace() for c in text):
+        raise fail("contains white space")
+    if port == 0:
+        raise fail("has port 0")
+    host = _ascii_host(parts.hostname, fail)
+    default = 443 if parts.scheme == "grpcs" else 80
+    return Target(url=text, scheme=parts.scheme, host=host, port=port or default, path="")
 
 
 def parse_resolve(value: str) -> Resolve:
@@ -332,6 +375,12 @@ class VerifyOptions:
     is in auto mode: it keeps sending until the verdict is ``even`` or ``uneven`` (checked after
     every batch, with anytime-valid intervals), at most ``max_requests`` requests and
     ``max_duration`` seconds.
+
+    The protocol follows the URL and two switches: ``http(s)://`` is HTTP/1.1, or with
+    ``http2`` HTTP/2 (ALPN ``h2`` over TLS, h2c with prior knowledge in the clear) over
+    ``concurrency`` connections of ``streams`` concurrent streams each; ``grpc(s)://HOST:PORT``
+    is gRPC, one channel per concurrency slot reused for every call, or with ``new_channel`` a
+    channel per call.
     """
 
     url: str
@@ -353,10 +402,45 @@ class VerifyOptions:
     tolerance: float = DEFAULT_TOLERANCE
     max_requests: int = DEFAULT_MAX_REQUESTS
     max_duration: float | None = None
+    http2: bool = False
+    streams: int = DEFAULT_STREAMS
+    new_channel: bool = False
     target: Target = field(init=False)
+    protocol: Protocol = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "target", parse_url(self.url))
+        protocol = protocol_for(self.url, http2=self.http2, new_channel=self.new_channel)
+        object.__setattr__(self, "protocol", protocol)
+        target = parse_grpc_url(self.url) if protocol == "grpc" else parse_url(self.url)
+        object.__setattr__(self, "target", target)
+        if isinstance(self.streams, bool) or not 1 <= self.streams <= MAX_STREAMS:
+            raise UsageError(
+                f"must be between 1 and {MAX_STREAMS}", setting="streams", value=self.streams
+            )
+        if self.streams != DEFAULT_STREAMS and protocol != "http2":
+            raise UsageError(
+                Phrase("streams share an HTTP/2 connection: it needs ", Setting("http2")),
+                setting="streams",
+                value=self.streams,
+            )
+        if self.keep_alive and protocol != "http1":
+            raise UsageError(
+                "is for HTTP/1.1: HTTP/2 connections and gRPC channels are always reused",
+                setting="keep_alive",
+                value=True,
+            )
+        if protocol == "grpc":
+            if self.follow:
+                raise UsageError(
+                    "is for HTTP: a gRPC call has no redirects", setting="follow", value=True
+                )
+            if self.headers:
+                name, text = self.headers[0]
+                raise UsageError(
+                    "is an HTTP header: gRPC calls send none",
+                    setting="headers",
+                    value=f"{name}: {text}",
+                )
         if self.requests is not None and self.requests < 1:
             raise UsageError("must be at least 1", setting="requests", value=self.requests)
         if self.duration is not None and not self.duration > 0:
@@ -414,6 +498,14 @@ class VerifyOptions:
     def auto(self) -> bool:
         """Auto mode: no ``requests`` and no ``duration``; stop when the verdict is known."""
         return self.requests is None and self.duration is None
+
+    @property
+    def reuses_connections(self) -> bool:
+        """Do requests share connections (keep-alive, HTTP/2, reused gRPC channels)? Then a
+        connection-level balancer pins them, and the spread is judged per connection."""
+        if self.protocol == "grpc":
+            return not self.new_channel
+        return self.protocol == "http2" or self.keep_alive
 
     @property
     def request_limit(self) -> int | None:

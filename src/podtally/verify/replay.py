@@ -129,15 +129,17 @@ def replay(
     """
     connections = Counter(o.connection for o in observations if o.connection is not None)
     keep_alive = any(n > 1 for n in connections.values())
+    grpc = url.strip().lower().startswith(("grpc://", "grpcs://"))
     options = VerifyOptions(
         url,
         requests=len(observations),
-        keep_alive=keep_alive,
+        keep_alive=keep_alive and not grpc,
+        new_channel=grpc and not keep_alive,
         alpha=alpha,
         expect_pods=expect_pods,
         max_error_rate=max_error_rate,
     )
-    acc = Accumulator(track_connections=keep_alive)
+    acc = Accumulator(track_connections=options.reuses_connections)
     for observation in observations:
         acc.add(observation)
     peers = list(dict.fromkeys(o.peer for o in observations if o.peer is not None))
@@ -222,6 +224,7 @@ def parameters(
         "concurrency": options.concurrency,
         "rate": options.rate,
         "keep_alive": options.keep_alive,
+        "protocol": options.protocol,
         "connections": result.connections,
         "follow": options.follow,
         "alpha": options.alpha,

@@ -52,6 +52,83 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], indent: str = 
     return lines
 
 
+GRPC_CODES = (
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+)
+"""gRPC status codes by number (the observation's ``status`` for a gRPC call)."""
+
+CONNECTION_ROWS = 12  # the per-connection table shows this many; the rest are summed up
+
+
+def status_name(status: int, grpc: bool) -> str:
+    """An HTTP status as its number; a gRPC status as ``14 UNAVAILABLE``."""
+    if grpc and 0 <= status < len(GRPC_CODES):
+        return f"{status} {GRPC_CODES[status]}"
+    return str(status)
+
+
+def _connection_table(result: VerifyResult) -> list[str]:
+    """Per reused connection (or gRPC channel): where it went, what it carried, which pods."""
+    spread = result.connection_spread
+    if spread is None or not spread.rows:
+        return []
+    word = spread.word
+    rows = [
+        [
+            f"#{row.connection}",
+            row.peer or "-",
+            str(row.requests),
+            ", ".join(f"{pod} {n}" for pod, n in row.pods),
+        ]
+        for row in spread.rows[:CONNECTION_ROWS]
+    ]
+    lines = [
+        f"per {word}: {spread.connections} {word}s, {spread.pinned} pinned to one pod, "
+        f"at most {spread.most_pods} {'pod' if spread.most_pods == 1 else 'pods'} on one"
+    ]
+    lines.extend(_table([word, "to", "responses", "pods (responses)"], rows))
+    hidden = spread.rows[CONNECTION_ROWS:]
+    if hidden:
+        pods = {pod for row in hidden for pod, _ in row.pods}
+        lines.append(
+            f"  ... {len(hidden)} more {word}s, {sum(r.requests for r in hidden)} responses "
+            f"from {len(pods)} pods"
+        )
+    return lines
+
+
+def _transport(result: VerifyResult) -> str:
+    """How the requests travelled, for the report's ``requests`` line."""
+    options = result.options
+    n = result.connections
+    if options.protocol == "grpc":
+        if options.new_channel:
+            return f"gRPC, a new channel per call ({n} channels)"
+        return f"gRPC, one channel per slot, reused ({n} channels)"
+    if options.protocol == "http2":
+        scheme = "h2 over TLS" if options.target.tls else "h2c"
+        return f"HTTP/2 ({scheme}), {options.streams} streams per connection ({n} connections)"
+    if options.keep_alive:
+        return f"keep-alive ({n} connections)"
+    return f"a new connection per request ({n} connections)"
+
+
 def _band(low: float, high: float) -> str:
     return f"{low * 100:.1f}-{min(high, 1.0) * 100:.1f}%"
 
@@ -109,11 +186,7 @@ def render_text(result: VerifyResult, flag_name: Callable[[str], str] = str) -> 
                 )
             )
 
-    mode = (
-        f"keep-alive ({result.connections} connections)"
-        if options.keep_alive
-        else f"a new connection per request ({result.connections} connections)"
-    )
+    mode = _transport(result)
     rate = f", rate limit {options.rate:g}/s" if options.rate else ""
     facts: list[tuple[str, str]] = [
         (
@@ -144,7 +217,13 @@ def render_text(result: VerifyResult, flag_name: Callable[[str], str] = str) -> 
             )
         )
     if result.status_codes:
-        facts.append(("status codes", "  ".join(f"{s}: {n}" for s, n in result.status_codes)))
+        grpc = options.protocol == "grpc"
+        facts.append(
+            (
+                "gRPC status" if grpc else "status codes",
+                "  ".join(f"{status_name(s, grpc)}: {n}" for s, n in result.status_codes),
+            )
+        )
     failed = [(kind, n) for kind, n in result.errors if n]
     facts.append(
         (
@@ -161,6 +240,10 @@ def render_text(result: VerifyResult, flag_name: Callable[[str], str] = str) -> 
         facts.append(("interrupted", f"{_progress_text(result)}: every figure above is partial"))
     width = max(len(k) for k, _ in facts)
     lines.extend(f"{key.ljust(width)}  {value}" for key, value in facts)
+    table = _connection_table(result)
+    if table:
+        lines.append("")
+        lines.extend(table)
     if result.notes:
         lines.append("")
         lines.extend(
@@ -360,6 +443,10 @@ def to_document(result: VerifyResult, flag_name: Callable[[str], str] = str) -> 
             "rate": options.rate,
             "timeout_seconds": options.timeout,
             "keep_alive": options.keep_alive,
+            "protocol": options.protocol,
+            "http2": options.http2,
+            "streams": options.streams,
+            "new_channel": options.new_channel,
             "follow": options.follow,
             "insecure": options.insecure,
             "cacert": str(options.cacert) if options.cacert else None,
@@ -418,6 +505,16 @@ def to_document(result: VerifyResult, flag_name: Callable[[str], str] = str) -> 
             "connections": spread.connections,
             "pinned": spread.pinned,
             "most_pods": spread.most_pods,
+            "unit": spread.word,
+            "per_connection": [
+                {
+                    "connection": row.connection,
+                    "peer": row.peer,
+                    "responses": row.requests,
+                    "pods": dict(row.pods),
+                }
+                for row in spread.rows
+            ],
         },
         "notes": [worded(note, flag_name) for note in result.notes],
         "verdict": {

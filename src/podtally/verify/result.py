@@ -29,12 +29,30 @@ EXIT_INTERRUPTED = 130
 
 
 @dataclass(frozen=True, slots=True)
+class ConnectionRow:
+    """One reused connection (a keep-alive or HTTP/2 connection, a gRPC channel)."""
+
+    connection: int  # the engine's serial number
+    peer: str | None  # the address:port it went to
+    requests: int  # identified responses it carried
+    pods: tuple[tuple[str, int], ...]  # responses per pod, most first
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionSpread:
-    """With ``keep_alive``: did requests on one connection reach one pod or several?"""
+    """With reused connections (``keep_alive``, ``http2``, gRPC channels): did the requests
+    on one connection reach one pod or several?"""
 
     connections: int  # connections that carried at least one identified response
     pinned: int  # of those, connections whose responses all came from one pod
     most_pods: int  # the most distinct pods seen on one connection
+    rows: tuple[ConnectionRow, ...] = ()  # per connection, in the order they were opened
+    word: str = "connection"  # what a connection is called here: "connection" or "channel"
+
+
+def reuse_word(options: VerifyOptions) -> str:
+    """What one reused connection is called for this protocol."""
+    return "channel" if options.protocol == "grpc" else "connection"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,25 +125,43 @@ def _notes(
     spread: ConnectionSpread | None,
 ) -> tuple[str, ...]:
     notes: list[str] = []
-    if options.keep_alive:
+    if options.reuses_connections:
+        word = reuse_word(options)
         here = ""
         if spread is not None and spread.connections:
             if spread.pinned == spread.connections:
-                here = " Here every connection stayed on one pod: connections are pinned."
+                here = f" Here every {word} stayed on one pod: {word}s are pinned."
             else:
                 here = (
                     f" Here {spread.connections - spread.pinned} of {spread.connections} "
-                    f"connections reached several pods (up to {spread.most_pods}): the balancer "
-                    "spreads requests within a connection (an HTTP-level balancer)."
+                    f"{word}s reached several pods (up to {spread.most_pods}): the balancer "
+                    f"spreads requests within a {word} (an HTTP-level balancer)."
                 )
+        if options.protocol == "grpc":
+            what = f"gRPC: {probe.connections} channels carried {acc.requests} calls. "
+            instead: Phrase = Phrase(
+                "with ", Setting("new_channel"), " every call opens a channel of its own."
+            )
+        elif options.protocol == "http2":
+            what = (
+                f"HTTP/2: {probe.connections} connections carried {acc.requests} requests "
+                f"({options.streams} streams each at a time). "
+            )
+            instead = Phrase(
+                "without ", Setting("http2"), " every HTTP/1.1 request opens its own connection."
+            )
+        else:
+            what = f"keep-alive: {probe.connections} connections carried {acc.requests} requests. "
+            instead = Phrase(
+                "without ", Setting("keep_alive"), " every request opens its own connection."
+            )
         notes.append(
             Phrase(
-                f"keep-alive: {probe.connections} connections carried {acc.requests} requests. "
-                "A per-connection balancer (NLB, kube-proxy, any L4 balancer) pins each "
-                "connection to one pod, so the spread reflects connections, not requests; "
-                "without ",
-                Setting("keep_alive"),
-                " every request opens its own connection." + here,
+                what,
+                f"A per-connection balancer (NLB, kube-proxy, any L4 balancer) pins each {word} "
+                f"to one pod, so the spread reflects {word}s, not requests; ",
+                *instead.parts,
+                here,
             )
         )
     if acc.locations and not options.follow:
@@ -172,12 +208,22 @@ def build_result(
     """
     dimensions = tally_dimensions(acc.identities)
     spread: ConnectionSpread | None = None
-    if options.keep_alive:
+    if options.reuses_connections:
         per_connection = acc.pods_per_connection.values()
         spread = ConnectionSpread(
             connections=len(per_connection),
             pinned=sum(1 for pods in per_connection if len(pods) == 1),
             most_pods=max((len(pods) for pods in per_connection), default=0),
+            rows=tuple(
+                ConnectionRow(
+                    connection=serial,
+                    peer=acc.peer_of_connection.get(serial),
+                    requests=acc.requests_per_connection.get(serial, 0),
+                    pods=tuple(sorted(pods.items(), key=lambda kv: (-kv[1], kv[0]))),
+                )
+                for serial, pods in sorted(acc.pods_per_connection.items())
+            ),
+            word=reuse_word(options),
         )
     unreachable = None
     if acc.responses == 0 and acc.details:

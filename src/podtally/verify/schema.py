@@ -143,6 +143,10 @@ RESULT_SCHEMA: dict[str, Any] = {
                     "rate": _OPT_NUM,
                     "timeout_seconds": _NUM,
                     "keep_alive": {"type": "boolean"},
+                    "protocol": {"enum": ["http1", "http2", "grpc"]},
+                    "http2": {"type": "boolean"},
+                    "streams": {"type": "integer", "minimum": 1},
+                    "new_channel": {"type": "boolean"},
                     "follow": {"type": "boolean"},
                     "insecure": {"type": "boolean"},
                     "cacert": _OPT_STR,
@@ -215,7 +219,25 @@ RESULT_SCHEMA: dict[str, Any] = {
             "connection_spread": {
                 "oneOf": [
                     {"type": "null"},
-                    _object({"connections": _INT, "pinned": _INT, "most_pods": _INT}),
+                    _object(
+                        {
+                            "connections": _INT,
+                            "pinned": _INT,
+                            "most_pods": _INT,
+                            "unit": {"enum": ["connection", "channel"]},
+                            "per_connection": {
+                                "type": "array",
+                                "items": _object(
+                                    {
+                                        "connection": _INT,
+                                        "peer": _OPT_STR,
+                                        "responses": _INT,
+                                        "pods": {"type": "object", "additionalProperties": _INT},
+                                    }
+                                ),
+                            },
+                        }
+                    ),
                 ]
             },
             "notes": {"type": "array", "items": _STR},

@@ -59,7 +59,8 @@ class Accumulator:
         self.redirected = 0
         self.latencies = array("d")
         self._track = track_connections
-        self.pods_per_connection: dict[int, set[str]] = {}
+        self.pods_per_connection: dict[int, Counter[str]] = {}  # pod -> identified responses
+        self.peer_of_connection: dict[int, str] = {}
         self.requests_per_connection: Counter[int] = Counter()
 
     def add(self, observation: Observation) -> None:
@@ -84,8 +85,10 @@ class Accumulator:
             if observation.source is not None:
                 self.sources[observation.source] += 1
             if self._track and observation.connection is not None:
-                self.pods_per_connection.setdefault(observation.connection, set()).add(pod)
+                self.pods_per_connection.setdefault(observation.connection, Counter())[pod] += 1
                 self.requests_per_connection[observation.connection] += 1
+                if observation.peer is not None:
+                    self.peer_of_connection.setdefault(observation.connection, observation.peer)
         if observation.redirects:
             self.redirected += 1
         kind = observation.error

@@ -18,14 +18,12 @@ import itertools
 import ssl
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from podtally.contract import FIELDS, header_keys
-from podtally.errors import MissingDependencyError, PodtallyError, UsageError
+from podtally.errors import MissingDependencyError, PodtallyError
 from podtally.verify.clients.runner import Runner, resolve_addresses
-from podtally.verify.options import VerifyOptions
+from podtally.verify.options import GRPC_SCHEMES, Target, VerifyOptions, parse_grpc_url
 from podtally.verify.probe import (
     ErrorKind,
     IdentitySource,
@@ -36,54 +34,11 @@ from podtally.verify.probe import (
 )
 
 GET_METHOD = "/podtally.v1.Identity/Get"
-SCHEMES = ("grpc", "grpcs")
 _IDENTITY_KEYS = {key.decode("ascii"): FIELDS.index(name) for key, name in header_keys().items()}
 
 
-@dataclass(frozen=True, slots=True)
-class GrpcTarget:
-    """One parsed ``grpc(s)://host:port`` URL: no path (the method is podtally's own)."""
-
-    url: str
-    scheme: str  # "grpc" or "grpcs"
-    host: str
-    port: int
-
-    @property
-    def tls(self) -> bool:
-        return self.scheme == "grpcs"
-
-    @property
-    def authority(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-
-def parse_grpc_url(url: str) -> GrpcTarget:
-    """Parse ``grpc://HOST:PORT`` or ``grpcs://HOST:PORT`` (default ports 80 and 443)."""
-    text = url.strip()
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError as exc:
-        raise UsageError(f"is not valid: {exc}", setting="url", value=url) from None
-    if parts.scheme not in SCHEMES:
-        raise UsageError("must start with grpc:// or grpcs://", setting="url", value=url)
-    if not parts.hostname:
-        raise UsageError("has no host", setting="url", value=url)
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise UsageError(
-            "a gRPC target has no path or query (the call is podtally.v1.Identity/Get): give "
-            "grpc://HOST:PORT",
-            setting="url",
-            value=url,
-        )
-    if parts.username or parts.password:
-        raise UsageError("credentials in the URL are not supported", setting="url", value=url)
-    if port == 0:
-        raise UsageError("has port 0", setting="url", value=url)
-    default = 443 if parts.scheme == "grpcs" else 80
-    return GrpcTarget(url=text, scheme=parts.scheme, host=parts.hostname, port=port or default)
+GrpcTarget = Target  # a gRPC target is a Target with scheme grpc or grpcs and no path
+SCHEMES = GRPC_SCHEMES
 
 
 def _import_grpc() -> tuple[Any, Any]:
@@ -109,12 +64,12 @@ class GrpcEngine(Runner):
         resolver: Resolver | None = None,
         *,
         target: GrpcTarget | None = None,
-        new_channel: bool = False,
+        new_channel: bool | None = None,
     ) -> None:
         super().__init__(options, sink, progress)
-        # Until VerifyOptions parses grpc:// URLs itself, the caller passes the target.
+        # ``target`` and ``new_channel`` default to the options' own (a grpc(s):// URL).
         self.target = target if target is not None else parse_grpc_url(options.url)
-        self.new_channel = new_channel
+        self.new_channel = options.new_channel if new_channel is None else new_channel
         self._resolver = resolver if resolver is not None else system_addresses
         self._grpc, self._pb2 = _import_grpc()
         self._credentials: Any = None

@@ -30,7 +30,7 @@ from podtally import __version__
 from podtally.contract import FIELDS, header_keys
 from podtally.errors import PodtallyError
 from podtally.verify.clients.runner import Runner, resolve_addresses
-from podtally.verify.options import Target, VerifyOptions
+from podtally.verify.options import DEFAULT_STREAMS, MAX_STREAMS, Target, VerifyOptions
 from podtally.verify.probe import (
     BODY_LIMIT,
     REDIRECT_STATUSES,
@@ -45,7 +45,7 @@ from podtally.verify.probe import (
     system_addresses,
 )
 
-DEFAULT_STREAMS = 10  # concurrent streams per connection
+__all__ = ["DEFAULT_STREAMS", "H2Engine"]  # DEFAULT_STREAMS: VerifyOptions' own, re-exported
 _IDENTITY = {key: FIELDS.index(name) for key, name in header_keys().items()}
 
 
@@ -263,11 +263,14 @@ class H2Engine(Runner):
         progress: Callable[[Progress], None] | None = None,
         resolver: Resolver | None = None,
         *,
-        streams: int = DEFAULT_STREAMS,
+        streams: int | None = None,
     ) -> None:
         super().__init__(options, sink, progress)
-        if not 1 <= streams <= 1000:
-            raise PodtallyError("must be between 1 and 1000", setting="streams", value=streams)
+        streams = options.streams if streams is None else streams
+        if not 1 <= streams <= MAX_STREAMS:
+            raise PodtallyError(
+                f"must be between 1 and {MAX_STREAMS}", setting="streams", value=streams
+            )
         self.streams = streams
         self._resolver = resolver if resolver is not None else system_addresses
         self._ssl: ssl.SSLContext | None = None

@@ -37,6 +37,12 @@ class Runner:
         self._t0 = 0.0
         self._started_at = 0.0
         self._deadline = float("inf")
+        self._stopped = False
+        self.status: str | None = None  # a caller's one-line state (auto mode: the verdict so far)
+
+    def stop(self) -> None:
+        """Send no more requests (those in flight complete): the answer is known."""
+        self._stopped = True
 
     # --- for subclasses ------------------------------------------------------------------------
     async def _prepare(self) -> None:
@@ -51,7 +57,7 @@ class Runner:
     async def _next(self) -> tuple[int, float] | None:
         """The next request's number and start time, after the rate's wait; None when done."""
         total = self.options.request_limit
-        if total is not None and self._claimed >= total:
+        if self._stopped or (total is not None and self._claimed >= total):
             return None
         index = self._claimed
         self._claimed += 1
@@ -61,7 +67,7 @@ class Runner:
             while (delay := due - time.perf_counter()) > 0:
                 await asyncio.sleep(delay)
         started = time.perf_counter()
-        if started >= self._deadline:
+        if started >= self._deadline or self._stopped:
             return None
         return index, started
 
@@ -110,6 +116,7 @@ class Runner:
             elapsed=time.perf_counter() - self._t0,
             total=self.options.request_limit,
             duration=self.options.time_limit,
+            status=self.status,
         )
 
     @property
