@@ -205,3 +205,37 @@ def test_nothing_answered_still_renders(count: int) -> None:
     assert "No response: no latency to show." in text
     assert text.count('class="bar"') == 3  # the three expected pods, none answered
     assert "(no answer 1)" in text
+
+
+def round_robin(n: int) -> list[Observation]:
+    return [observation(i, ["pod-a", "pod-b", "pod-c"][i % 3]) for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("n", "verdict", "judged"),
+    [
+        # 900 round robin: judged once (fixed) it is even, but the auto-mode run never got there
+        # with its anytime-valid intervals: the page must say what the run said
+        (900, "inconclusive", 900),
+        # auto mode stopped at a look before the last responses came in: the bars are that look's
+        (3000, "even", 2944),
+    ],
+)
+def test_a_runs_page_shows_its_own_decisions(n: int, verdict: str, judged: int) -> None:
+    from podtally.verify.html import result_html
+    from podtally.verify.replay import replay
+
+    observations = round_robin(n)
+    result = replay(observations, auto=True, expect_pods=3)
+    assert result.verdict.result == verdict
+    page = Page(result_html(result, observations))
+    (line,) = page.having("p", id="verdict")
+    assert line["data-verdict"] == verdict
+    (pod,) = page.having("div", data_dimension="pod")
+    assert pod["data-verdict"] == verdict
+    text = "".join(page.text)
+    counts = [int(c) for c in re.findall(r"pod-[abc]: (\d+) \(", text)]
+    assert sum(counts) == judged
+    assert "beta-binomial-mixture-cs interval" in text  # the run's anytime-valid intervals
+    (mode,) = [t for t in page.text if t.startswith(("auto:", "fixed:"))]
+    assert mode.startswith("auto:")

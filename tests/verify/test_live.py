@@ -66,8 +66,13 @@ def test_live_view_on_a_terminal(balanced: StubServer) -> None:
     assert code == 0, screen
     text = ANSI.sub("", screen)
     verdicts = re.findall(r"verdict so far: (even|uneven|inconclusive)", text)
-    # the first frame is drawn before any answer, the last after the run: the verdict forms
-    assert verdicts[0] == "inconclusive" and verdicts[-1] == "even", verdicts
+    # the first frame is drawn before any answer: the verdict forms as the run goes
+    assert verdicts[0] == "inconclusive", verdicts
+    # the last frame, after the run, is the run's own verdict, worded as the report words it
+    final = text.rsplit("verdict so far:", 1)[-1]
+    report_line = out.rstrip().splitlines()[-1]
+    assert report_line.startswith("verdict: PASS: even"), out
+    assert report_line in re.sub(r"\s*\n\s*", " ", final), final
     for pod in PODS:
         assert re.search(rf"{pod}\s+500\s+33\.3%\s+━+", text), text[-2000:]
     assert re.search(r"1500 requests, [\d,]+/s, [\d.]+ s \(100%\); failed 0", text)
@@ -79,7 +84,7 @@ def test_live_without_a_terminal_is_todays_output(balanced: StubServer) -> None:
     args = ["verify", balanced.url, "-n", "60", "-c", "3"]
     plain = run_cli(*args)
     live = run_cli(*args, "--live")
-    assert live.returncode == plain.returncode == 0
+    assert live.returncode == plain.returncode == 1  # 60 requests: inconclusive
     assert live.stderr == plain.stderr == ""
 
     def steady(text: str) -> str:  # timings differ between runs
@@ -90,6 +95,17 @@ def test_live_without_a_terminal_is_todays_output(balanced: StubServer) -> None:
         )
 
     assert steady(live.stdout) == steady(plain.stdout)
+
+
+def test_live_and_no_progress_contradict(balanced: StubServer) -> None:
+    """--live draws on stderr, --no-progress asks for nothing there: one error line, exit 2,
+    before any request."""
+    proc = run_cli("verify", balanced.url, "-n", "10", "--live", "--no-progress")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == ("error: --live and --no-progress contradict each other; pick one\n"), (
+        proc.stderr
+    )
+    assert balanced.paths == []
 
 
 def test_tally_turns_from_inconclusive_to_even_and_counts_failures() -> None:

@@ -6,6 +6,7 @@ round-robin stub, three real `podtally serve` replicas), then `podtally report` 
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -34,7 +35,7 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
 
 
 def _same_judgement(live: dict[str, object], again: dict[str, object]) -> None:
-    for key in ("verdict", "dimensions", "pods", "errors", "status_codes"):
+    for key in ("verdict", "decision", "dimensions", "pods", "errors", "status_codes"):
         assert again[key] == live[key], key
     live_summary = dict(live["summary"])  # type: ignore[call-overload]
     again_summary = dict(again["summary"])  # type: ignore[call-overload]
@@ -61,12 +62,14 @@ def test_report_gives_the_runs_verdict(
         "3",
         *extra,
     )
-    assert live.returncode == 0, live.stderr
-    again = run_cli("report", str(saved), "--json", "--expect-pods", "3")
-    assert again.returncode == 0, again.stderr
+    # 90 requests judged once cannot show even (inconclusive, exit 1): the same again
+    assert live.returncode == 1, live.stderr
+    assert json.loads(live.stdout)["verdict"]["result"] == "inconclusive"
+    again = run_cli("report", str(saved), "--fixed", "--json", "--expect-pods", "3")
+    assert again.returncode == 1, again.stderr
     _same_judgement(json.loads(live.stdout), json.loads(again.stdout))
     # text, and a judgement the run did not make: four pods expected
-    text = run_cli("report", str(saved), "--expect-pods", "4")
+    text = run_cli("report", str(saved), "--fixed", "--expect-pods", "4")
     assert text.returncode == 1
     assert text.stdout.splitlines()[:3] == [f"     30 Pod: {pod}" for pod in PODS]
     assert "only 3 of 4 expected pods answered" in text.stdout.splitlines()[-1]
@@ -81,7 +84,7 @@ def test_report_of_real_replicas_with_failures(replicas: Replicas, tmp_path: Pat
         live = run_cli("verify", url, "-n", "20", "--json", "--observations", str(saved))
         if not saved.exists():  # unreachable: every request failed, still written
             pytest.fail(f"no observations written for {url}: {live.stderr}")
-        again = run_cli("report", str(saved), "--json")
+        again = run_cli("report", str(saved), "--fixed", "--json")
         assert again.returncode == live.returncode, again.stderr
         _same_judgement(json.loads(live.stdout), json.loads(again.stdout))
 
@@ -100,11 +103,35 @@ def test_library_replay_keeps_the_connections(balanced: StubServer, tmp_path: Pa
             "--observations",
             str(saved),
         ).returncode
-        == 0
+        == 1  # 40 requests: inconclusive
     )
-    result = replay(load_observations(saved))
+    result = replay(load_observations(saved))  # fixed, as the run was
+    assert not result.options.auto and result.assessment is not None
+    assert result.assessment.mode == "fixed"
     assert result.options.keep_alive and result.connection_spread is not None
     assert result.connections == 2 and result.requests == 40
+
+
+@pytest.mark.parametrize("extra", [[], ["-c", "7"]])
+def test_an_auto_mode_run_is_judged_again_at_its_own_looks(
+    balanced: StubServer, tmp_path: Path, extra: list[str]
+) -> None:
+    """verify without -n stops at the look where the verdict became known; `report` (auto, the
+    default) replays the same looks and keeps that look's verdict and intervals, in-flight
+    responses counted, not judged."""
+    saved = tmp_path / "auto.jsonl"
+    args = ["--expect-pods", "3", *extra]
+    live = run_cli("verify", balanced.url, "--json", "--observations", str(saved), *args)
+    assert live.returncode == 0, live.stderr
+    run = json.loads(live.stdout)
+    assert run["verdict"]["result"] == "even", run["verdict"]
+    again = run_cli("report", str(saved), "--json", *args)
+    assert again.returncode == 0, again.stderr
+    _same_judgement(run, json.loads(again.stdout))
+    # judged again on everything, once (--fixed), it is another judgement: other intervals
+    fixed = json.loads(run_cli("report", str(saved), "--fixed", "--json", *args).stdout)
+    assert fixed["decision"]["mode"] == "fixed" and run["decision"]["mode"] == "sequential"
+    assert fixed["decision"]["dimensions"] != run["decision"]["dimensions"]
 
 
 @pytest.mark.parametrize(
@@ -150,9 +177,7 @@ def test_demo_html_and_its_replay_agree(tmp_path: Path) -> None:
     saved, live_page, again_page = tmp_path / "d.jsonl", tmp_path / "d.html", tmp_path / "r.html"
     ports = f"{base},{base + 1},{base + 2}"
     demo = run_cli(
-        "demo",
-        "-n",
-        "120",
+        "demo",  # 1000 requests, judged once (the demo's fixed default)
         "--ports",
         ports,
         "--run-dir",
@@ -163,15 +188,17 @@ def test_demo_html_and_its_replay_agree(tmp_path: Path) -> None:
         str(live_page),
     )
     assert demo.returncode == 0, demo.stderr
-    again = run_cli("report", str(saved), "--expect-pods", "3", "--html", str(again_page))
+    again = run_cli(
+        "report", str(saved), "--fixed", "--expect-pods", "3", "--html", str(again_page)
+    )
     assert again.returncode == 0, again.stderr
 
     def verdict_and_bars(page: Path) -> tuple[str, list[str]]:
         text = page.read_text()
-        line = text.split('id="verdict"', 1)[1].split(">", 1)[1].split("<", 1)[0]
+        line = html.unescape(text.split('id="verdict"', 1)[1].split(">", 1)[1].split("<", 1)[0])
         return line, sorted(re.findall(r'<g class="bar" data-group="([^"]+)"', text))
 
     live_line, live_bars = verdict_and_bars(live_page)
-    assert live_line.startswith("PASS: even across 3 pods")
+    assert live_line.startswith("PASS: even: every pod's share is within"), live_line
     assert verdict_and_bars(again_page) == (live_line, live_bars)
     assert len([b for b in live_bars if b.startswith("podtally-demo-")]) == 3

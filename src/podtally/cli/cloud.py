@@ -11,6 +11,7 @@ import click
 
 from podtally.cli.common import err
 from podtally.cli.params import Group, option
+from podtally.cli.progress import steps
 from podtally.cli.verify import VERIFY_OPTIONS, verify_url
 from podtally.k8s.verify_job import DEFAULT_DEADLINE_SECONDS, DEFAULT_REQUESTS
 
@@ -150,9 +151,10 @@ def verify_command(
     if job is None:
         return outside
     plan, kubectl_path = job
-    result = incluster.run_verify_job(
-        plan, str(outputs["kubeconfig"]), kubectl=kubectl_path, progress=err
-    )
+    with steps(f"running job/{plan.spec.name}-verify in the cluster") as say:
+        result = incluster.run_verify_job(
+            plan, str(outputs["kubeconfig"]), kubectl=kubectl_path, progress=say
+        )
     for line in result.log.splitlines():
         err(f"in-cluster: {line}")
     err(

@@ -13,6 +13,7 @@ import click
 
 from podtally.cli.common import err
 from podtally.cli.params import Command, defaults_of, option
+from podtally.cli.progress import steps
 from podtally.cli.signals import capture_signals
 from podtally.errors import PodtallyError, UsageError
 from podtally.local import StackConfig
@@ -131,6 +132,16 @@ def _print_table(stack: Stack) -> None:
         + ((r.track, str(r.weight)) if tracked else ())
         for r in stack.replicas
     ]
+    if sys.stdout.isatty():  # a terminal: a rich table; elsewhere the plain columns below
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(*headers, box=None, header_style="bold", pad_edge=False)
+        for row in rows:  # Text: a name is never read as markup
+            table.add_row(*map(Text, row), style=None if row[5] == "UP" else "yellow")
+        Console(highlight=False).print(table)
+        return
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
     for row in (headers, *rows):
         line = "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
@@ -245,7 +256,8 @@ def _up(config: StackConfig, foreground: bool) -> int:
     from podtally.local import AlreadyUpError, command_hint, down, status, up
 
     try:
-        stack = up(config, progress=err)
+        with steps(f"starting stack {config.name!r}") as say:
+            stack = up(config, progress=say)
     except AlreadyUpError as exc:
         if foreground:
             raise
@@ -316,7 +328,8 @@ def _restart(name: str) -> int:
     from podtally.local import restart
 
     started = time.monotonic()
-    stack = restart(name, progress=err)
+    with steps(f"restarting stack {name!r}") as say:
+        stack = restart(name, progress=say)
     err(f"restarted {len(stack.replicas)} replica(s) in {time.monotonic() - started:.1f} s")
     _out(_summary(stack) + "\n")
     _print_tracks(stack)
@@ -328,7 +341,8 @@ def _restart(name: str) -> int:
 def _scale(replicas: int, name: str) -> int:
     from podtally.local import scale
 
-    stack = scale(replicas, name, progress=err)
+    with steps(f"scaling stack {name!r} to {replicas}") as say:
+        stack = scale(replicas, name, progress=say)
     _out(_summary(stack) + "\n")
     _print_tracks(stack)
     _print_table(stack)

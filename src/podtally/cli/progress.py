@@ -1,13 +1,14 @@
-"""The verifier's progress bar on stderr: only on a terminal, only for runs over a second."""
+"""Progress on stderr, only on a terminal: the verifier's bar (runs over a second), and the
+steps of the stack and cloud commands (a rich spinner with the step under way)."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING
 
-from podtally.cli.common import stderr_is_tty
+from podtally.cli.common import err, stderr_is_tty
 
 if TYPE_CHECKING:
     from podtally.verify import Progress
@@ -58,3 +59,26 @@ def progress_bar(no_progress: bool) -> Iterator[ProgressBar | None]:
     finally:
         if bar is not None:
             bar.clear()
+
+
+@contextmanager
+def steps(what: str) -> Iterator[Callable[[str], None]]:
+    """The ``progress`` callback of ``up``, ``restart``, ``scale`` and ``cloud``.
+
+    On a terminal, a rich spinner on stderr shows ``what`` and the step under way; each step's
+    line stays printed above it once the next begins, and the spinner is gone at the end.
+    Elsewhere every step is one plain line on stderr, as it always was.
+    """
+    if not stderr_is_tty():
+        yield err
+        return
+    from rich.console import Console
+
+    console = Console(stderr=True, highlight=False)
+    with console.status(what, spinner="dots") as status:
+
+        def say(line: str) -> None:
+            console.print(line, markup=False)
+            status.update(f"{what}: {line.strip()}")
+
+        yield say

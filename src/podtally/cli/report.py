@@ -1,7 +1,9 @@
 """`podtally report OBSERVATIONS.jsonl`: judge a saved ``--observations`` file again.
 
 The text report (or ``--json``) goes to stdout as `verify` prints it, ``--html FILE`` writes the
-HTML report; the exit code is the verdict's, as `verify`'s.
+HTML report; the exit code is the verdict's, as `verify`'s. The file does not say which mode the
+run was in: ``--auto`` (verify's default, judged again at the same looks) or ``--fixed`` (a run
+with -n or --duration, judged once).
 """
 
 from __future__ import annotations
@@ -15,7 +17,12 @@ import click
 from podtally.cli.common import require_extra
 from podtally.cli.params import Command, flag_namer, option
 from podtally.errors import UsageError
-from podtally.verify.options import DEFAULT_ALPHA
+from podtally.verify.options import (
+    DEFAULT_ALPHA,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_REQUESTS,
+    DEFAULT_TOLERANCE,
+)
 
 if TYPE_CHECKING:
     from podtally.verify import Observation, VerifyResult
@@ -60,11 +67,33 @@ def write_html(
     help="Read the JSON lines a `podtally verify --observations FILE` run wrote and judge them "
     "again: the same counts, the same verdict, printed as `verify` prints it (or --json), and "
     "--html FILE for the page with bars, intervals and the timeline.",
-    epilog="exit codes: as `podtally verify`; 2 for a file that is not an observations file.",
+    epilog="Give the judging options the run had: the file records requests, not options. "
+    "A run with -n or --duration is judged again with --fixed.\n\n"
+    "exit codes: as `podtally verify`; 2 for a file that is not an observations file.",
 )
 @click.argument("observations", type=click.Path(dir_okay=False, path_type=Path))
 @option("--url", default=None, show_default="none: the file does not say", help="target shown")
+@option(
+    "--auto/--fixed",
+    default=True,
+    help="the run's mode: auto (verify without -n or --duration; the verdict of the look that "
+    "stopped it) or fixed (judged once, on everything)",
+)
+@option(
+    "-c",
+    "--concurrency",
+    type=int,
+    default=DEFAULT_CONCURRENCY,
+    help="the run's concurrency (auto mode looks after every batch of this many)",
+)
+@option(
+    "--max-requests",
+    type=int,
+    default=DEFAULT_MAX_REQUESTS,
+    help="the run's --max-requests (auto mode: its error budget)",
+)
 @option("--alpha", type=float, default=DEFAULT_ALPHA, help="significance level, as verify's")
+@option("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="as verify's")
 @option("--expect-pods", type=int, default=None, metavar="K", help="fail unless K pods answered")
 @option(
     "--max-error-rate",
@@ -77,7 +106,11 @@ def write_html(
 def report_command(
     observations: Path,
     url: str | None,
+    auto: bool,
+    concurrency: int,
+    max_requests: int,
     alpha: float,
+    tolerance: float,
     expect_pods: int | None,
     max_error_rate: str,
     json: bool,
@@ -91,7 +124,11 @@ def report_command(
     check_html(html)
     seen = load_observations(observations)
     judging: dict[str, Any] = {
+        "auto": auto,
+        "concurrency": concurrency,
+        "max_requests": max_requests,
         "alpha": alpha,
+        "tolerance": tolerance,
         "expect_pods": expect_pods,
         "max_error_rate": parse_rate_fraction(max_error_rate, "max_error_rate"),
     }

@@ -333,6 +333,7 @@ class _Watch:
         self.sinks = [sink for sink in (write, self.observations.append if html else None) if sink]
         self.progress: Callable[[Progress], None] | None = None
         self.say: Callable[[str], None] = err
+        self.result: VerifyResult | None = None  # the live view's last frame shows its verdict
 
     def observe(self) -> Callable[[Observation], None] | None:
         sinks = self.sinks
@@ -355,7 +356,14 @@ def _watching(
     expect_pods: int | None,
     alpha: float,
 ) -> Iterator[_Watch]:
-    """The bar (as before), or with ``--live`` on a terminal the live view, on stderr."""
+    """The bar (as before), or with ``--live`` on a terminal the live view, on stderr.
+    ``--live`` draws on stderr, ``--no-progress`` asks for nothing there: together, bad usage."""
+    if live and no_progress:
+        raise UsageError(
+            Phrase(
+                Setting("live"), " and ", Setting("no_progress"), " contradict each other; pick one"
+            )
+        )
     with _observation_writer(observations) as write:
         watch = _Watch(write, html)
         if live and stderr_is_tty():
@@ -377,7 +385,8 @@ def _watching(
                 try:
                     yield watch
                 finally:
-                    screen.update(tally.view(), refresh=True)
+                    flag_name = flag_namer(click.get_current_context().command)
+                    screen.update(tally.view(watch.result, flag_name), refresh=True)
             return
         with progress_bar(no_progress) as bar:
             if bar is not None:
@@ -491,7 +500,7 @@ def verify_url(
     with _watching(
         observations, html, no_progress, live, options.expect_pods, options.alpha
     ) as watch:
-        result = _until_interrupted(
+        result = watch.result = _until_interrupted(
             lambda: run(options, progress=watch.progress, on_observation=watch.observe())
         )
     write_html(html, result, watch.observations, "podtally verify")
@@ -597,7 +606,7 @@ def demo_command(
             verify["alpha"],
         ) as watch,
     ):
-        result = _until_interrupted(
+        result = watch.result = _until_interrupted(
             lambda: demo(
                 replicas=replicas,
                 canary=canary,

@@ -70,7 +70,8 @@ def render_html(identity: Identity, refresh: int | None) -> str:
         f"<tr><th>{TEXT_LABELS[key]}</th><td>{value}</td></tr>" for key, value in esc.items()
     )
     return (
-        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        # an empty icon: the browser does not ask for /favicon.ico (a 404, a console error)
+        '<!doctype html><html lang=en><head><meta charset=utf-8><link rel="icon" href="data:,">'
         f"<title>{esc['pod']}</title>{meta}<style>"
         "body{margin:0;font:16px/1.5 system-ui,sans-serif;color:#fff;"
         f"background:{pod_colour(identity.pod.value)};min-height:100vh;display:grid;"

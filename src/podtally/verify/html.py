@@ -346,10 +346,13 @@ def result_html(
     flag_name: Callable[[str], str] = str,
     title: str = "podtally verify",
 ) -> str:
-    """:func:`render_html` for a finished run: its decisions, parameters and verdict line."""
-    from podtally.verify.replay import decisions, parameters
+    """:func:`render_html` for a finished run: its own decisions (the ones its verdict was made
+    of, in the mode it ran: an auto-mode run's bars are those of the look that stopped it), its
+    parameters and its verdict line. Nothing is judged again here, so the headline and the bars
+    cannot disagree."""
+    from podtally.verify.replay import parameters
 
-    judged = decisions(observations, expect_pods=result.options.expect_pods)
+    judged = result.assessment.shown if result.assessment is not None else ()
     line = worded(result.verdict.summary, flag_name)
     if result.interrupted:
         line = f"INTERRUPTED; on what was collected: {line}"

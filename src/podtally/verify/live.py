@@ -7,22 +7,29 @@ and puts the renderable on it (``rich.live.Live``).
 
 The verdict shown is :func:`podtally.verify.decision.decide` in ``sequential`` mode: its
 intervals are anytime-valid, so a verdict read off the screen at any moment holds at the stated
-error rate, although it is looked at ten times a second. (The final report judges once, at the
-end, as the run's options say.)
+error rate, although it is looked at ten times a second. The last frame, drawn when the run is
+over (:meth:`LiveTally.view` with the result), shows the run's own decision and verdict, the
+ones its report prints, not a judgement of its own.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from podtally.errors import worded
 from podtally.verify.decision import DEFAULT_TOLERANCE, Decision, decide
 from podtally.verify.options import DEFAULT_ALPHA
 from podtally.verify.probe import Observation, Progress
+
+if TYPE_CHECKING:
+    from podtally.verify.result import VerifyResult
 
 BAR = 30  # bar width in cells
 _STYLES = {"even": "bold green", "uneven": "bold red", "inconclusive": "bold yellow"}
@@ -85,9 +92,16 @@ class LiveTally:
             decision=decision,
         )
 
-    def view(self) -> RenderableType:
+    def view(
+        self, result: VerifyResult | None = None, flag_name: Callable[[str], str] = str
+    ) -> RenderableType:
+        """The frame so far; with the finished run's ``result``, its last frame: the pods'
+        bars from the decision the result's verdict was made of, and that verdict, worded
+        with ``flag_name`` as the report words it."""
         snap = self.snapshot()
         decision = snap.decision
+        if result is not None and result.assessment is not None:
+            decision = next((d for d in result.assessment.shown if d.dimension == "pod"), decision)
         scale = min(
             1.0, 1.05 * max((max(g.interval[1], g.band[1]) for g in decision.groups), default=1.0)
         )
@@ -109,11 +123,24 @@ class LiveTally:
             f"{f' ({snap.fraction:.0%})' if snap.fraction else ''}; "
             f"failed {snap.failed}{f' ({kinds})' if kinds else ''}"
         )
-        verdict = Text.assemble(
-            ("verdict so far: ", "bold"),
-            (decision.verdict, _STYLES[decision.verdict]),
-            f" ({decision.reason})",
-        )
+        if result is not None:
+            tone = (
+                "even"
+                if result.passed
+                else "uneven"
+                if result.verdict.result == "uneven"
+                else "inconclusive"
+            )
+            summary = worded(result.verdict.summary, flag_name)
+            if result.interrupted:
+                summary = f"INTERRUPTED; on what was collected: {summary}"
+            verdict = Text.assemble(("verdict: ", "bold"), (summary, _STYLES[tone]))
+        else:
+            verdict = Text.assemble(
+                ("verdict so far: ", "bold"),
+                (decision.verdict, _STYLES[decision.verdict]),
+                f" ({decision.reason})",
+            )
         return Group(table, facts, verdict)
 
 

@@ -4,10 +4,15 @@ Observations re-enter the chain at the tally: :func:`load_observations` reads th
 :class:`~podtally.verify.probe.Observation` objects, :func:`replay` counts them exactly as the
 live run did and returns the same kind of :class:`~podtally.verify.result.VerifyResult`, so the
 same verdict. :func:`decisions` judges each dimension (pod, node, zone, version) with
-:func:`podtally.verify.decision.decide` for the HTML report and the live view.
+:func:`podtally.verify.decision.decide`, for pages built from observations alone.
 
-What the file does not hold is taken from the caller: the URL (for the report's "target" line)
-and the judging settings (``alpha``, ``expect_pods``, ``max_error_rate``).
+What the file does not hold is taken from the caller: the URL (for the report's "target" line),
+the judging settings (``alpha``, ``expect_pods``, ``max_error_rate``) and the mode the run was
+in. Auto mode (``auto=True``, verify's default) is replayed as it ran: the observations go in
+again in the order the run wrote them (the order they completed), the same looks
+(:class:`podtally.verify._Stopper`) judge them, and the verdict is the one reached at the look
+that stopped the run; what came after it was in flight, counted but not judged. Fixed mode
+(``-n``, ``--duration``) judges everything once.
 """
 
 from __future__ import annotations
@@ -17,14 +22,23 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, cast, get_args
 
 from podtally.errors import UsageError
-from podtally.verify.decision import DEFAULT_TOLERANCE, Decision, Mode, decide
-from podtally.verify.options import DEFAULT_ALPHA, VerifyOptions
+from podtally.verify.decision import Decision, Mode, decide
+from podtally.verify.options import (
+    DEFAULT_ALPHA,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_REQUESTS,
+    DEFAULT_TOLERANCE,
+    VerifyOptions,
+)
 from podtally.verify.probe import ERROR_KINDS, IdentitySource, Observation, ProbeSummary
 from podtally.verify.result import VerifyResult, build_result
 from podtally.verify.tally import Accumulator
+
+if TYPE_CHECKING:
+    from podtally.verify.probe import Engine
 
 REPLAY_URL = "http://observations.invalid/"  # the target when the caller names none
 DIMENSIONS = ("pod", "node", "zone", "version")
@@ -80,7 +94,8 @@ def observation_from(record: object) -> Observation:
 
 
 def parse_observations(lines: Iterable[str], name: str = "observations") -> list[Observation]:
-    """JSON Lines -> observations, in request order. A bad line is bad input, named by number."""
+    """JSON Lines -> observations, in the file's order (a run writes them as they complete, the
+    order its auto mode judged them in). A bad line is bad input, named by number."""
     observations = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -95,7 +110,6 @@ def parse_observations(lines: Iterable[str], name: str = "observations") -> list
             ) from None
     if not observations:
         raise UsageError("holds no observation", setting="observations", value=name)
-    observations.sort(key=lambda o: o.index)
     return observations
 
 
@@ -113,35 +127,62 @@ def load_observations(path: Path) -> list[Observation]:
 
 
 # --- judging again ------------------------------------------------------------------------------
+class _Halt:
+    """What the auto mode's looks stop: here, the replay (the live run stops its engine)."""
+
+    def __init__(self) -> None:
+        self.status = ""
+        self.stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True
+
+
 def replay(
     observations: Sequence[Observation],
     *,
     url: str = REPLAY_URL,
+    auto: bool = False,
     alpha: float = DEFAULT_ALPHA,
+    tolerance: float = DEFAULT_TOLERANCE,
     expect_pods: int | None = None,
     max_error_rate: float = 0.0,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    max_requests: int = DEFAULT_MAX_REQUESTS,
     started_at: float = 0.0,
 ) -> VerifyResult:
     """The result the run would have printed, from its observations alone.
 
+    ``auto``: the run was in auto mode; judge it at the same looks (they come every
+    ``concurrency`` requests at least, as in the run, so give the run's ``concurrency``) and keep
+    the verdict of the look that stopped it. Otherwise every observation is judged once.
     Whether connections were reused is read from the observations (a connection id carrying
     more than one request); elapsed time is the last response's end.
     """
+    from podtally.verify import _Stopper
+
     connections = Counter(o.connection for o in observations if o.connection is not None)
     keep_alive = any(n > 1 for n in connections.values())
     grpc = url.strip().lower().startswith(("grpc://", "grpcs://"))
     options = VerifyOptions(
         url,
-        requests=len(observations),
+        requests=None if auto else len(observations),
         keep_alive=keep_alive and not grpc,
         new_channel=grpc and not keep_alive,
+        concurrency=concurrency,
         alpha=alpha,
+        tolerance=tolerance,
         expect_pods=expect_pods,
         max_error_rate=max_error_rate,
+        max_requests=max(max_requests, len(observations)),
     )
     acc = Accumulator(track_connections=options.reuses_connections)
+    looks = _Stopper(options, acc) if auto else None
+    halt = _Halt()
     for observation in observations:
         acc.add(observation)
+        if looks is not None:  # as the live run's sink: a look after every observation
+            looks(cast("Engine", halt))
     peers = list(dict.fromkeys(o.peer for o in observations if o.peer is not None))
     summary = ProbeSummary(
         started_at=started_at,
@@ -150,7 +191,7 @@ def replay(
         connections=len(connections) if connections else len(observations),
         addresses=tuple(peers),
     )
-    return build_result(options, acc, summary)
+    return build_result(options, acc, summary, decided=looks.decided if looks else None)
 
 
 def decisions(
@@ -219,6 +260,12 @@ def parameters(
     options = result.options
     params: dict[str, object] = {
         "url": options.target.url,
+        "mode": (
+            f"auto: until even or uneven, at most {options.max_requests:,} requests"
+            if options.auto
+            else "fixed: judged once, at the end"
+        ),
+        "unit": result.assessment.unit.unit if result.assessment is not None else None,
         "requests": result.requests,
         "elapsed": f"{result.elapsed:.2f} s ({result.requests_per_second:.0f}/s)",
         "concurrency": options.concurrency,
@@ -228,6 +275,7 @@ def parameters(
         "connections": result.connections,
         "follow": options.follow,
         "alpha": options.alpha,
+        "tolerance": options.tolerance,
         "expect_pods": options.expect_pods,
         "max_error_rate": options.max_error_rate,
     }
