@@ -128,7 +128,8 @@ def _print_tracks(stack: Stack) -> None:
 
 def _print_table(stack: Stack) -> None:
     tracked = len(stack.config.tracks()) > 1
-    headers: tuple[str, ...] = ("POD", "NODE", "ZONE", "ADDRESS", "GRPC", "PID", "HAPROXY")
+    # GRPC: the replica's gRPC port on its address.
+    headers: tuple[str, ...] = ("POD", "NODE", "ZONE", "ADDRESS", "PID", "HAPROXY", "GRPC")
     if tracked:
         headers += ("TRACK", "WEIGHT")
     rows = [
@@ -137,9 +138,9 @@ def _print_table(stack: Stack) -> None:
             r.node,
             r.zone,
             f"{r.address}:{r.port}",
-            str(r.grpc_port or "-"),
             str(r.pid) if r.running else f"{r.pid} (exited)",
             r.health,
+            str(r.grpc_port or "-"),
         )
         + ((r.track, str(r.weight)) if tracked else ())
         for r in stack.replicas
