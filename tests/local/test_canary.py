@@ -210,7 +210,7 @@ def test_the_verifier_judges_the_canary_split(
         timeout=300,
     )
     assert cli.returncode == code, cli.stdout[-2000:] + cli.stderr
-    assert json.loads(cli.stdout)["verdict"] == verdict
+    assert json.loads(cli.stdout)["verdict"]["result"] == verdict
 
 
 @needs_split
