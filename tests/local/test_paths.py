@@ -22,7 +22,7 @@ import pytest
 from tests.local.localstack_helpers import stack_processes
 from tests.support import STACK_HOSTS, free_ports, run_cli
 
-from podtally.local import Stack, StackConfig, down, scale, status, up
+from podtally.local import Stack, StackConfig, down, restart, scale, status, up
 from podtally.local import haproxy as hap
 
 grpc = pytest.importorskip("grpc")
@@ -171,6 +171,52 @@ def test_scale_out_reaches_alb_channels_not_pinned_service_channels(stack: Stack
         finally:
             for channel in pinned:
                 channel.close()
+
+
+def test_restart_moves_every_path_to_the_new_replicas(stack: Stack) -> None:
+    """A rolling restart reuses server slots: each backend must get the new addresses."""
+    assert stack.config.grpc_port is not None and stack.config.service_grpc_port is not None
+    before = _replica_pods(stack)
+    restart(NAME, run_dir=stack.run_dir)
+    now = _replica_pods(stack)
+    assert not now & before
+    with _secure(stack, stack.config.grpc_port) as channel:
+        assert set(_pods(channel, 3 * len(now))) == now
+    seen: set[str] = set()
+    for _ in range(40):  # P(a replica missed in 40 random picks of 3) < 3 * (2/3)**40 < 1e-6
+        with _plain(stack.config.service_grpc_port) as channel:
+            seen.update(_pods(channel, 1))
+    assert seen == now
+
+
+@pytest.mark.parametrize("tls", [True, False])
+def test_rendered_config_is_valid(tmp_path: Path, tls: bool) -> None:
+    slots = [hap.Slot(1, "127.0.0.11", 8080, 3, 40001), hap.Slot(2)]
+    layout = hap.Layout(
+        http_port=8080,
+        https_port=8443 if tls else None,
+        stats_port=8404,
+        socket_path=tmp_path / "s.sock",
+        cert_path=tmp_path / "server.pem" if tls else None,
+        slots=slots,
+        grpc_port=9443,
+        service_port=8081,
+        service_grpc_port=9081,
+    )
+    text = hap.render(layout)
+    grpc_bind = "bind 127.0.0.1:9443 ssl crt" if tls else "bind 127.0.0.1:9443 proto h2"
+    assert grpc_bind in text
+    assert "server pod1 127.0.0.11:40001 weight 3 proto h2 track pods/pod1" in text
+    assert "server pod1 127.0.0.11:8080 weight 3 track pods/pod1" in text  # Service, HTTP
+    assert "server pod2 127.0.0.1:9 disabled proto h2 track pods/pod2" in text
+    if tls:
+        from podtally.local import tls as local_tls
+
+        files = local_tls.generate(tmp_path / "tls", "t", None)
+        text = text.replace(str(tmp_path / "server.pem"), str(files.server_pem))
+    path = tmp_path / "haproxy.cfg"
+    path.write_text(text)
+    hap.check_config(hap.find_binary(), path)
 
 
 def test_grpc_port_in_use_is_one_error_line(tmp_path: Path) -> None:
