@@ -394,12 +394,15 @@ def grpc_demo(
     :class:`~podtally.errors.PodtallyError` when the scale-out outlasted the pinned run (the
     scenario could not be shown).
     """
+    import dataclasses
     import time
 
     from podtally.local import down
     from podtally.verify import VerifyOptions
 
     tell = say or (lambda line: None)
+    if "new_channel" not in {f.name for f in dataclasses.fields(VerifyOptions)}:
+        raise MissingDependencyError("this podtally's verifier has no gRPC client")
     config = _grpc_config(ports, run_dir)
     verify["expect_pods"] = GRPC_DEMO_TO
     # The scenario fixes these (the demo's own URLs, its rate, its three kinds of channels).
