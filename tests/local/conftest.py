@@ -13,7 +13,7 @@ import pytest
 
 from podtally.local.supervisor import SWITCH_ENV
 
-SUPERVISED_FILES = {"test_supervisor.py"}
+SUPERVISED_FILES = {"test_supervisor.py", "test_paths_supervised.py"}
 
 
 @pytest.fixture(autouse=True, scope="module")

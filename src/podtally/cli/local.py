@@ -17,6 +17,7 @@ from podtally.cli.progress import steps
 from podtally.cli.signals import capture_signals
 from podtally.errors import PodtallyError, UsageError
 from podtally.local import StackConfig
+from podtally.local.models import GRPC_PORT, SERVICE_GRPC_PORT, SERVICE_PORT
 
 if TYPE_CHECKING:
     from podtally.local import Stack
@@ -63,6 +64,11 @@ def _checked_name(ctx: click.Context, param: click.Parameter, name: str) -> str:
     return name
 
 
+def _port_or_off(ctx: click.Context, param: click.Parameter, port: int) -> int | None:
+    """``0`` leaves a listener out (the library's None)."""
+    return None if port == 0 else port
+
+
 def _name_option(func: Callable[..., Any]) -> Callable[..., Any]:
     return option(
         "--name",
@@ -87,6 +93,12 @@ def _print_urls(stack: Stack) -> None:
         _out(f"  http:    {stack.http_url} (redirects to HTTPS)\n")
     else:
         _out(f"  url:     {stack.http_url}\n")
+    if stack.grpc_url:
+        _out(f"  grpc:    {stack.grpc_url} (the ALB path: each call to any replica)\n")
+    if stack.service_url:
+        _out(f"  service: {stack.service_url} (the Service path: each connection to one replica)\n")
+    if stack.service_grpc_url:
+        _out(f"           {stack.service_grpc_url} (the Service path for gRPC, the same)\n")
     _out(f"  stats:   {stack.stats_url}   metrics: {stack.metrics_url}\n")
     if stack.ca_path:
         _out(f"  ca:      {stack.ca_path}\n")
@@ -117,7 +129,8 @@ def _print_tracks(stack: Stack) -> None:
 
 def _print_table(stack: Stack) -> None:
     tracked = len(stack.config.tracks()) > 1
-    headers: tuple[str, ...] = ("POD", "NODE", "ZONE", "ADDRESS", "PID", "HAPROXY")
+    # GRPC: the replica's gRPC port on its address.
+    headers: tuple[str, ...] = ("POD", "NODE", "ZONE", "ADDRESS", "PID", "HAPROXY", "GRPC")
     if tracked:
         headers += ("TRACK", "WEIGHT")
     rows = [
@@ -128,6 +141,7 @@ def _print_table(stack: Stack) -> None:
             f"{r.address}:{r.port}",
             str(r.pid) if r.running else f"{r.pid} (exited)",
             r.health,
+            str(r.grpc_port or "-"),
         )
         + ((r.track, str(r.weight)) if tracked else ())
         for r in stack.replicas
@@ -240,6 +254,8 @@ def _option(key: str, value: Any) -> str:
         return "no --host"
     if key == "canary_weight" and value is None:
         return "no --canary-weight"
+    if key in ("grpc_port", "service_port", "service_grpc_port") and value is None:
+        return f"--{key.replace('_', '-')} 0"
     if key == "run_dir":
         return f"run directory {value}"
     if isinstance(value, float):
@@ -366,8 +382,11 @@ def _down(name: str) -> int:
 @_command(
     "up",
     "Start --replicas copies of `podtally serve`, each on its own loopback address with a "
-    "pod-like identity, behind a real HAProxy: HTTP redirecting to HTTPS (certificate from a "
-    "local CA), round robin, health checks on /readyz, a stats page. With --canary-replicas "
+    "pod-like identity, behind a real HAProxy, by two paths as in a cluster. The ALB path: HTTP "
+    "redirecting to HTTPS (certificate from a local CA, HTTP/2 by ALPN), gRPC on --grpc-port "
+    "and on the HTTPS port, each request or call balanced round robin, health checks on "
+    "/readyz. The Service path (--service-port, --service-grpc-port): plain TCP, each "
+    "connection to a random replica, as kube-proxy does. A stats page. With --canary-replicas "
     "and --canary-weight, a canary track beside the stable one gets that percent of the "
     "requests through HAProxy's server weights. Returns once every replica "
     "is ready and HAProxy answers. " + _DEFAULTS_NOTE,
@@ -389,6 +408,28 @@ def _down(name: str) -> int:
     type=int,
     default=DEFAULTS["stats_port"],
     help="HAProxy stats page (/stats) and Prometheus metrics (/metrics)",
+)
+@option(
+    "--grpc-port",
+    type=int,
+    default=GRPC_PORT,
+    callback=_port_or_off,
+    help="the ALB path's gRPC port (TLS; each call balanced on its own); 0 leaves it out",
+)
+@option(
+    "--service-port",
+    type=int,
+    default=SERVICE_PORT,
+    callback=_port_or_off,
+    help="the Service path, as kube-proxy: each TCP connection to a random replica, where it "
+    "stays (plain HTTP); 0 leaves it out",
+)
+@option(
+    "--service-grpc-port",
+    type=int,
+    default=SERVICE_GRPC_PORT,
+    callback=_port_or_off,
+    help="the Service path for gRPC (a channel stays on one replica); 0 leaves it out",
 )
 @option(
     "--no-tls",
@@ -440,7 +481,8 @@ def up_command(foreground: bool, **settings: Any) -> int:
 
 @_command(
     "status",
-    "Each replica (pod, node, zone, address, pid, HAProxy's UP/DOWN) and the URLs; with a "
+    "Each replica (pod, node, zone, address, pid, HAProxy's UP/DOWN) and the URLs of both "
+    "paths (ALB: HTTPS, gRPC; Service: HTTP, gRPC); with a "
     "canary, each track's weight and the share HAProxy's weights give it. Exit 0 when "
     "every replica is UP; 1 (a check failed) when the stack is degraded, some replicas not UP; "
     "3 when the stack is not up.",

@@ -547,6 +547,14 @@ def verify_command(url: str, **settings: Any) -> int:
         "verdict is known",
     ),
     option(
+        "--grpc",
+        is_flag=True,
+        help="issue 12's failure instead: gRPC clients hold channels through the Service path "
+        "(per connection) while the stack scales from 3 to 6 replicas; then the ALB path (per "
+        "call) and a channel per call. Exit 0 when each of the three verdicts is the expected "
+        "one (3 pods never answered; even; even)",
+    ),
+    option(
         "--nodes",
         type=int,
         default=None,
@@ -578,6 +586,7 @@ def verify_command(url: str, **settings: Any) -> int:
 def demo_command(
     replicas: int,
     canary: bool,
+    grpc: bool,
     nodes: int | None,
     http: bool,
     ports: str,
@@ -593,6 +602,10 @@ def demo_command(
     from podtally.local.demo import demo
 
     verify = _verify_settings(default_requests=None, **settings)
+    if grpc:  # issue 12: its own scenario and report (podtally.cli.demo_grpc)
+        from podtally.cli.demo_grpc import demo_grpc
+
+        return demo_grpc(ports, run_dir, json=json, **verify)
     _check_outputs(json, observations)
     check_html(html)
     with (

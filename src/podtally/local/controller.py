@@ -31,7 +31,7 @@ from podtally.local.placement import (
     replica_address,
     track_hash,
 )
-from podtally.local.polling import POLL, Progress, Waiter, http_status, tail
+from podtally.local.polling import POLL, Progress, Waiter, accepts, http_status, tail
 from podtally.local.signals import deferred_interrupts
 from podtally.net import bind_error
 
@@ -98,6 +98,18 @@ class Controller:
                 return LOOPBACK, port
         raise PodtallyError("no free port left for a new replica")
 
+    def _pick_grpc_port(self, address: str, http_port: int) -> int:
+        """A port for the replica's gRPC server on its address: the kernel's pick, apart from
+        every port the stack records (its own HTTP port included)."""
+        taken = {(r.address, r.port) for r in self.state.replicas}
+        taken |= {(r.address, r.grpc_port) for r in self.state.replicas}
+        taken.add((address, http_port))
+        for _ in range(50):
+            port = free_ephemeral_port(address)
+            if (address, port) not in taken:
+                return port
+        raise PodtallyError("no free port left for a replica's gRPC server")
+
     def _free_server_slot(self) -> int:
         used = {r.server for r in self.state.replicas}
         for slot in range(1, SERVER_SLOTS + 1):
@@ -116,6 +128,7 @@ class Controller:
         if track.name != first.name:
             template_hash = track_hash(template_hash, track.version)
         address, port = self._pick_endpoint()
+        grpc_port = self._pick_grpc_port(address, port)
         # Tracks after the first take the next positions, so that with one node per replica
         # a canary lands on a node of its own, as its own Deployment's pods would.
         position = ordinal
@@ -149,9 +162,9 @@ class Controller:
             str(port),
             "--drain-seconds",
             f"{self.config.drain_seconds:g}",
-            # Replicas share this machine, so they cannot all take serve's default gRPC port.
+            # Replicas share this machine: each gets a gRPC port of its own, in the state.
             "--grpc-port",
-            "0",
+            str(grpc_port),
         ]
         # A Ctrl-C between the spawn and the record would leave a replica no cleanup knows of:
         # hold signals until the new process is in the state.
@@ -171,6 +184,7 @@ class Controller:
                 started_at=time.time(),
                 create_time=proc.create_time(process.pid),
                 track=track.name,
+                grpc_port=grpc_port,
             )
             self.state.replicas.append(record)
             self.save()
@@ -189,7 +203,9 @@ class Controller:
                         f"replica {record.pod} exited before it was ready"
                         + (f": {detail}" if detail else f" (log: {record.log})")
                     )
-                if http_status(record.address, record.port, "/readyz", timeout=0.5) == 200:
+                if http_status(record.address, record.port, "/readyz", timeout=0.5) == 200 and (
+                    not record.grpc_port or accepts(record.address, record.grpc_port)
+                ):
                     pending.remove(record)
             if pending:
                 try:
@@ -206,11 +222,29 @@ class Controller:
         rotation set for its track's share before it takes a request."""
         slot = self._free_server_slot()
         server = hap.server_name(slot)
-        self.api.set_address(server, record.address, record.port)
+        for backend in self.backends():
+            port = record.grpc_port if backend in hap.GRPC_BACKENDS else record.port
+            self.api.set_address(server, record.address, port, backend)
         record.server = slot
         self.save()
         self.rebalance()
-        self.api.set_state(server, "ready")
+        self.set_state(server, "ready")
+
+    def backends(self) -> list[str]:
+        """The HAProxy backends this stack's configuration renders: each has every slot."""
+        config = self.config
+        wanted = {
+            hap.BACKEND: True,
+            hap.GRPC_BACKEND: config.grpc_port is not None,
+            hap.SERVICE_BACKEND: config.service_port is not None,
+            hap.SERVICE_GRPC_BACKEND: config.service_grpc_port is not None,
+        }
+        return [backend for backend in hap.BACKENDS if wanted[backend]]
+
+    def set_state(self, server: str, state: str) -> None:
+        """A slot's state (ready, drain, maint) in every backend: the paths agree on who serves."""
+        for backend in self.backends():
+            self.api.set_state(server, state, backend)
 
     # weights
     def in_rotation(self) -> list[st.ReplicaRecord]:
@@ -233,7 +267,8 @@ class Controller:
         """Set every replica in rotation to its weight (HAProxy's roundrobin takes new weights
         on the fly). A single track has weight 1 everywhere, as before tracks existed."""
         for slot, weight in self.weights().items():
-            self.api.set_weight(hap.server_name(slot), weight)
+            for backend in self.backends():
+                self.api.set_weight(hap.server_name(slot), weight, backend)
 
     def wait_up(self, records: list[st.ReplicaRecord]) -> None:
         """Wait until HAProxy's health checks see each replica UP."""
@@ -269,7 +304,7 @@ class Controller:
         if attached and self.haproxy_alive():
             for record in attached:
                 with contextlib.suppress(OSError, PodtallyError):
-                    self.api.set_state(hap.server_name(record.server), "drain")
+                    self.set_state(hap.server_name(record.server), "drain")
                 self._drained.add(record.pid)
             with contextlib.suppress(OSError, PodtallyError):
                 self.rebalance()  # the others of its track take over its share
@@ -303,7 +338,7 @@ class Controller:
             for record in records:
                 if record.server:
                     with contextlib.suppress(OSError, PodtallyError):
-                        self.api.set_state(hap.server_name(record.server), "ready")
+                        self.set_state(hap.server_name(record.server), "ready")
 
     def health_by_pod(self) -> dict[str, str]:
         """HAProxy's view of each replica (UP, DOWN, DRAIN, MAINT, unknown), by pod name."""
@@ -331,7 +366,7 @@ class Controller:
             for record in done:
                 if record.server:
                     with contextlib.suppress(OSError, PodtallyError):
-                        self.api.set_state(hap.server_name(record.server), "maint")
+                        self.set_state(hap.server_name(record.server), "maint")
         for record in done:
             if record in self.state.replicas:
                 self.state.replicas.remove(record)
@@ -346,7 +381,9 @@ class Controller:
         by_slot = {r.server: r for r in self.state.replicas if r.server}
         weights = self.weights()
         slots = [
-            hap.Slot(n, by_slot[n].address, by_slot[n].port, weights.get(n, 1))
+            hap.Slot(
+                n, by_slot[n].address, by_slot[n].port, weights.get(n, 1), by_slot[n].grpc_port
+            )
             if n in by_slot
             else hap.Slot(n)
             for n in range(1, SERVER_SLOTS + 1)
@@ -359,6 +396,9 @@ class Controller:
             socket_path=Path(self.state.socket_path),
             cert_path=cert,
             slots=slots,
+            grpc_port=self.config.grpc_port,
+            service_port=self.config.service_port,
+            service_grpc_port=self.config.service_grpc_port,
         )
 
     def write_haproxy_config(self) -> Path:
@@ -446,6 +486,7 @@ class Controller:
                     template_hash=record.template_hash,
                     log_path=record.log,
                     track=record.track,
+                    grpc_port=record.grpc_port,
                 )
             )
         return Stack(

@@ -22,7 +22,18 @@ from pathlib import Path
 
 from podtally.errors import MissingDependencyError, PodtallyError, UsageError
 
-BACKEND = "pods"
+BACKEND = "pods"  # the ALB path's HTTP backend: HTTP/1.1 to the replicas' HTTP ports, per request
+GRPC_BACKEND = "grpc"  # the ALB path's gRPC backend: h2 to the replicas' gRPC ports, per request
+SERVICE_BACKEND = "service"  # the Service path: TCP, balance random, per connection (HTTP ports)
+SERVICE_GRPC_BACKEND = "service_grpc"  # the same to the replicas' gRPC ports
+# Every backend has the same server slots; a replica holds the same slot in each, and the
+# others track the health checks of its slot in BACKEND.
+BACKENDS = (BACKEND, GRPC_BACKEND, SERVICE_BACKEND, SERVICE_GRPC_BACKEND)
+GRPC_BACKENDS = frozenset({GRPC_BACKEND, SERVICE_GRPC_BACKEND})
+# kube-proxy keeps an established connection's conntrack entry for days; a connection through
+# the Service path stays on its replica for as long as either end keeps it open (bounded here).
+SERVICE_IDLE_TIMEOUT = "1h"
+GRPC_IDLE_TIMEOUT = "60s"
 SERVER_PREFIX = "pod"
 HAPROXY_ENV = "PODTALLY_HAPROXY"
 # How long browsers keep the HTTPS-only promise. Short on purpose: the name is usually
@@ -124,6 +135,11 @@ class Slot:
     address: str | None = None
     port: int | None = None
     weight: int = 1  # HAProxy's server weight, 1..256 (the tracks' split)
+    grpc_port: int | None = None  # the replica's gRPC port (None: no gRPC)
+
+    def port_for(self, backend: str) -> int | None:
+        """The replica's port that ``backend`` sends to (HTTP or gRPC)."""
+        return self.grpc_port if backend in GRPC_BACKENDS else self.port
 
 
 @dataclass(frozen=True)
@@ -137,6 +153,9 @@ class Layout:
     cert_path: Path | None
     slots: Sequence[Slot]
     bind_address: str = "127.0.0.1"
+    grpc_port: int | None = None  # the ALB path's gRPC port (TLS when https_port is set)
+    service_port: int | None = None  # the Service path's HTTP port (TCP, per connection)
+    service_grpc_port: int | None = None  # the Service path's gRPC port (TCP, per connection)
 
 
 def check_path(path: Path) -> None:
@@ -242,8 +261,60 @@ def _https_frontend(layout: Layout) -> Section:
         "    option forwardfor",
         "    http-request set-header X-Forwarded-Proto https",
         f'    http-response set-header Strict-Transport-Security "max-age={HSTS_MAX_AGE}"',
+        *_grpc_route(layout),
         f"    default_backend {BACKEND}",
     ]
+
+
+def _grpc_route(layout: Layout) -> Section:
+    """gRPC on the HTTPS port too: a request whose content type is gRPC's goes to the gRPC
+    backend (per request, as an ALB's gRPC target group does)."""
+    if layout.grpc_port is None:
+        return []
+    return [
+        f"    use_backend {GRPC_BACKEND} if {{ req.hdr(content-type) -m beg application/grpc }}"
+    ]
+
+
+def _grpc_frontend(layout: Layout) -> Section:
+    """The ALB path's gRPC port: TLS with ALPN h2 (h2c with prior knowledge when TLS is off),
+    each call balanced on its own over the replicas' gRPC ports."""
+    if layout.grpc_port is None:
+        return []
+    bind = f"    bind {layout.bind_address}:{layout.grpc_port}"
+    if layout.https_port is not None:
+        if layout.cert_path is None:
+            raise PodtallyError("HTTPS needs a certificate")
+        bind += f" ssl crt {_quote(layout.cert_path)} alpn h2"
+    else:
+        bind += " proto h2"
+    return [
+        "frontend grpc",
+        bind,
+        f"    timeout client {GRPC_IDLE_TIMEOUT}",
+        "    option forwardfor",
+        f"    default_backend {GRPC_BACKEND}",
+    ]
+
+
+def _service_frontend(name: str, port: int | None, backend: str, layout: Layout) -> Section:
+    if port is None:
+        return []
+    return [
+        f"frontend {name}",
+        "    mode tcp",
+        f"    bind {layout.bind_address}:{port}",
+        f"    timeout client {SERVICE_IDLE_TIMEOUT}",
+        f"    default_backend {backend}",
+    ]
+
+
+def _service_frontends(layout: Layout) -> Section:
+    """The Service path: plain TCP, as kube-proxy forwards a Service's port; HTTP and gRPC
+    each on a port of their own, as a Service's ports each have their target port."""
+    http = _service_frontend("service", layout.service_port, SERVICE_BACKEND, layout)
+    grpc = _service_frontend("service_grpc", layout.service_grpc_port, SERVICE_GRPC_BACKEND, layout)
+    return http + ([""] if http and grpc else []) + grpc
 
 
 def _stats_frontend(layout: Layout) -> Section:
@@ -258,8 +329,23 @@ def _stats_frontend(layout: Layout) -> Section:
     ]
 
 
+def _servers(layout: Layout, backend: str, extra: str = "") -> Section:
+    """One server line per slot; ``extra`` goes on every line (``proto h2``, ``track ...``)."""
+    lines = []
+    for slot in layout.slots:
+        name = server_name(slot.number)
+        port = slot.port_for(backend)
+        track = f" track {BACKEND}/{name}" if backend != BACKEND else ""
+        if slot.address is None or not port:
+            lines.append(f"    server {name} {_EMPTY_ADDRESS}:{_EMPTY_PORT} disabled{extra}{track}")
+        else:
+            weight = f" weight {slot.weight}" if slot.weight != 1 else ""
+            lines.append(f"    server {name} {slot.address}:{port}{weight}{extra}{track}")
+    return lines
+
+
 def _backend(layout: Layout) -> Section:
-    lines = [
+    return [
         f"backend {BACKEND}",
         "    balance roundrobin",
         "    option httpchk",
@@ -267,17 +353,45 @@ def _backend(layout: Layout) -> Section:
         "    http-check expect status 200",
         # Out of rotation ~1 s after a replica stops being ready, back ~1 s after it is.
         "    default-server check inter 500ms fastinter 250ms downinter 500ms fall 2 rise 2",
+        *_servers(layout, BACKEND),
     ]
-    for slot in layout.slots:
-        if slot.address is None or slot.port is None:
-            lines.append(
-                f"    server {server_name(slot.number)} {_EMPTY_ADDRESS}:{_EMPTY_PORT} disabled"
-            )
-        else:
-            weight = f" weight {slot.weight}" if slot.weight != 1 else ""
-            lines.append(
-                f"    server {server_name(slot.number)} {slot.address}:{slot.port}{weight}"
-            )
+
+
+def _grpc_backend(layout: Layout) -> Section:
+    """The replicas' gRPC ports over h2, a backend per call (round robin, the tracks' weights);
+    each server follows its slot's /readyz checks in the HTTP backend."""
+    if layout.grpc_port is None:
+        return []
+    return [
+        f"backend {GRPC_BACKEND}",
+        "    balance roundrobin",
+        # A Watch stream is quiet between two messages (a second by default): the 1 s server
+        # timeout of the HTTP backend would cut it. An ALB's idle timeout is 60 s.
+        f"    timeout server {GRPC_IDLE_TIMEOUT}",
+        *_servers(layout, GRPC_BACKEND, " proto h2"),
+    ]
+
+
+def _service_backends(layout: Layout) -> Section:
+    """kube-proxy's iptables mode: each new connection to a random ready replica (weighted by
+    track), kept there for the connection's life; no retry and no per-request choice."""
+    lines: Section = []
+    for port, backend in (
+        (layout.service_port, SERVICE_BACKEND),
+        (layout.service_grpc_port, SERVICE_GRPC_BACKEND),
+    ):
+        if port is None:
+            continue
+        if lines:
+            lines.append("")
+        lines += [
+            f"backend {backend}",
+            "    mode tcp",
+            "    balance random",
+            f"    timeout server {SERVICE_IDLE_TIMEOUT}",
+            "    retries 0",
+            *_servers(layout, backend),
+        ]
     return lines
 
 
@@ -288,8 +402,12 @@ SECTIONS: tuple[Callable[[Layout], Section], ...] = (
     _defaults,
     _http_frontend,
     _https_frontend,
+    _grpc_frontend,
+    _service_frontends,
     _stats_frontend,
     _backend,
+    _grpc_backend,
+    _service_backends,
 )
 
 

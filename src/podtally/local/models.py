@@ -32,6 +32,10 @@ LOCAL_DRAIN_SECONDS = 2.0
 SERVER_SLOTS = 2 * MAX_REPLICAS
 STABLE = "stable"
 CANARY = "canary"
+# The command line's ports for the ALB path's gRPC and the Service path (see StackConfig).
+GRPC_PORT = 9443
+SERVICE_PORT = 8081
+SERVICE_GRPC_PORT = 9081
 
 # One setting that differs between the running stack and the one asked for:
 # (setting, running value, asked value), settings named as StackConfig's fields.
@@ -89,6 +93,13 @@ class StackConfig:
     http_port: int = 8080
     https_port: int = 8443
     stats_port: int = 8404
+    # The ALB path's gRPC port (TLS like HTTPS; h2c when TLS is off) and the Service path's
+    # ports (per connection, as kube-proxy): None leaves the listener out. The command line's
+    # defaults are GRPC_PORT, SERVICE_PORT and SERVICE_GRPC_PORT; the library's are None, so
+    # that stacks side by side need only the ports they name.
+    grpc_port: int | None = None
+    service_port: int | None = None
+    service_grpc_port: int | None = None
     tls: bool = AppSpec.tls
     host: str | None = None  # an extra name on the certificate
     run_dir: Path | None = None  # default: $PODTALLY_STATE_DIR/<name> or ~/.local/state/...
@@ -117,6 +128,12 @@ class StackConfig:
         if self.tls:
             ports["https_port"] = self.https_port
         ports["stats_port"] = self.stats_port
+        for setting in ("grpc_port", "service_port", "service_grpc_port"):
+            port = getattr(self, setting)
+            if port is not None:
+                if isinstance(port, bool) or not isinstance(port, int):
+                    raise _usage(f"the {_port_word(setting)} must be a number", setting, port)
+                ports[setting] = port
         for setting, port in ports.items():
             if not 1 <= port <= 65535:
                 raise _usage(
@@ -251,7 +268,13 @@ class StackConfig:
 
 
 def _port_word(setting: str) -> str:
-    return {"http_port": "HTTP port", "https_port": "HTTPS port"}.get(setting, "stats port")
+    return {
+        "http_port": "HTTP port",
+        "https_port": "HTTPS port",
+        "grpc_port": "gRPC port",
+        "service_port": "Service port",
+        "service_grpc_port": "Service gRPC port",
+    }.get(setting, "stats port")
 
 
 def command_hint(command: str, name: str, run_dir: Path | None = None) -> str:
@@ -290,6 +313,7 @@ class Replica:
     log_path: str = ""
     track: str = STABLE
     weight: int = 0  # HAProxy's weight for it (0 when HAProxy is silent or it is out)
+    grpc_port: int = 0  # its gRPC port on the same address (0: none)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -335,6 +359,26 @@ class Stack:
         return self.https_url or self.http_url
 
     @property
+    def grpc_url(self) -> str | None:
+        """The ALB path's gRPC port: per call, over TLS (or h2c when TLS is off)."""
+        if self.config.grpc_port is None:
+            return None
+        scheme = "grpcs" if self.config.tls else "grpc"
+        return f"{scheme}://{LOOPBACK}:{self.config.grpc_port}"
+
+    @property
+    def service_url(self) -> str | None:
+        """The Service path (kube-proxy semantics, per connection): plain HTTP."""
+        port = self.config.service_port
+        return None if port is None else f"http://{LOOPBACK}:{port}/"
+
+    @property
+    def service_grpc_url(self) -> str | None:
+        """The Service path for gRPC (per connection: a channel stays on one replica)."""
+        port = self.config.service_grpc_port
+        return None if port is None else f"grpc://{LOOPBACK}:{port}"
+
+    @property
     def stats_url(self) -> str:
         return f"http://{LOOPBACK}:{self.config.stats_port}/stats"
 
@@ -374,6 +418,9 @@ class Stack:
             "url": self.url,
             "http_url": self.http_url,
             "https_url": self.https_url,
+            "grpc_url": self.grpc_url,
+            "service_url": self.service_url,
+            "service_grpc_url": self.service_grpc_url,
             "stats_url": self.stats_url,
             "metrics_url": self.metrics_url,
             "ca_path": str(self.ca_path) if self.ca_path else None,

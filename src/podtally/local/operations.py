@@ -127,6 +127,14 @@ def _check_ports(config: StackConfig, multi_address: bool) -> None:
     if config.tls:
         wanted.append(("HTTPS", LOOPBACK, config.https_port, "https_port"))
     wanted.append(("stats", LOOPBACK, config.stats_port, "stats_port"))
+    for what, setting in (
+        ("gRPC", "grpc_port"),
+        ("Service", "service_port"),
+        ("Service gRPC", "service_grpc_port"),
+    ):
+        port = getattr(config, setting)
+        if port is not None:
+            wanted.append((what, LOOPBACK, port, setting))
     if multi_address:
         for k in range(1, config.total_replicas + 1):
             wanted.append(("replica", replica_address(k), config.http_port, "http_port"))

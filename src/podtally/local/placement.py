@@ -72,9 +72,9 @@ def multi_address_loopback() -> bool:
     return True
 
 
-def free_ephemeral_port() -> int:
-    """A port the kernel says is free on the loopback address now."""
+def free_ephemeral_port(address: str = LOOPBACK) -> int:
+    """A port the kernel says is free on ``address`` (the loopback address) now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((LOOPBACK, 0))
+        probe.bind((address, 0))
         port: int = probe.getsockname()[1]
         return port

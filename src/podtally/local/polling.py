@@ -5,6 +5,7 @@ progress notes, and the tail of a log to say why something never became ready.
 from __future__ import annotations
 
 import http.client
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -46,6 +47,15 @@ def http_status(
         return None
     finally:
         conn.close()
+
+
+def accepts(address: str, port: int, timeout: float = 0.5) -> bool:
+    """True when a TCP connection to ``address:port`` is accepted (a gRPC server listens)."""
+    try:
+        socket.create_connection((address, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 class Waiter:

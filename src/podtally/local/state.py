@@ -49,6 +49,7 @@ class ReplicaRecord:
     # it tells the replica from an unrelated process that got the same pid later.
     create_time: float = 0.0
     track: str = "stable"  # the track (set of replicas with one version) it belongs to
+    grpc_port: int = 0  # its gRPC port on the same address (0: none, a stack from before gRPC)
 
 
 @dataclass
