@@ -77,7 +77,10 @@ def test_version(podtally: Run) -> None:
 @pytest.mark.parametrize(
     ("args", "line"),
     [
-        (["verify", "not-a-url"], "error: URL 'not-a-url': must start with http:// or https://"),
+        (
+            ["verify", "not-a-url"],
+            "error: URL 'not-a-url': must start with http://, https://, grpc:// or grpcs://",
+        ),
         (["verify", "http://h/", "-n", "-1"], "error: --requests -1: must be at least 1"),
         (["verify", "http://h/", "-n", "0"], "error: --requests 0: must be at least 1"),
         (
