@@ -69,7 +69,7 @@ from types import SimpleNamespace as NS
 from podtally.cli.local import _print_table
 replica = lambda pod, health, running=True: NS(
     pod=pod, node="local-node-1", zone="local-a", address="127.0.0.11", port=8080, pid=42,
-    running=running, health=health, track="stable", weight=1)
+    running=running, health=health, track="stable", weight=1, grpc_port=9001 if running else None)
 stack = NS(config=NS(tracks=lambda: ["stable"]),
            replicas=[replica("web-[a]", "UP"), replica("web-b", "DOWN", running=False)])
 _print_table(stack)
@@ -105,13 +105,13 @@ def _stdout_of(script: str, terminal: bool) -> str:
 def test_the_status_table_plain_and_on_a_terminal() -> None:
     plain = _stdout_of(TABLE, terminal=False)
     assert plain.splitlines() == [
-        "POD      NODE          ZONE     ADDRESS          PID          HAPROXY",
-        "web-[a]  local-node-1  local-a  127.0.0.11:8080  42           UP",
-        "web-b    local-node-1  local-a  127.0.0.11:8080  42 (exited)  DOWN",
+        "POD      NODE          ZONE     ADDRESS          PID          HAPROXY  GRPC",
+        "web-[a]  local-node-1  local-a  127.0.0.11:8080  42           UP       9001",
+        "web-b    local-node-1  local-a  127.0.0.11:8080  42 (exited)  DOWN     -",
     ]
     drawn = _stdout_of(TABLE, terminal=True)
     assert "\x1b[" in drawn  # rich: bold headers, the replica that is not UP in yellow
     rows = [line.rstrip() for line in ANSI.sub("", drawn).replace("\r", "").splitlines()]
-    assert rows[0].split() == ["POD", "NODE", "ZONE", "ADDRESS", "PID", "HAPROXY"]
+    assert rows[0].split() == ["POD", "NODE", "ZONE", "ADDRESS", "PID", "HAPROXY", "GRPC"]
     assert rows[1].split()[0] == "web-[a]"  # a name is text, never markup
-    assert rows[2].split()[-1] == "DOWN"
+    assert rows[2].split()[-2:] == ["DOWN", "-"]
