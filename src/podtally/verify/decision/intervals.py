@@ -12,8 +12,7 @@ from typing import Literal, TypeAlias
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import betaincinv, betaln
-from scipy.stats import norm
+from scipy.special import betaincinv, betaln, ndtri
 
 Mode = Literal["fixed", "sequential"]
 FloatArray: TypeAlias = NDArray[np.float64]
@@ -33,7 +32,7 @@ def prior_strength(expected: float, tolerance: float, alpha_each: float) -> floa
     (Howard et al. 2021, sec. 3.5); the beta mixture is its binomial analogue, so ``n* / x``.
     """
     p0 = min(max(expected, 1e-6), 1 - 1e-6)
-    z = float(norm.isf(alpha_each / 2))
+    z = float(-ndtri(alpha_each / 2))  # the normal's upper alpha/2 point (scipy.stats, unloaded)
     n_star = z * z * (1 - p0) / (tolerance * tolerance * p0)
     target = 2 * math.log(1 / alpha_each)
     x = target
