@@ -95,7 +95,7 @@ browser-deps:
 
 test: setup lint browser-deps
 	@base=$$(mktemp -d /tmp/podtally-test.XXXXXX); \
-	$(BIN)/pytest -n 2 --dist loadfile --basetemp="$$base"; code=$$?; rm -rf "$$base"; exit $$code
+	$(BIN)/pytest -n 3 --dist loadfile --basetemp="$$base"; code=$$?; rm -rf "$$base"; exit $$code
 
 # Reliability drills (issue 15; RELIABILITY.md): bounded, loopback only, a few minutes; in a
 # private network namespace where we may make one (root), so that no port collides.
