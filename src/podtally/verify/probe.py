@@ -20,7 +20,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import httptools
 
@@ -77,6 +77,13 @@ class Observation:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @classmethod
+    def of(cls, identity: Sequence[str | None], **rest: Any) -> Observation:
+        """An observation whose identity fields come in the contract's order (:data:`FIELDS`),
+        as every engine collects them; ``rest`` names the other fields."""
+        fields: dict[str, Any] = dict(zip(FIELDS, identity, strict=True))
+        return cls(**fields, **rest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -602,17 +609,12 @@ class Engine:
         self, index: int, started: float, latency: float, failure: _Failure, attempt: _Attempt
     ) -> Observation:
         connection = attempt.connection
-        return Observation(
+        return Observation.of(
+            _NO_IDENTITY,
             index=index,
             start=started - self._t0,
             latency=latency,
             status=None,
-            pod=None,
-            node=None,
-            namespace=None,
-            ip=None,
-            zone=None,
-            version=None,
             source=None,
             error=failure.kind,
             detail=failure.detail,
@@ -654,17 +656,12 @@ class Engine:
         elif source is None:
             error = "no-identity"
             detail = "response carried neither X-Pod-* headers nor 'Pod:' lines"
-        return Observation(
+        return Observation.of(
+            values,
             index=index,
             start=started - self._t0,
             latency=latency,
             status=status,
-            pod=values[0],
-            node=values[1],
-            namespace=values[2],
-            ip=values[3],
-            zone=values[4],
-            version=values[5],
             source=source,
             error=error,
             detail=detail,

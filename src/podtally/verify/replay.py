@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast, get_args
 
+from podtally.contract import FIELDS
 from podtally.errors import UsageError
 from podtally.verify.decision import Decision, Mode, decide
 from podtally.verify.options import (
@@ -72,17 +73,12 @@ def observation_from(record: object) -> Observation:
         raise TypeError("source")
     if not (math.isfinite(start) and math.isfinite(latency_ms) and latency_ms >= 0):
         raise TypeError("start")
-    return Observation(
+    return Observation.of(
+        [_field(record, name, str) for name in FIELDS],
         index=index,
         start=float(start),
         latency=float(latency_ms) / 1000,
         status=_field(record, "status", int),
-        pod=_field(record, "pod", str),
-        node=_field(record, "node", str),
-        namespace=_field(record, "namespace", str),
-        ip=_field(record, "ip", str),
-        zone=_field(record, "zone", str),
-        version=_field(record, "version", str),
         source=source,
         error=error,
         detail=_field(record, "detail", str),

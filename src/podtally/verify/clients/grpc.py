@@ -221,17 +221,12 @@ class GrpcEngine(Runner):
             status = code.value[0]
             error, detail = _classify(code.name, exc.details() or "", peer, self.options.timeout)
         latency = time.perf_counter() - started
-        return Observation(
+        return Observation.of(
+            values,
             index=index,
             start=started - self._t0,
             latency=latency,
             status=status,
-            pod=values[0],
-            node=values[1],
-            namespace=values[2],
-            ip=values[3],
-            zone=values[4],
-            version=values[5],
             source=source,
             error=error,
             detail=detail,

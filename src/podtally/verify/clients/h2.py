@@ -417,17 +417,12 @@ class H2Engine(Runner):
             peer = connection.peer
         elif len(self._addresses) == 1:
             peer = self._addresses[0][1]
-        return Observation(
+        return Observation.of(
+            values,
             index=index,
             start=started - self._t0,
             latency=latency,
             status=status,
-            pod=values[0],
-            node=values[1],
-            namespace=values[2],
-            ip=values[3],
-            zone=values[4],
-            version=values[5],
             source=source,
             error=failure.kind if failure else None,
             detail=failure.detail if failure else None,
