@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pty
+import select
 import signal
 import socket
 import subprocess
@@ -193,3 +195,30 @@ def run_cli(
         check=False,
         stdin=subprocess.DEVNULL,
     )
+
+
+def stderr_on_a_terminal(
+    argv: list[str], env: Mapping[str, str], timeout: float = 60
+) -> tuple[int, str, bytes]:
+    """Run ``argv`` with stderr on a pseudo-terminal and stdout on a pipe, until it exits (or
+    ``timeout`` seconds pass); return (exit code, what the terminal showed, stdout)."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=follower, env=dict(env))
+    os.close(follower)
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([leader], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the terminal closed: the process is gone
+                break
+            if not chunk:
+                break
+            seen += chunk
+        elif proc.poll() is not None:
+            break
+    os.close(leader)
+    out, _ = proc.communicate(timeout=30)
+    return proc.returncode, seen.decode(errors="replace"), out

@@ -9,7 +9,8 @@ import re
 import select
 import subprocess
 import sys
-import time
+
+from tests.support import stderr_on_a_terminal
 
 SCRIPT = """
 import time
@@ -32,31 +33,11 @@ def test_plain_lines_without_a_terminal() -> None:
 
 
 def test_a_spinner_on_a_terminal() -> None:
-    leader, follower = pty.openpty()
     env = {**os.environ, "COLUMNS": "100", "TERM": "xterm-256color"}
     env.pop("NO_COLOR", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE, stderr=follower, env=env
-    )
-    os.close(follower)
-    seen = b""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([leader], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
-        elif proc.poll() is not None:
-            break
-    os.close(leader)
-    out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 0 and out == b"done\n"
-    text = ANSI.sub("", seen.decode(errors="replace"))
+    code, screen, out = stderr_on_a_terminal([sys.executable, "-c", SCRIPT], env)
+    assert code == 0 and out == b"done\n"
+    text = ANSI.sub("", screen)
     # the step under way beside the spinner, and every step's line kept above it
     assert "starting stack 'x': starting HAProxy" in text, text
     assert re.search(r"[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏] starting stack 'x'", text), text

@@ -3,19 +3,14 @@ as it forms); without a terminal, today's output exactly."""
 
 from __future__ import annotations
 
-import os
-import pty
 import re
-import select
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from podtally.verify.live import LiveTally
-from tests.support import clean_env, free_port, run_cli
+from tests.support import clean_env, free_port, run_cli, stderr_on_a_terminal
 from tests.verify.conftest import StubServer, identity_responder
 from tests.verify.test_html import observation
 
@@ -30,33 +25,10 @@ def balanced(stub: Callable[..., StubServer]) -> Iterator[StubServer]:
 
 def on_a_terminal(*args: str) -> tuple[int, str, str]:
     """Run podtally with stderr on a pty (80 columns); return (code, terminal text, stdout)."""
-    leader, follower = pty.openpty()
     env = {**clean_env(), "COLUMNS": "100", "LINES": "40", "TERM": "xterm-256color"}
     env.pop("NO_COLOR", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "podtally", *args],
-        stdout=subprocess.PIPE,
-        stderr=follower,
-        env=env,
-    )
-    os.close(follower)
-    seen = b""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([leader], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:  # the terminal closed: the process is gone
-                break
-            if not chunk:
-                break
-            seen += chunk
-        elif proc.poll() is not None:
-            break
-    os.close(leader)
-    out, _ = proc.communicate(timeout=30)
-    return proc.returncode, seen.decode(errors="replace"), out.decode()
+    code, screen, out = stderr_on_a_terminal([sys.executable, "-m", "podtally", *args], env)
+    return code, screen, out.decode()
 
 
 def test_live_view_on_a_terminal(balanced: StubServer) -> None:

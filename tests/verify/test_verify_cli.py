@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import re
-import select
 import signal
 import socket
 import subprocess
@@ -23,7 +21,7 @@ import pytest
 
 from podtally.verify.probe import ERROR_KINDS
 from podtally.verify.schema import RESULT_SCHEMA
-from tests.support import clean_env, free_port, run_cli
+from tests.support import clean_env, free_port, run_cli, stderr_on_a_terminal
 from tests.verify.conftest import StubServer, identity_responder, make_certs
 
 PODS = ["pod-a", "pod-b", "pod-c"]
@@ -252,32 +250,10 @@ def test_progress_bar_only_on_a_terminal(balanced: StubServer) -> None:
     piped = run_cli(*args)
     assert piped.returncode == 1 and piped.stderr == ""  # 150 requests: inconclusive
 
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "podtally", *args],
-        stdout=subprocess.PIPE,
-        stderr=follower,
-        env=clean_env(),
+    code, text, out = stderr_on_a_terminal(
+        [sys.executable, "-m", "podtally", *args], clean_env(), timeout=30
     )
-    os.close(follower)
-    seen = b""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([leader], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(leader, 4096)
-            except OSError:  # the terminal closed: the process is gone
-                break
-            if not chunk:
-                break
-            seen += chunk
-        elif proc.poll() is not None:
-            break
-    os.close(leader)
-    out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == 1
-    text = seen.decode()
+    assert code == 1
     assert re.search(r"\[#+-*\]\s+\d+%\s+\d+ in [\d.]+/1.5s\s+[\d,]+/s\s+0 errors", text), text
     assert text.endswith("\r\x1b[K")  # the bar is wiped before the report
     assert b"verdict: FAIL: inconclusive" in out
