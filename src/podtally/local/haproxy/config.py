@@ -1,26 +1,18 @@
-"""HAProxy for the local stack: the binary, its configuration, and a client for its runtime API.
+"""HAProxy's configuration for the local stack, written from a :class:`Layout` (ports, certificate,
+replica addresses): section by section, each a pure function of the layout.
 
-The configuration is rendered from the stack (ports, certificate, replica addresses) and always
-declares a fixed number of server slots. Replicas come and go during ``restart`` and ``scale``
-through the runtime API on a unix socket (``set server ... addr``, ``state ready|drain|maint``),
-so HAProxy never reloads and no request is lost to a reload.
+The configuration always declares a fixed number of server slots in every backend. Replicas come
+and go during ``restart`` and ``scale`` through the runtime API (:mod:`.runtime`), so HAProxy
+never reloads and no request is lost to a reload.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from podtally.errors import MissingDependencyError, PodtallyError, UsageError
+from podtally.errors import PodtallyError, UsageError
 
 BACKEND = "pods"  # the ALB path's HTTP backend: HTTP/1.1 to the replicas' HTTP ports, per request
 GRPC_BACKEND = "grpc"  # the ALB path's gRPC backend: h2 to the replicas' gRPC ports, per request
@@ -35,91 +27,12 @@ GRPC_BACKENDS = frozenset({GRPC_BACKEND, SERVICE_GRPC_BACKEND})
 SERVICE_IDLE_TIMEOUT = "1h"
 GRPC_IDLE_TIMEOUT = "60s"
 SERVER_PREFIX = "pod"
-HAPROXY_ENV = "PODTALLY_HAPROXY"
 # How long browsers keep the HTTPS-only promise. Short on purpose: the name is usually
 # `localhost`, and a year-long HSTS entry for localhost upsets every other local dev server.
 HSTS_MAX_AGE = 3600
 # Placeholder address of an empty slot: never contacted, the slot stays in maintenance.
 _EMPTY_ADDRESS = "127.0.0.1"
 _EMPTY_PORT = 9
-
-
-def install_hint() -> str:
-    if sys.platform == "darwin":
-        return "install it with 'brew install haproxy'"
-    return "install it with 'sudo apt-get install haproxy'"
-
-
-def find_binary() -> str:
-    """The haproxy executable: ``$PODTALLY_HAPROXY`` if set, else ``haproxy`` on PATH or sbin."""
-    override = os.environ.get(HAPROXY_ENV)
-    if override:
-        found = shutil.which(override)
-        if found is None:
-            raise MissingDependencyError(
-                f"haproxy not found ({HAPROXY_ENV}={override}): {install_hint()}"
-            )
-        return found
-    found = shutil.which("haproxy")
-    if found is None:
-        for candidate in ("/usr/sbin/haproxy", "/usr/local/sbin/haproxy"):
-            if os.access(candidate, os.X_OK):
-                return candidate
-        raise MissingDependencyError(f"haproxy not found: {install_hint()}")
-    return found
-
-
-# HAProxy refuses a stats socket path over 97 characters (it binds a temporary name beside it
-# first); a margin below that.
-MAX_SOCKET_PATH = 90
-
-
-def socket_path(run_dir: Path) -> str:
-    """The runtime API socket, in the run directory unless that path is too long for HAProxy
-    (then in the temporary directory, under a name derived from the run directory)."""
-    path = run_dir / "haproxy.sock"
-    if len(str(path)) <= MAX_SOCKET_PATH:
-        return str(path)
-    digest = hashlib.sha256(str(run_dir).encode()).hexdigest()[:16]
-    return str(Path(tempfile.gettempdir()) / f"podtally-{os.getuid()}-{digest}.sock")
-
-
-# A server's weight in HAProxy is an integer from 1 to 256 (0 would take it out of rotation).
-MAX_WEIGHT = 256
-# How far (relative) a track's share may be from the one configured when weights are rounded.
-MAX_SHARE_ERROR = 0.01
-
-
-def server_weights(tracks: Sequence[tuple[float, int]]) -> tuple[list[int], float]:
-    """Integer server weights that give each track its share of the requests.
-
-    ``tracks`` holds ``(share, servers)`` pairs (shares in any unit, servers in rotation). Under
-    a weighted round robin a track's share is its servers' weight sum over everyone's, so each
-    server of a track gets ``share / servers``, scaled to integers in 1..:data:`MAX_WEIGHT`.
-    Every scale is tried; the one with the smallest worst relative error of a track's share
-    wins, the smallest weights among equals (equal tracks of one server each get weight 1).
-    Returns the weight per track (0 for a track without servers) and that worst error.
-    """
-    live = [(share, count) for share, count in tracks if count > 0 and share > 0]
-    if not live:
-        return [0 for _ in tracks], 0.0
-    total_share = sum(share for share, _ in live)
-    ideal = [share / count for share, count in live]
-    top = max(ideal)
-
-    def candidate(largest: int) -> tuple[float, list[int]]:
-        weights = [max(1, min(MAX_WEIGHT, round(largest * w / top))) for w in ideal]
-        total = sum(w * count for w, (_, count) in zip(weights, live, strict=True))
-        error = max(
-            abs(w * count / total - share / total_share) / (share / total_share)
-            for w, (share, count) in zip(weights, live, strict=True)
-        )
-        return round(error, 12), weights
-
-    # min() keeps the first of equals: the smallest weights.
-    best = min((candidate(m) for m in range(1, MAX_WEIGHT + 1)), key=lambda c: c[0])
-    chosen = iter(best[1])
-    return [next(chosen) if count > 0 and share > 0 else 0 for share, count in tracks], best[0]
 
 
 def server_name(slot: int) -> str:
@@ -419,109 +332,3 @@ def render(layout: Layout) -> str:
     ]
     sections = [lines for lines in (section(layout) for section in SECTIONS) if lines]
     return "\n".join(header) + "\n" + "\n\n".join("\n".join(lines) for lines in sections) + "\n"
-
-
-def check_config(binary: str, path: Path) -> None:
-    """Run ``haproxy -c`` on a configuration file; raise with HAProxy's own words if it fails."""
-    result = subprocess.run(
-        [binary, "-c", "-f", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    if result.returncode != 0:
-        lines = (result.stderr + result.stdout).strip().splitlines()
-        alerts = [line.split(" : ", 2)[-1] for line in lines if "[ALERT]" in line]
-        detail = alerts[0] if alerts else (lines[-1] if lines else f"exit {result.returncode}")
-        raise PodtallyError(f"generated HAProxy configuration {path} is invalid: {detail}")
-
-
-@dataclass(frozen=True)
-class ServerStat:
-    """HAProxy's view of one backend server (a row of ``show stat``)."""
-
-    name: str
-    status: str  # UP, DOWN, MAINT, DRAIN, "UP 1/2", "DOWN 1/2", NOLB, no check
-    address: str
-    sessions: int  # current sessions (scur)
-    total: int  # total sessions (stot)
-    weight: int = 1  # the server's current weight
-
-    @property
-    def health(self) -> str:
-        """UP, DOWN, DRAIN or MAINT: the status without HAProxy's transition counters."""
-        word = self.status.split(" ")[0]
-        if word in ("NOLB",):
-            return "DRAIN"
-        return word
-
-
-class RuntimeApi:
-    """HAProxy's runtime API over its unix stats socket: one command per connection."""
-
-    def __init__(self, socket_path: Path, timeout: float = 5.0) -> None:
-        self.socket_path = socket_path
-        self.timeout = timeout
-
-    def command(self, line: str) -> str:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(self.timeout)
-            sock.connect(str(self.socket_path))
-            sock.sendall(line.encode() + b"\n")
-            chunks: list[bytes] = []
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-        return b"".join(chunks).decode(errors="replace")
-
-    def _checked(self, line: str) -> str:
-        answer = self.command(line)
-        lowered = answer.lower()
-        if any(
-            marker in lowered
-            for marker in ("no such", "unknown command", "permission denied", "require", "invalid")
-        ):
-            raise PodtallyError(f"HAProxy refused {line!r}: {answer.strip()}")
-        return answer
-
-    def available(self) -> bool:
-        try:
-            return "Name: HAProxy" in self.command("show info")
-        except OSError:
-            return False
-
-    def servers(self, backend: str = BACKEND) -> dict[str, ServerStat]:
-        text = self.command("show stat")
-        if not text.startswith("# "):
-            raise PodtallyError(f"unexpected answer to 'show stat': {text[:80]!r}")
-        rows = csv.DictReader(text[2:].splitlines())
-        found: dict[str, ServerStat] = {}
-        for row in rows:
-            if row.get("pxname") != backend or row.get("svname") in ("FRONTEND", "BACKEND"):
-                continue
-            name = row["svname"]
-            found[name] = ServerStat(
-                name=name,
-                status=row.get("status", ""),
-                address=row.get("addr", ""),
-                sessions=int(row.get("scur") or 0),
-                total=int(row.get("stot") or 0),
-                weight=int(row.get("weight") or 0),
-            )
-        return found
-
-    def set_address(self, server: str, address: str, port: int, backend: str = BACKEND) -> None:
-        self._checked(f"set server {backend}/{server} addr {address} port {port}")
-
-    def set_weight(self, server: str, weight: int, backend: str = BACKEND) -> None:
-        if not 1 <= weight <= MAX_WEIGHT:
-            raise ValueError(weight)
-        self._checked(f"set weight {backend}/{server} {weight}")
-
-    def set_state(self, server: str, state: str, backend: str = BACKEND) -> None:
-        if state not in ("ready", "drain", "maint"):
-            raise ValueError(state)
-        self._checked(f"set server {backend}/{server} state {state}")
