@@ -129,9 +129,10 @@ def test_single_address_fallback_uses_distinct_ports(
     monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """Where only 127.0.0.1 exists (macOS), replicas share it on ports of their own."""
-    from podtally.local import operations, restart
+    from podtally.local import restart
+    from podtally.local.operations import lifecycle
 
-    monkeypatch.setattr(operations, "multi_address_loopback", lambda: False)
+    monkeypatch.setattr(lifecycle, "multi_address_loopback", lambda: False)
     base = free_base()
     run_dir = tmp_path_factory.mktemp("state") / "solo"
     config = StackConfig(
