@@ -6,8 +6,9 @@
   drains while the next replacement starts.
 * ``scale``: new replicas join the same way; removed ones leave the same way.
 
-Each runs under the stack's lock and, interrupted or failing half-way, leaves the stack with the
-replicas it had (or those it reached), all in rotation: each step sits beside its undoing.
+Each runs under the stack's lock. Interrupted or failing half-way, it stops the new replicas not
+yet in rotation and keeps the others serving; each step sits beside its undoing (the functions'
+docstrings say what is left).
 """
 
 from __future__ import annotations
