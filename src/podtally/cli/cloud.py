@@ -94,8 +94,9 @@ def _verify_options(func: Callable[..., int]) -> Callable[..., int]:
     "verify",
     "check the stack from outside and from inside: `podtally verify` on the stack's URL (through "
     "the ALB and DNS name), and the verify Job in the cluster (the Service path), expecting the "
-    "stack's replica count (--expect-pods overrides it); exits with the worse of the two; takes "
-    "every option of `podtally verify` (-n also sets the Job's requests)",
+    "stack's replica count (--expect-pods overrides it; with --expect-split the outside check "
+    "judges the split instead); exits with the worse of the two; takes every option of "
+    "`podtally verify` (-n also sets the Job's requests)",
 )
 @option(
     "--no-in-cluster",
@@ -146,8 +147,14 @@ def verify_command(
         if in_cluster
         else None
     )
-    err(f"verifying {url}, expecting {expected} pods")
-    outside = verify_url(str(url), expect_pods=expected, **settings)
+    split = settings.get("expect_split")
+    if split is not None and expect_pods is None:
+        # A split judges shares of a field; the pod count is the in-cluster Job's to check.
+        err(f"verifying {url}, expecting the split {split}")
+        outside = verify_url(str(url), **settings)
+    else:
+        err(f"verifying {url}, expecting {expected} pods")
+        outside = verify_url(str(url), expect_pods=expected, **settings)
     if job is None:
         return outside
     plan, kubectl_path = job
