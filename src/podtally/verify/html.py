@@ -24,11 +24,11 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
-from podtally.errors import worded
 from podtally.service.routes import pod_colour
 from podtally.verify.decision import Decision, GroupDecision
 from podtally.verify.probe import ERROR_KINDS, Observation
 from podtally.verify.report.figures import milliseconds, percent
+from podtally.verify.report.text import verdict_summary
 from podtally.verify.tally import latency_summary
 
 if TYPE_CHECKING:
@@ -350,9 +350,7 @@ def result_html(
     from podtally.verify.replay import parameters
 
     judged = result.assessment.shown if result.assessment is not None else ()
-    line = worded(result.verdict.summary, flag_name)
-    if result.interrupted:
-        line = f"INTERRUPTED; on what was collected: {line}"
+    line = verdict_summary(result, flag_name)
     tone: Tone = (
         "even"
         if result.passed

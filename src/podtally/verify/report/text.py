@@ -203,12 +203,17 @@ def render_text(result: VerifyResult, flag_name: Callable[[str], str] = str) -> 
             for note in (worded(note, flag_name) for note in result.notes)
         )
     lines.append("")
+    lines.append(f"verdict: {verdict_summary(result, flag_name)}")
+    return "\n".join(lines) + "\n"
+
+
+def verdict_summary(result: VerifyResult, flag_name: Callable[[str], str] = str) -> str:
+    """The verdict in one line as every view gives it (this report, the live view, the HTML page):
+    its summary worded with ``flag_name``, said to be partial when the run was interrupted."""
     summary = worded(result.verdict.summary, flag_name)
     if result.interrupted:
-        lines.append(f"verdict: INTERRUPTED; on what was collected: {summary}")
-    else:
-        lines.append(f"verdict: {summary}")
-    return "\n".join(lines) + "\n"
+        return f"INTERRUPTED; on what was collected: {summary}"
+    return summary
 
 
 def _decision_facts(result: VerifyResult, assessment: Assessment) -> list[tuple[str, str]]:
