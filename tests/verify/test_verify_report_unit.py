@@ -7,7 +7,9 @@ import json
 import pytest
 
 from podtally.verify.probe import Observation, parse_identity_text
-from podtally.verify.report import _ms, _pct, _signed_pct, _table, observation_line
+from podtally.verify.report import observation_line
+from podtally.verify.report.figures import milliseconds, percent, signed_percent
+from podtally.verify.report.text import table
 
 
 def observation(**changes: object) -> Observation:
@@ -60,14 +62,14 @@ def test_body_identity_in_field_order_with_version() -> None:
     [(0.00123, "1.23 ms"), (0.0456, "45.6 ms"), (2.5, "2500 ms")],
 )
 def test_milliseconds(seconds: float, text: str) -> None:
-    assert _ms(seconds) == text
+    assert milliseconds(seconds) == text
 
 
 def test_percentages() -> None:
-    assert _pct(1 / 3) == "33.3%"
-    assert _signed_pct(0.05) == "+5.0%" and _signed_pct(-0.123) == "-12.3%"
+    assert percent(1 / 3) == "33.3%"
+    assert signed_percent(0.05) == "+5.0%" and signed_percent(-0.123) == "-12.3%"
 
 
 def test_table_aligns_names_left_and_numbers_right() -> None:
-    lines = _table(["pod", "count"], [["web-0", "7"], ["w", "1234"]])
+    lines = table(["pod", "count"], [["web-0", "7"], ["w", "1234"]])
     assert lines == ["  pod    count", "  web-0      7", "  w       1234"]

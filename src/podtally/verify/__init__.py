@@ -23,18 +23,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol as _Protocol
 
+from podtally.verify.expected_split import ExpectedSplit, parse_expect_split
 from podtally.verify.options import (
     DEFAULT_STREAMS,
-    ExpectedSplit,
-    Resolve,
-    Target,
     VerifyOptions,
     parse_duration,
-    parse_expect_split,
     parse_header,
     parse_rate_fraction,
-    parse_resolve,
-    parse_url,
 )
 from podtally.verify.probe import (
     ERROR_KINDS,
@@ -56,6 +51,7 @@ from podtally.verify.tally import (
     judge,
     tally_dimensions,
 )
+from podtally.verify.target import Resolve, Target, parse_resolve, parse_url
 from podtally.verify.verdict import Assessment, assess, status_line
 
 __all__ = [

@@ -24,10 +24,11 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
-from podtally.errors import worded
 from podtally.service.routes import pod_colour
 from podtally.verify.decision import Decision, GroupDecision
 from podtally.verify.probe import ERROR_KINDS, Observation
+from podtally.verify.report.figures import milliseconds, percent
+from podtally.verify.report.text import verdict_summary
 from podtally.verify.tally import latency_summary
 
 if TYPE_CHECKING:
@@ -63,15 +64,6 @@ th{color:#57606a;font-weight:500}
 
 def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
-
-
-def _pct(value: float) -> str:
-    return f"{value * 100:.1f}%"
-
-
-def _ms(seconds: float) -> str:
-    ms = seconds * 1000
-    return f"{ms:.2f} ms" if ms < 10 else f"{ms:.1f} ms" if ms < 1000 else f"{ms:.0f} ms"
 
 
 def _svg(height: float, body: Sequence[str], label: str) -> str:
@@ -114,9 +106,9 @@ def _bars(decision: Decision) -> str:
         low, high = group.band
         body.append(
             f'<g class="bar" data-group="{_e(group.name)}" data-state="{group.state}">'
-            f"<title>{_e(group.name)}: {group.count} ({_pct(group.share)}), interval "
-            f"{_pct(group.interval[0])} to {_pct(group.interval[1])}, band {_pct(low)} to "
-            f"{_pct(high)}, {group.state}</title>"
+            f"<title>{_e(group.name)}: {group.count} ({percent(group.share)}), interval "
+            f"{percent(group.interval[0])} to {percent(group.interval[1])}, band {percent(low)} to "
+            f"{percent(high)}, {group.state}</title>"
             f'<text x="{_LABEL - 8}" y="{mid + 4:.1f}" text-anchor="end">{_e(name)}</text>'
         )
         if group.expected > 0:
@@ -140,7 +132,7 @@ def _bars(decision: Decision) -> str:
                 for end in group.interval
             )
             + f'<text x="{_WIDTH - 4}" y="{mid + 4:.1f}" text-anchor="end">'
-            f"{_pct(group.share)}</text></g>"
+            f"{percent(group.share)}</text></g>"
         )
     method = decision.method
     caption = (
@@ -240,16 +232,21 @@ def _latency(observations: Sequence[Observation]) -> str:
             f'<g class="percentile" data-name="{name}"><line x1="{px:.1f}" x2="{px:.1f}" y1="0" '
             f'y2="{height}" stroke="#cf222e" stroke-dasharray="4 3"/><text '
             f'x="{px + (-3 if anchor == "end" else 3):.1f}" y="{12 + 14 * step}" '
-            f'text-anchor="{anchor}">{name} {_ms(value)}</text></g>'
+            f'text-anchor="{anchor}">{name} {milliseconds(value)}</text></g>'
         )
     body.append(
         f'<text x="0" y="{height + 14}">0</text><text x="{_WIDTH}" y="{height + 14}" '
-        f'text-anchor="end">{_ms(top)}</text>'
+        f'text-anchor="end">{milliseconds(top)}</text>'
     )
-    note = f"; {beyond} slower than {_ms(top)}, up to {_ms(summary.max)}" if beyond else ""
+    note = (
+        f"; {beyond} slower than {milliseconds(top)}, up to {milliseconds(summary.max)}"
+        if beyond
+        else ""
+    )
     return _svg(height + 18, body, "latency histogram") + (
-        f'<p class="sub">{len(latencies)} responses; p50 {_ms(summary.p50)}, p90 '
-        f"{_ms(summary.p90)}, p99 {_ms(summary.p99)}, max {_ms(summary.max)}{note}.</p>"
+        f'<p class="sub">{len(latencies)} responses; p50 {milliseconds(summary.p50)}, '
+        f"p90 {milliseconds(summary.p90)}, p99 {milliseconds(summary.p99)}, "
+        f"max {milliseconds(summary.max)}{note}.</p>"
     )
 
 
@@ -353,9 +350,7 @@ def result_html(
     from podtally.verify.replay import parameters
 
     judged = result.assessment.shown if result.assessment is not None else ()
-    line = worded(result.verdict.summary, flag_name)
-    if result.interrupted:
-        line = f"INTERRUPTED; on what was collected: {line}"
+    line = verdict_summary(result, flag_name)
     tone: Tone = (
         "even"
         if result.passed

@@ -23,10 +23,10 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from podtally.errors import worded
 from podtally.verify.decision import DEFAULT_TOLERANCE, Decision, decide
 from podtally.verify.options import DEFAULT_ALPHA
 from podtally.verify.probe import Observation, Progress
+from podtally.verify.report.text import verdict_summary
 
 if TYPE_CHECKING:
     from podtally.verify.result import VerifyResult
@@ -131,9 +131,7 @@ class LiveTally:
                 if result.verdict.result == "uneven"
                 else "inconclusive"
             )
-            summary = worded(result.verdict.summary, flag_name)
-            if result.interrupted:
-                summary = f"INTERRUPTED; on what was collected: {summary}"
+            summary = verdict_summary(result, flag_name)
             verdict = Text.assemble(("verdict: ", "bold"), (summary, _STYLES[tone]))
         else:
             verdict = Text.assemble(

@@ -1,23 +1,46 @@
-"""What to verify and how: :class:`VerifyOptions`, validated once, with one-line usage errors.
+"""What to verify and how: :class:`VerifyOptions`, its defaults and limits, validated once, with
+one-line usage errors; and the parsers of the values it takes that have a text form of their own
+(durations, error budgets, request headers, the CA file).
 
-Everything here is plain data and parsing (URL, ``resolve``, durations, rates); no sockets.
-Errors name the setting at fault (``setting="timeout"``, the keyword of :class:`VerifyOptions`)
-and its value; a command line words them with its own flags.
+The target URL and ``resolve`` entries are parsed in :mod:`podtally.verify.target`, the expected
+split in :mod:`podtally.verify.expected_split`. Plain data and parsing; no sockets. Errors name the
+setting at fault (``setting="timeout"``, the keyword of :class:`VerifyOptions`) and its value; a
+command line words them with its own flags.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import re
 import ssl
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, urljoin, urlsplit
 
 from podtally.errors import Phrase, Setting, UsageError
 from podtally.verify.clients import Protocol, protocol_for
+from podtally.verify.expected_split import ExpectedSplit, parse_expect_split
+from podtally.verify.target import Resolve, Target, parse_grpc_url, parse_resolve, parse_url
+
+__all__ = [
+    "DEFAULT_ALPHA",
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_MAX_REQUESTS",
+    "DEFAULT_REQUESTS",
+    "DEFAULT_STREAMS",
+    "DEFAULT_TIMEOUT",
+    "DEFAULT_TOLERANCE",
+    "MAX_CONCURRENCY",
+    "MAX_REDIRECTS",
+    "MAX_STREAMS",
+    "VerifyOptions",
+    "check_cacert",
+    "check_header",
+    "parse_duration",
+    "parse_expect_split",  # expected_split's, still looked up here by podtally.local.demo
+    "parse_header",
+    "parse_rate_fraction",
+    "parse_resolve",  # target's, still imported from here by tests outside verify/
+]
 
 DEFAULT_REQUESTS = 100  # what a fixed-size caller (the demo) sends when it names no amount
 DEFAULT_MAX_REQUESTS = 20_000  # auto mode: the most it sends before giving up on a verdict
@@ -25,174 +48,14 @@ DEFAULT_CONCURRENCY = 10
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_ALPHA = 0.001
 DEFAULT_TOLERANCE = 0.2
-SPLIT_FIELDS = ("pod", "node", "zone", "version")
 MAX_REDIRECTS = 10
 MAX_CONCURRENCY = 10_000
 DEFAULT_STREAMS = 10  # HTTP/2: concurrent streams per connection
 MAX_STREAMS = 1000
-GRPC_SCHEMES = ("grpc", "grpcs")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """One parsed ``http(s)://host:port/path?query`` URL."""
-
-    url: str
-    scheme: str  # "http", "https", or for a gRPC target "grpc", "grpcs"
-    host: str  # as written, without brackets: the Host header and the TLS server name
-    port: int
-    path: str  # path and query, the request target ("" for a gRPC target)
-
-    @property
-    def tls(self) -> bool:
-        return self.scheme in ("https", "grpcs")
-
-    @property
-    def authority(self) -> str:
-        """``host:port`` (IPv6 in brackets), the port always written."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-    @property
-    def origin(self) -> tuple[str, str, int]:
-        return (self.scheme, self.host, self.port)
-
-    @property
-    def host_header(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        default = 443 if self.tls else 80
-        return host if self.port == default else f"{host}:{self.port}"
-
-    def join(self, location: str) -> Target:
-        """The target a redirect's ``Location`` points to, resolved against this URL."""
-        return parse_url(urljoin(self.url, location), what="redirect location")
-
-
-@dataclass(frozen=True, slots=True)
-class Resolve:
-    """A ``resolve`` entry, ``HOST:PORT:ADDR``: connect to ADDR whenever the URL names HOST:PORT
-    (as curl does)."""
-
-    host: str
-    port: int
-    address: str
-
-    def __str__(self) -> str:
-        address = f"[{self.address}]" if ":" in self.address else self.address
-        return f"{self.host}:{self.port}:{address}"
-
-
-def _ascii_host(host: str, fail: Callable[[str], UsageError]) -> str:
-    """A host name as it goes on the wire: lower case, non-ASCII names IDNA-encoded (as curl)."""
-    if host.isascii():
-        return host
-    try:
-        return host.encode("idna").decode("ascii")
-    except UnicodeError as exc:
-        raise fail(f"host {host!r} is not valid: {exc}") from None
-
-
-def _percent_encode(text: str) -> str:
-    """Percent-encode (UTF-8) every character that is not printable ASCII, as curl does;
-    what is already ASCII, existing ``%XX`` escapes included, is left as written."""
-    if text.isascii() and text.isprintable():
-        return text
-    return "".join(c if c.isascii() and c.isprintable() else quote(c, safe="") for c in text)
-
-
-def parse_url(url: str, what: str | None = None) -> Target:
-    """Parse and check an http(s) URL; anything else is a usage error.
-
-    The error names the ``url`` setting, or, with ``what`` (``"redirect location"``), says
-    what the URL was in its text.
-    """
-
-    def fail(problem: str) -> UsageError:
-        if what is None:
-            return UsageError(problem, setting="url", value=url)
-        return UsageError(f"{what} {url!r}: {problem}")
-
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError as exc:
-        raise fail(f"is not valid: {exc}") from None
-    if parts.scheme not in ("http", "https"):
-        raise fail("must start with http:// or https://")
-    host = parts.hostname
-    if not host:
-        raise fail("has no host")
-    if parts.username or parts.password:
-        raise fail("credentials in the URL are not supported")
-    if any(c.isspace() for c in url.strip()):
-        raise fail("contains white space")
-    if port == 0:
-        raise fail("has port 0")
-    host = _ascii_host(host, fail)
-    path = _percent_encode(parts.path) or "/"
-    if parts.query:
-        path = f"{path}?{_percent_encode(parts.query)}"
-    default = 443 if parts.scheme == "https" else 80
-    return Target(url=url.strip(), scheme=parts.scheme, host=host, port=port or default, path=path)
-
-
-def parse_grpc_url(url: str) -> Target:
-    """``grpc://HOST:PORT`` or ``grpcs://HOST:PORT`` (default ports 80 and 443), no path: the
-    call is podtally's own (``podtally.v1.Identity/Get``)."""
-
-    def fail(problem: str) -> UsageError:
-        return UsageError(problem, setting="url", value=url)
-
-    text = url.strip()
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError as exc:
-        raise fail(f"is not valid: {exc}") from None
-    if parts.scheme not in GRPC_SCHEMES:
-        raise fail("must start with grpc:// or grpcs://")
-    if not parts.hostname:
-        raise fail("has no host")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise fail(
-            "a gRPC target has no path or query (the call is podtally.v1.Identity/Get): give "
-            "grpc://HOST:PORT"
-        )
-    if parts.username or parts.password:
-        raise fail("credentials in the URL are not supported")
-    if any(c.isspace() for c in text):
-        raise fail("contains white space")
-    if port == 0:
-        raise fail("has port 0")
-    host = _ascii_host(parts.hostname, fail)
-    default = 443 if parts.scheme == "grpcs" else 80
-    return Target(url=text, scheme=parts.scheme, host=host, port=port or default, path="")
-
-
-def parse_resolve(value: str) -> Resolve:
-    """``HOST:PORT:ADDR`` with ADDR an IPv4 address or a bracketed IPv6 address."""
-
-    def fail(problem: str) -> UsageError:
-        return UsageError(problem, setting="resolve", value=value)
-
-    host, sep1, rest = value.partition(":")
-    port_text, sep2, address = rest.partition(":")
-    if not (sep1 and sep2 and host and port_text and address):
-        raise fail("must be HOST:PORT:ADDR (as in curl)")
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise fail(f"port {port_text!r} is not a port number")
-    if address.startswith("[") and address.endswith("]"):
-        address = address[1:-1]
-    try:
-        ipaddress.ip_address(address)
-    except ValueError:
-        raise fail(f"{address!r} is not an IP address (IPv6 goes in brackets)") from None
-    host = _ascii_host(host.lower().rstrip("."), fail)
-    return Resolve(host=host, port=int(port_text), address=address)
 
 
 def parse_duration(value: str, setting: str = "duration") -> float:
@@ -290,79 +153,6 @@ def check_cacert(path: Path) -> None:
         ) from None
     except OSError as exc:
         raise fail(f"cannot read it: {exc.strerror or exc}") from None
-
-
-@dataclass(frozen=True, slots=True)
-class ExpectedSplit:
-    """``expect_split``: the share each value of one identity field should get.
-
-    ``field`` is one of :data:`SPLIT_FIELDS`; ``weights`` are relative (``90, 10`` and ``9, 1``
-    mean the same), each positive, each value named once.
-    """
-
-    field: str
-    weights: tuple[tuple[str, float], ...]
-
-    def __post_init__(self) -> None:
-        shown = f"{self.field}=" + ",".join(f"{v}:{w:g}" for v, w in self.weights)
-        if self.field not in SPLIT_FIELDS:
-            raise UsageError(
-                f"unknown field {self.field!r} (one of {', '.join(SPLIT_FIELDS)})",
-                setting="expect_split",
-                value=shown,
-            )
-        if not self.weights:
-            raise UsageError("names no value", setting="expect_split", value=shown)
-        seen: set[str] = set()
-        for value, weight in self.weights:
-            if not value:
-                raise UsageError("a value is empty", setting="expect_split", value=shown)
-            if value in seen:
-                raise UsageError(f"{value!r} is named twice", setting="expect_split", value=shown)
-            seen.add(value)
-            if isinstance(weight, bool) or not (0 < weight < math.inf):
-                raise UsageError(
-                    f"the weight of {value!r} must be a positive number",
-                    setting="expect_split",
-                    value=shown,
-                )
-
-    def shares(self) -> dict[str, float]:
-        """Each value's expected share (weights over their sum)."""
-        total = sum(w for _, w in self.weights)
-        return {value: weight / total for value, weight in self.weights}
-
-    def __str__(self) -> str:
-        return f"{self.field}=" + ",".join(f"{v}:{w:g}" for v, w in self.weights)
-
-
-def parse_expect_split(text: str) -> ExpectedSplit:
-    """``FIELD=VALUE:WEIGHT,...`` (``version=stable:90,canary:10``) -> :class:`ExpectedSplit`."""
-
-    def fail(problem: str) -> UsageError:
-        return UsageError(problem, setting="expect_split", value=text)
-
-    field_name, sep, rest = text.strip().partition("=")
-    field_name = field_name.strip()
-    if not sep:
-        raise fail("must be FIELD=VALUE:WEIGHT,... (example: version=stable:90,canary:10)")
-    if field_name not in SPLIT_FIELDS:
-        raise fail(f"unknown field {field_name!r} (one of {', '.join(SPLIT_FIELDS)})")
-    weights: list[tuple[str, float]] = []
-    for item in rest.split(","):
-        if not item.strip():
-            continue
-        value, colon, weight_text = item.strip().rpartition(":")
-        if not colon or not value.strip():
-            raise fail(f"{item.strip()!r} must be VALUE:WEIGHT")
-        try:
-            weight = float(weight_text)
-        except ValueError:
-            raise fail(f"the weight of {value.strip()!r} is not a number") from None
-        weights.append((value.strip(), weight))
-    if not weights:
-        raise fail("names no value")
-    return ExpectedSplit(field_name, tuple(weights))
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,8 @@ import httptools
 from podtally import __version__
 from podtally.contract import FIELDS, LOCAL_CA_ORGANIZATION, header_keys, parse_text
 from podtally.errors import PodtallyError
-from podtally.verify.options import MAX_REDIRECTS, Target, VerifyOptions
+from podtally.verify.options import MAX_REDIRECTS, VerifyOptions
+from podtally.verify.target import Target
 
 ErrorKind = Literal["refused", "timeout", "tls", "reset", "no-identity", "http-status", "other"]
 ERROR_KINDS: tuple[ErrorKind, ...] = (

@@ -1,7 +1,7 @@
 """The JSON Schema (draft 2020-12) of the ``podtally verify --json`` document.
 
-Kept next to the renderer (:func:`podtally.verify.report.to_document`) and checked against real
-runs in the tests, so the documented shape and the printed shape cannot drift apart.
+Kept next to the renderer (:func:`podtally.verify.report.document.to_document`) and checked
+against real runs in the tests, so the documented shape and the printed shape cannot drift apart.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from typing import Any
 from podtally.contract import FIELDS, header_keys
 from podtally.errors import MissingDependencyError, PodtallyError
 from podtally.verify.clients.runner import Runner, resolve_addresses
-from podtally.verify.options import GRPC_SCHEMES, Target, VerifyOptions, parse_grpc_url
+from podtally.verify.options import VerifyOptions
 from podtally.verify.probe import (
     ErrorKind,
     IdentitySource,
@@ -32,6 +32,7 @@ from podtally.verify.probe import (
     Resolver,
     system_addresses,
 )
+from podtally.verify.target import GRPC_SCHEMES, Target, parse_grpc_url
 
 GET_METHOD = "/podtally.v1.Identity/Get"
 _IDENTITY_KEYS = {key.decode("ascii"): FIELDS.index(name) for key, name in header_keys().items()}

@@ -30,7 +30,7 @@ from podtally import __version__
 from podtally.contract import FIELDS, header_keys
 from podtally.errors import PodtallyError
 from podtally.verify.clients.runner import Runner, resolve_addresses
-from podtally.verify.options import DEFAULT_STREAMS, MAX_STREAMS, Target, VerifyOptions
+from podtally.verify.options import DEFAULT_STREAMS, MAX_STREAMS, VerifyOptions
 from podtally.verify.probe import (
     BODY_LIMIT,
     REDIRECT_STATUSES,
@@ -44,6 +44,7 @@ from podtally.verify.probe import (
     parse_identity_text,
     system_addresses,
 )
+from podtally.verify.target import Target
 
 __all__ = ["DEFAULT_STREAMS", "H2Engine"]  # DEFAULT_STREAMS: VerifyOptions' own, re-exported
 _IDENTITY = {key: FIELDS.index(name) for key, name in header_keys().items()}
