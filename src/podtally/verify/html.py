@@ -22,19 +22,18 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from podtally.service.routes import pod_colour
 from podtally.verify.decision import Decision, GroupDecision
 from podtally.verify.probe import ERROR_KINDS, Observation
 from podtally.verify.report.figures import milliseconds, percent
-from podtally.verify.report.text import verdict_summary
+from podtally.verify.report.text import Tone, verdict_summary, verdict_tone
 from podtally.verify.tally import latency_summary
 
 if TYPE_CHECKING:
     from podtally.verify.result import VerifyResult
 
-Tone = Literal["even", "uneven", "inconclusive"]
 
 _TONES: dict[str, str] = {"even": "#1a7f37", "uneven": "#cf222e", "inconclusive": "#9a6700"}
 _KIND_COLOURS = ("#cf222e", "#8250df", "#bc4c00", "#0969da", "#57606a", "#1b7c83", "#953800")
@@ -351,11 +350,4 @@ def result_html(
 
     judged = result.assessment.shown if result.assessment is not None else ()
     line = verdict_summary(result, flag_name)
-    tone: Tone = (
-        "even"
-        if result.passed
-        else "uneven"
-        if result.verdict.result == "uneven"
-        else "inconclusive"
-    )
-    return render_html(judged, observations, parameters(result), line, tone, title)
+    return render_html(judged, observations, parameters(result), line, verdict_tone(result), title)

@@ -26,7 +26,7 @@ from rich.text import Text
 from podtally.verify.decision import DEFAULT_TOLERANCE, Decision, decide
 from podtally.verify.options import DEFAULT_ALPHA
 from podtally.verify.probe import Observation, Progress
-from podtally.verify.report.text import verdict_summary
+from podtally.verify.report.text import verdict_summary, verdict_tone
 
 if TYPE_CHECKING:
     from podtally.verify.result import VerifyResult
@@ -124,15 +124,8 @@ class LiveTally:
             f"failed {snap.failed}{f' ({kinds})' if kinds else ''}"
         )
         if result is not None:
-            tone = (
-                "even"
-                if result.passed
-                else "uneven"
-                if result.verdict.result == "uneven"
-                else "inconclusive"
-            )
             summary = verdict_summary(result, flag_name)
-            verdict = Text.assemble(("verdict: ", "bold"), (summary, _STYLES[tone]))
+            verdict = Text.assemble(("verdict: ", "bold"), (summary, _STYLES[verdict_tone(result)]))
         else:
             verdict = Text.assemble(
                 ("verdict so far: ", "bold"),

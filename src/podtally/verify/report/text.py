@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 from podtally.errors import worded
 from podtally.verify.decision import Decision
@@ -214,6 +215,17 @@ def verdict_summary(result: VerifyResult, flag_name: Callable[[str], str] = str)
     if result.interrupted:
         return f"INTERRUPTED; on what was collected: {summary}"
     return summary
+
+
+Tone = Literal["even", "uneven", "inconclusive"]
+
+
+def verdict_tone(result: VerifyResult) -> Tone:
+    """How a view colours the verdict: even when it passed, uneven when it was shown uneven,
+    inconclusive otherwise (too few requests, errors, an interruption)."""
+    if result.passed:
+        return "even"
+    return "uneven" if result.verdict.result == "uneven" else "inconclusive"
 
 
 def _decision_facts(result: VerifyResult, assessment: Assessment) -> list[tuple[str, str]]:
