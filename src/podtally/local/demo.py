@@ -87,6 +87,7 @@ def demo(
     http: bool = False,
     ports: str | tuple[int, int, int] = DEMO_PORTS,
     run_dir: Path | None = None,
+    image: str | None = None,
     say: Callable[[str], None] | None = None,
     progress: Callable[[Progress], None] | None = None,
     on_observation: Callable[[Observation], None] | None = None,
@@ -100,7 +101,8 @@ def demo(
     :data:`DEMO_REQUESTS` (with ``canary``, it sends until the verdict is known); with
     ``canary``, ``expect_split`` defaults to :data:`CANARY_SPLIT`; without a split,
     ``expect_pods`` defaults to every replica. ``http`` verifies the
-    plain-HTTP listener instead of HTTPS with the stack's CA. ``say`` gets a line for each step,
+    plain-HTTP listener instead of HTTPS with the stack's CA; ``image`` runs each replica as a
+    podman container of that image. ``say`` gets a line for each step,
     ``progress`` and ``on_observation`` are :func:`podtally.verify.run`'s.
 
     Raises :class:`~podtally.errors.UsageError` for bad settings before anything starts; Ctrl-C
@@ -126,6 +128,7 @@ def demo(
         drain_seconds=DEMO_DRAIN_SECONDS,
         canary_replicas=CANARY_REPLICAS if canary else 0,
         canary_weight=CANARY_WEIGHT if canary else None,
+        image=image,
     )
     if canary:
         if verify.get("expect_split") is None:
