@@ -18,6 +18,7 @@ under conmon) is found and removed by the run directory it belongs to.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import resource
 import shutil
@@ -137,29 +138,29 @@ def labels(name: str, run_dir: Path, pod: str) -> list[str]:
 
 
 def containers_of(run_dir: Path) -> dict[str, str]:
-    """The stack's containers, running or not: ``name -> state`` (running, exited, ...)."""
-    out = podman(
-        "ps",
-        "--all",
-        "--filter",
-        f"label={RUN_DIR_LABEL}={Path(run_dir).absolute()}",
-        "--format",
-        "{{.Names}} {{.State}}",
-    )
+    """The stack's containers, running or not: ``name -> state`` (running, exited, ...).
+    Without podman there are none (so cleaning up after a failed ``up`` needs no podman)."""
+    if shutil.which("podman") is None:
+        return {}
+    where = f"label={RUN_DIR_LABEL}={Path(run_dir).absolute()}"
+    out = podman("ps", "--all", "--filter", where, "--format", "json")
     if out.returncode != 0:
         return {}
-    found = {}
-    for line in out.stdout.splitlines():
-        name, _, state = line.partition(" ")
-        if name:
-            found[name] = state.strip()
+    try:
+        listed = json.loads(out.stdout or "[]")
+    except ValueError:
+        return {}
+    found: dict[str, str] = {}
+    for entry in listed if isinstance(listed, list) else []:
+        for name in entry.get("Names") or []:
+            found[str(name)] = str(entry.get("State", ""))
     return found
 
 
 def remove(names: list[str], grace: float) -> None:
     """Stop (the image's stop signal, then SIGKILL after ``grace`` seconds) and remove the
     containers ``names``; those already gone are no error."""
-    if not names:
+    if not names or shutil.which("podman") is None:
         return
     out = podman(
         "rm", "--force", "--ignore", "--time", str(max(0, round(grace))), *names,
