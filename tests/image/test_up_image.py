@@ -170,6 +170,20 @@ def test_down_removes_the_container_of_a_killed_podman_client(root: Path, image:
     assert not run_dir.exists() and stack_processes(run_dir) == []
 
 
+def test_down_without_a_readable_state_removes_the_containers(root: Path, image: str) -> None:
+    base = free_base()
+    _up(root, base, image, replicas=2)
+    run_dir = root / NAME
+    assert len(_containers(run_dir)) == 2
+    (run_dir / "state.json").write_text("{ not json")
+    _down(root)
+    assert _containers(run_dir) == {}
+    deadline = time.monotonic() + 10  # the podman clients exit with their containers
+    while stack_processes(run_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not run_dir.exists() and stack_processes(run_dir) == []
+
+
 def test_an_image_that_does_not_exist_is_one_error_line(root: Path) -> None:
     base = free_base()
     missing = "localhost/podtally:no-such-tag"

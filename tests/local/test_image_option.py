@@ -17,6 +17,8 @@ from podtally.local import StackConfig, up
 
 pytestmark = [pytest.mark.haproxy]
 
+IMAGE = "localhost/podtally:0.1.0"  # built or not: without podman it is never looked up
+
 
 def _without_podman(tmp_path: Path) -> dict[str, str]:
     """An environment whose PATH has haproxy (named by PODTALLY_HAPROXY) and no podman."""
@@ -41,7 +43,7 @@ def test_up_image_without_podman_is_one_error_line(tmp_path: Path, command: str)
         args += ["--service-grpc-port", "0"]
     else:
         args = ["demo", "--ports", f"{base},{base + 1},{base + 2}", "--no-progress"]
-    cli = run_cli(*args, "--image", "localhost/podtally:0.1.0", env=env, timeout=60)
+    cli = run_cli(*args, "--image", IMAGE, env=env, timeout=60)
     assert cli.returncode == 3, cli.stderr
     errors = [line for line in cli.stderr.splitlines() if line.startswith("error:")]
     assert errors == [cli.stderr.splitlines()[-1]], cli.stderr
@@ -59,15 +61,8 @@ def test_the_library_says_so_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     base = free_base()
-    config = StackConfig(
-        name="noman",
-        replicas=2,
-        http_port=base,
-        https_port=base + 1,
-        stats_port=base + 2,
-        run_dir=tmp_path / "noman",
-        image="localhost/podtally:0.1.0",
-    )
+    ports = {"http_port": base, "https_port": base + 1, "stats_port": base + 2}
+    config = StackConfig(name="noman", run_dir=tmp_path / "noman", image=IMAGE, **ports)
     with pytest.raises(MissingDependencyError, match="podman is not installed"):
         up(config)
     assert not (tmp_path / "noman").exists()
@@ -83,9 +78,9 @@ def test_an_image_that_is_no_reference_is_a_usage_error(image: str) -> None:
 
 def test_the_image_is_part_of_the_configuration() -> None:
     """Recorded in the state (its dict) and compared like every other setting by ``up``."""
-    running = StackConfig(image="localhost/podtally:0.1.0")
+    running = StackConfig(image=IMAGE)
     assert StackConfig.from_dict(running.to_dict()).image == running.image
-    assert ("image", "localhost/podtally:0.1.0", None) in running.differences(StackConfig())
+    assert ("image", IMAGE, None) in running.differences(StackConfig())
     assert (
         StackConfig.from_dict(
             {k: v for k, v in StackConfig().to_dict().items() if k != "image"}

@@ -169,3 +169,9 @@ def remove(names: list[str], grace: float) -> None:
     if out.returncode != 0:
         detail = (out.stderr.strip().splitlines() or ["no message"])[-1]
         raise PodtallyError(f"podman could not remove {', '.join(names)}: {detail}")
+
+
+def remove_stack(run_dir: Path, grace: float) -> None:
+    """Stop and remove every container of the stack at ``run_dir`` (their podman clients,
+    attached, exit with them)."""
+    remove(sorted(containers_of(run_dir)), grace)

@@ -178,7 +178,7 @@ class ContainerLauncher(Launcher):
         ctr.remove([self.container(r) for r in records], grace)
 
     def discard_all(self, grace: float) -> None:
-        ctr.remove(sorted(ctr.containers_of(self.run_dir)), grace)
+        ctr.remove_stack(self.run_dir, grace)
 
 
 def launcher_for(config: StackConfig, run_dir: Path) -> Launcher:

@@ -34,6 +34,7 @@ from podtally.local import haproxy as hap
 from podtally.local import processes as proc
 from podtally.local import rundir
 from podtally.local import state as st
+from podtally.local.container import remove_stack
 from podtally.local.controller import Controller
 from podtally.local.models import (
     DEFAULT_NAME,
@@ -448,6 +449,7 @@ def _down_without_state(where: Path, problem: st.UnreadableStateError, say: Prog
     try:
         proc.stop_groups(haproxy, signal.SIGUSR1, grace=10.0)
         proc.stop_groups(replicas, signal.SIGTERM, grace=LOCAL_DRAIN_SECONDS + 10.0)
+        remove_stack(where, grace=LOCAL_DRAIN_SECONDS)  # replicas run from an image (issue 16)
     except KeyboardInterrupt:
         with no_interrupts():
             say("interrupted: killing what is left of the stack")
