@@ -170,6 +170,28 @@ def test_down_removes_the_container_of_a_killed_podman_client(root: Path, image:
     assert not run_dir.exists() and stack_processes(run_dir) == []
 
 
+def test_the_supervisor_replaces_a_killed_container_replica(root: Path, image: str) -> None:
+    env = {**_env(root), "PODTALLY_SUPERVISOR": "on"}
+    base = free_base()
+    cli = run_cli("up", "--name", NAME, "--image", image, "--replicas", "1", *_ports(base), env=env)
+    assert cli.returncode == 0, cli.stderr
+    run_dir = root / NAME
+    (replica,) = _status(root)["replicas"]
+    os.kill(replica["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        replicas = _status(root)["replicas"]
+        if [(r["running"], r["health"]) for r in replicas] == [(True, "UP")]:
+            break
+        time.sleep(0.2)
+    (fresh,) = replicas
+    assert fresh["pod"] != replica["pod"] and fresh["health"] == "UP", replicas
+    # The old container (its client killed, itself left to conmon) went with its replica.
+    assert set(_containers(run_dir)) == {fresh["container"]}
+    _down(root)
+    assert _containers(run_dir) == {}
+
+
 def test_down_without_a_readable_state_removes_the_containers(root: Path, image: str) -> None:
     base = free_base()
     _up(root, base, image, replicas=2)
