@@ -607,7 +607,7 @@ def demo_command(
     if grpc:  # issue 12: its own scenario and report (podtally.cli.demo_grpc)
         from podtally.cli.demo_grpc import demo_grpc
 
-        return demo_grpc(ports, run_dir, json=json, **verify)
+        return demo_grpc(ports, run_dir, json=json, image=image, **verify)
     _check_outputs(json, observations)
     check_html(html)
     with (

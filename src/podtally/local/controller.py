@@ -5,8 +5,7 @@ The operations (:mod:`podtally.local.operations`) decide what to do; the control
 A stack runs one or more :class:`~podtally.local.models.Track` of replicas; a replica is
 started for a track, which gives its version, so another track (a canary) is data. The
 frontends HAProxy serves are rendered by :mod:`podtally.local.haproxy`; how a replica is
-launched (a process, or a container of the image) and where it listens, by
-:mod:`podtally.local.launch`.
+launched (a process, or a container of the image), by :mod:`podtally.local.launch`.
 """
 
 from __future__ import annotations
@@ -73,7 +72,6 @@ class Controller:
         mine = [r for r in self.state.replicas if r.track == track]
         return sorted(mine, key=lambda r: (r.ordinal, r.started_at))
 
-    # HAProxy slots
     def _free_server_slot(self) -> int:
         used = {r.server for r in self.state.replicas}
         for slot in range(1, SERVER_SLOTS + 1):
