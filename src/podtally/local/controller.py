@@ -286,7 +286,7 @@ class Controller:
 
     def health_by_pod(self) -> dict[str, str]:
         """HAProxy's view of each replica (UP, DOWN, DRAIN, MAINT, unknown), by pod name."""
-        return {r.pod: r.health for r in self.snapshot().replicas}
+        return {r.pod: r.health for r in self.snapshot(containers=False).replicas}
 
     def finish(self, records: list[st.ReplicaRecord], wait: bool) -> list[st.ReplicaRecord]:
         """Forget drained replicas once they exited; return those still running.
@@ -404,13 +404,14 @@ class Controller:
         proc.kill_groups(pids)
         self.launcher.discard_all(grace=0.0)
 
-    def snapshot(self) -> Stack:
+    def snapshot(self, containers: bool = True) -> Stack:
+        """The stack as it runs (``containers``: ask podman which of the replicas' run)."""
         stats: dict[str, hap.ServerStat] = {}
         if self.haproxy_alive():
             with contextlib.suppress(OSError, PodtallyError):
                 stats = self.api.servers()
         replicas = []
-        containers = self.launcher.running_containers()
+        running = self.launcher.running_containers(self.state.replicas) if containers else {}
         order = {t.name: n for n, t in enumerate(self.config.tracks())}
         for record in sorted(
             self.state.replicas,
@@ -435,9 +436,7 @@ class Controller:
                     log_path=record.log,
                     track=record.track,
                     grpc_port=record.grpc_port,
-                    container=name
-                    if (name := self.launcher.container(record)) in containers
-                    else "",
+                    container=running.get(record.pod, ""),
                 )
             )
         return Stack(

@@ -119,9 +119,9 @@ class Launcher:
         """The container that runs ``record`` ("" when replicas are processes)."""
         return ""
 
-    def running_containers(self) -> set[str]:
-        """The stack's containers that run now."""
-        return set()
+    def running_containers(self, records: list[ReplicaRecord]) -> dict[str, str]:
+        """The containers of ``records`` that run now, by pod."""
+        return {}
 
     def discard(self, records: list[ReplicaRecord], grace: float) -> None:
         """Remove what may outlive the processes of ``records`` (nothing, for processes)."""
@@ -171,8 +171,9 @@ class ContainerLauncher(Launcher):
         name = ctr.container_name(self.run_dir, record.pod)
         return ("run", f"--name {name}", f"--host {record.address}", f"--port {record.port}")
 
-    def running_containers(self) -> set[str]:
-        return {n for n, s in ctr.containers_of(self.run_dir).items() if s == "running"}
+    def running_containers(self, records: list[ReplicaRecord]) -> dict[str, str]:
+        running = {n for n, s in ctr.containers_of(self.run_dir).items() if s == "running"}
+        return {r.pod: name for r in records if (name := self.container(r)) in running}
 
     def discard(self, records: list[ReplicaRecord], grace: float) -> None:
         ctr.remove([self.container(r) for r in records], grace)
