@@ -84,7 +84,7 @@ def root(tmp_path: Path) -> Any:
     assert not left, f"containers left behind: {sorted(left)}"
 
 
-def test_up_verify_restart_down_on_containers(root: Path, image: str) -> None:
+def test_up_verify_restart_scale_down_on_containers(root: Path, image: str) -> None:
     base = free_base()
     started = time.monotonic()
     _up(root, base, image, replicas=3)
@@ -146,6 +146,13 @@ def test_up_verify_restart_down_on_containers(root: Path, image: str) -> None:
     assert after["ready"]
     now = _containers(run_dir)
     assert {c["Labels"][ctr.POD_LABEL] for c in now.values()} == new_pods
+
+    # Scaling in drains and removes a container like a process.
+    scaled = run_cli("scale", "2", "--name", NAME, env=_env(root), timeout=120)
+    assert scaled.returncode == 0, scaled.stderr
+    left = {r["pod"] for r in _status(root)["replicas"]}
+    assert len(left) == 2 and left < new_pods
+    assert {c["Labels"][ctr.POD_LABEL] for c in _containers(run_dir).values()} == left
 
     _down(root)
     assert _containers(run_dir) == {}
