@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from podtally.contract import ENV, FIELDS
 from podtally.errors import PodtallyError
 from podtally.local import container as ctr
 from podtally.local.models import SERVER_SLOTS, StackConfig
@@ -52,16 +53,10 @@ class ReplicaSpec:
         ]  # fmt: skip
 
     def downward_env(self) -> dict[str, str]:
-        """The downward API's variables, as a pod's would read."""
-        return {
-            "POD_NAME": self.pod,
-            "NODE_NAME": self.node,
-            "POD_NAMESPACE": self.namespace,
-            "POD_IP": self.address,
-            "ZONE": self.zone,
-            "POD_VERSION": self.version,
-            "PYTHONUNBUFFERED": "1",
-        }
+        """The downward API's variables (the contract's names), as a pod's would read."""
+        values = (self.pod, self.node, self.namespace, self.address, self.zone, self.version)
+        env = {ENV[name][0]: value for name, value in zip(FIELDS, values, strict=True)}
+        return {**env, "PYTHONUNBUFFERED": "1"}
 
 
 def pick_endpoint(
