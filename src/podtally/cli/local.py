@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from podtally.cli.common import err
-from podtally.cli.params import Command, defaults_of, option
+from podtally.cli.params import IMAGE_OPTION, Command, defaults_of, option
 from podtally.cli.progress import steps
 from podtally.cli.signals import capture_signals
 from podtally.errors import PodtallyError, UsageError
@@ -252,8 +252,8 @@ def _option(key: str, value: Any) -> str:
         return "one node per replica"
     if key == "host" and value is None:
         return "no --host"
-    if key == "canary_weight" and value is None:
-        return "no --canary-weight"
+    if key in ("canary_weight", "image") and value is None:
+        return f"no --{key.replace('_', '-')}"
     if key in ("grpc_port", "service_port", "service_grpc_port") and value is None:
         return f"--{key.replace('_', '-')} 0"
     if key == "run_dir":
@@ -469,6 +469,7 @@ def _down(name: str) -> int:
     help="percent of requests HAProxy sends to the canary track, more than 0 and less than "
     "100, whatever the replica counts; needs --canary-replicas",
 )
+@IMAGE_OPTION
 @option(
     "--foreground",
     is_flag=True,

@@ -120,6 +120,17 @@ class Group(click.Group):
         super().__init__(*args, **kwargs)
 
 
+# Issue 16: `up` and `demo` can run their replicas from the image that ships (podman).
+IMAGE_OPTION = option(
+    "--image",
+    default=None,
+    metavar="IMAGE",
+    show_default="processes of this install",
+    help="run each replica as a podman container of IMAGE, such as localhost/podtally:VERSION "
+    "(`make image` builds it)",
+)
+
+
 def usage_line(exc: click.UsageError) -> str:
     """``error: no such option: --bogus (see 'podtally serve --help')``."""
     message = exc.format_message().strip().rstrip(".")
@@ -131,6 +142,7 @@ def usage_line(exc: click.UsageError) -> str:
 __all__ = [
     "CONTEXT",
     "ENV_PREFIX",
+    "IMAGE_OPTION",
     "Command",
     "Group",
     "WordedError",

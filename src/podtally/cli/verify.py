@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from podtally.cli.common import err, require_extra, stderr_is_tty
-from podtally.cli.params import Command, flag_namer, option
+from podtally.cli.params import IMAGE_OPTION, Command, flag_namer, option
 from podtally.cli.progress import progress_bar
 from podtally.cli.report import HTML_OPTION, check_html, write_html
 from podtally.cli.signals import capture_signals
@@ -572,6 +572,7 @@ def verify_command(url: str, **settings: Any) -> int:
         metavar="HTTP,HTTPS,STATS",
         help="the demo stack's HAProxy ports",
     ),
+    IMAGE_OPTION,
     option(
         "--run-dir",
         type=click.Path(path_type=Path),
@@ -591,6 +592,7 @@ def demo_command(
     http: bool,
     ports: str,
     run_dir: Path | None,
+    image: str | None,
     json: bool,
     observations: Path | None,
     no_progress: bool,
@@ -605,7 +607,7 @@ def demo_command(
     if grpc:  # issue 12: its own scenario and report (podtally.cli.demo_grpc)
         from podtally.cli.demo_grpc import demo_grpc
 
-        return demo_grpc(ports, run_dir, json=json, **verify)
+        return demo_grpc(ports, run_dir, json=json, image=image, **verify)
     _check_outputs(json, observations)
     check_html(html)
     with (
@@ -627,6 +629,7 @@ def demo_command(
                 http=http,
                 ports=ports,
                 run_dir=run_dir,
+                image=image,
                 say=watch.say,
                 progress=watch.progress,
                 on_observation=watch.observe(),

@@ -4,7 +4,8 @@ them, starts HAProxy and talks to its runtime API, and records every step in the
 The operations (:mod:`podtally.local.operations`) decide what to do; the controller does it.
 A stack runs one or more :class:`~podtally.local.models.Track` of replicas; a replica is
 started for a track, which gives its version, so another track (a canary) is data. The
-frontends HAProxy serves are rendered by :mod:`podtally.local.haproxy`.
+frontends HAProxy serves are rendered by :mod:`podtally.local.haproxy`; how a replica is
+launched (a process, or a container of the image), by :mod:`podtally.local.launch`.
 """
 
 from __future__ import annotations
@@ -13,27 +14,18 @@ import contextlib
 import os
 import signal
 import ssl
-import sys
 import time
-from collections.abc import Iterable
 from pathlib import Path
 
 from podtally.errors import PodtallyError
 from podtally.local import haproxy as hap
+from podtally.local import launch
 from podtally.local import processes as proc
 from podtally.local import state as st
 from podtally.local.models import SERVER_SLOTS, Replica, Stack, StackConfig, Track
-from podtally.local.placement import (
-    LOOPBACK,
-    free_ephemeral_port,
-    node_of,
-    pod_name,
-    replica_address,
-    track_hash,
-)
+from podtally.local.placement import LOOPBACK, node_of, pod_name, track_hash
 from podtally.local.polling import POLL, Progress, Waiter, accepts, http_status, tail
 from podtally.local.signals import deferred_interrupts
-from podtally.net import bind_error
 
 
 class Controller:
@@ -44,6 +36,7 @@ class Controller:
         self.progress = progress
         self.config = StackConfig.from_dict(state.config)
         self.api = hap.RuntimeApi(Path(state.socket_path))
+        self.launcher = launch.launcher_for(self.config, state.path)
         self._terminated: dict[int, float] = {}  # pid -> when it got SIGTERM
         self._drained: set[int] = set()  # pids set to drain in HAProxy (out of rotation)
 
@@ -58,11 +51,8 @@ class Controller:
         self.save()
         self.write_haproxy_config()
 
-    def _replica_needles(self, record: st.ReplicaRecord) -> tuple[str, ...]:
-        return ("serve", f"--host {record.address}", f"--port {record.port}")
-
     def replica_alive(self, record: st.ReplicaRecord) -> bool:
-        needles = self._replica_needles(record)
+        needles = self.launcher.needles(record)
         return proc.pid_is(record.pid, *needles, created=record.create_time)
 
     def haproxy_alive(self) -> bool:
@@ -82,34 +72,6 @@ class Controller:
         mine = [r for r in self.state.replicas if r.track == track]
         return sorted(mine, key=lambda r: (r.ordinal, r.started_at))
 
-    # addresses
-    def _pick_endpoint(self, extra_taken: Iterable[tuple[str, int]] = ()) -> tuple[str, int]:
-        taken = {(r.address, r.port) for r in self.state.replicas} | set(extra_taken)
-        if self.state.multi_address:
-            port = self.config.http_port
-            for k in range(1, SERVER_SLOTS + 1):
-                address = replica_address(k)
-                if (address, port) not in taken and bind_error(address, port) is None:
-                    return address, port
-            raise PodtallyError("no free loopback address left for a new replica")
-        for _ in range(50):
-            port = free_ephemeral_port()
-            if (LOOPBACK, port) not in taken:
-                return LOOPBACK, port
-        raise PodtallyError("no free port left for a new replica")
-
-    def _pick_grpc_port(self, address: str, http_port: int) -> int:
-        """A port for the replica's gRPC server on its address: the kernel's pick, apart from
-        every port the stack records (its own HTTP port included)."""
-        taken = {(r.address, r.port) for r in self.state.replicas}
-        taken |= {(r.address, r.grpc_port) for r in self.state.replicas}
-        taken.add((address, http_port))
-        for _ in range(50):
-            port = free_ephemeral_port(address)
-            if (address, port) not in taken:
-                return port
-        raise PodtallyError("no free port left for a replica's gRPC server")
-
     def _free_server_slot(self) -> int:
         used = {r.server for r in self.state.replicas}
         for slot in range(1, SERVER_SLOTS + 1):
@@ -123,12 +85,14 @@ class Controller:
     ) -> st.ReplicaRecord:
         """Start one replica of ``track`` (the first configured one if None) at ``ordinal``,
         which decides its node and zone, and record it (not yet in HAProxy's rotation)."""
+        self.launcher.check()
         first = self.config.tracks()[0]
         track = track or first
         if track.name != first.name:
             template_hash = track_hash(template_hash, track.version)
-        address, port = self._pick_endpoint()
-        grpc_port = self._pick_grpc_port(address, port)
+        taken, multi = self.state.replicas, self.state.multi_address
+        address, port = launch.pick_endpoint(taken, multi, self.config.http_port)
+        grpc_port = launch.pick_grpc_port(taken, address, port)
         # Tracks after the first take the next positions, so that with one node per replica
         # a canary lands on a node of its own, as its own Deployment's pods would.
         position = ordinal
@@ -141,31 +105,11 @@ class Controller:
         logs = self.state.path / "logs"
         logs.mkdir(exist_ok=True)
         log_path = logs / f"{pod}.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("K8_")}
-        env.update(
-            POD_NAME=pod,
-            NODE_NAME=node,
-            POD_NAMESPACE=self.config.namespace,
-            POD_IP=address,
-            ZONE=zone,
-            POD_VERSION=track.version,
-            PYTHONUNBUFFERED="1",
-        )
-        command = [
-            sys.executable,
-            "-m",
-            "podtally",
-            "serve",
-            "--host",
-            address,
-            "--port",
-            str(port),
-            "--drain-seconds",
-            f"{self.config.drain_seconds:g}",
-            # Replicas share this machine: each gets a gRPC port of its own, in the state.
-            "--grpc-port",
-            str(grpc_port),
-        ]
+        spec = launch.ReplicaSpec(
+            pod, node, zone, self.config.namespace, track.version, address, port, grpc_port,
+            self.config.drain_seconds,
+        )  # fmt: skip
+        command, env = self.launcher.command(spec), self.launcher.env(spec)
         # A Ctrl-C between the spawn and the record would leave a replica no cleanup knows of:
         # hold signals until the new process is in the state.
         with deferred_interrupts():
@@ -342,7 +286,7 @@ class Controller:
 
     def health_by_pod(self) -> dict[str, str]:
         """HAProxy's view of each replica (UP, DOWN, DRAIN, MAINT, unknown), by pod name."""
-        return {r.pod: r.health for r in self.snapshot().replicas}
+        return {r.pod: r.health for r in self.snapshot(containers=False).replicas}
 
     def finish(self, records: list[st.ReplicaRecord], wait: bool) -> list[st.ReplicaRecord]:
         """Forget drained replicas once they exited; return those still running.
@@ -362,6 +306,7 @@ class Controller:
                     if proc.wait_gone(left, 5.0):
                         raise PodtallyError(f"replica {record.pod} survived SIGKILL")
         done = [r for r in records if not self.replica_alive(r)]
+        self.launcher.discard(done, grace=0.0)  # a container its client left behind
         if done and self.haproxy_alive():
             for record in done:
                 if record.server:
@@ -448,6 +393,7 @@ class Controller:
                 f"stopping {len(pids)} replica(s) (drain {self.config.drain_seconds:g} s)"
             )
         stopped |= proc.stop_groups(pids, signal.SIGTERM, grace=self.config.drain_seconds + 10.0)
+        self.launcher.discard_all(grace=self.config.drain_seconds)  # left by a dead client
         return stopped
 
     def kill_all(self) -> None:
@@ -456,13 +402,16 @@ class Controller:
         if self.haproxy_alive():
             pids.append(self.state.haproxy_pid)
         proc.kill_groups(pids)
+        self.launcher.discard_all(grace=0.0)
 
-    def snapshot(self) -> Stack:
+    def snapshot(self, containers: bool = True) -> Stack:
+        """The stack as it runs (``containers``: ask podman which of the replicas' run)."""
         stats: dict[str, hap.ServerStat] = {}
         if self.haproxy_alive():
             with contextlib.suppress(OSError, PodtallyError):
                 stats = self.api.servers()
         replicas = []
+        running = self.launcher.running_containers(self.state.replicas) if containers else {}
         order = {t.name: n for n, t in enumerate(self.config.tracks())}
         for record in sorted(
             self.state.replicas,
@@ -487,6 +436,7 @@ class Controller:
                     log_path=record.log,
                     track=record.track,
                     grpc_port=record.grpc_port,
+                    container=running.get(record.pod, ""),
                 )
             )
         return Stack(

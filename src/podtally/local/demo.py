@@ -87,6 +87,7 @@ def demo(
     http: bool = False,
     ports: str | tuple[int, int, int] = DEMO_PORTS,
     run_dir: Path | None = None,
+    image: str | None = None,
     say: Callable[[str], None] | None = None,
     progress: Callable[[Progress], None] | None = None,
     on_observation: Callable[[Observation], None] | None = None,
@@ -100,7 +101,8 @@ def demo(
     :data:`DEMO_REQUESTS` (with ``canary``, it sends until the verdict is known); with
     ``canary``, ``expect_split`` defaults to :data:`CANARY_SPLIT`; without a split,
     ``expect_pods`` defaults to every replica. ``http`` verifies the
-    plain-HTTP listener instead of HTTPS with the stack's CA. ``say`` gets a line for each step,
+    plain-HTTP listener instead of HTTPS with the stack's CA; ``image`` runs each replica as a
+    podman container of that image. ``say`` gets a line for each step,
     ``progress`` and ``on_observation`` are :func:`podtally.verify.run`'s.
 
     Raises :class:`~podtally.errors.UsageError` for bad settings before anything starts; Ctrl-C
@@ -126,6 +128,7 @@ def demo(
         drain_seconds=DEMO_DRAIN_SECONDS,
         canary_replicas=CANARY_REPLICAS if canary else 0,
         canary_weight=CANARY_WEIGHT if canary else None,
+        image=image,
     )
     if canary:
         if verify.get("expect_split") is None:
@@ -270,7 +273,9 @@ class _Clients:
             return sum(1 for at in self.calls_at if at >= moment)
 
 
-def _grpc_config(ports: str | tuple[int, int, int], run_dir: Path | None) -> StackConfig:
+def _grpc_config(
+    ports: str | tuple[int, int, int], run_dir: Path | None, image: str | None = None
+) -> StackConfig:
     http_port, https_port, stats_port = parse_ports(ports)
     grpc_port, service_port, service_grpc_port = GRPC_DEMO_PORTS
     from podtally.local import StackConfig
@@ -286,6 +291,7 @@ def _grpc_config(ports: str | tuple[int, int, int], run_dir: Path | None) -> Sta
         service_grpc_port=service_grpc_port,
         run_dir=run_dir,
         drain_seconds=DEMO_DRAIN_SECONDS,
+        image=image,
     )
 
 
@@ -378,6 +384,7 @@ def grpc_demo(
     run_dir: Path | None = None,
     say: Callable[[str], None] | None = None,
     concurrency: int = GRPC_DEMO_CONCURRENCY,
+    image: str | None = None,
     **verify: Any,
 ) -> GrpcDemoResult:
     """The gRPC pinning failure, as it happens in production, and its two fixes.
@@ -388,7 +395,8 @@ def grpc_demo(
     Then the same verifier through the ALB path (per call, channels reused), and through the
     Service path with a channel per call: both even. ``verify`` takes further
     :class:`~podtally.verify.VerifyOptions` settings (``alpha``, ``tolerance``, ...) for every
-    run. The stack is removed in every case.
+    run. ``image`` runs the replicas as podman containers of that image. The stack is removed
+    in every case.
 
     Raises :class:`~podtally.errors.UsageError` for bad settings before anything starts, and
     :class:`~podtally.errors.PodtallyError` when the scale-out outlasted the pinned run (the
@@ -403,7 +411,7 @@ def grpc_demo(
     tell = say or (lambda line: None)
     if "new_channel" not in {f.name for f in dataclasses.fields(VerifyOptions)}:
         raise MissingDependencyError("this podtally's verifier has no gRPC client")
-    config = _grpc_config(ports, run_dir)
+    config = _grpc_config(ports, run_dir, image)
     verify["expect_pods"] = GRPC_DEMO_TO
     # The scenario fixes these (the demo's own URLs, its rate, its three kinds of channels).
     for setting in (

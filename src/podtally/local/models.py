@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,8 @@ CANARY = "canary"
 GRPC_PORT = 9443
 SERVICE_PORT = 8081
 SERVICE_GRPC_PORT = 9081
+# An image reference as podman takes it: [registry/]repository[:tag][@digest].
+_IMAGE_REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}")
 
 # One setting that differs between the running stack and the one asked for:
 # (setting, running value, asked value), settings named as StackConfig's fields.
@@ -107,6 +110,7 @@ class StackConfig:
     ready_timeout: float = 30.0  # how long a replica or HAProxy may take to become ready
     canary_replicas: int = 0  # replicas of the canary track (version "canary"), besides these
     canary_weight: float | None = None  # percent of requests to the canary track, 0 < W < 100
+    image: str | None = None  # run each replica as a container of this image (podman)
 
     def __post_init__(self) -> None:
         for setting, what in (("name", "stack name"), ("namespace", "namespace")):
@@ -165,6 +169,14 @@ class StackConfig:
             )
         if self.run_dir is not None:
             object.__setattr__(self, "run_dir", Path(self.run_dir))
+        if self.image is not None and not (
+            isinstance(self.image, str) and _IMAGE_REFERENCE.fullmatch(self.image)
+        ):
+            raise _usage(
+                "the image must be a reference such as localhost/podtally:0.1.0",
+                "image",
+                self.image,
+            )
         self._check_canary()
 
     def _check_canary(self) -> None:
@@ -314,6 +326,7 @@ class Replica:
     track: str = STABLE
     weight: int = 0  # HAProxy's weight for it (0 when HAProxy is silent or it is out)
     grpc_port: int = 0  # its gRPC port on the same address (0: none)
+    container: str = ""  # the container that runs it, while one runs (--image stacks)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

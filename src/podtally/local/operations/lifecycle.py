@@ -27,6 +27,7 @@ from podtally.local import haproxy as hap
 from podtally.local import processes as proc
 from podtally.local import rundir
 from podtally.local import state as st
+from podtally.local.container import remove_stack
 from podtally.local.controller import Controller
 from podtally.local.models import (
     DEFAULT_NAME,
@@ -215,6 +216,11 @@ def status(name: str = DEFAULT_NAME, run_dir: Path | None = None) -> Stack:
     return runner.snapshot()
 
 
+def _kill_all(pids: list[int], where: Path) -> None:
+    proc.kill_groups(pids)
+    remove_stack(where, grace=0)
+
+
 def _down_without_state(where: Path, problem: st.UnreadableStateError, say: Progress) -> bool:
     """``down`` for a run directory whose state.json cannot be read: stop what runs from it.
 
@@ -233,13 +239,15 @@ def _down_without_state(where: Path, problem: st.UnreadableStateError, say: Prog
     with _torn_down_on(
         KeyboardInterrupt,
         _INTERRUPTED,
-        lambda: proc.kill_groups(haproxy + replicas),
+        lambda: _kill_all(haproxy + replicas, where),
         where,
         socket_path,
         say,
     ):
         proc.stop_groups(haproxy, signal.SIGUSR1, grace=10.0)
         proc.stop_groups(replicas, signal.SIGTERM, grace=LOCAL_DRAIN_SECONDS + 10.0)
+        # Replicas run from an image (up --image) are containers, found by the run dir's label.
+        remove_stack(where, grace=LOCAL_DRAIN_SECONDS)
     rundir.remove_run_dir(where, socket_path)
     return bool(haproxy or replicas)
 
