@@ -84,12 +84,6 @@ def down_command(stack: str, infra_dir: Path | None) -> int:
     return 0
 
 
-def _verify_options(func: Callable[..., int]) -> Callable[..., int]:
-    for decorator in reversed(VERIFY_OPTIONS):
-        func = decorator(func)
-    return func
-
-
 @_action(
     "verify",
     "check the stack from outside and from inside: `podtally verify` on the stack's URL (through "
@@ -118,7 +112,7 @@ def _verify_options(func: Callable[..., int]) -> Callable[..., int]:
     default=DEFAULT_DEADLINE_SECONDS,
     help="the in-cluster Job fails after this many seconds, 10 to 3600",
 )
-@_verify_options
+@VERIFY_OPTIONS
 def verify_command(
     stack: str,
     infra_dir: Path | None,

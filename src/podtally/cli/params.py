@@ -3,6 +3,10 @@
 * :func:`option`: a click option declared once: its default shown in ``--help``, and an
   environment variable ``PODTALLY_<NAME>`` (the parameter's name, which is the library setting
   it feeds: ``--cacert`` reads ``PODTALLY_CACERT``), shown in ``--help`` too.
+  :func:`off_switch` declares a flag that turns a setting off (``--no-tls``).
+* :func:`stacked`: a group of options declared once, as one decorator, for every command that
+  takes them (`verify`'s options are also `cloud verify`'s; `demo` shares the load, judging and
+  output options with `verify`). A command adds one of its own with one more decorator.
 * :class:`Command` and :class:`Group`: a library error that names a setting is worded with the
   command's own flag (``error: --max-error-rate 2: must be within 0..1``), because every click
   parameter is named after the library setting it feeds.
@@ -47,6 +51,27 @@ def option(*decls: str, **attrs: Any) -> Callable[[F], F]:
     attrs.setdefault("show_default", True)
     attrs.setdefault("cls", Option)
     return click.option(*decls, **attrs)
+
+
+def off_switch(flag: str, setting: str, help: str) -> Callable[[F], F]:
+    """``--no-tls``: a flag that turns ``setting`` (on by default) off; nothing to show as its
+    default, since its absence is the default."""
+    return option(
+        flag, setting, is_flag=True, flag_value=False, default=True, show_default=False, help=help
+    )
+
+
+def stacked(*decorators: Callable[[Any], Any]) -> Callable[[F], F]:
+    """One decorator for ``decorators``, as if written one above the other (the first on top)."""
+
+    def apply(func: F) -> F:
+        decorated: Any = func
+        for decorator in reversed(decorators):
+            decorated = decorator(decorated)
+        applied: F = decorated
+        return applied
+
+    return apply
 
 
 def flag_namer(command: click.Command | None) -> Callable[[str], str]:
@@ -138,7 +163,9 @@ __all__ = [
     "envvar",
     "error_line",
     "flag_namer",
+    "off_switch",
     "option",
+    "stacked",
     "usage_line",
 ]
 
