@@ -8,13 +8,12 @@ demo stack's own (:data:`STACK_OPTIONS`, the library's keywords of the same name
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
 
 from podtally.cli.common import require_extra
-from podtally.cli.params import Command, option, stacked
+from podtally.cli.params import Command, option, path_option, stacked
 from podtally.cli.signals import capture_signals
 from podtally.cli.verify import JUDGE_OPTIONS, OUTPUT_OPTIONS, load_options, verify_settings
 from podtally.cli.watching import outputs_of, until_interrupted, watching
@@ -63,12 +62,8 @@ STACK_OPTIONS = stacked(
         metavar="HTTP,HTTPS,STATS",
         help="the demo stack's HAProxy ports",
     ),
-    option(
-        "--run-dir",
-        type=click.Path(path_type=Path),
-        default=None,
-        show_default="the state directory",
-        help="where the stack keeps its state",
+    path_option(
+        "--run-dir", show_default="the state directory", help="where the stack keeps its state"
     ),
 )
 

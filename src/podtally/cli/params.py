@@ -3,7 +3,8 @@
 * :func:`option`: a click option declared once: its default shown in ``--help``, and an
   environment variable ``PODTALLY_<NAME>`` (the parameter's name, which is the library setting
   it feeds: ``--cacert`` reads ``PODTALLY_CACERT``), shown in ``--help`` too.
-  :func:`off_switch` declares a flag that turns a setting off (``--no-tls``).
+  :func:`off_switch` declares a flag that turns a setting off (``--no-tls``), :func:`path_option`
+  one that names a file (``--cacert FILE``).
 * :func:`stacked`: a group of options declared once, as one decorator, for every command that
   takes them (`verify`'s options are also `cloud verify`'s; `demo` shares the load, judging and
   output options with `verify`). A command adds one of its own with one more decorator.
@@ -16,6 +17,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -59,6 +61,17 @@ def off_switch(flag: str, setting: str, help: str) -> Callable[[F], F]:
     return option(
         flag, setting, is_flag=True, flag_value=False, default=True, show_default=False, help=help
     )
+
+
+def grpc_port_option(default: int, what: str) -> Callable[[F], F]:
+    """``--grpc-port``, the replica's gRPC port, as `serve` takes it and `manifests` sets it."""
+    return option("--grpc-port", type=int, default=default, help=f"{what}; 0 turns gRPC off")
+
+
+def path_option(*decls: str, **attrs: Any) -> Callable[[F], F]:
+    """An option naming a file or directory (a :class:`~pathlib.Path`; None when not given)."""
+    path = click.Path(dir_okay=attrs.pop("dir_okay", True), path_type=Path)
+    return option(*decls, type=path, default=None, **attrs)
 
 
 def stacked(*decorators: Callable[[Any], Any]) -> Callable[[F], F]:
@@ -163,8 +176,10 @@ __all__ = [
     "envvar",
     "error_line",
     "flag_namer",
+    "grpc_port_option",
     "off_switch",
     "option",
+    "path_option",
     "stacked",
     "usage_line",
 ]

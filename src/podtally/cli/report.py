@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from podtally.cli.common import require_extra
-from podtally.cli.params import Command, flag_namer, option
+from podtally.cli.params import Command, flag_namer, option, path_option
 from podtally.errors import UsageError
 from podtally.verify.options import (
     DEFAULT_ALPHA,
@@ -27,10 +27,9 @@ from podtally.verify.options import (
 if TYPE_CHECKING:
     from podtally.verify import Observation, VerifyResult
 
-HTML_OPTION = option(
+HTML_OPTION = path_option(
     "--html",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
+    dir_okay=False,
     metavar="FILE",
     help="also write the report as one self-contained HTML page",
 )

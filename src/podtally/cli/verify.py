@@ -10,13 +10,12 @@ judging and output options (:func:`load_options`, :data:`JUDGE_OPTIONS`,
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import click
 
 from podtally.cli.common import require_extra
-from podtally.cli.params import Command, option, stacked
+from podtally.cli.params import Command, option, path_option, stacked
 from podtally.cli.report import HTML_OPTION
 from podtally.cli.watching import outputs_of, until_interrupted, watching
 from podtally.verify.options import (
@@ -142,10 +141,8 @@ JUDGE_OPTIONS = stacked(
 
 OUTPUT_OPTIONS = stacked(
     option("--json", is_flag=True, help="print one JSON document instead"),
-    option(
+    path_option(
         "--observations",
-        type=click.Path(dir_okay=True, path_type=Path),
-        default=None,
         metavar="FILE",
         help="write one JSON line per request; '-' for stdout (the report then goes to stderr)",
     ),
@@ -211,13 +208,7 @@ VERIFY_OPTIONS = stacked(
         help="auto mode: run at most this long (30s, 2m)",
     ),
     JUDGE_OPTIONS,
-    option(
-        "--cacert",
-        type=click.Path(path_type=Path),
-        default=None,
-        metavar="FILE",
-        help="trust this CA (PEM) for https and grpcs",
-    ),
+    path_option("--cacert", metavar="FILE", help="trust this CA (PEM) for https and grpcs"),
     option("-k", "--insecure", is_flag=True, help="do not verify the TLS certificate"),
     option(
         "--resolve",
