@@ -142,7 +142,7 @@ def manifests_command(
     _check_combination(ctx, settings["verify_job"])
     if output == "yaml":
         require_extra("local", "yaml")
-    from podtally.k8s import is_system_namespace, to_json, to_yaml
+    from podtally.k8s import app_objects, is_system_namespace, to_json, to_yaml
 
     variant = {name: settings.pop(name) for name in (*_JOB_ONLY, *_APP_ONLY, "verify_job")}
     host = settings["host"]
@@ -156,7 +156,12 @@ def manifests_command(
         )
         sys.stdout.write(to_yaml(objs) if output == "yaml" else to_json(objs))
         return 0
-    objs = _app_objects(spec, create_namespace, variant["gateway"], variant["traffic_distribution"])
+    objs = app_objects(
+        spec,
+        create_namespace=create_namespace,
+        gateway=variant["gateway"],
+        traffic_distribution=variant["traffic_distribution"],
+    )
     if is_system_namespace(spec.namespace):
         err(
             f"note: no Namespace object for {spec.namespace!r}: every cluster has it, and its "
@@ -182,22 +187,6 @@ def _check_combination(ctx: click.Context, verify_job: bool) -> None:
     if verify_job and given & set(_APP_ONLY):
         flag = flags[min(given & set(_APP_ONLY))]
         raise click.UsageError(f"{flag} shapes the app's objects, not --verify-job's", ctx)
-
-
-def _app_objects(
-    spec: AppSpec, create_namespace: bool, gateway: bool, traffic_distribution: str | None
-) -> list[dict[str, Any]]:
-    from podtally.k8s import render
-    from podtally.k8s.gateway import render_with_gateway
-    from podtally.k8s.traffic import with_traffic_distribution
-
-    if gateway:
-        objs = render_with_gateway(spec, create_namespace=create_namespace)
-    else:
-        objs = render(spec, create_namespace=create_namespace)
-    if traffic_distribution is not None:
-        objs = with_traffic_distribution(objs, traffic_distribution)
-    return objs
 
 
 _READINESS_GATE = (
