@@ -1,4 +1,9 @@
-"""`podtally up | status | restart | scale | down`: the local stack (replicas behind HAProxy)."""
+"""`podtally up | status | restart | scale | down`: the local stack (replicas behind HAProxy).
+
+Each command is one :func:`_stack_command` (its ``--name``, SIGTERM as Ctrl-C, one line for an
+unexplained file error) over a body that calls :mod:`podtally.local`; what they print about a
+stack is :mod:`podtally.cli.stack_view`'s. `up`'s options are one group, :data:`UP_OPTIONS`.
+"""
 
 from __future__ import annotations
 
