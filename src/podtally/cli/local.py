@@ -26,7 +26,6 @@ from podtally.cli.stack_view import (
     print_tracks,
     print_urls,
     summary,
-    supervision_dict,
 )
 from podtally.errors import PodtallyError, UsageError
 from podtally.local import StackConfig
@@ -328,10 +327,12 @@ def up_command(foreground: bool, **settings: Any) -> int:
 @option("--json", "as_json", is_flag=True, help="machine-readable output")
 def status_command(name: str, as_json: bool) -> int:
     from podtally.local import status
+    from podtally.local.supervisor import report
 
     stack = status(name)
     if as_json:
-        _out(json.dumps({**stack.to_dict(), "supervisor": supervision_dict(stack)}, indent=2))
+        supervisor = report(stack.run_dir).to_dict(r.pod for r in stack.replicas)
+        _out(json.dumps({**stack.to_dict(), "supervisor": supervisor}, indent=2))
         _out("\n")
     else:
         _out(summary(stack) + "\n")

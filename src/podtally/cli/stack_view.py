@@ -125,23 +125,6 @@ def print_supervision(stack: Stack) -> None:
         _out(f"  {pod.ljust(width)}  {restarts.ljust(8)}  {age}\n")
 
 
-def supervision_dict(stack: Stack) -> dict[str, object]:
-    from podtally.local.supervisor import report
-
-    health = report(stack.run_dir)
-    return {
-        "pid": health.pid,
-        "running": health.running,
-        "healthy": health.healthy,
-        "restarts": health.restarts,
-        "haproxy_restarts": health.haproxy_restarts,
-        "replicas": {
-            r.pod: {"restarts": health.replica_restarts.get(r.pod, 0), "age": health.age(r.pod)}
-            for r in stack.replicas
-        },
-    }
-
-
 def summary(stack: Stack) -> str:
     up_count = sum(1 for r in stack.replicas if r.running and r.health == "UP")
     return (
