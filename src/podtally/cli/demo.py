@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from podtally.cli.common import require_extra
+from podtally.cli.local import replica_options
 from podtally.cli.params import Command, option, path_option, stacked
 from podtally.cli.signals import capture_signals
 from podtally.cli.verify import JUDGE_OPTIONS, OUTPUT_OPTIONS, load_options, verify_settings
@@ -28,7 +29,7 @@ from podtally.local.demo import (
 
 # The demo stack's settings: what `podtally.local.demo.demo` takes besides the verifier's.
 STACK_OPTIONS = stacked(
-    option("--replicas", type=int, default=DEMO_REPLICAS, help="replicas to start, 1 to 64"),
+    replica_options(DEMO_REPLICAS),
     option(
         "--canary",
         is_flag=True,
@@ -43,13 +44,6 @@ STACK_OPTIONS = stacked(
         "(per connection) while the stack scales from 3 to 6 replicas; then the ALB path (per "
         "call) and a channel per call. Exit 0 when each of the three verdicts is the expected "
         "one (3 pods never answered; even; even)",
-    ),
-    option(
-        "--nodes",
-        type=int,
-        default=None,
-        show_default="one each",
-        help="simulated nodes to spread them over, 1 to 64",
     ),
     option(
         "--http",

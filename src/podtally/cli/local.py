@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from podtally.cli.common import err
-from podtally.cli.params import Command, defaults_of, off_switch, option, stacked
+from podtally.cli.params import Command, F, defaults_of, off_switch, option, stacked
 from podtally.cli.progress import steps
 from podtally.cli.signals import capture_signals
 from podtally.cli.stack_view import (
@@ -29,7 +29,7 @@ from podtally.cli.stack_view import (
 )
 from podtally.errors import PodtallyError, UsageError
 from podtally.local import StackConfig
-from podtally.local.models import GRPC_PORT, SERVICE_GRPC_PORT, SERVICE_PORT
+from podtally.local.models import GRPC_PORT, MAX_REPLICAS, SERVICE_GRPC_PORT, SERVICE_PORT
 
 if TYPE_CHECKING:
     from podtally.local import AlreadyUpError, Stack
@@ -201,16 +201,26 @@ def _changed(stack: Stack, after: str) -> int:
     return _degraded(stack, after)
 
 
+def replica_options(default: int) -> Callable[[F], F]:
+    """``--replicas`` and ``--nodes``, as `up` and `demo` take them."""
+    return stacked(
+        option(
+            "--replicas", type=int, default=default, help=f"replicas to start, 1 to {MAX_REPLICAS}"
+        ),
+        option(
+            "--nodes",
+            type=int,
+            default=None,
+            show_default="one each",
+            metavar="K",
+            help=f"spread the replicas over K simulated nodes, 1 to {MAX_REPLICAS}",
+        ),
+    )
+
+
 # `up`'s options besides --name and --foreground: StackConfig's settings of the same names.
 UP_OPTIONS = stacked(
-    option("--replicas", type=int, default=DEFAULTS["replicas"], help="number of replicas"),
-    option(
-        "--nodes",
-        type=int,
-        default=None,
-        show_default="one each",
-        help="spread replicas over K fake nodes",
-    ),
+    replica_options(DEFAULTS["replicas"]),
     option("--namespace", default=DEFAULTS["namespace"], help="the pods' namespace"),
     option("--http-port", type=int, default=DEFAULTS["http_port"], help="HTTP port on 127.0.0.1"),
     option(

@@ -27,6 +27,8 @@ from podtally.verify.options import (
 if TYPE_CHECKING:
     from podtally.verify import Observation, VerifyResult
 
+# The report's forms, as `verify`, `demo` and `report` take them.
+JSON_OPTION = option("--json", is_flag=True, help="print one JSON document instead")
 HTML_OPTION = path_option(
     "--html",
     dir_okay=False,
@@ -100,7 +102,7 @@ def write_html(
     metavar="RATE",
     help="fail when more requests than this failed (0.01 or 1%)",
 )
-@option("--json", is_flag=True, help="print one JSON document instead")
+@JSON_OPTION
 @HTML_OPTION
 def report_command(
     observations: Path,

@@ -16,7 +16,7 @@ import click
 
 from podtally.cli.common import require_extra
 from podtally.cli.params import Command, option, path_option, stacked
-from podtally.cli.report import HTML_OPTION
+from podtally.cli.report import HTML_OPTION, JSON_OPTION
 from podtally.cli.watching import outputs_of, until_interrupted, watching
 from podtally.verify.options import (
     DEFAULT_ALPHA,
@@ -140,7 +140,7 @@ JUDGE_OPTIONS = stacked(
 )
 
 OUTPUT_OPTIONS = stacked(
-    option("--json", is_flag=True, help="print one JSON document instead"),
+    JSON_OPTION,
     path_option(
         "--observations",
         metavar="FILE",
