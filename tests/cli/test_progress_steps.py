@@ -47,13 +47,13 @@ def test_a_spinner_on_a_terminal() -> None:
 
 TABLE = """
 from types import SimpleNamespace as NS
-from podtally.cli.local import _print_table
+from podtally.cli.stack_view import print_table
 replica = lambda pod, health, running=True: NS(
     pod=pod, node="local-node-1", zone="local-a", address="127.0.0.11", port=8080, pid=42,
     running=running, health=health, track="stable", weight=1, grpc_port=9001 if running else None)
 stack = NS(config=NS(tracks=lambda: ["stable"]),
            replicas=[replica("web-[a]", "UP"), replica("web-b", "DOWN", running=False)])
-_print_table(stack)
+print_table(stack)
 """
 
 

@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str | None, str]] = {
         "send requests through a URL and check which pods answered, and how evenly",
     ),
     "demo": (
-        "verify",
+        "demo",
         "local",
         "bring up the local stack, verify it, print the report, tear it down",
     ),

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from podtally.cli.common import err
-from podtally.cli.params import Group, option
+from podtally.cli.params import Group, option, path_option
 from podtally.cli.progress import steps
 from podtally.cli.verify import VERIFY_OPTIONS, verify_url
 from podtally.k8s.verify_job import DEFAULT_DEADLINE_SECONDS, DEFAULT_REQUESTS
@@ -40,10 +40,8 @@ def _action(name: str, text: str) -> Callable[[Callable[..., int]], click.Comman
     """A cloud action with the options every action takes: --stack and --infra-dir."""
 
     def decorate(func: Callable[..., int]) -> click.Command:
-        func = option(
+        func = path_option(
             "--infra-dir",
-            type=click.Path(path_type=Path),
-            default=None,
             show_default="infra/ of this checkout",
             help="the Pulumi project directory",
         )(func)
@@ -84,12 +82,6 @@ def down_command(stack: str, infra_dir: Path | None) -> int:
     return 0
 
 
-def _verify_options(func: Callable[..., int]) -> Callable[..., int]:
-    for decorator in reversed(VERIFY_OPTIONS):
-        func = decorator(func)
-    return func
-
-
 @_action(
     "verify",
     "check the stack from outside and from inside: `podtally verify` on the stack's URL (through "
@@ -119,7 +111,7 @@ def _verify_options(func: Callable[..., int]) -> Callable[..., int]:
     default=DEFAULT_DEADLINE_SECONDS,
     help="the in-cluster Job fails after this many seconds, 10 to 3600",
 )
-@_verify_options
+@VERIFY_OPTIONS
 def verify_command(
     stack: str,
     infra_dir: Path | None,

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from podtally.cli.common import err, require_extra
-from podtally.cli.params import Command, defaults_of, option
+from podtally.cli.params import Command, defaults_of, grpc_port_option, off_switch, option
 from podtally.k8s.traffic import TRAFFIC_DISTRIBUTIONS
 from podtally.k8s.verify_job import DEFAULT_DEADLINE_SECONDS, DEFAULT_REQUESTS
 from podtally.spec import AppSpec
@@ -51,14 +51,10 @@ def _whole_seconds(ctx: click.Context, param: click.Parameter, text: str | None)
 )
 @option("--name", default=DEFAULTS["name"], help="object names")
 @option("--namespace", default=DEFAULTS["namespace"], help="namespace")
-@option(
+@off_switch(
     "--no-namespace",
     "create_namespace",
-    is_flag=True,
-    flag_value=False,
-    default=True,
-    show_default=False,
-    help="leave the Namespace object out: the namespace exists and is managed elsewhere "
+    "leave the Namespace object out: the namespace exists and is managed elsewhere "
     "(it is always left out for default and kube-*, which every cluster has)",
 )
 @option("--replicas", type=int, default=DEFAULTS["replicas"], help="replicas")
@@ -69,15 +65,7 @@ def _whole_seconds(ctx: click.Context, param: click.Parameter, text: str | None)
 )
 @option("--host", default=None, help="public hostname (an Ingress rule)")
 @option("--certificate-arn", default=None, help="eks: the ACM certificate for HTTPS on the ALB")
-@option(
-    "--no-tls",
-    "tls",
-    is_flag=True,
-    flag_value=False,
-    default=DEFAULTS["tls"],
-    show_default=False,
-    help="eks: HTTP only (listener 80, no redirect); generic: no TLS section",
-)
+@off_switch("--no-tls", "tls", "eks: HTTP only (listener 80, no redirect); generic: no TLS section")
 @option("--ingress-class", default=None, help="generic: the Ingress class")
 @option("--tls-secret", default=None, help="generic: the TLS Secret for the Ingress host")
 @option(
@@ -137,21 +125,14 @@ def _whole_seconds(ctx: click.Context, param: click.Parameter, text: str | None)
     default=DEFAULT_DEADLINE_SECONDS,
     help="with --verify-job: the Job fails after this many seconds, 10 to 3600",
 )
-@option(
-    "--grpc-port",
-    type=int,
-    default=DEFAULTS["grpc_port"],
-    help="the pods' gRPC port (Service port 9090; eks with TLS: a gRPC Ingress on the same ALB); "
-    "0 turns gRPC off",
+@grpc_port_option(
+    DEFAULTS["grpc_port"],
+    "the pods' gRPC port (Service port 9090; eks with TLS: a gRPC Ingress on the same ALB)",
 )
-@option(
+@off_switch(
     "--http-probes",
     "grpc_probes",
-    is_flag=True,
-    flag_value=False,
-    default=DEFAULTS["grpc_probes"],
-    show_default=False,
-    help="start-up and readiness on HTTP /readyz instead of gRPC health (Kubernetes before 1.27)",
+    "start-up and readiness on HTTP /readyz instead of gRPC health (Kubernetes before 1.27)",
 )
 @option("-o", "--output", type=click.Choice(["yaml", "json"]), default="yaml", help="format")
 @click.pass_context
@@ -161,7 +142,7 @@ def manifests_command(
     _check_combination(ctx, settings["verify_job"])
     if output == "yaml":
         require_extra("local", "yaml")
-    from podtally.k8s import is_system_namespace, to_json, to_yaml
+    from podtally.k8s import app_objects, is_system_namespace, to_json, to_yaml
 
     variant = {name: settings.pop(name) for name in (*_JOB_ONLY, *_APP_ONLY, "verify_job")}
     host = settings["host"]
@@ -175,7 +156,12 @@ def manifests_command(
         )
         sys.stdout.write(to_yaml(objs) if output == "yaml" else to_json(objs))
         return 0
-    objs = _app_objects(spec, create_namespace, variant["gateway"], variant["traffic_distribution"])
+    objs = app_objects(
+        spec,
+        create_namespace=create_namespace,
+        gateway=variant["gateway"],
+        traffic_distribution=variant["traffic_distribution"],
+    )
     if is_system_namespace(spec.namespace):
         err(
             f"note: no Namespace object for {spec.namespace!r}: every cluster has it, and its "
@@ -201,22 +187,6 @@ def _check_combination(ctx: click.Context, verify_job: bool) -> None:
     if verify_job and given & set(_APP_ONLY):
         flag = flags[min(given & set(_APP_ONLY))]
         raise click.UsageError(f"{flag} shapes the app's objects, not --verify-job's", ctx)
-
-
-def _app_objects(
-    spec: AppSpec, create_namespace: bool, gateway: bool, traffic_distribution: str | None
-) -> list[dict[str, Any]]:
-    from podtally.k8s import render
-    from podtally.k8s.gateway import render_with_gateway
-    from podtally.k8s.traffic import with_traffic_distribution
-
-    if gateway:
-        objs = render_with_gateway(spec, create_namespace=create_namespace)
-    else:
-        objs = render(spec, create_namespace=create_namespace)
-    if traffic_distribution is not None:
-        objs = with_traffic_distribution(objs, traffic_distribution)
-    return objs
 
 
 _READINESS_GATE = (

@@ -3,6 +3,11 @@
 * :func:`option`: a click option declared once: its default shown in ``--help``, and an
   environment variable ``PODTALLY_<NAME>`` (the parameter's name, which is the library setting
   it feeds: ``--cacert`` reads ``PODTALLY_CACERT``), shown in ``--help`` too.
+  :func:`off_switch` declares a flag that turns a setting off (``--no-tls``), :func:`path_option`
+  one that names a file (``--cacert FILE``).
+* :func:`stacked`: a group of options declared once, as one decorator, for every command that
+  takes them (`verify`'s options are also `cloud verify`'s; `demo` shares the load, judging and
+  output options with `verify`). A command adds one of its own with one more decorator.
 * :class:`Command` and :class:`Group`: a library error that names a setting is worded with the
   command's own flag (``error: --max-error-rate 2: must be within 0..1``), because every click
   parameter is named after the library setting it feeds.
@@ -12,6 +17,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -47,6 +53,38 @@ def option(*decls: str, **attrs: Any) -> Callable[[F], F]:
     attrs.setdefault("show_default", True)
     attrs.setdefault("cls", Option)
     return click.option(*decls, **attrs)
+
+
+def off_switch(flag: str, setting: str, help: str) -> Callable[[F], F]:
+    """``--no-tls``: a flag that turns ``setting`` (on by default) off; nothing to show as its
+    default, since its absence is the default."""
+    return option(
+        flag, setting, is_flag=True, flag_value=False, default=True, show_default=False, help=help
+    )
+
+
+def grpc_port_option(default: int, what: str) -> Callable[[F], F]:
+    """``--grpc-port``, the replica's gRPC port, as `serve` takes it and `manifests` sets it."""
+    return option("--grpc-port", type=int, default=default, help=f"{what}; 0 turns gRPC off")
+
+
+def path_option(*decls: str, **attrs: Any) -> Callable[[F], F]:
+    """An option naming a file or directory (a :class:`~pathlib.Path`; None when not given)."""
+    path = click.Path(dir_okay=attrs.pop("dir_okay", True), path_type=Path)
+    return option(*decls, type=path, default=None, **attrs)
+
+
+def stacked(*decorators: Callable[[Any], Any]) -> Callable[[F], F]:
+    """One decorator for ``decorators``, as if written one above the other (the first on top)."""
+
+    def apply(func: F) -> F:
+        decorated: Any = func
+        for decorator in reversed(decorators):
+            decorated = decorator(decorated)
+        applied: F = decorated
+        return applied
+
+    return apply
 
 
 def flag_namer(command: click.Command | None) -> Callable[[str], str]:
@@ -150,7 +188,11 @@ __all__ = [
     "envvar",
     "error_line",
     "flag_namer",
+    "grpc_port_option",
+    "off_switch",
     "option",
+    "path_option",
+    "stacked",
     "usage_line",
 ]
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from podtally.cli.common import require_extra
-from podtally.cli.params import Command, flag_namer, option
+from podtally.cli.params import Command, flag_namer, option, path_option
 from podtally.errors import UsageError
 from podtally.verify.options import (
     DEFAULT_ALPHA,
@@ -27,10 +27,11 @@ from podtally.verify.options import (
 if TYPE_CHECKING:
     from podtally.verify import Observation, VerifyResult
 
-HTML_OPTION = option(
+# The report's forms, as `verify`, `demo` and `report` take them.
+JSON_OPTION = option("--json", is_flag=True, help="print one JSON document instead")
+HTML_OPTION = path_option(
     "--html",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
+    dir_okay=False,
     metavar="FILE",
     help="also write the report as one self-contained HTML page",
 )
@@ -101,7 +102,7 @@ def write_html(
     metavar="RATE",
     help="fail when more requests than this failed (0.01 or 1%)",
 )
-@option("--json", is_flag=True, help="print one JSON document instead")
+@JSON_OPTION
 @HTML_OPTION
 def report_command(
     observations: Path,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from podtally.cli.params import Command, defaults_of, option
+from podtally.cli.params import Command, defaults_of, grpc_port_option, option
 from podtally.contract import DEFAULT_GRPC_PORT
 from podtally.errors import MissingDependencyError
 from podtally.service.config import ServeConfig
@@ -59,12 +61,7 @@ exit codes:
     help="IP address to listen on: 0.0.0.0, :: or an address of this machine",
 )
 @option("--port", type=int, default=DEFAULTS["port"], help="port")
-@option(
-    "--grpc-port",
-    type=int,
-    default=DEFAULT_GRPC_PORT,
-    help="gRPC port (Identity, Health, reflection); 0 turns gRPC off",
-)
+@grpc_port_option(DEFAULT_GRPC_PORT, "gRPC port (Identity, Health, reflection)")
 @option(
     "--drain-seconds",
     type=float,
@@ -92,38 +89,19 @@ exit codes:
 )
 @option("--access-log", is_flag=True, help="one JSON line per request on stderr")
 @click.pass_context
-def serve_command(
-    ctx: click.Context,
-    host: str,
-    port: int,
-    grpc_port: int,
-    drain_seconds: float,
-    shutdown_timeout: float,
-    keep_alive_timeout: float,
-    silent_timeout: float,
-    access_log: bool,
-) -> int:
+def serve_command(ctx: click.Context, /, **settings: Any) -> int:
     import dataclasses
 
     from podtally.service import ServeConfig, serve
 
-    config = ServeConfig(
-        host=host,
-        port=port,
-        grpc_port=grpc_port,
-        drain_seconds=drain_seconds,
-        shutdown_timeout=shutdown_timeout,
-        keep_alive_timeout=keep_alive_timeout,
-        silent_timeout=silent_timeout,
-        access_log=access_log,
-    )
+    config = ServeConfig(**settings)
     if config.grpc_port and not _grpc_installed():
         if _given(ctx, "grpc_port"):
             raise MissingDependencyError(
                 "gRPC needs grpcio, grpcio-health-checking and grpcio-reflection: "
                 "pip install 'podtally[grpc]' (or --grpc-port 0)",
                 setting="grpc_port",
-                value=grpc_port,
+                value=config.grpc_port,
             )
         # The default only: an install without the extra still serves HTTP, and says so.
         from podtally.service.server import log_event

@@ -1,35 +1,23 @@
-"""`podtally verify URL` and `podtally demo`: parse options, call the library, print the report.
+"""`podtally verify URL`: parse options, call the library, print the report.
 
 Progress goes to stderr (a bar, only on a terminal and only for runs longer than a second);
-the report or the ``--json`` document goes to stdout; the exit code is the verdict's.
+the report or the ``--json`` document goes to stdout; the exit code is the verdict's
+(:mod:`podtally.cli.watching`). The option groups here are shared: `demo` takes the load,
+judging and output options (:func:`load_options`, :data:`JUDGE_OPTIONS`,
+:data:`OUTPUT_OPTIONS`), `cloud verify` all of :data:`VERIFY_OPTIONS`.
 """
 
 from __future__ import annotations
 
-import os
-import stat
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import click
 
-from podtally.cli.common import err, require_extra, stderr_is_tty
-from podtally.cli.params import IMAGE_OPTION, Command, flag_namer, option
-from podtally.cli.progress import progress_bar
-from podtally.cli.report import HTML_OPTION, check_html, write_html
-from podtally.cli.signals import capture_signals
-from podtally.errors import Phrase, PodtallyError, Setting, UsageError, worded
-from podtally.local.demo import (
-    CANARY_REPLICAS,
-    CANARY_SPLIT,
-    CANARY_WEIGHT,
-    DEMO_PORTS,
-    DEMO_REPLICAS,
-    DEMO_REQUESTS,
-)
+from podtally.cli.common import require_extra
+from podtally.cli.params import Command, option, path_option, stacked
+from podtally.cli.report import HTML_OPTION, JSON_OPTION
+from podtally.cli.watching import outputs_of, until_interrupted, watching
 from podtally.verify.options import (
     DEFAULT_ALPHA,
     DEFAULT_CONCURRENCY,
@@ -39,9 +27,6 @@ from podtally.verify.options import (
     DEFAULT_TOLERANCE,
     VerifyOptions,
 )
-
-if TYPE_CHECKING:
-    from podtally.verify import Observation, Progress, VerifyResult
 
 F = Callable[..., Any]
 
@@ -75,26 +60,14 @@ examples:
 """
 
 
-def _options(*decorators: Callable[[Any], Any]) -> Callable[[F], click.Command]:
-    """Decorators as if stacked in this order (the first is the outermost)."""
-
-    def apply(func: F) -> click.Command:
-        decorated: Any = func
-        for decorator in reversed(decorators):
-            decorated = decorator(decorated)
-        command: click.Command = decorated
-        return command
-
-    return apply
-
-
-def _load_options(default_requests: int | None) -> tuple[Callable[[F], F], ...]:
+def load_options(default_requests: int | None) -> Callable[[F], F]:
+    """-n, --duration, -c, --rate, --timeout, --keep-alive: how much load, and how."""
     shown = (
         "auto: until the verdict is known"
         if default_requests is None
         else f"{default_requests}, or unlimited with --duration"
     )
-    return (
+    return stacked(
         option(
             "-n",
             "--requests",
@@ -131,7 +104,7 @@ def _load_options(default_requests: int | None) -> tuple[Callable[[F], F], ...]:
     )
 
 
-_JUDGE_OPTIONS: tuple[Callable[[F], F], ...] = (
+JUDGE_OPTIONS = stacked(
     option(
         "--alpha",
         type=float,
@@ -166,12 +139,10 @@ _JUDGE_OPTIONS: tuple[Callable[[F], F], ...] = (
     ),
 )
 
-_OUTPUT_OPTIONS: tuple[Callable[[F], F], ...] = (
-    option("--json", is_flag=True, help="print one JSON document instead"),
-    option(
+OUTPUT_OPTIONS = stacked(
+    JSON_OPTION,
+    path_option(
         "--observations",
-        type=click.Path(dir_okay=True, path_type=Path),
-        default=None,
         metavar="FILE",
         help="write one JSON line per request; '-' for stdout (the report then goes to stderr)",
     ),
@@ -186,12 +157,11 @@ _OUTPUT_OPTIONS: tuple[Callable[[F], F], ...] = (
 )
 
 
-def _verify_settings(
+def verify_settings(
     requests: int | None,
     duration: str | None,
     timeout: str,
     max_error_rate: str,
-    default_requests: int | None,
     resolve: tuple[str, ...] = (),
     headers: tuple[str, ...] = (),
     expect_split: str | None = None,
@@ -207,9 +177,6 @@ def _verify_settings(
         parse_resolve,
     )
 
-    seconds = parse_duration(duration, "duration") if duration else None
-    if requests is None and seconds is None:
-        requests = default_requests
     if expect_split is not None:
         settings["expect_split"] = parse_expect_split(expect_split)
     if max_duration is not None:
@@ -217,7 +184,7 @@ def _verify_settings(
     return {
         **settings,
         "requests": requests,
-        "duration": seconds,
+        "duration": parse_duration(duration, "duration") if duration else None,
         "timeout": parse_duration(timeout, "timeout"),
         "max_error_rate": parse_rate_fraction(max_error_rate, "max_error_rate"),
         "resolve": tuple(parse_resolve(value) for value in resolve),
@@ -225,197 +192,9 @@ def _verify_settings(
     }
 
 
-@contextmanager
-def _observation_writer(path: Path | None) -> Iterator[Callable[[Observation], None] | None]:
-    """Open ``--observations`` up front (a bad path is bad input: exit 2 before anything runs).
-
-    The file is opened without truncating it and emptied at the first observation, so a run
-    that never sends a request leaves an existing file as it was, and removes one it created.
-    """
-    if path is None:
-        yield None
-        return
-    from podtally.verify.report import observation_line
-
-    if _is_stdout(path):
-
-        def to_stdout(observation: Observation) -> None:
-            sys.stdout.write(observation_line(observation))
-
-        yield to_stdout
-        return
-    existed = path.exists()
-    try:
-        handle = path.open("a", encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(
-            f"cannot write it: {exc.strerror}", setting="observations", value=path
-        ) from None
-    # Only a regular file is emptied (not /dev/stdout, a pipe or a device).
-    regular = stat.S_ISREG(os.fstat(handle.fileno()).st_mode)
-    started = False
-
-    def write(observation: Observation) -> None:
-        nonlocal started
-        try:
-            if not started:
-                started = True
-                if regular:
-                    handle.truncate(0)
-            handle.write(observation_line(observation))
-        except OSError as exc:
-            raise PodtallyError(str(exc.strerror), setting="observations", value=path) from None
-
-    try:
-        yield write
-    finally:
-        try:
-            handle.close()
-        except OSError as exc:
-            raise PodtallyError(str(exc.strerror), setting="observations", value=path) from None
-        finally:
-            if not started and not existed and regular:
-                path.unlink(missing_ok=True)
-
-
-def _is_stdout(path: Path | None) -> bool:
-    return path is not None and str(path) == "-"
-
-
-def _check_outputs(json: bool, observations: Path | None) -> None:
-    """Two documents cannot share stdout: ``--observations -`` sends the text report to stderr,
-    and there is no sensible place for a ``--json`` document next to it."""
-    if json and _is_stdout(observations):
-        raise UsageError(
-            Phrase(
-                Setting("observations"),
-                " - and ",
-                Setting("json"),
-                " would both write to stdout: give ",
-                Setting("observations"),
-                " a file, or leave ",
-                Setting("json"),
-                " out",
-            )
-        )
-
-
-def _print_report(result: VerifyResult, json: bool, observations: Path | None) -> int:
-    """Print the report (or the JSON document); return the exit code.
-
-    An interrupted run's report is marked as such, then :class:`KeyboardInterrupt` is raised
-    (``error: interrupted``, exit 130).
-    """
-    from podtally.verify.report import render_json, render_text
-
-    flag_name = flag_namer(click.get_current_context().command)
-    # The report goes to stdout, unless stdout carries the observations.
-    out = sys.stderr if _is_stdout(observations) else sys.stdout
-    if json:
-        out.write(render_json(result, flag_name))
-    elif result.interrupted or result.verdict.result != "unreachable":
-        out.write(render_text(result, flag_name))
-    out.flush()
-    sys.stdout.flush()
-    if result.interrupted:
-        raise KeyboardInterrupt
-    if result.verdict.result == "unreachable":
-        err(f"error: {worded(result.verdict.failures[0], flag_name)}")
-    return result.exit_code
-
-
-class _Watch:
-    """Where the run's progress and observations go: the bar or the live view, the
-    ``--observations`` file, and a list for ``--html``."""
-
-    def __init__(self, write: Callable[[Observation], None] | None, html: Path | None) -> None:
-        self.observations: list[Observation] = []
-        self.sinks = [sink for sink in (write, self.observations.append if html else None) if sink]
-        self.progress: Callable[[Progress], None] | None = None
-        self.say: Callable[[str], None] = err
-        self.result: VerifyResult | None = None  # the live view's last frame shows its verdict
-
-    def observe(self) -> Callable[[Observation], None] | None:
-        sinks = self.sinks
-        if not sinks:
-            return None
-
-        def observe(observation: Observation) -> None:
-            for sink in sinks:
-                sink(observation)
-
-        return observe
-
-
-@contextmanager
-def _watching(
-    observations: Path | None,
-    html: Path | None,
-    no_progress: bool,
-    live: bool,
-    expect_pods: int | None,
-    alpha: float,
-) -> Iterator[_Watch]:
-    """The bar (as before), or with ``--live`` on a terminal the live view, on stderr.
-    ``--live`` draws on stderr, ``--no-progress`` asks for nothing there: together, bad usage."""
-    if live and no_progress:
-        raise UsageError(
-            Phrase(
-                Setting("live"), " and ", Setting("no_progress"), " contradict each other; pick one"
-            )
-        )
-    with _observation_writer(observations) as write:
-        watch = _Watch(write, html)
-        if live and stderr_is_tty():
-            from rich.console import Console
-            from rich.live import Live
-
-            from podtally.verify.live import LiveTally
-
-            tally = LiveTally(expect_pods=expect_pods, alpha=alpha)
-            watch.sinks.append(tally.add)
-            with Live(tally.view(), console=Console(stderr=True), auto_refresh=False) as screen:
-
-                def tick(progress: Progress) -> None:
-                    tally.tick(progress)
-                    screen.update(tally.view(), refresh=True)
-
-                watch.progress = tick
-                watch.say = screen.console.print
-                try:
-                    yield watch
-                finally:
-                    flag_name = flag_namer(click.get_current_context().command)
-                    screen.update(tally.view(watch.result, flag_name), refresh=True)
-            return
-        with progress_bar(no_progress) as bar:
-            if bar is not None:
-                watch.progress = bar.update
-
-                def say(line: str) -> None:
-                    bar.clear()
-                    err(line)
-
-                watch.say = say
-            yield watch
-
-
-def _until_interrupted(call: Callable[[], VerifyResult]) -> VerifyResult:
-    """``call()``'s result; after Ctrl-C, the partial result (none at all: Ctrl-C goes on)."""
-    from podtally.verify import VerifyInterrupted
-
-    try:
-        return call()
-    except VerifyInterrupted as exc:
-        if exc.result is None:  # interrupted before any request completed: nothing to report
-            raise KeyboardInterrupt from None
-        return exc.result
-
-
-# --- commands -----------------------------------------------------------------------------------
 # Everything `verify` takes besides the URL (`cloud verify` takes these too).
-VERIFY_OPTIONS: tuple[Callable[[F], F], ...] = (
-    *_load_options(None),
+VERIFY_OPTIONS = stacked(
+    load_options(None),
     option(
         "--max-requests",
         type=int,
@@ -428,14 +207,8 @@ VERIFY_OPTIONS: tuple[Callable[[F], F], ...] = (
         show_default="no limit",
         help="auto mode: run at most this long (30s, 2m)",
     ),
-    *_JUDGE_OPTIONS,
-    option(
-        "--cacert",
-        type=click.Path(path_type=Path),
-        default=None,
-        metavar="FILE",
-        help="trust this CA (PEM) for https and grpcs",
-    ),
+    JUDGE_OPTIONS,
+    path_option("--cacert", metavar="FILE", help="trust this CA (PEM) for https and grpcs"),
     option("-k", "--insecure", is_flag=True, help="do not verify the TLS certificate"),
     option(
         "--resolve",
@@ -472,172 +245,44 @@ VERIFY_OPTIONS: tuple[Callable[[F], F], ...] = (
         help="grpc(s):// URL: a new channel per call (default: one channel per -c slot, "
         "reused for every call, as a real client does; per-connection balancers pin it)",
     ),
-    *_OUTPUT_OPTIONS,
+    OUTPUT_OPTIONS,
 )
 
 
-def verify_url(
-    url: str,
-    json: bool,
-    observations: Path | None,
-    no_progress: bool,
-    html: Path | None,
-    live: bool,
-    **settings: Any,
-) -> int:
+def verify_url(url: str, **settings: Any) -> int:
     """Verify ``url`` with the options of :data:`VERIFY_OPTIONS`; print; return the exit code."""
     require_extra("verify", "httptools", "scipy")
     from podtally.verify import run
 
-    values = _verify_settings(default_requests=None, **settings)
-    options = VerifyOptions(url, **values)
+    outputs = outputs_of(settings)
+    options = VerifyOptions(url, **verify_settings(**settings))
     if options.protocol == "grpc":
         require_extra("grpc", "grpc", "google.protobuf")
     elif options.protocol == "http2":
         require_extra("verify", "h2")
-    _check_outputs(json, observations)
-    check_html(html)
-    with _watching(
-        observations, html, no_progress, live, options.expect_pods, options.alpha
-    ) as watch:
-        result = watch.result = _until_interrupted(
+    with watching(options.expect_pods, options.alpha, **outputs) as watch:
+        result = watch.result = until_interrupted(
             lambda: run(options, progress=watch.progress, on_observation=watch.observe())
         )
-    write_html(html, result, watch.observations, "podtally verify")
-    return _print_report(result, json, observations)
+    return watch.report(result, "podtally verify")
 
 
-@_options(
-    click.command(
-        "verify",
-        cls=Command,
-        short_help="send requests through a URL and check which pods answered, and how evenly",
-        help="Send requests through a load-balanced URL, read which pod answered each (X-Pod-* "
-        "headers, or 'Pod:' lines in the body), and judge the spread: even, uneven or "
-        "inconclusive, each with a stated error rate. The original `curl | sort | uniq -c` "
-        "check, measured. URL is http(s)://... (HTTP/1.1, or HTTP/2 with --http2) or "
-        "grpc(s)://HOST:PORT (podtally.v1.Identity/Get calls, the pod read from the "
-        "response metadata).",
-        epilog=VERIFY_EPILOG,
-    ),
-    click.argument("url"),
-    *VERIFY_OPTIONS,
+@click.command(
+    "verify",
+    cls=Command,
+    short_help="send requests through a URL and check which pods answered, and how evenly",
+    help="Send requests through a load-balanced URL, read which pod answered each (X-Pod-* "
+    "headers, or 'Pod:' lines in the body), and judge the spread: even, uneven or "
+    "inconclusive, each with a stated error rate. The original `curl | sort | uniq -c` "
+    "check, measured. URL is http(s)://... (HTTP/1.1, or HTTP/2 with --http2) or "
+    "grpc(s)://HOST:PORT (podtally.v1.Identity/Get calls, the pod read from the "
+    "response metadata).",
+    epilog=VERIFY_EPILOG,
 )
+@click.argument("url")
+@VERIFY_OPTIONS
 def verify_command(url: str, **settings: Any) -> int:
     return verify_url(url, **settings)
 
 
-@_options(
-    click.command(
-        "demo",
-        cls=Command,
-        short_help="bring up the local stack, verify it, print the report, tear it down",
-        help="The whole story in one command: start replicas of the identity service behind "
-        "HAProxy (its own stack, apart from `podtally up`), verify the balancer through it "
-        "with new connections, print the report, tear everything down. The exit code is the "
-        "verifier's.",
-        epilog="exit codes: as `podtally verify`; the stack is removed in every case.",
-    ),
-    option("--replicas", type=int, default=DEMO_REPLICAS, help="replicas to start, 1 to 64"),
-    option(
-        "--canary",
-        is_flag=True,
-        help=f"add {CANARY_REPLICAS} canary replica(s) that HAProxy sends {CANARY_WEIGHT:g}% of "
-        f"the requests, and verify that split (--expect-split {CANARY_SPLIT}) until the "
-        "verdict is known",
-    ),
-    option(
-        "--grpc",
-        is_flag=True,
-        help="issue 12's failure instead: gRPC clients hold channels through the Service path "
-        "(per connection) while the stack scales from 3 to 6 replicas; then the ALB path (per "
-        "call) and a channel per call. Exit 0 when each of the three verdicts is the expected "
-        "one (3 pods never answered; even; even)",
-    ),
-    option(
-        "--nodes",
-        type=int,
-        default=None,
-        show_default="one each",
-        help="simulated nodes to spread them over, 1 to 64",
-    ),
-    option(
-        "--http",
-        is_flag=True,
-        help="verify the plain-HTTP listener instead of HTTPS with the stack's own CA",
-    ),
-    option(
-        "--ports",
-        default=",".join(str(port) for port in DEMO_PORTS),
-        metavar="HTTP,HTTPS,STATS",
-        help="the demo stack's HAProxy ports",
-    ),
-    IMAGE_OPTION,
-    option(
-        "--run-dir",
-        type=click.Path(path_type=Path),
-        default=None,
-        show_default="the state directory",
-        help="where the stack keeps its state",
-    ),
-    *_load_options(DEMO_REQUESTS),
-    *_JUDGE_OPTIONS,
-    *_OUTPUT_OPTIONS,
-)
-def demo_command(
-    replicas: int,
-    canary: bool,
-    grpc: bool,
-    nodes: int | None,
-    http: bool,
-    ports: str,
-    run_dir: Path | None,
-    image: str | None,
-    json: bool,
-    observations: Path | None,
-    no_progress: bool,
-    html: Path | None,
-    live: bool,
-    **settings: Any,
-) -> int:
-    require_extra("local", "httptools", "scipy", "cryptography", "yaml")
-    from podtally.local.demo import demo
-
-    verify = _verify_settings(default_requests=None, **settings)
-    if grpc:  # issue 12: its own scenario and report (podtally.cli.demo_grpc)
-        from podtally.cli.demo_grpc import demo_grpc
-
-        return demo_grpc(ports, run_dir, json=json, image=image, **verify)
-    _check_outputs(json, observations)
-    check_html(html)
-    with (
-        capture_signals("interrupt"),
-        _watching(
-            observations,
-            html,
-            no_progress,
-            live,
-            verify.get("expect_pods") or replicas,
-            verify["alpha"],
-        ) as watch,
-    ):
-        result = watch.result = _until_interrupted(
-            lambda: demo(
-                replicas=replicas,
-                canary=canary,
-                nodes=nodes,
-                http=http,
-                ports=ports,
-                run_dir=run_dir,
-                image=image,
-                say=watch.say,
-                progress=watch.progress,
-                on_observation=watch.observe(),
-                **verify,
-            )
-        )
-    write_html(html, result, watch.observations, "podtally demo")
-    return _print_report(result, json, observations)
-
-
-COMMANDS: dict[str, click.Command] = {"verify": verify_command, "demo": demo_command}
+COMMANDS: dict[str, click.Command] = {"verify": verify_command}

@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -107,6 +108,20 @@ class SupervisorReport:
         """Seconds since the replica ``pod`` started, or None if unknown."""
         started = self.replica_started.get(pod)
         return None if started is None else max(0.0, (now or time.time()) - started)
+
+    def to_dict(self, pods: Iterable[str]) -> dict[str, object]:
+        """The report as ``status --json`` gives it: for each of ``pods``, its restarts and age."""
+        return {
+            "pid": self.pid,
+            "running": self.running,
+            "healthy": self.healthy,
+            "restarts": self.restarts,
+            "haproxy_restarts": self.haproxy_restarts,
+            "replicas": {
+                pod: {"restarts": self.replica_restarts.get(pod, 0), "age": self.age(pod)}
+                for pod in pods
+            },
+        }
 
 
 def report(run_dir: Path) -> SupervisorReport:
