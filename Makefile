@@ -29,12 +29,17 @@ setup: system-deps $(STAMP) $(WHEELHOUSE)/.complete $(CHECKOV_VENV)/bin/checkov 
 system-deps:
 	@bash scripts/apt-install.sh $(APT_PACKAGES)
 
-$(STAMP): pyproject.toml
+# The project's virtualenv with pip pinned and the project installed editable with extra $(1).
+define install-editable
 	@bash scripts/check-python.sh $(PYTHON)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip==26.3
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[$(1)]'
 	@touch $@
+endef
+
+$(STAMP): pyproject.toml
+	$(call install-editable,dev)
 
 # The image's locked wheels for this machine (hashes checked): tests/k8s/test_image_recipe.py
 # installs from here, offline, exactly as deploy/Dockerfile does.
@@ -65,11 +70,7 @@ proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc $(PROTO_ARGS) src/podtally/proto/*.proto
 
 $(DEMO_STAMP): pyproject.toml
-	@bash scripts/check-python.sh $(PYTHON)
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip==26.3
-	$(BIN)/python -m pip install --quiet -e '.[local]'
-	@touch $@
+	$(call install-editable,local)
 
 demo: system-deps $(DEMO_STAMP)
 	$(BIN)/podtally demo
