@@ -1,4 +1,5 @@
-"""Test support: real `podtally serve` processes on loopback, a clean environment, free ports."""
+"""Test support: real `podtally serve` processes on loopback, a clean environment, free ports,
+and the one wait-until loop every test that waits for a process uses."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -106,11 +107,7 @@ class ServeProcess:
             return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
 
     def events(self) -> list[dict[str, object]]:
-        out = []
-        for line in self.log_path.read_text().splitlines():
-            with contextlib.suppress(ValueError):
-                out.append(json.loads(line))
-        return out
+        return log_events(self.log_path)
 
     def signal(self, signum: int = signal.SIGTERM) -> None:
         self.proc.send_signal(signum)
@@ -122,6 +119,85 @@ class ServeProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+
+def serve_argv(host: str, port: int, drain_seconds: float, *args: str) -> list[str]:
+    """``python -m podtally serve`` on ``host:port`` with gRPC off, then ``args``.
+
+    serve's default gRPC port is 9090, and many replicas share loopback here: off, unless the
+    caller's ``args`` say otherwise (click takes the last one).
+    """
+    return [
+        sys.executable,
+        "-m",
+        "podtally",
+        "serve",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--drain-seconds",
+        str(drain_seconds),
+        "--grpc-port",
+        "0",
+        *args,
+    ]
+
+
+def log_events(path: Path) -> list[dict[str, object]]:
+    """The JSON events a replica logged to ``path`` (other lines skipped)."""
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            event = json.loads(line)
+            if isinstance(event, dict):
+                out.append(event)
+    return out
+
+
+def wait_until(
+    done: Callable[[], bool],
+    what: str,
+    *,
+    seconds: float = 30.0,
+    proc: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+    pause: float = 0.05,
+) -> None:
+    """Return once ``done()`` is true (an ``OSError`` from it counts as not yet).
+
+    Fail with ``what`` (and ``log``'s text) if ``proc`` exits first or ``seconds`` pass.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"{what}: exited with {proc.returncode}: {read_log(log)}")
+        with contextlib.suppress(OSError):
+            if done():
+                return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not after {seconds:g} s: {read_log(log)}")
+        time.sleep(pause)
+
+
+def read_log(path: Path | None) -> str:
+    if path is None:
+        return "(no log)"
+    try:
+        return path.read_text(errors="replace").strip()
+    except FileNotFoundError:
+        return "(no log)"
+
+
+@contextlib.contextmanager
+def stopped_on_failure(servers: list[ServeProcess]) -> Iterator[list[ServeProcess]]:
+    """Stop every server started so far if starting the next one fails."""
+    try:
+        yield servers
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
 
 
 def start_serve(
@@ -137,39 +213,20 @@ def start_serve(
     log_path = tmp_path / f"serve-{host}-{port}.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "podtally",
-                "serve",
-                "--host",
-                host,
-                "--port",
-                str(port),
-                "--drain-seconds",
-                str(drain_seconds),
-                # serve's default gRPC port is 9090, and many replicas share loopback here: off,
-                # unless a test's own args say otherwise (click takes the last one).
-                "--grpc-port",
-                "0",
-                *args,
-            ],
+            serve_argv(host, port, drain_seconds, *args),
             stdout=subprocess.DEVNULL,
             stderr=log,
             env=clean_env(env),
         )
     server = ServeProcess(proc, host, port, log_path)
     if wait_ready:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise AssertionError(f"serve exited early: {log_path.read_text()}")
-            with contextlib.suppress(OSError):
-                if server.get("/readyz")[0] == 200:
-                    return server
-            time.sleep(0.05)
-        server.stop()
-        raise AssertionError(f"serve never became ready: {log_path.read_text()}")
+        try:
+            wait_until(
+                lambda: server.get("/readyz")[0] == 200, "serve ready", proc=proc, log=log_path
+            )
+        except AssertionError:
+            server.stop()
+            raise
     return server
 
 

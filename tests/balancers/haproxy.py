@@ -7,12 +7,11 @@
 from __future__ import annotations
 
 import contextlib
-import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
-from tests.balancers.processes import binary, die_with_parent, stop, wait_listening
+from tests.balancers.processes import binary, die_with_parent, listening
 from tests.balancers.truth import Backend, Balancer, Truth, shares_from_weights
 from tests.support import free_port
 
@@ -72,16 +71,8 @@ def backend(
     directory.mkdir(parents=True)
     config = render(port, method, backends)
     (directory / "haproxy.cfg").write_text(config)
-    log = directory / "haproxy.log"
-    with log.open("ab") as stderr:
-        proc = subprocess.Popen(
-            [*die_with_parent(), haproxy, "-db", "-f", str(directory / "haproxy.cfg")],
-            stdin=subprocess.DEVNULL,
-            stdout=stderr,
-            stderr=stderr,
-        )
-    try:
-        wait_listening(proc, LISTEN_HOST, port, log)
+    argv = [*die_with_parent(), haproxy, "-db", "-f", str(directory / "haproxy.cfg")]
+    with listening(argv, LISTEN_HOST, port, directory / "haproxy.log"):
         yield Balancer(
             name=f"haproxy-{method}",
             url=f"http://{LISTEN_HOST}:{port}/",
@@ -89,5 +80,3 @@ def backend(
             truth=truth_of(method, backends),
             config=config,
         )
-    finally:
-        stop(proc)

@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 
 from tests.balancers import replicas
-from tests.balancers.processes import die_with_parent
+from tests.balancers.processes import die_with_parent, run_in
 from tests.balancers.truth import Backend, Balancer, Truth
 
 SERVICE = "balancers/web:http"  # namespace/name:port, as kube-proxy names a service port
@@ -102,14 +102,7 @@ class Namespace:
     def run(
         self, argv: Sequence[str], stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*self.prefix, *argv],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
+        return run_in(self.prefix, argv, stdin=stdin)
 
     def check(self, argv: Sequence[str], stdin: str | None = None) -> str:
         done = self.run(argv, stdin)

@@ -8,12 +8,11 @@ another pod that would bend the counts.
 from __future__ import annotations
 
 import contextlib
-import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
-from tests.balancers.processes import binary, die_with_parent, stop, wait_listening
+from tests.balancers.processes import binary, die_with_parent, listening
 from tests.balancers.truth import Backend, Balancer, Truth, shares_from_weights
 from tests.support import free_port
 
@@ -104,12 +103,7 @@ def upstream(
         "-e",
         str(log),
     ]
-    with log.open("ab") as stderr:
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr
-        )
-    try:
-        wait_listening(proc, LISTEN_HOST, port, log)
+    with listening(argv, LISTEN_HOST, port, log, output_to_log=False):
         yield Balancer(
             name=f"nginx-{method}",
             url=f"http://{LISTEN_HOST}:{port}/",
@@ -117,5 +111,3 @@ def upstream(
             truth=truth_of(method, backends),
             config=config,
         )
-    finally:
-        stop(proc)

@@ -1,4 +1,5 @@
-"""Small process helpers shared by the balancer fixtures: find a binary, wait for a port, stop."""
+"""Small process helpers shared by the balancer fixtures: find a binary, run a server until it
+listens, run a command somewhere (a namespace), stop."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pytest
+
+from tests.support import wait_until
 
 
 def die_with_parent(signal_name: str = "KILL") -> list[str]:
@@ -41,14 +44,57 @@ def wait_listening(
     proc: subprocess.Popen[bytes], host: str, port: int, log: Path, seconds: float = 10.0
 ) -> None:
     """Return once ``host:port`` accepts a connection; fail with the log if the process died."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"exited with {proc.returncode}: {read(log)}")
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"not listening on {host}:{port} after {seconds:g} s: {read(log)}")
+
+    def accepts() -> bool:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+
+    wait_until(
+        accepts, f"listening on {host}:{port}", seconds=seconds, proc=proc, log=log, pause=0.02
+    )
+
+
+@contextlib.contextmanager
+def listening(
+    argv: Sequence[str], host: str, port: int, log: Path, *, output_to_log: bool = True
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``argv`` (its stderr, and its stdout unless ``output_to_log`` is off, to ``log``)
+    until ``host:port`` accepts; stop it on exit."""
+    with log.open("ab") as stderr:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=stderr if output_to_log else subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        wait_listening(proc, host, port, log)
+        yield proc
+    finally:
+        stop(proc)
+
+
+def run_in(
+    prefix: Sequence[str],
+    argv: Sequence[str],
+    *,
+    stdin: str | None = None,
+    timeout: float = 30.0,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` after ``prefix`` (e.g. ``nsenter ... --net``), its output captured as text."""
+    return subprocess.run(
+        [*prefix, *argv],
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=None if env is None else dict(env),
+        cwd=cwd,
+    )
 
 
 def stop(proc: subprocess.Popen[bytes], signum: int = signal.SIGTERM) -> None:
@@ -60,10 +106,3 @@ def stop(proc: subprocess.Popen[bytes], signum: int = signal.SIGTERM) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
-
-
-def read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace").strip()
-    except FileNotFoundError:
-        return "(no log)"

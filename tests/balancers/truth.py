@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from tests.balancers import counting
+from tests.balancers.processes import run_in
 from tests.support import REPO, clean_env
 
 # What one independent draw is: each request (an L7 proxy choosing per request), each new
@@ -92,16 +93,10 @@ class Balancer:
         self, argv: Sequence[str], timeout: float = 60.0, check: bool = False
     ) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` where the client must run (inside the namespace, if any)."""
-        return subprocess.run(
-            [*self.prefix, *argv],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=check,
-            env=clean_env(),
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,
-        )
+        done = run_in(self.prefix, argv, timeout=timeout, env=clean_env(), cwd=REPO)
+        if check:
+            done.check_returncode()
+        return done
 
     def podtally(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
         """``podtally ARGS`` as a user would run it, from where the URL is reachable."""

@@ -1,7 +1,9 @@
-"""Shared pieces of the local-stack tests: a bounded load loop, probes for processes and ports."""
+"""Shared pieces of the local-stack tests: a test stack's settings and lifetime, a bounded load
+loop, probes for processes and ports."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import socket
@@ -9,12 +11,15 @@ import ssl
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 from urllib.parse import urlsplit
 
-from podtally.local import Stack
+from tests.support import STACK_HOSTS, free_ports
+
+from podtally.local import Stack, StackConfig, down, up
 from podtally.local import processes as proc
 from podtally.net import bind_error
 
@@ -195,6 +200,49 @@ def free_base(span: int = 3, replicas: int = 6) -> int:
             if all(bind_error(host, port) is None for host, port in wanted):
                 return base
     raise AssertionError("no free port range from the kernel after 200 tries")
+
+
+def stack_config(
+    run_dir: Path,
+    replicas: int = 3,
+    *,
+    base: int | None = None,
+    addresses: int = 6,
+    **settings: Any,
+) -> StackConfig:
+    """A test stack named ``run_dir.name`` that runs from ``run_dir``: ``replicas`` replicas, a
+    0.5 s drain, HTTP, HTTPS and stats on ``base``, ``base + 1``, ``base + 2`` (by default a
+    ``free_base`` for ``addresses`` replica addresses).
+
+    ``settings`` add to or replace any of these (ports given there are used as they are).
+    """
+    values: dict[str, Any] = {"name": run_dir.name, "replicas": replicas, "run_dir": run_dir}
+    values["drain_seconds"] = 0.5
+    if "http_port" not in settings:
+        base = free_base(replicas=addresses) if base is None else base
+        values.update(http_port=base, https_port=base + 1, stats_port=base + 2)
+    values.update(settings)
+    return StackConfig(**values)
+
+
+def every_path_ports() -> dict[str, int]:
+    """Ports for a stack with every path on (HTTP, HTTPS, stats, gRPC, the Service's HTTP and
+    gRPC), from the kernel, each free on HAProxy's and every replica's address."""
+    names = ("http_port", "https_port", "stats_port", "grpc_port")
+    names += ("service_port", "service_grpc_port")
+    return dict(zip(names, free_ports(len(names), STACK_HOSTS), strict=True))
+
+
+@contextlib.contextmanager
+def running_stack(
+    config: StackConfig, progress: Callable[[str], None] | None = None
+) -> Iterator[Stack]:
+    """``up(config)``, and ``down`` on the way out, whatever happened in between."""
+    started = up(config, progress)
+    try:
+        yield started
+    finally:
+        down(config.name, run_dir=config.run_dir)
 
 
 def stack_pids(stack: Stack) -> list[int]:

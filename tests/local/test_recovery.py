@@ -22,12 +22,13 @@ from tests.local.localstack_helpers import (
     assert_all_gone,
     free_base,
     read_until,
+    stack_config,
     stack_processes,
 )
 from tests.support import clean_env, run_cli
 
 from podtally.errors import NotRunningError, PodtallyError
-from podtally.local import AlreadyUpError, Stack, StackConfig, down, rundir, scale, status, up
+from podtally.local import AlreadyUpError, Stack, down, rundir, scale, status, up
 from podtally.local import haproxy as hap
 from podtally.local import processes as proc
 from podtally.local import state as st
@@ -48,17 +49,7 @@ def root(tmp_path: Path) -> Iterator[Path]:
 
 
 def start(root: Path, base: int, replicas: int = 3, drain: float = 0.5) -> Stack:
-    return up(
-        StackConfig(
-            name=NAME,
-            replicas=replicas,
-            http_port=base,
-            https_port=base + 1,
-            stats_port=base + 2,
-            run_dir=root / NAME,
-            drain_seconds=drain,
-        )
-    )
+    return up(stack_config(root / NAME, replicas, base=base, drain_seconds=drain))
 
 
 def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from tests.local.localstack_helpers import free_base, get, stack_processes
+from tests.local.localstack_helpers import get, stack_config, stack_processes
 from tests.support import clean_env, run_cli
 
-from podtally.local import Stack, StackConfig, down, status, supervisor, up
+from podtally.local import Stack, down, status, supervisor, up
 from podtally.local import processes as proc
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
@@ -31,19 +31,8 @@ NAME = "sup"
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    base = free_base()
     run_dir = tmp_path / NAME
-    yield up(
-        StackConfig(
-            name=NAME,
-            replicas=3,
-            http_port=base,
-            https_port=base + 1,
-            stats_port=base + 2,
-            run_dir=run_dir,
-            drain_seconds=0.5,
-        )
-    )
+    yield up(stack_config(run_dir))
     if run_dir.is_dir():
         down(NAME, run_dir=run_dir)
     deadline = time.monotonic() + 5
