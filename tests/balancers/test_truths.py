@@ -74,9 +74,7 @@ def test_balancer_produces_its_truth(balancer: Balancer) -> None:
 @pytest.mark.parametrize(
     "balancer", ["nginx_round_robin", "haproxy_roundrobin", "nginx_random"], indirect=["balancer"]
 )
-def test_an_l7_proxy_balances_each_request_of_one_connection(
-    balancer: Balancer,
-) -> None:
+def test_an_l7_proxy_balances_each_request_of_one_connection(balancer: Balancer) -> None:
     """Per-request balancers: one kept-alive connection still reaches every pod."""
     assert balancer.truth.unit == "request"
     tally = balancer.count(connections=1, requests_per_connection=60)

@@ -56,9 +56,7 @@ def test_an_even_balancer_is_proved_even(balancer: Balancer, extra: tuple[str, .
 
 
 @pytest.mark.parametrize("balancer", ["nginx_ip_hash", "haproxy_source"], indirect=["balancer"])
-def test_a_balancer_that_sends_everything_to_one_pod_never_passes(
-    balancer: Balancer,
-) -> None:
+def test_a_balancer_that_sends_everything_to_one_pod_never_passes(balancer: Balancer) -> None:
     code, doc = verify(balancer)
     assert code == 1
     assert decision(doc)["verdict"] == "inconclusive"

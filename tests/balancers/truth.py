@@ -55,6 +55,17 @@ class Truth:
     one_pod_per_connection: bool = False
     summary: str = ""
 
+    @classmethod
+    def per_client(cls, summary: str) -> Truth:
+        """A hash of the client address picks the pod: one client, one pod, no shares."""
+        return cls(unit="client", shares=None, one_pod_per_client=True, summary=summary)
+
+    @classmethod
+    def per_request(cls, backends: Sequence[Backend], summary: str, exact: bool) -> Truth:
+        """A choice per request by the servers' weights (``exact``: a fixed schedule)."""
+        shares = shares_from_weights(backends)
+        return cls(unit="request", shares=shares, exact=exact, summary=summary)
+
 
 def shares_from_weights(backends: Sequence[Backend]) -> dict[str, float]:
     """Weight over the total weight of the servers that are up; 0 for a server marked down."""
@@ -72,6 +83,13 @@ class Balancer:
     truth: Truth
     prefix: tuple[str, ...] = ()
     config: str = ""  # the configuration or rules as written, for failure messages
+
+    @classmethod
+    def http(
+        cls, name: str, host: str, port: int, backends: Sequence[Backend], truth: Truth, config: str
+    ) -> Balancer:
+        """A balancer that listens for plain HTTP on ``host:port``, reachable from here."""
+        return cls(name, f"http://{host}:{port}/", tuple(backends), truth, config=config)
 
     @property
     def pods(self) -> tuple[str, ...]:
