@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from podtally.service.config import ServeConfig
-from tests.cli.conftest import Ran, Run
+from tests.cli.conftest import Run, one_error_line
 from tests.support import REPO, ServeProcess, clean_env, free_port
 
 HOST = "127.0.0.31"
@@ -48,13 +48,6 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[ServeConfig]:
 def _without_grpc(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("grpc", "grpc_health", "grpc_reflection"):
         monkeypatch.setitem(sys.modules, name, None)
-
-
-def _one_error(ran: Ran, code: int) -> str:
-    assert ran.code == code, ran
-    assert ran.out == ""
-    assert ran.err.count("\n") == 1 and ran.err.startswith("error: "), ran.err
-    return ran.err.rstrip("\n")
 
 
 @pytest.mark.parametrize(
@@ -90,7 +83,7 @@ def test_grpc_port_parsing(
 def test_bad_grpc_ports_are_one_line_exit_2(
     podtally: Run, served: list[ServeConfig], args: tuple[str, ...], line: str
 ) -> None:
-    assert _one_error(podtally("serve", *args), 2).startswith(line)
+    assert one_error_line(podtally("serve", *args), 2).startswith(line)
     assert served == []
 
 
@@ -110,7 +103,7 @@ def test_without_the_extra_an_explicit_port_is_exit_3_naming_it(
         (("--grpc-port", "9090"), {}),
         ((), {"PODTALLY_GRPC_PORT": "9091"}),
     ):
-        line = _one_error(podtally("serve", *args, env=env), 3)
+        line = one_error_line(podtally("serve", *args, env=env), 3)
         assert line.startswith("error: --grpc-port 909"), line
         assert "pip install 'podtally[grpc]'" in line
     assert served == []
