@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -228,6 +228,29 @@ def start_serve(
             server.stop()
             raise
     return server
+
+
+def run_captured(
+    argv: Sequence[str | Path],
+    *,
+    stdin: str | None = None,
+    timeout: float = 30.0,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` to the end (bounded by ``timeout``), its output captured as text; the exit
+    status is the caller's to check."""
+    return subprocess.run(
+        [str(arg) for arg in argv],
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=None if env is None else dict(env),
+        cwd=cwd,
+    )
 
 
 def run_cli(

@@ -37,8 +37,9 @@ from pathlib import Path
 import pytest
 
 from tests.balancers import replicas
-from tests.balancers.processes import die_with_parent, run_in
+from tests.balancers.processes import die_with_parent
 from tests.balancers.truth import Backend, Balancer, Truth
+from tests.support import run_captured
 
 SERVICE = "balancers/web:http"  # namespace/name:port, as kube-proxy names a service port
 PROTOCOL = "tcp"
@@ -102,7 +103,7 @@ class Namespace:
     def run(
         self, argv: Sequence[str], stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
-        return run_in(self.prefix, argv, stdin=stdin)
+        return run_captured([*self.prefix, *argv], stdin=stdin)
 
     def check(self, argv: Sequence[str], stdin: str | None = None) -> str:
         done = self.run(argv, stdin)

@@ -1,5 +1,5 @@
 """Small process helpers shared by the balancer fixtures: find a binary, run a server until it
-listens, run a command somewhere (a namespace), stop."""
+listens, stop."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -72,29 +72,6 @@ def listening(
         yield proc
     finally:
         stop(proc)
-
-
-def run_in(
-    prefix: Sequence[str],
-    argv: Sequence[str],
-    *,
-    stdin: str | None = None,
-    timeout: float = 30.0,
-    env: Mapping[str, str] | None = None,
-    cwd: Path | None = None,
-) -> subprocess.CompletedProcess[str]:
-    """Run ``argv`` after ``prefix`` (e.g. ``nsenter ... --net``), its output captured as text."""
-    return subprocess.run(
-        [*prefix, *argv],
-        input=stdin,
-        stdin=None if stdin is not None else subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-        env=None if env is None else dict(env),
-        cwd=cwd,
-    )
 
 
 def stop(proc: subprocess.Popen[bytes], signum: int = signal.SIGTERM) -> None:

@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from tests.balancers import counting
-from tests.balancers.processes import run_in
-from tests.support import REPO, clean_env
+from tests.support import REPO, clean_env, run_captured
 
 # What one independent draw is: each request (an L7 proxy choosing per request), each new
 # connection (kube-proxy's DNAT, kept by conntrack), or each client address (ip_hash, source).
@@ -111,7 +110,7 @@ class Balancer:
         self, argv: Sequence[str], timeout: float = 60.0, check: bool = False
     ) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` where the client must run (inside the namespace, if any)."""
-        done = run_in(self.prefix, argv, timeout=timeout, env=clean_env(), cwd=REPO)
+        done = run_captured([*self.prefix, *argv], timeout=timeout, env=clean_env(), cwd=REPO)
         if check:
             done.check_returncode()
         return done

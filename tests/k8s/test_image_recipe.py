@@ -31,7 +31,7 @@ import pytest
 
 from podtally import __version__
 from tests.k8s.helpers import REPO, WHEELHOUSE, norm_name, parse_lock
-from tests.support import ServeProcess, clean_env, free_port
+from tests.support import ServeProcess, clean_env, free_port, run_captured
 
 HOST = "127.0.0.22"
 LOCKS = ("requirements/build.lock", "requirements/core.lock")
@@ -129,15 +129,7 @@ def test_locked_core_virtualenv_serves(tmp_path: Path) -> None:
     offline = ("--no-index", "--find-links", str(WHEELHOUSE))
 
     def run(*cmd: str | Path, cwd: Path | None = None) -> str:
-        out = subprocess.run(
-            [str(c) for c in cmd],
-            capture_output=True,
-            text=True,
-            timeout=180,
-            env=pip_env,
-            cwd=cwd,
-            check=False,
-        )
+        out = run_captured(cmd, timeout=180, env=pip_env, cwd=cwd)
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
         return out.stdout
 
