@@ -129,6 +129,10 @@ def test_every_chart_variant_validates(tmp_path: Path) -> None:
         (["--set", "drainSeconds=-1"], "/drainSeconds"),
         (["--set", "surprise=1"], "'surprise' not allowed"),
         (["--set", "ingress.host=Not_A_Host"], "/ingress/host"),
+        # gRPC (issue 12)
+        (["--set", "grpc.port=70000"], "/grpc/port"),
+        (["--set", "grpc.port=8080"], "grpc.port 8080 must differ from port 8080"),
+        (["--set", "grpc.probes=maybe"], "/grpc/probes"),
     ],
 )
 def test_bad_values_fail_clearly(args: list[str], message: str) -> None:

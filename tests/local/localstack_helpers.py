@@ -61,32 +61,24 @@ class LoadResult:
     seconds: float = 0.0
 
 
+@dataclass(eq=False)
 class Load:
     """Steady client load through the balancer: a few threads, a new connection per request.
 
     Bounded in count (``max_requests``) and in time (``max_seconds``); records every failure.
     """
 
-    def __init__(
-        self,
-        url: str,
-        cafile: Path | None,
-        threads: int = 3,
-        max_requests: int = 20000,
-        max_seconds: float = 90.0,
-        pause: float = 0.005,
-    ) -> None:
-        self.url = url
-        self.cafile = cafile
-        self.threads = threads
-        self.max_requests = max_requests
-        self.max_seconds = max_seconds
-        self.pause = pause
-        self.result = LoadResult()
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._workers: list[threading.Thread] = []
-        self._started = 0.0
+    url: str
+    cafile: Path | None
+    threads: int = 3
+    max_requests: int = 20000
+    max_seconds: float = 90.0
+    pause: float = 0.005
+    result: LoadResult = field(default_factory=LoadResult, init=False)
+    _stop: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _workers: list[threading.Thread] = field(default_factory=list, init=False, repr=False)
+    _started: float = field(default=0.0, init=False, repr=False)
 
     def _one(self) -> None:
         try:
