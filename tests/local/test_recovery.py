@@ -34,9 +34,9 @@ from podtally.local import processes as proc
 from podtally.local import state as st
 from podtally.net import bind_error
 
-pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
-
 NAME = "chg"
+
+pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
 
 
 @pytest.fixture
