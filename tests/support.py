@@ -44,6 +44,14 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def accepts(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Something accepts TCP connections on ``host:port`` now (a bind test would trip on
+    TIME_WAIT)."""
+    with socket.socket() as s:
+        s.settimeout(timeout)
+        return s.connect_ex((host, port)) == 0
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -120,6 +128,22 @@ class ServeProcess:
             self.proc.kill()
             self.proc.wait(timeout=10)
 
+    def wait_ready(self, *, by_log: bool = False, seconds: float = 30.0) -> ServeProcess:
+        """Return this replica once /readyz answers 200 (``by_log``: once it logs its ``ready``
+        event); stop it and fail if it exits first or never gets there."""
+
+        def ready() -> bool:
+            if by_log:
+                return any(e.get("event") == "ready" for e in self.events())
+            return self.get("/readyz")[0] == 200
+
+        try:
+            wait_until(ready, "serve ready", seconds=seconds, proc=self.proc, log=self.log_path)
+        except AssertionError:
+            self.stop()
+            raise
+        return self
+
 
 def serve_argv(host: str, port: int, drain_seconds: float, *args: str) -> list[str]:
     """``python -m podtally serve`` on ``host:port`` with gRPC off, then ``args``.
@@ -160,22 +184,24 @@ def wait_until(
     what: str,
     *,
     seconds: float = 30.0,
-    proc: subprocess.Popen[bytes] | None = None,
+    proc: subprocess.Popen[Any] | None = None,
     log: Path | None = None,
     pause: float = 0.05,
-) -> None:
-    """Return once ``done()`` is true (an ``OSError`` from it counts as not yet).
+) -> float:
+    """Poll ``done()`` until it is true (an ``OSError`` from it counts as not yet); return the
+    seconds that took.
 
-    Fail with ``what`` (and ``log``'s text) if ``proc`` exits first or ``seconds`` pass.
+    Fail with ``what`` (and ``log``'s text) if ``proc`` exits first or ``seconds`` pass: every
+    wait in the tests is bounded, and says what it waited for.
     """
-    deadline = time.monotonic() + seconds
+    start = time.monotonic()
     while True:
         if proc is not None and proc.poll() is not None:
             raise AssertionError(f"{what}: exited with {proc.returncode}: {read_log(log)}")
         with contextlib.suppress(OSError):
             if done():
-                return
-        if time.monotonic() > deadline:
+                return time.monotonic() - start
+        if time.monotonic() - start > seconds:
             raise AssertionError(f"{what}: not after {seconds:g} s: {read_log(log)}")
         time.sleep(pause)
 
@@ -219,15 +245,7 @@ def start_serve(
             env=clean_env(env),
         )
     server = ServeProcess(proc, host, port, log_path)
-    if wait_ready:
-        try:
-            wait_until(
-                lambda: server.get("/readyz")[0] == 200, "serve ready", proc=proc, log=log_path
-            )
-        except AssertionError:
-            server.stop()
-            raise
-    return server
+    return server.wait_ready() if wait_ready else server
 
 
 def run_captured(

@@ -11,8 +11,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
-from tests.balancers.processes import binary, die_with_parent, listening
 from tests.balancers.truth import Backend, Balancer, Truth
+from tests.processes import binary, die_with_parent, listening
 from tests.support import free_port
 
 Method = Literal["roundrobin", "random", "leastconn", "source"]

@@ -37,8 +37,8 @@ from pathlib import Path
 import pytest
 
 from tests.balancers import replicas
-from tests.balancers.processes import die_with_parent
 from tests.balancers.truth import Backend, Balancer, Truth
+from tests.processes import die_with_parent
 from tests.support import run_captured
 
 SERVICE = "balancers/web:http"  # namespace/name:port, as kube-proxy names a service port

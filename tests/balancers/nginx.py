@@ -12,8 +12,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
-from tests.balancers.processes import binary, die_with_parent, listening
 from tests.balancers.truth import Backend, Balancer, Truth
+from tests.processes import binary, die_with_parent, listening
 from tests.support import free_port
 
 # "round_robin" is nginx's default (no directive in the upstream block).

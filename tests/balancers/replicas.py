@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.balancers.processes import die_with_parent
+from tests.processes import die_with_parent
 from tests.support import clean_env, log_events, serve_argv, wait_until
 
 READY_SECONDS = 30.0

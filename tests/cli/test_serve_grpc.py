@@ -18,7 +18,7 @@ import pytest
 
 from podtally.service.config import ServeConfig
 from tests.cli.conftest import Run, one_error_line
-from tests.support import REPO, ServeProcess, clean_env, free_port
+from tests.support import REPO, ServeProcess, accepts, clean_env, free_port, run_cli
 
 HOST = "127.0.0.31"
 # `podtally serve ARGS` in a Python where the gRPC packages cannot be imported (as without
@@ -124,12 +124,6 @@ def test_without_the_extra_the_default_serves_http_only_and_says_so(
     assert "podtally[grpc]" in event["reason"]
 
 
-def _refused(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(1)
-        return s.connect_ex((host, port)) != 0
-
-
 @pytest.mark.slow
 def test_a_grpc_port_in_use_is_exit_2_and_leaves_nothing_running() -> None:
     port, grpc_port = free_port(HOST), free_port(HOST)
@@ -137,31 +131,16 @@ def test_a_grpc_port_in_use_is_exit_2_and_leaves_nothing_running() -> None:
         taken.bind((HOST, grpc_port))
         taken.listen(1)
         started = time.monotonic()
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "podtally",
-                "serve",
-                "--host",
-                HOST,
-                "--port",
-                str(port),
-                "--grpc-port",
-                str(grpc_port),
-            ],
-            capture_output=True,
-            text=True,
+        result = run_cli(
+            *("serve", "--host", HOST, "--port", str(port), "--grpc-port", str(grpc_port)),
             timeout=60,
-            env=clean_env(),
             cwd=REPO,
-            check=False,
         )
     assert result.returncode == 2, result.stderr
     assert result.stderr == f"error: --grpc-port {grpc_port}: is already in use on {HOST}\n"
     assert time.monotonic() - started < 30
     # The process is gone (run() waited for it) and so is its HTTP listener.
-    assert _refused(HOST, port)
+    assert not accepts(HOST, port)
 
 
 def _start(tmp_path: Path, env: dict[str, str], *, without_grpc: bool = False) -> ServeProcess:
@@ -169,31 +148,15 @@ def _start(tmp_path: Path, env: dict[str, str], *, without_grpc: bool = False) -
     port = free_port(HOST)
     log_path = tmp_path / "serve.log"
     program = ["-c", _WITHOUT_GRPC] if without_grpc else ["-m", "podtally"]
+    argv = [sys.executable, *program, "serve", "--host", HOST, "--port", str(port)]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                *program,
-                "serve",
-                "--host",
-                HOST,
-                "--port",
-                str(port),
-                "--drain-seconds",
-                "0",
-            ],
+            [*argv, "--drain-seconds", "0"],
             stdout=subprocess.DEVNULL,
             stderr=log,
             env=env,
         )
-    replica = ServeProcess(proc, HOST, port, log_path)
-    deadline = time.monotonic() + 30
-    while not any(e["event"] == "ready" for e in replica.events()):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            replica.stop()
-            pytest.fail(f"serve never became ready: {log_path.read_text()}")
-        time.sleep(0.05)
-    return replica
+    return ServeProcess(proc, HOST, port, log_path).wait_ready(by_log=True)
 
 
 def _default_env() -> dict[str, str]:
@@ -209,7 +172,7 @@ def test_without_the_extra_a_real_replica_serves_http(tmp_path: Path) -> None:
         assert replica.get("/")[2].startswith(b"Pod: grpc-default\n")
         grpc_events = [e for e in replica.events() if e["event"] == "grpc"]
         assert [e["listen"] for e in grpc_events] == [None], grpc_events
-        assert _refused(HOST, 9090)
+        assert not accepts(HOST, 9090)
         replica.signal()
         assert replica.wait() == 0
     finally:
@@ -222,7 +185,7 @@ def test_the_default_starts_grpc_on_9090(tmp_path: Path) -> None:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    if not _refused(HOST, 9090):
+    if accepts(HOST, 9090):
         pytest.fail(f"{HOST}:9090 is taken: run the tests in a private network namespace")
     replica = _start(tmp_path, _default_env())
     try:

@@ -19,12 +19,10 @@ are checked the same way. The replica listens on 127.0.0.22, on a port the kerne
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -87,15 +85,7 @@ def _serve(venv: Path, tmp_path: Path) -> ServeProcess:
             env=env,
             cwd=tmp_path,
         )
-    replica = ServeProcess(proc, HOST, port, log_path)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        with contextlib.suppress(OSError):
-            if replica.get("/readyz")[0] == 200:
-                return replica
-        time.sleep(0.05)
-    replica.stop()
-    pytest.fail(f"the installed podtally never became ready: {log_path.read_text()}")
+    return ServeProcess(proc, HOST, port, log_path).wait_ready()
 
 
 def _grpc_health(host: str, port: int) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-from tests.support import STACK_HOSTS, free_ports
+from tests.support import STACK_HOSTS, free_ports, wait_until
 
 from podtally.local import Stack, StackConfig, down, up
 from podtally.local import processes as proc
@@ -117,13 +117,12 @@ class Load:
 
     def wait_for(self, requests: int, timeout: float = 30.0) -> None:
         """Block until at least ``requests`` answers came back (so the load is really on)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def answered() -> bool:
             with self._lock:
-                if self.result.ok + len(self.result.failures) >= requests:
-                    return
-            time.sleep(0.01)
-        raise AssertionError(f"the load loop did not reach {requests} requests in {timeout} s")
+                return self.result.ok + len(self.result.failures) >= requests
+
+        wait_until(answered, f"the load loop at {requests} requests", seconds=timeout, pause=0.01)
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()

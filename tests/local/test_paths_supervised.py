@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from tests.local.localstack_helpers import every_path_ports, running_stack, stack_config
 from tests.local.test_paths import _plain, _pods, _secure
-from tests.local.test_supervisor import eventually, kill, supervised
+from tests.local.test_supervisor import kill, supervised
+from tests.support import wait_until
 
 from podtally.local import Stack, status
 
@@ -40,7 +41,7 @@ def test_a_replacement_answers_on_every_path(stack: Stack) -> None:
             and all(r.running and r.health == "UP" for r in now)
         )
 
-    eventually(replaced, 30, "the killed replica replaced and UP")
+    wait_until(replaced, "the killed replica replaced and UP", seconds=30, pause=0.1)
     pods = {r.pod for r in status(NAME, run_dir=stack.run_dir).replicas}
     with _secure(stack, stack.config.grpc_port) as channel:
         assert set(_pods(channel, 6)) == pods

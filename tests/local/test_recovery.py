@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from tests.local.localstack_helpers import (
     stack_config,
     stack_processes,
 )
-from tests.support import clean_env, run_cli
+from tests.support import clean_env, run_cli, wait_until
 
 from podtally.errors import NotRunningError, PodtallyError
 from podtally.local import AlreadyUpError, Stack, down, rundir, scale, status, up
@@ -76,15 +75,6 @@ def finish(process: subprocess.Popen[str], timeout: float = 90) -> tuple[str, st
             process.wait()
 
 
-def wait_for(condition: object, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"never happened within {timeout} s: {what}")
-
-
 def one_error_line(stderr: str) -> str:
     """The last stderr line, which must be the only ``error:`` line, and no traceback."""
     assert "Traceback" not in stderr, stderr
@@ -111,7 +101,7 @@ def kill_replica(root: Path, stack: Stack, index: int) -> str:
         now = status(NAME, run_dir=root / NAME)
         return any(r.pod == victim.pod and r.health == "DOWN" for r in now.replicas)
 
-    wait_for(down_in_haproxy, f"HAProxy marks {victim.pod} DOWN")
+    wait_until(down_in_haproxy, f"HAProxy marking {victim.pod} DOWN")
     return victim.pod
 
 
@@ -216,7 +206,7 @@ def test_signal_during_scale_up_rolls_back_cleanly(root: Path, sig: signal.Signa
             state = st.load(root / NAME)
             return state is not None and len(state.replicas) >= 4
 
-        wait_for(recorded, "new replicas recorded")
+        wait_until(recorded, "new replicas recorded")
         process.send_signal(sig)
     finally:
         _, err = finish(process)

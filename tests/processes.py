@@ -1,5 +1,5 @@
-"""Small process helpers shared by the balancer fixtures: find a binary, run a server until it
-listens, stop."""
+"""Small process helpers shared by the fixtures that run servers (HAProxy, nginx, replicas): find a
+binary, run a server until it listens, stop it, and take it down with the test process."""
 
 from __future__ import annotations
 
@@ -7,14 +7,13 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
-from tests.support import wait_until
+from tests.support import accepts, wait_until
 
 
 def die_with_parent(signal_name: str = "KILL") -> list[str]:
@@ -44,22 +43,22 @@ def wait_listening(
     proc: subprocess.Popen[bytes], host: str, port: int, log: Path, seconds: float = 10.0
 ) -> None:
     """Return once ``host:port`` accepts a connection; fail with the log if the process died."""
-
-    def accepts() -> bool:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-
-    wait_until(
-        accepts, f"listening on {host}:{port}", seconds=seconds, proc=proc, log=log, pause=0.02
-    )
+    what = f"listening on {host}:{port}"
+    wait_until(lambda: accepts(host, port), what, seconds=seconds, proc=proc, log=log, pause=0.02)
 
 
 @contextlib.contextmanager
 def listening(
-    argv: Sequence[str], host: str, port: int, log: Path, *, output_to_log: bool = True
+    argv: Sequence[str],
+    host: str,
+    port: int,
+    log: Path,
+    *,
+    output_to_log: bool = True,
+    seconds: float = 10.0,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``argv`` (its stderr, and its stdout unless ``output_to_log`` is off, to ``log``)
-    until ``host:port`` accepts; stop it on exit."""
+    until ``host:port`` accepts (within ``seconds``); stop it on exit."""
     with log.open("ab") as stderr:
         proc = subprocess.Popen(
             argv,
@@ -68,7 +67,7 @@ def listening(
             stderr=stderr,
         )
     try:
-        wait_listening(proc, host, port, log)
+        wait_listening(proc, host, port, log, seconds)
         yield proc
     finally:
         stop(proc)
