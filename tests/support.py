@@ -94,6 +94,27 @@ class ServeProcess:
     log_path: Path
     _closed: bool = field(default=False, repr=False)
 
+    @classmethod
+    def spawn(
+        cls,
+        argv: Sequence[str | Path],
+        host: str,
+        port: int,
+        log_path: Path,
+        env: Mapping[str, str],
+        cwd: Path | None = None,
+    ) -> ServeProcess:
+        """Start ``argv`` (a ``serve`` listening on ``host:port``), its stderr to ``log_path``."""
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [str(arg) for arg in argv],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                env=dict(env),
+                cwd=cwd,
+            )
+        return cls(proc, host, port, log_path)
+
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
@@ -237,14 +258,8 @@ def start_serve(
 ) -> ServeProcess:
     port = port or free_port(host)
     log_path = tmp_path / f"serve-{host}-{port}.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            serve_argv(host, port, drain_seconds, *args),
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            env=clean_env(env),
-        )
-    server = ServeProcess(proc, host, port, log_path)
+    argv = serve_argv(host, port, drain_seconds, *args)
+    server = ServeProcess.spawn(argv, host, port, log_path, clean_env(env))
     return server.wait_ready() if wait_ready else server
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -149,14 +148,8 @@ def _start(tmp_path: Path, env: dict[str, str], *, without_grpc: bool = False) -
     log_path = tmp_path / "serve.log"
     program = ["-c", _WITHOUT_GRPC] if without_grpc else ["-m", "podtally"]
     argv = [sys.executable, *program, "serve", "--host", HOST, "--port", str(port)]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [*argv, "--drain-seconds", "0"],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            env=env,
-        )
-    return ServeProcess(proc, HOST, port, log_path).wait_ready(by_log=True)
+    replica = ServeProcess.spawn([*argv, "--drain-seconds", "0"], HOST, port, log_path, env)
+    return replica.wait_ready(by_log=True)
 
 
 def _default_env() -> dict[str, str]:

@@ -77,15 +77,8 @@ def _serve(venv: Path, tmp_path: Path) -> ServeProcess:
     env.pop("PODTALLY_GRPC_PORT", None)  # serve's own default, 9090
     port = free_port(HOST)
     cmd = [venv / "bin" / "podtally", "serve", "--host", HOST, "--port", str(port)]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [*cmd, "--drain-seconds", "0"],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            env=env,
-            cwd=tmp_path,
-        )
-    return ServeProcess(proc, HOST, port, log_path).wait_ready()
+    argv = [*cmd, "--drain-seconds", "0"]
+    return ServeProcess.spawn(argv, HOST, port, log_path, env, cwd=tmp_path).wait_ready()
 
 
 def _grpc_health(host: str, port: int) -> str:
