@@ -219,8 +219,8 @@ def stack_config(
 def every_path_ports() -> dict[str, int]:
     """Ports for a stack with every path on (HTTP, HTTPS, stats, gRPC, the Service's HTTP and
     gRPC), from the kernel, each free on HAProxy's and every replica's address."""
-    names = ("http_port", "https_port", "stats_port", "grpc_port")
-    names += ("service_port", "service_grpc_port")
+    names = ["http_port", "https_port", "stats_port", "grpc_port", "service_port"]
+    names.append("service_grpc_port")
     return dict(zip(names, free_ports(len(names), STACK_HOSTS), strict=True))
 
 
