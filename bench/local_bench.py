@@ -152,15 +152,8 @@ def kill_one_and_wait_down(run_dir: Path) -> None:
 
 def one_round(args: argparse.Namespace, run_dir: Path) -> Round:
     result = Round()
-    config = StackConfig(
-        name=NAME,
-        replicas=3,
-        http_port=HTTP,
-        https_port=HTTPS,
-        stats_port=STATS,
-        run_dir=run_dir,
-        drain_seconds=args.drain_seconds,
-    )
+    ports = {"http_port": HTTP, "https_port": HTTPS, "stats_port": STATS}
+    config = StackConfig(name=NAME, run_dir=run_dir, drain_seconds=args.drain_seconds, **ports)
     load: Load | None = None
     try:
         t0 = time.monotonic()

@@ -1,4 +1,5 @@
-"""Test support: real `podtally serve` processes on loopback, a clean environment, free ports."""
+"""Test support: real `podtally serve` processes on loopback, a clean environment, free ports,
+and the one wait-until loop every test that waits for a process uses."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -41,6 +42,14 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env["PODTALLY_IMDS_ENDPOINT"] = "off"
     env.update(extra or {})
     return env
+
+
+def accepts(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Something accepts TCP connections on ``host:port`` now (a bind test would trip on
+    TIME_WAIT)."""
+    with socket.socket() as s:
+        s.settimeout(timeout)
+        return s.connect_ex((host, port)) == 0
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -85,6 +94,27 @@ class ServeProcess:
     log_path: Path
     _closed: bool = field(default=False, repr=False)
 
+    @classmethod
+    def spawn(
+        cls,
+        argv: Sequence[str | Path],
+        host: str,
+        port: int,
+        log_path: Path,
+        env: Mapping[str, str],
+        cwd: Path | None = None,
+    ) -> ServeProcess:
+        """Start ``argv`` (a ``serve`` listening on ``host:port``), its stderr to ``log_path``."""
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [str(arg) for arg in argv],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                env=dict(env),
+                cwd=cwd,
+            )
+        return cls(proc, host, port, log_path)
+
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
@@ -106,11 +136,7 @@ class ServeProcess:
             return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
 
     def events(self) -> list[dict[str, object]]:
-        out = []
-        for line in self.log_path.read_text().splitlines():
-            with contextlib.suppress(ValueError):
-                out.append(json.loads(line))
-        return out
+        return log_events(self.log_path)
 
     def signal(self, signum: int = signal.SIGTERM) -> None:
         self.proc.send_signal(signum)
@@ -122,6 +148,103 @@ class ServeProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+    def wait_ready(self, *, by_log: bool = False, seconds: float = 30.0) -> ServeProcess:
+        """Return this replica once /readyz answers 200 (``by_log``: once it logs its ``ready``
+        event); stop it and fail if it exits first or never gets there."""
+
+        def ready() -> bool:
+            if by_log:
+                return any(e.get("event") == "ready" for e in self.events())
+            return self.get("/readyz")[0] == 200
+
+        try:
+            wait_until(ready, "serve ready", seconds=seconds, proc=self.proc, log=self.log_path)
+        except AssertionError:
+            self.stop()
+            raise
+        return self
+
+
+def serve_argv(host: str, port: int, drain_seconds: float, *args: str) -> list[str]:
+    """``python -m podtally serve`` on ``host:port`` with gRPC off, then ``args``.
+
+    serve's default gRPC port is 9090, and many replicas share loopback here: off, unless the
+    caller's ``args`` say otherwise (click takes the last one).
+    """
+    return [
+        sys.executable,
+        "-m",
+        "podtally",
+        "serve",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--drain-seconds",
+        str(drain_seconds),
+        "--grpc-port",
+        "0",
+        *args,
+    ]
+
+
+def log_events(path: Path) -> list[dict[str, object]]:
+    """The JSON events a replica logged to ``path`` (other lines skipped)."""
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            event = json.loads(line)
+            if isinstance(event, dict):
+                out.append(event)
+    return out
+
+
+def wait_until(
+    done: Callable[[], bool],
+    what: str,
+    *,
+    seconds: float = 30.0,
+    proc: subprocess.Popen[Any] | None = None,
+    log: Path | None = None,
+    pause: float = 0.05,
+) -> float:
+    """Poll ``done()`` until it is true (an ``OSError`` from it counts as not yet); return the
+    seconds that took.
+
+    Fail with ``what`` (and ``log``'s text) if ``proc`` exits first or ``seconds`` pass: every
+    wait in the tests is bounded, and says what it waited for.
+    """
+    start = time.monotonic()
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"{what}: exited with {proc.returncode}: {read_log(log)}")
+        with contextlib.suppress(OSError):
+            if done():
+                return time.monotonic() - start
+        if time.monotonic() - start > seconds:
+            raise AssertionError(f"{what}: not after {seconds:g} s: {read_log(log)}")
+        time.sleep(pause)
+
+
+def read_log(path: Path | None) -> str:
+    if path is None:
+        return "(no log)"
+    try:
+        return path.read_text(errors="replace").strip()
+    except FileNotFoundError:
+        return "(no log)"
+
+
+@contextlib.contextmanager
+def stopped_on_failure(servers: list[ServeProcess]) -> Iterator[list[ServeProcess]]:
+    """Stop every server started so far if starting the next one fails."""
+    try:
+        yield servers
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
 
 
 def start_serve(
@@ -135,42 +258,32 @@ def start_serve(
 ) -> ServeProcess:
     port = port or free_port(host)
     log_path = tmp_path / f"serve-{host}-{port}.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "podtally",
-                "serve",
-                "--host",
-                host,
-                "--port",
-                str(port),
-                "--drain-seconds",
-                str(drain_seconds),
-                # serve's default gRPC port is 9090, and many replicas share loopback here: off,
-                # unless a test's own args say otherwise (click takes the last one).
-                "--grpc-port",
-                "0",
-                *args,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            env=clean_env(env),
-        )
-    server = ServeProcess(proc, host, port, log_path)
-    if wait_ready:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise AssertionError(f"serve exited early: {log_path.read_text()}")
-            with contextlib.suppress(OSError):
-                if server.get("/readyz")[0] == 200:
-                    return server
-            time.sleep(0.05)
-        server.stop()
-        raise AssertionError(f"serve never became ready: {log_path.read_text()}")
-    return server
+    argv = serve_argv(host, port, drain_seconds, *args)
+    server = ServeProcess.spawn(argv, host, port, log_path, clean_env(env))
+    return server.wait_ready() if wait_ready else server
+
+
+def run_captured(
+    argv: Sequence[str | Path],
+    *,
+    stdin: str | None = None,
+    timeout: float = 30.0,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` to the end (bounded by ``timeout``), its output captured as text; the exit
+    status is the caller's to check."""
+    return subprocess.run(
+        [str(arg) for arg in argv],
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=None if env is None else dict(env),
+        cwd=cwd,
+    )
 
 
 def run_cli(

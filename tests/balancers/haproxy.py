@@ -7,13 +7,12 @@
 from __future__ import annotations
 
 import contextlib
-import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
-from tests.balancers.processes import binary, die_with_parent, stop, wait_listening
-from tests.balancers.truth import Backend, Balancer, Truth, shares_from_weights
+from tests.balancers.truth import Backend, Balancer, Truth
+from tests.processes import binary, die_with_parent, listening
 from tests.support import free_port
 
 Method = Literal["roundrobin", "random", "leastconn", "source"]
@@ -47,18 +46,11 @@ def render(port: int, method: Method, backends: Sequence[Backend]) -> str:
 def truth_of(method: Method, backends: Sequence[Backend]) -> Truth:
     weights = ":".join(str(b.weight) for b in backends)
     if method == "source":
-        return Truth(
-            unit="client",
-            shares=None,
-            one_pod_per_client=True,
-            summary=f"HAProxy balance source (weights {weights}): one client address, one pod",
+        return Truth.per_client(
+            f"HAProxy balance source (weights {weights}): one client address, one pod"
         )
-    return Truth(
-        unit="request",
-        shares=shares_from_weights(backends),
-        exact=method == "roundrobin",
-        summary=f"HAProxy balance {method} (weights {weights}), a choice per request",
-    )
+    summary = f"HAProxy balance {method} (weights {weights}), a choice per request"
+    return Truth.per_request(backends, summary, exact=method == "roundrobin")
 
 
 @contextlib.contextmanager
@@ -72,22 +64,7 @@ def backend(
     directory.mkdir(parents=True)
     config = render(port, method, backends)
     (directory / "haproxy.cfg").write_text(config)
-    log = directory / "haproxy.log"
-    with log.open("ab") as stderr:
-        proc = subprocess.Popen(
-            [*die_with_parent(), haproxy, "-db", "-f", str(directory / "haproxy.cfg")],
-            stdin=subprocess.DEVNULL,
-            stdout=stderr,
-            stderr=stderr,
-        )
-    try:
-        wait_listening(proc, LISTEN_HOST, port, log)
-        yield Balancer(
-            name=f"haproxy-{method}",
-            url=f"http://{LISTEN_HOST}:{port}/",
-            backends=tuple(backends),
-            truth=truth_of(method, backends),
-            config=config,
-        )
-    finally:
-        stop(proc)
+    argv = [*die_with_parent(), haproxy, "-db", "-f", str(directory / "haproxy.cfg")]
+    truth = truth_of(method, backends)
+    with listening(argv, LISTEN_HOST, port, directory / "haproxy.log"):
+        yield Balancer.http(f"haproxy-{method}", LISTEN_HOST, port, backends, truth, config)

@@ -37,8 +37,9 @@ from pathlib import Path
 import pytest
 
 from tests.balancers import replicas
-from tests.balancers.processes import die_with_parent
 from tests.balancers.truth import Backend, Balancer, Truth
+from tests.processes import die_with_parent
+from tests.support import run_captured
 
 SERVICE = "balancers/web:http"  # namespace/name:port, as kube-proxy names a service port
 PROTOCOL = "tcp"
@@ -102,14 +103,7 @@ class Namespace:
     def run(
         self, argv: Sequence[str], stdin: str | None = None
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [*self.prefix, *argv],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
+        return run_captured([*self.prefix, *argv], stdin=stdin)
 
     def check(self, argv: Sequence[str], stdin: str | None = None) -> str:
         done = self.run(argv, stdin)

@@ -8,13 +8,12 @@ another pod that would bend the counts.
 from __future__ import annotations
 
 import contextlib
-import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
-from tests.balancers.processes import binary, die_with_parent, stop, wait_listening
-from tests.balancers.truth import Backend, Balancer, Truth, shares_from_weights
+from tests.balancers.truth import Backend, Balancer, Truth
+from tests.processes import binary, die_with_parent, listening
 from tests.support import free_port
 
 # "round_robin" is nginx's default (no directive in the upstream block).
@@ -65,20 +64,13 @@ def truth_of(method: Method, backends: Sequence[Backend]) -> Truth:
     detail = f"weights {weights}" + (f", {', '.join(down)} down" if down else "")
     if method == "ip_hash":
         # ip_hash hashes the first three octets of an IPv4 client: one client, one pod.
-        return Truth(
-            unit="client",
-            shares=None,
-            one_pod_per_client=True,
-            summary=f"nginx ip_hash ({detail}): every request of one client address to one pod",
+        return Truth.per_client(
+            f"nginx ip_hash ({detail}): every request of one client address to one pod"
         )
-    return Truth(
-        unit="request",
-        shares=shares_from_weights(backends),
-        # Smooth weighted round robin is a fixed schedule; least_conn with one request at a time
-        # always sees a tie (no open connections) and breaks it by that same round robin.
-        exact=method in ("round_robin", "least_conn"),
-        summary=f"nginx {method.replace('_', ' ')} ({detail}), a choice per request",
-    )
+    summary = f"nginx {method.replace('_', ' ')} ({detail}), a choice per request"
+    # Smooth weighted round robin is a fixed schedule; least_conn with one request at a time
+    # always sees a tie (no open connections) and breaks it by that same round robin.
+    return Truth.per_request(backends, summary, exact=method in ("round_robin", "least_conn"))
 
 
 @contextlib.contextmanager
@@ -104,18 +96,6 @@ def upstream(
         "-e",
         str(log),
     ]
-    with log.open("ab") as stderr:
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr
-        )
-    try:
-        wait_listening(proc, LISTEN_HOST, port, log)
-        yield Balancer(
-            name=f"nginx-{method}",
-            url=f"http://{LISTEN_HOST}:{port}/",
-            backends=tuple(backends),
-            truth=truth_of(method, backends),
-            config=config,
-        )
-    finally:
-        stop(proc)
+    truth = truth_of(method, backends)
+    with listening(argv, LISTEN_HOST, port, log, output_to_log=False):
+        yield Balancer.http(f"nginx-{method}", LISTEN_HOST, port, backends, truth, config)

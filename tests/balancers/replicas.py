@@ -7,16 +7,14 @@ and inside a private network namespace, where this process cannot connect.
 from __future__ import annotations
 
 import contextlib
-import json
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.balancers.processes import die_with_parent
-from tests.support import clean_env
+from tests.processes import die_with_parent
+from tests.support import clean_env, log_events, serve_argv, wait_until
 
 READY_SECONDS = 30.0
 
@@ -72,11 +70,7 @@ class Replica:
         return self.log_path.read_text(errors="replace")
 
     def ready(self) -> bool:
-        for line in self.log().splitlines():
-            with contextlib.suppress(ValueError):
-                if json.loads(line).get("event") == "ready":
-                    return True
-        return False
+        return any(event.get("event") == "ready" for event in log_events(self.log_path))
 
 
 def _stop(replicas: Sequence[Replica]) -> None:
@@ -102,40 +96,23 @@ def running(
             log_path = tmp / f"serve-{spec.pod}.log"
             with log_path.open("wb") as log:
                 proc = subprocess.Popen(
-                    [
-                        *die_with_parent(),
-                        *prefix,
-                        sys.executable,
-                        "-m",
-                        "podtally",
-                        "serve",
-                        "--host",
-                        spec.host,
-                        "--port",
-                        str(spec.port),
-                        "--drain-seconds",
-                        "0",
-                        "--grpc-port",  # replicas share loopback: not all on 9090
-                        "0",
-                    ],
+                    [*die_with_parent(), *prefix, *serve_argv(spec.host, spec.port, 0)],
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.DEVNULL,
                     stderr=log,
                     env=clean_env(spec.env()),
                 )
             replicas.append(Replica(spec, proc, log_path))
+        # All were started at once: one deadline for the lot.
         deadline = time.monotonic() + READY_SECONDS
-        waiting = list(replicas)
-        while waiting:
-            for replica in list(waiting):
-                if replica.proc.poll() is not None:
-                    raise AssertionError(f"{replica.spec.pod} exited early: {replica.log()}")
-                if replica.ready():
-                    waiting.remove(replica)
-            if waiting and time.monotonic() > deadline:
-                pods = ", ".join(r.spec.pod for r in waiting)
-                raise AssertionError(f"not ready after {READY_SECONDS:g} s: {pods}")
-            time.sleep(0.05)
+        for replica in replicas:
+            wait_until(
+                replica.ready,
+                f"{replica.spec.pod} ready",
+                seconds=max(0.0, deadline - time.monotonic()),
+                proc=replica.proc,
+                log=replica.log_path,
+            )
         yield replicas
     finally:
         _stop(replicas)

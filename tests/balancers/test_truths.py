@@ -71,12 +71,11 @@ def test_balancer_produces_its_truth(balancer: Balancer) -> None:
         assert tally.pods_per_connection() == [1] * 30, tally.per_connection
 
 
-@pytest.mark.parametrize("name", ["nginx_round_robin", "haproxy_roundrobin", "nginx_random"])
-def test_an_l7_proxy_balances_each_request_of_one_connection(
-    name: str, request: pytest.FixtureRequest
-) -> None:
+@pytest.mark.parametrize(
+    "balancer", ["nginx_round_robin", "haproxy_roundrobin", "nginx_random"], indirect=["balancer"]
+)
+def test_an_l7_proxy_balances_each_request_of_one_connection(balancer: Balancer) -> None:
     """Per-request balancers: one kept-alive connection still reaches every pod."""
-    balancer: Balancer = request.getfixturevalue(name)
     assert balancer.truth.unit == "request"
     tally = balancer.count(connections=1, requests_per_connection=60)
     assert not tally.failures, tally.failures[:3]

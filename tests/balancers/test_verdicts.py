@@ -36,7 +36,7 @@ def decision(document: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("name", "extra"),
+    ("balancer", "extra"),
     [
         ("nginx_round_robin", ()),
         ("nginx_random", ()),
@@ -45,11 +45,9 @@ def decision(document: dict[str, Any]) -> dict[str, Any]:
         ("nginx_least_conn", ("-c", "1")),
         ("haproxy_roundrobin", ()),
     ],
+    indirect=["balancer"],
 )
-def test_an_even_balancer_is_proved_even(
-    name: str, extra: tuple[str, ...], request: pytest.FixtureRequest
-) -> None:
-    balancer: Balancer = request.getfixturevalue(name)
+def test_an_even_balancer_is_proved_even(balancer: Balancer, extra: tuple[str, ...]) -> None:
     code, doc = verify(balancer, "--expect-pods", "3", *extra)
     assert (code, decision(doc)["verdict"]) == (0, "even"), doc["verdict"]["summary"]
     assert decision(doc)["mode"] == "sequential"
@@ -57,11 +55,8 @@ def test_an_even_balancer_is_proved_even(
     assert "within ±20% of 1/3" in doc["verdict"]["summary"]
 
 
-@pytest.mark.parametrize("name", ["nginx_ip_hash", "haproxy_source"])
-def test_a_balancer_that_sends_everything_to_one_pod_never_passes(
-    name: str, request: pytest.FixtureRequest
-) -> None:
-    balancer: Balancer = request.getfixturevalue(name)
+@pytest.mark.parametrize("balancer", ["nginx_ip_hash", "haproxy_source"], indirect=["balancer"])
+def test_a_balancer_that_sends_everything_to_one_pod_never_passes(balancer: Balancer) -> None:
     code, doc = verify(balancer)
     assert code == 1
     assert decision(doc)["verdict"] == "inconclusive"
@@ -72,11 +67,10 @@ def test_a_balancer_that_sends_everything_to_one_pod_never_passes(
     assert "only 1 of 3 expected pods answered" in doc["verdict"]["summary"]
 
 
-@pytest.mark.parametrize("name", ["nginx_weighted", "haproxy_weighted"])
+@pytest.mark.parametrize("balancer", ["nginx_weighted", "haproxy_weighted"], indirect=["balancer"])
 def test_weights_2_1_1_are_uneven_against_equal_and_even_against_their_split(
-    name: str, request: pytest.FixtureRequest
+    balancer: Balancer,
 ) -> None:
-    balancer: Balancer = request.getfixturevalue(name)
     code, doc = verify(balancer)
     assert (code, decision(doc)["verdict"]) == (1, "uneven"), doc["verdict"]["summary"]
     assert "web-a" in doc["verdict"]["summary"]

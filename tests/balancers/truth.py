@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from tests.balancers import counting
-from tests.support import REPO, clean_env
+from tests.support import REPO, clean_env, run_captured
 
 # What one independent draw is: each request (an L7 proxy choosing per request), each new
 # connection (kube-proxy's DNAT, kept by conntrack), or each client address (ip_hash, source).
@@ -54,6 +54,17 @@ class Truth:
     one_pod_per_connection: bool = False
     summary: str = ""
 
+    @classmethod
+    def per_client(cls, summary: str) -> Truth:
+        """A hash of the client address picks the pod: one client, one pod, no shares."""
+        return cls(unit="client", shares=None, one_pod_per_client=True, summary=summary)
+
+    @classmethod
+    def per_request(cls, backends: Sequence[Backend], summary: str, exact: bool) -> Truth:
+        """A choice per request by the servers' weights (``exact``: a fixed schedule)."""
+        shares = shares_from_weights(backends)
+        return cls(unit="request", shares=shares, exact=exact, summary=summary)
+
 
 def shares_from_weights(backends: Sequence[Backend]) -> dict[str, float]:
     """Weight over the total weight of the servers that are up; 0 for a server marked down."""
@@ -71,6 +82,13 @@ class Balancer:
     truth: Truth
     prefix: tuple[str, ...] = ()
     config: str = ""  # the configuration or rules as written, for failure messages
+
+    @classmethod
+    def http(
+        cls, name: str, host: str, port: int, backends: Sequence[Backend], truth: Truth, config: str
+    ) -> Balancer:
+        """A balancer that listens for plain HTTP on ``host:port``, reachable from here."""
+        return cls(name, f"http://{host}:{port}/", tuple(backends), truth, config=config)
 
     @property
     def pods(self) -> tuple[str, ...]:
@@ -92,16 +110,10 @@ class Balancer:
         self, argv: Sequence[str], timeout: float = 60.0, check: bool = False
     ) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` where the client must run (inside the namespace, if any)."""
-        return subprocess.run(
-            [*self.prefix, *argv],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=check,
-            env=clean_env(),
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,
-        )
+        done = run_captured([*self.prefix, *argv], timeout=timeout, env=clean_env(), cwd=REPO)
+        if check:
+            done.check_returncode()
+        return done
 
     def podtally(self, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
         """``podtally ARGS`` as a user would run it, from where the URL is reachable."""

@@ -19,10 +19,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.local.localstack_helpers import free_base
+from tests.local.localstack_helpers import running_stack, stack_config
 from tests.support import run_cli
 
-from podtally.local import Stack, StackConfig, down, up
+from podtally.local import Stack
 from podtally.service.routes import pod_colour
 
 HERE = Path(__file__).resolve().parent
@@ -65,21 +65,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         pytest.skip(missing)
     ARTIFACTS.mkdir(exist_ok=True)
     root = tmp_path_factory.mktemp("browser")
-    base = free_base()
-    config = StackConfig(
-        name=NAME,
-        replicas=3,
-        http_port=base,
-        https_port=base + 1,
-        stats_port=base + 2,
-        run_dir=root / NAME,
-        drain_seconds=0.5,
-    )
-    started = up(config)
-    try:
+    with running_stack(stack_config(root / NAME)) as started:
         yield started
-    finally:
-        down(NAME, run_dir=root / NAME)
 
 
 def test_the_report_in_a_browser(stack: Stack, tmp_path: Path) -> None:

@@ -25,6 +25,15 @@ class Ran:
 Run = Callable[..., Ran]
 
 
+def one_error_line(ran: Ran, code: int = 2) -> str:
+    """The single ``error: ...`` line of a failed run (exit ``code``, nothing on stdout)."""
+    assert ran.code == code, ran
+    assert ran.out == ""
+    assert ran.err.count("\n") == 1 and ran.err.startswith("error: "), ran.err
+    assert "Traceback" not in ran.err
+    return ran.err.rstrip("\n")
+
+
 @pytest.fixture
 def podtally() -> Run:
     def run(*args: str, env: Mapping[str, str] | None = None) -> Ran:

@@ -18,7 +18,7 @@ from podtally.k8s.gateway import render_with_gateway
 from podtally.k8s.traffic import with_traffic_distribution
 from podtally.k8s.verify_job import verify_objects
 from podtally.spec import AppSpec
-from tests.cli.conftest import Ran, Run
+from tests.cli.conftest import Ran, Run, one_error_line
 from tests.k8s.helpers import ARN, DIGEST_IMAGE
 from tests.k8s.helpers import podtally as podtally_process
 
@@ -39,15 +39,6 @@ def _validate(objs: list[dict[str, Any]]) -> None:
         if obj["apiVersion"].startswith("gateway."):
             continue  # Gateway API and AWS CRDs: not in Kubernetes' own schemas
         kubernetes_validate.validate(obj, "1.35", strict=True)
-
-
-def _one_error_line(ran: Ran) -> str:
-    assert ran.code == 2, (ran.code, ran.err)
-    assert ran.out == ""
-    lines = ran.err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), ran.err
-    assert "Traceback" not in ran.err
-    return lines[0]
 
 
 def test_verify_job_is_the_library_s_objects(podtally: Run) -> None:
@@ -124,51 +115,43 @@ def test_help_shows_the_defaults(podtally: Run) -> None:
         assert expected in text, expected
 
 
-@pytest.mark.parametrize(
-    ("args", "expected"),
-    [
-        (
-            ["--gateway"],
-            "error: --gateway: the Gateway API option needs the eks profile",
-        ),
-        (
-            ["--profile", "gke", "--gateway"],
-            "error: invalid value for '--profile': 'gke' is not one of 'generic', 'eks'",
-        ),
-        (
-            ["--traffic-distribution", "PreferFarAway"],
-            "error: invalid value for '--traffic-distribution': 'PreferFarAway' is not one of",
-        ),
-        (["--requests", "5"], "error: --requests only applies with --verify-job"),
-        (["--deadline-seconds", "60"], "error: --deadline-seconds only applies with --verify-job"),
-        (["--verify-job", "--gateway"], "error: --gateway shapes the app's objects"),
-        (
-            ["--verify-job", "--traffic-distribution", "PreferSameZone"],
-            "error: --traffic-distribution shapes the app's objects",
-        ),
-        (
-            ["--verify-job", "--deadline-seconds", "5"],
-            "error: --deadline-seconds 5: must be between 10 and 3600 seconds",
-        ),
-        (["--verify-job", "-n", "0"], "error: --requests 0: must be at least 1"),
-        (["--verify-job", "-n", "many"], "error: invalid value for '-n' / '--requests'"),
-    ],
-    ids=[
-        "gateway-generic",
-        "unknown-profile",
-        "unknown-distribution",
-        "requests-without-job",
-        "deadline-without-job",
-        "job-with-gateway",
-        "job-with-distribution",
-        "deadline-too-short",
-        "zero-requests",
-        "requests-not-a-number",
-    ],
-)
+# What `podtally manifests ARGS` must say, after "error: ", by case.
+BAD_INPUT: dict[str, tuple[list[str], str]] = {
+    "gateway-generic": (["--gateway"], "--gateway: the Gateway API option needs the eks profile"),
+    "unknown-profile": (
+        ["--profile", "gke", "--gateway"],
+        "invalid value for '--profile': 'gke' is not one of 'generic', 'eks'",
+    ),
+    "unknown-distribution": (
+        ["--traffic-distribution", "PreferFarAway"],
+        "invalid value for '--traffic-distribution': 'PreferFarAway' is not one of",
+    ),
+    "requests-without-job": (["--requests", "5"], "--requests only applies with --verify-job"),
+    "deadline-without-job": (
+        ["--deadline-seconds", "60"],
+        "--deadline-seconds only applies with --verify-job",
+    ),
+    "job-with-gateway": (["--verify-job", "--gateway"], "--gateway shapes the app's objects"),
+    "job-with-distribution": (
+        ["--verify-job", "--traffic-distribution", "PreferSameZone"],
+        "--traffic-distribution shapes the app's objects",
+    ),
+    "deadline-too-short": (
+        ["--verify-job", "--deadline-seconds", "5"],
+        "--deadline-seconds 5: must be between 10 and 3600 seconds",
+    ),
+    "zero-requests": (["--verify-job", "-n", "0"], "--requests 0: must be at least 1"),
+    "requests-not-a-number": (
+        ["--verify-job", "-n", "many"],
+        "invalid value for '-n' / '--requests'",
+    ),
+}
+
+
+@pytest.mark.parametrize(("args", "expected"), list(BAD_INPUT.values()), ids=list(BAD_INPUT))
 def test_bad_input_is_one_line_exit_2(podtally: Run, args: list[str], expected: str) -> None:
-    line = _one_error_line(podtally("manifests", *args))
-    assert line.startswith(expected), line
+    line = one_error_line(podtally("manifests", *args))
+    assert line.startswith(f"error: {expected}"), line
 
 
 def test_environment_does_not_count_as_a_misplaced_option(podtally: Run) -> None:

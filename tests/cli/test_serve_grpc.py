@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from podtally.service.config import ServeConfig
-from tests.cli.conftest import Ran, Run
-from tests.support import REPO, ServeProcess, clean_env, free_port
+from tests.cli.conftest import Run, one_error_line
+from tests.support import REPO, ServeProcess, accepts, clean_env, free_port, run_cli
 
 HOST = "127.0.0.31"
 # `podtally serve ARGS` in a Python where the gRPC packages cannot be imported (as without
@@ -48,13 +47,6 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[ServeConfig]:
 def _without_grpc(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("grpc", "grpc_health", "grpc_reflection"):
         monkeypatch.setitem(sys.modules, name, None)
-
-
-def _one_error(ran: Ran, code: int) -> str:
-    assert ran.code == code, ran
-    assert ran.out == ""
-    assert ran.err.count("\n") == 1 and ran.err.startswith("error: "), ran.err
-    return ran.err.rstrip("\n")
 
 
 @pytest.mark.parametrize(
@@ -90,7 +82,7 @@ def test_grpc_port_parsing(
 def test_bad_grpc_ports_are_one_line_exit_2(
     podtally: Run, served: list[ServeConfig], args: tuple[str, ...], line: str
 ) -> None:
-    assert _one_error(podtally("serve", *args), 2).startswith(line)
+    assert one_error_line(podtally("serve", *args), 2).startswith(line)
     assert served == []
 
 
@@ -110,7 +102,7 @@ def test_without_the_extra_an_explicit_port_is_exit_3_naming_it(
         (("--grpc-port", "9090"), {}),
         ((), {"PODTALLY_GRPC_PORT": "9091"}),
     ):
-        line = _one_error(podtally("serve", *args, env=env), 3)
+        line = one_error_line(podtally("serve", *args, env=env), 3)
         assert line.startswith("error: --grpc-port 909"), line
         assert "pip install 'podtally[grpc]'" in line
     assert served == []
@@ -131,12 +123,6 @@ def test_without_the_extra_the_default_serves_http_only_and_says_so(
     assert "podtally[grpc]" in event["reason"]
 
 
-def _refused(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(1)
-        return s.connect_ex((host, port)) != 0
-
-
 @pytest.mark.slow
 def test_a_grpc_port_in_use_is_exit_2_and_leaves_nothing_running() -> None:
     port, grpc_port = free_port(HOST), free_port(HOST)
@@ -144,31 +130,16 @@ def test_a_grpc_port_in_use_is_exit_2_and_leaves_nothing_running() -> None:
         taken.bind((HOST, grpc_port))
         taken.listen(1)
         started = time.monotonic()
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "podtally",
-                "serve",
-                "--host",
-                HOST,
-                "--port",
-                str(port),
-                "--grpc-port",
-                str(grpc_port),
-            ],
-            capture_output=True,
-            text=True,
+        result = run_cli(
+            *("serve", "--host", HOST, "--port", str(port), "--grpc-port", str(grpc_port)),
             timeout=60,
-            env=clean_env(),
             cwd=REPO,
-            check=False,
         )
     assert result.returncode == 2, result.stderr
     assert result.stderr == f"error: --grpc-port {grpc_port}: is already in use on {HOST}\n"
     assert time.monotonic() - started < 30
     # The process is gone (run() waited for it) and so is its HTTP listener.
-    assert _refused(HOST, port)
+    assert not accepts(HOST, port)
 
 
 def _start(tmp_path: Path, env: dict[str, str], *, without_grpc: bool = False) -> ServeProcess:
@@ -176,31 +147,9 @@ def _start(tmp_path: Path, env: dict[str, str], *, without_grpc: bool = False) -
     port = free_port(HOST)
     log_path = tmp_path / "serve.log"
     program = ["-c", _WITHOUT_GRPC] if without_grpc else ["-m", "podtally"]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                *program,
-                "serve",
-                "--host",
-                HOST,
-                "--port",
-                str(port),
-                "--drain-seconds",
-                "0",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            env=env,
-        )
-    replica = ServeProcess(proc, HOST, port, log_path)
-    deadline = time.monotonic() + 30
-    while not any(e["event"] == "ready" for e in replica.events()):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            replica.stop()
-            pytest.fail(f"serve never became ready: {log_path.read_text()}")
-        time.sleep(0.05)
-    return replica
+    argv = [sys.executable, *program, "serve", "--host", HOST, "--port", str(port)]
+    replica = ServeProcess.spawn([*argv, "--drain-seconds", "0"], HOST, port, log_path, env)
+    return replica.wait_ready(by_log=True)
 
 
 def _default_env() -> dict[str, str]:
@@ -216,7 +165,7 @@ def test_without_the_extra_a_real_replica_serves_http(tmp_path: Path) -> None:
         assert replica.get("/")[2].startswith(b"Pod: grpc-default\n")
         grpc_events = [e for e in replica.events() if e["event"] == "grpc"]
         assert [e["listen"] for e in grpc_events] == [None], grpc_events
-        assert _refused(HOST, 9090)
+        assert not accepts(HOST, 9090)
         replica.signal()
         assert replica.wait() == 0
     finally:
@@ -229,7 +178,7 @@ def test_the_default_starts_grpc_on_9090(tmp_path: Path) -> None:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    if not _refused(HOST, 9090):
+    if accepts(HOST, 9090):
         pytest.fail(f"{HOST}:9090 is taken: run the tests in a private network namespace")
     replica = _start(tmp_path, _default_env())
     try:

@@ -11,20 +11,9 @@ from pathlib import Path
 import pytest
 
 from podtally import __version__
-from tests.cli.conftest import Run
+from tests.cli.conftest import Run, one_error_line
 
 HERE = str(Path(__file__))
-
-
-def _one_line(ran: object, code: int = 2) -> str:
-    from tests.cli.conftest import Ran
-
-    assert isinstance(ran, Ran)
-    assert ran.code == code, ran
-    assert ran.out == ""
-    assert ran.err.count("\n") == 1 and ran.err.startswith("error: "), ran.err
-    assert "Traceback" not in ran.err
-    return ran.err.rstrip("\n")
 
 
 @pytest.mark.parametrize(
@@ -52,20 +41,20 @@ def _one_line(ran: object, code: int = 2) -> str:
 def test_usage_errors_name_the_mistake_and_the_right_help(
     podtally: Run, args: list[str], line: str
 ) -> None:
-    assert _one_line(podtally(*args)) == line
+    assert one_error_line(podtally(*args)) == line
 
 
 def test_long_options_are_never_abbreviated(podtally: Run) -> None:
     """`--replica` is not `--replicas` (argparse took it silently)."""
-    line = _one_line(podtally("up", "--replica", "3"))
+    line = one_error_line(podtally("up", "--replica", "3"))
     assert line.startswith("error: no such option '--replica'"), line
     assert line.endswith("(see 'podtally up --help')")
-    line = _one_line(podtally("verify", "http://h/", "--req", "3"))
+    line = one_error_line(podtally("verify", "http://h/", "--req", "3"))
     assert line.startswith("error: no such option '--req'"), line
 
 
 def test_an_empty_stack_name_is_bad_usage(podtally: Run) -> None:
-    line = _one_line(podtally("status", "--name", ""))
+    line = one_error_line(podtally("status", "--name", ""))
     assert "stack name ''" in line
 
 
@@ -146,7 +135,7 @@ def test_version(podtally: Run) -> None:
 def test_bad_input_is_worded_with_the_commands_own_flags(
     podtally: Run, args: list[str], line: str
 ) -> None:
-    said = _one_line(podtally(*args))
+    said = one_error_line(podtally(*args))
     assert said.startswith(line), said
 
 
@@ -155,7 +144,7 @@ def test_bad_input_is_worded_with_the_commands_own_flags(
 def test_demo_counts_are_checked_before_anything_starts(
     podtally: Run, option: str, count: str, tmp_path: Path
 ) -> None:
-    line = _one_line(podtally("demo", option, count, "--run-dir", str(tmp_path / "demo")))
+    line = one_error_line(podtally("demo", option, count, "--run-dir", str(tmp_path / "demo")))
     assert "between 1 and 64" in line and option.strip("-") in line
     assert not (tmp_path / "demo").exists()
 
@@ -163,11 +152,11 @@ def test_demo_counts_are_checked_before_anything_starts(
 def test_the_environment_sets_options(podtally: Run) -> None:
     """PODTALLY_<OPTION> (no command name): PODTALLY_CACERT is `--cacert`; the flag wins."""
     env = {"PODTALLY_CACERT": "/nonexistent/ca.pem"}
-    line = _one_line(podtally("verify", "https://h/", env=env))
+    line = one_error_line(podtally("verify", "https://h/", env=env))
     assert line == "error: --cacert /nonexistent/ca.pem: no such file"
-    line = _one_line(podtally("verify", "https://h/", "--cacert", "/nope", env=env))
+    line = one_error_line(podtally("verify", "https://h/", "--cacert", "/nope", env=env))
     assert line == "error: --cacert /nope: no such file"
-    line = _one_line(podtally("verify", "http://h/", env={"PODTALLY_REQUESTS": "0"}))
+    line = one_error_line(podtally("verify", "http://h/", env={"PODTALLY_REQUESTS": "0"}))
     assert line == "error: --requests 0: must be at least 1"
-    line = _one_line(podtally("demo", env={"PODTALLY_PORTS": "1,2"}))
+    line = one_error_line(podtally("demo", env={"PODTALLY_PORTS": "1,2"}))
     assert line.startswith("error: --ports '1,2': must be three ports")

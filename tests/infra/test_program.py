@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.k8s.helpers import checkov, checkov_failures
 
 from podtally.k8s import render
 from podtally.spec import AppSpec
@@ -830,9 +831,6 @@ def test_bad_config_stops_with_one_clear_line(case: str) -> None:
     assert result["resources"] == []
 
 
-CHECKOV = Path(__file__).resolve().parents[2] / ".venv-checkov" / "bin" / "checkov"
-
-
 def _ints(value: Any) -> Any:
     """Pulumi's wire format (protobuf Struct) carries every number as a double: 10001 arrives
     as 10001.0. Kubernetes fields are integers, so turn whole doubles back before checkov reads
@@ -849,36 +847,13 @@ def _ints(value: Any) -> Any:
 def test_checkov_passes_on_the_kubernetes_objects_the_program_creates(tmp_path: Path) -> None:
     import yaml
 
-    assert CHECKOV.exists(), f"checkov not found at {CHECKOV}: CI must install it"
     for index, resource in enumerate(k8s_objects(run("default"))):
         (tmp_path / f"{index:02d}.yaml").write_text(yaml.safe_dump(_ints(resource["inputs"])))
     assert len(list(tmp_path.glob("*.yaml"))) >= 6
-    proc = subprocess.run(
-        [
-            str(CHECKOV),
-            "-d",
-            str(tmp_path),
-            "--framework",
-            "kubernetes",
-            "--skip-download",
-            "--output",
-            "json",
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    report = json.loads(proc.stdout)
-    reports = report if isinstance(report, list) else [report]
-    summary = reports[0]["summary"]
-    failed = [
-        f"{c['check_id']} {c['resource']}"
-        for r in reports
-        for c in r.get("results", {}).get("failed_checks", [])
-    ]
+    code, report = checkov(tmp_path)
+    summary = report["summary"]
+    failed = checkov_failures(report)
     assert summary["parsing_errors"] == 0
     assert summary["passed"] > 50, summary
     assert failed == [], failed
-    assert proc.returncode == 0
+    assert code == 0

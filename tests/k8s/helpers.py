@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -88,6 +89,46 @@ def tool(name: str) -> str:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     pytest.fail(f"{name} is not installed (CI installs it; see docs/kubernetes.md)")
+
+
+def checkov(target: Path, framework: str = "kubernetes") -> tuple[int, dict[str, Any]]:
+    """checkov on ``target`` (a directory, or one file) for one framework, offline: its exit
+    status (0 all passed, 1 a check failed; anything else fails the test) and its JSON report."""
+    out = subprocess.run(
+        [
+            tool("checkov"),
+            "--skip-download",
+            "--framework",
+            framework,
+            "-d" if target.is_dir() else "-f",
+            str(target),
+            "-o",
+            "json",
+            "--compact",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode in (0, 1), out.stderr[-2000:]
+    report = json.loads(out.stdout)
+    # One framework -> one report object (checkov prints a list only for several).
+    assert isinstance(report, dict), out.stdout[:500]
+    return out.returncode, report
+
+
+def checkov_failures(report: dict[str, Any]) -> list[str]:
+    """Each failed check of a checkov report: ``ID resource (file)``."""
+    return [
+        f"{c['check_id']} {c['resource']} ({c['file_path']})"
+        for c in report["results"]["failed_checks"]
+    ]
+
+
+def checkov_skips(report: dict[str, Any]) -> set[str]:
+    """The IDs of the checks a report skipped (the manifests' inline, reasoned skips)."""
+    return {c["check_id"] for c in report["results"].get("skipped_checks", [])}
 
 
 def podtally(*args: str) -> subprocess.CompletedProcess[str]:

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.k8s.helpers import REPO
+from tests.support import run_captured
 
 CHART = REPO / "charts" / "podtally"
 
@@ -37,15 +38,7 @@ def run(tool: str, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[
         "HELM_CONFIG_HOME": "/tmp/podtally-helm-config",
         "HELM_DATA_HOME": "/tmp/podtally-helm-data",
     }
-    return subprocess.run(
-        [kube_tool(tool), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=cwd,
-        env=env,
-    )
+    return run_captured([kube_tool(tool), *args], timeout=120, env=env, cwd=cwd)
 
 
 def helm_template(

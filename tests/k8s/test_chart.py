@@ -8,7 +8,6 @@ with render(spec) over the matrix every user and the Pulumi program can reach.
 from __future__ import annotations
 
 import copy
-import json
 import subprocess
 import sys
 import tarfile
@@ -24,7 +23,15 @@ from podtally.k8s import render
 from podtally.k8s.chart import chart_values, check_chart_version
 from podtally.k8s.gateway import gateway_objects, render_with_gateway
 from podtally.spec import AppSpec
-from tests.k8s.helpers import DIGEST_IMAGE, MATRIX, REPO, by_kind, tool
+from tests.k8s.helpers import (
+    DIGEST_IMAGE,
+    MATRIX,
+    REPO,
+    by_kind,
+    checkov,
+    checkov_failures,
+    checkov_skips,
+)
 from tests.k8s.kubetools import CHART, helm_template, run
 
 # Helm's convention for the one label the chart spells differently.
@@ -122,6 +129,10 @@ def test_every_chart_variant_validates(tmp_path: Path) -> None:
         (["--set", "drainSeconds=-1"], "/drainSeconds"),
         (["--set", "surprise=1"], "'surprise' not allowed"),
         (["--set", "ingress.host=Not_A_Host"], "/ingress/host"),
+        # gRPC (issue 12)
+        (["--set", "grpc.port=70000"], "/grpc/port"),
+        (["--set", "grpc.port=8080"], "grpc.port 8080 must differ from port 8080"),
+        (["--set", "grpc.probes=maybe"], "/grpc/probes"),
     ],
 )
 def test_bad_values_fail_clearly(args: list[str], message: str) -> None:
@@ -312,32 +323,10 @@ def test_checkov_passes_every_chart_variant(tmp_path: Path) -> None:
             tmp=tmp_path,
         )
         (out_dir / f"{case}.yaml").write_text(yaml.safe_dump_all(objs))
-    out = subprocess.run(
-        [
-            tool("checkov"),
-            "--skip-download",
-            "--framework",
-            "kubernetes",
-            "-d",
-            str(out_dir),
-            "-o",
-            "json",
-            "--compact",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert out.returncode in (0, 1), out.stderr[-2000:]
-    report = json.loads(out.stdout)
-    failed = [
-        f"{c['check_id']} {c['resource']} ({c['file_path']})"
-        for c in report["results"]["failed_checks"]
-    ]
-    assert failed == []
+    _, report = checkov(out_dir)
+    assert checkov_failures(report) == []
     assert report["summary"]["parsing_errors"] == 0
-    skipped = {c["check_id"] for c in report["results"].get("skipped_checks", [])}
+    skipped = checkov_skips(report)
     assert skipped <= {"CKV_K8S_15", "CKV_K8S_43", "CKV_K8S_38", "CKV_K8S_8", "CKV_K8S_9"}, skipped
 
 

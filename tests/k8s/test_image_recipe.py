@@ -19,19 +19,17 @@ are checked the same way. The replica listens on 127.0.0.22, on a port the kerne
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from podtally import __version__
 from tests.k8s.helpers import REPO, WHEELHOUSE, norm_name, parse_lock
-from tests.support import ServeProcess, clean_env, free_port
+from tests.support import ServeProcess, clean_env, free_port, run_captured
 
 HOST = "127.0.0.22"
 LOCKS = ("requirements/build.lock", "requirements/core.lock")
@@ -79,23 +77,8 @@ def _serve(venv: Path, tmp_path: Path) -> ServeProcess:
     env.pop("PODTALLY_GRPC_PORT", None)  # serve's own default, 9090
     port = free_port(HOST)
     cmd = [venv / "bin" / "podtally", "serve", "--host", HOST, "--port", str(port)]
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [*cmd, "--drain-seconds", "0"],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            env=env,
-            cwd=tmp_path,
-        )
-    replica = ServeProcess(proc, HOST, port, log_path)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and proc.poll() is None:
-        with contextlib.suppress(OSError):
-            if replica.get("/readyz")[0] == 200:
-                return replica
-        time.sleep(0.05)
-    replica.stop()
-    pytest.fail(f"the installed podtally never became ready: {log_path.read_text()}")
+    argv = [*cmd, "--drain-seconds", "0"]
+    return ServeProcess.spawn(argv, HOST, port, log_path, env, cwd=tmp_path).wait_ready()
 
 
 def _grpc_health(host: str, port: int) -> str:
@@ -129,15 +112,7 @@ def test_locked_core_virtualenv_serves(tmp_path: Path) -> None:
     offline = ("--no-index", "--find-links", str(WHEELHOUSE))
 
     def run(*cmd: str | Path, cwd: Path | None = None) -> str:
-        out = subprocess.run(
-            [str(c) for c in cmd],
-            capture_output=True,
-            text=True,
-            timeout=180,
-            env=pip_env,
-            cwd=cwd,
-            check=False,
-        )
+        out = run_captured(cmd, timeout=180, env=pip_env, cwd=cwd)
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
         return out.stdout
 

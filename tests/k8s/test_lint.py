@@ -6,10 +6,8 @@ silently checks nothing (wrong framework, unparsed file, missing config) fails t
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -17,58 +15,24 @@ import yaml
 from podtally import __version__
 from podtally.k8s import render, to_yaml
 from podtally.spec import DEFAULT_IMAGE, AppSpec
-from tests.k8s.helpers import MATRIX, REPO, tool
+from tests.k8s.helpers import MATRIX, REPO, checkov, checkov_failures, checkov_skips, tool
 
 DOCKERFILE = REPO / "deploy" / "Dockerfile"
 WORKFLOWS = REPO / ".github" / "workflows"
 
 
-def _checkov(target: Path, framework: str) -> dict[str, Any]:
-    flag = "-d" if target.is_dir() else "-f"
-    out = subprocess.run(
-        [
-            tool("checkov"),
-            "--skip-download",
-            "--framework",
-            framework,
-            flag,
-            str(target),
-            "-o",
-            "json",
-            "--compact",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert out.returncode in (0, 1), out.stderr[-2000:]
-    report = json.loads(out.stdout)
-    # One framework -> one report object (checkov prints a list only for several).
-    assert isinstance(report, dict), out.stdout[:500]
-    result: dict[str, Any] = report
-    return result
-
-
-def _failed(report: dict[str, Any]) -> list[str]:
-    return [
-        f"{c['check_id']} {c['resource']} ({c['file_path']})"
-        for c in report["results"]["failed_checks"]
-    ]
-
-
 def test_checkov_passes_every_rendered_variant(tmp_path: Path) -> None:
     for case, spec in MATRIX.items():
         (tmp_path / f"{case}.yaml").write_text(to_yaml(render(spec)))
-    report = _checkov(tmp_path, "kubernetes")
+    _, report = checkov(tmp_path)
     summary = report["summary"]
-    assert _failed(report) == []
+    assert checkov_failures(report) == []
     assert summary["parsing_errors"] == 0
     assert summary["passed"] > 50 * len(MATRIX) // 2
     # Every object was read (checkov also counts each Deployment's containers as a resource).
     assert summary["resource_count"] >= sum(len(render(s)) for s in MATRIX.values())
     # Every skip is one of the inline, reasoned skips in the manifests, nothing broader.
-    skipped = {c["check_id"] for c in report["results"].get("skipped_checks", [])}
+    skipped = checkov_skips(report)
     assert skipped <= {"CKV_K8S_15", "CKV_K8S_43", "CKV_K8S_38"}, skipped
 
 
@@ -79,14 +43,14 @@ def test_checkov_catches_a_weakened_deployment(tmp_path: Path) -> None:
     container["securityContext"]["readOnlyRootFilesystem"] = False
     del container["livenessProbe"]
     (tmp_path / "weak.yaml").write_text(to_yaml(objs))
-    failed = _failed(_checkov(tmp_path, "kubernetes"))
+    failed = checkov_failures(checkov(tmp_path)[1])
     assert any(f.startswith("CKV_K8S_22 ") for f in failed), failed  # read-only root fs
     assert any(f.startswith("CKV_K8S_8 ") for f in failed), failed  # liveness probe
 
 
 def test_checkov_passes_the_dockerfile() -> None:
-    report = _checkov(DOCKERFILE, "dockerfile")
-    assert _failed(report) == []
+    _, report = checkov(DOCKERFILE, "dockerfile")
+    assert checkov_failures(report) == []
     assert report["summary"]["passed"] > 10
     assert report["results"].get("skipped_checks", []) == []
 
@@ -95,7 +59,7 @@ def test_checkov_catches_a_root_dockerfile(tmp_path: Path) -> None:
     broken = tmp_path / "Dockerfile"
     text = DOCKERFILE.read_text()
     broken.write_text("\n".join(ln for ln in text.splitlines() if not ln.startswith("USER ")))
-    failed = _failed(_checkov(broken, "dockerfile"))
+    failed = checkov_failures(checkov(broken, "dockerfile")[1])
     assert any(f.startswith("CKV_DOCKER_3 ") for f in failed), failed  # no non-root user
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
 from pathlib import Path
 
 import kubernetes_validate
@@ -13,7 +11,7 @@ from podtally.errors import UsageError
 from podtally.k8s import render, to_yaml
 from podtally.k8s.verify_job import service_url, verify_job, verify_objects
 from podtally.spec import AppSpec
-from tests.k8s.helpers import MATRIX, tool
+from tests.k8s.helpers import MATRIX, checkov, checkov_failures, checkov_skips
 
 
 def test_the_job_verifies_the_service_with_the_replica_count() -> None:
@@ -71,28 +69,10 @@ def test_every_variant_validates() -> None:
 def test_checkov_passes_the_job(tmp_path: Path) -> None:
     for case, spec in MATRIX.items():
         (tmp_path / f"{case}.yaml").write_text(to_yaml(verify_objects(spec)))
-    out = subprocess.run(
-        [
-            tool("checkov"),
-            "--skip-download",
-            "--framework",
-            "kubernetes",
-            "-d",
-            str(tmp_path),
-            "-o",
-            "json",
-            "--compact",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    report = json.loads(out.stdout)
-    failed = [f"{c['check_id']} {c['file_path']}" for c in report["results"]["failed_checks"]]
-    assert failed == []
+    _, report = checkov(tmp_path)
+    assert checkov_failures(report) == []
     assert report["summary"]["passed"] > 10 * len(MATRIX)
-    skipped = {c["check_id"] for c in report["results"].get("skipped_checks", [])}
+    skipped = checkov_skips(report)
     assert skipped <= {"CKV_K8S_15", "CKV_K8S_43", "CKV_K8S_8", "CKV_K8S_9"}, skipped
 
 

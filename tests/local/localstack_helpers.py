@@ -1,7 +1,9 @@
-"""Shared pieces of the local-stack tests: a bounded load loop, probes for processes and ports."""
+"""Shared pieces of the local-stack tests: a test stack's settings and lifetime, a bounded load
+loop, probes for processes and ports."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import socket
@@ -9,12 +11,15 @@ import ssl
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 from urllib.parse import urlsplit
 
-from podtally.local import Stack
+from tests.support import STACK_HOSTS, free_ports, wait_until
+
+from podtally.local import Stack, StackConfig, down, up
 from podtally.local import processes as proc
 from podtally.net import bind_error
 
@@ -56,32 +61,24 @@ class LoadResult:
     seconds: float = 0.0
 
 
+@dataclass(eq=False)
 class Load:
     """Steady client load through the balancer: a few threads, a new connection per request.
 
     Bounded in count (``max_requests``) and in time (``max_seconds``); records every failure.
     """
 
-    def __init__(
-        self,
-        url: str,
-        cafile: Path | None,
-        threads: int = 3,
-        max_requests: int = 20000,
-        max_seconds: float = 90.0,
-        pause: float = 0.005,
-    ) -> None:
-        self.url = url
-        self.cafile = cafile
-        self.threads = threads
-        self.max_requests = max_requests
-        self.max_seconds = max_seconds
-        self.pause = pause
-        self.result = LoadResult()
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._workers: list[threading.Thread] = []
-        self._started = 0.0
+    url: str
+    cafile: Path | None
+    threads: int = 3
+    max_requests: int = 20000
+    max_seconds: float = 90.0
+    pause: float = 0.005
+    result: LoadResult = field(default_factory=LoadResult, init=False)
+    _stop: threading.Event = field(default_factory=threading.Event, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _workers: list[threading.Thread] = field(default_factory=list, init=False, repr=False)
+    _started: float = field(default=0.0, init=False, repr=False)
 
     def _one(self) -> None:
         try:
@@ -120,13 +117,12 @@ class Load:
 
     def wait_for(self, requests: int, timeout: float = 30.0) -> None:
         """Block until at least ``requests`` answers came back (so the load is really on)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def answered() -> bool:
             with self._lock:
-                if self.result.ok + len(self.result.failures) >= requests:
-                    return
-            time.sleep(0.01)
-        raise AssertionError(f"the load loop did not reach {requests} requests in {timeout} s")
+                return self.result.ok + len(self.result.failures) >= requests
+
+        wait_until(answered, f"the load loop at {requests} requests", seconds=timeout, pause=0.01)
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
@@ -195,6 +191,49 @@ def free_base(span: int = 3, replicas: int = 6) -> int:
             if all(bind_error(host, port) is None for host, port in wanted):
                 return base
     raise AssertionError("no free port range from the kernel after 200 tries")
+
+
+def stack_config(
+    run_dir: Path,
+    replicas: int = 3,
+    *,
+    base: int | None = None,
+    addresses: int = 6,
+    **settings: Any,
+) -> StackConfig:
+    """A test stack named ``run_dir.name`` that runs from ``run_dir``: ``replicas`` replicas, a
+    0.5 s drain, HTTP, HTTPS and stats on ``base``, ``base + 1``, ``base + 2`` (by default a
+    ``free_base`` for ``addresses`` replica addresses).
+
+    ``settings`` add to or replace any of these (ports given there are used as they are).
+    """
+    values: dict[str, Any] = {"name": run_dir.name, "replicas": replicas, "run_dir": run_dir}
+    values["drain_seconds"] = 0.5
+    if "http_port" not in settings:
+        base = free_base(replicas=addresses) if base is None else base
+        values.update(http_port=base, https_port=base + 1, stats_port=base + 2)
+    values.update(settings)
+    return StackConfig(**values)
+
+
+def every_path_ports() -> dict[str, int]:
+    """Ports for a stack with every path on (HTTP, HTTPS, stats, gRPC, the Service's HTTP and
+    gRPC), from the kernel, each free on HAProxy's and every replica's address."""
+    names = ["http_port", "https_port", "stats_port", "grpc_port", "service_port"]
+    names.append("service_grpc_port")
+    return dict(zip(names, free_ports(len(names), STACK_HOSTS), strict=True))
+
+
+@contextlib.contextmanager
+def running_stack(
+    config: StackConfig, progress: Callable[[str], None] | None = None
+) -> Iterator[Stack]:
+    """``up(config)``, and ``down`` on the way out, whatever happened in between."""
+    started = up(config, progress)
+    try:
+        yield started
+    finally:
+        down(config.name, run_dir=config.run_dir)
 
 
 def stack_pids(stack: Stack) -> list[int]:

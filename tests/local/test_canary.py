@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.local.localstack_helpers import Load, free_base, get
+from tests.local.localstack_helpers import Load, free_base, get, running_stack, stack_config
 from tests.support import run_cli
 
-from podtally.local import Stack, StackConfig, down, restart, scale, status, up
+from podtally.local import Stack, restart, scale, status
 
 NAME = "canarytest"
 REQUESTS = 1000
@@ -39,26 +39,11 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def started(root: Path) -> Iterator[Stack]:
-    base = free_base(replicas=8)
-    config = StackConfig(
-        name=NAME,
-        replicas=3,
-        canary_replicas=1,
-        canary_weight=10,
-        http_port=base,
-        https_port=base + 1,
-        stats_port=base + 2,
-        tls=False,
-        run_dir=root / NAME,
-        drain_seconds=0.5,
-    )
+    config = stack_config(root / NAME, canary_replicas=1, canary_weight=10, tls=False, addresses=8)
     lines: list[str] = []
-    stack = up(config, progress=lines.append)
-    assert any("starting 3 stable and 1 canary replica(s)" in line for line in lines), lines
-    try:
+    with running_stack(config, lines.append) as stack:
+        assert any("starting 3 stable and 1 canary replica(s)" in line for line in lines), lines
         yield stack
-    finally:
-        down(NAME, run_dir=root / NAME)
 
 
 @pytest.fixture

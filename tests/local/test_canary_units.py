@@ -125,18 +125,8 @@ def test_render_writes_each_server_weight_and_leaves_weight_1_implicit(tmp_path:
 
 
 def _replica(pod: str, track: str, weight: int, health: str = "UP") -> Replica:
-    return Replica(
-        pod=pod,
-        node="n",
-        zone="z",
-        namespace="ns",
-        address="127.0.0.11",
-        port=1,
-        pid=1,
-        health=health,
-        track=track,
-        weight=weight,
-    )
+    # Node, zone, namespace, address, port and pid do not count here: the same for every pod.
+    return Replica(pod, "n", "z", "ns", "127.0.0.11", 1, 1, health, track=track, weight=weight)
 
 
 def test_stack_tracks_report_the_share_haproxy_weights_give_the_up_replicas() -> None:

@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from tests.local.localstack_helpers import (
     stack_pids,
     stack_processes,
 )
-from tests.support import clean_env, run_cli
+from tests.support import clean_env, run_cli, wait_until
 
 from podtally.errors import MissingDependencyError, NotRunningError, PodtallyError, UsageError
 from podtally.local import AlreadyUpError, StackConfig, down, status, up
@@ -223,13 +222,15 @@ def _spawn_up(root: Path, base: int, *extra: str) -> subprocess.Popen[str]:
 
 def _recorded_replica_pids(run_dir: Path, at_least: int, timeout: float = 30) -> list[int]:
     """Poll the stack's state file until it records ``at_least`` replicas; their pids."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    pids: list[int] = []
+
+    def recorded() -> bool:
         state = st.load(run_dir) if run_dir.is_dir() else None
-        if state is not None and len(state.replicas) >= at_least:
-            return [r.pid for r in state.replicas]
-        time.sleep(0.01)
-    raise AssertionError(f"{run_dir} never recorded {at_least} replicas")
+        pids[:] = [] if state is None else [r.pid for r in state.replicas]
+        return len(pids) >= at_least
+
+    wait_until(recorded, f"{run_dir} recording {at_least} replicas", seconds=timeout, pause=0.01)
+    return pids
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

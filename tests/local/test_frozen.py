@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.local.localstack_helpers import free_base, get
+from tests.local.localstack_helpers import get, stack_config
 
-from podtally.local import StackConfig, down, up
+from podtally.local import down, up
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
 
@@ -31,18 +31,7 @@ def root(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_a_replica_frozen_under_load_fails_no_request(root: Path) -> None:
-    base = free_base()
-    stack = up(
-        StackConfig(
-            name=NAME,
-            replicas=3,
-            http_port=base,
-            https_port=base + 1,
-            stats_port=base + 2,
-            run_dir=root / NAME,
-            drain_seconds=0.5,
-        )
-    )
+    stack = up(stack_config(root / NAME))
     frozen = stack.replicas[0].pid
     ok, failures = [0], []
     lock, stop = threading.Lock(), threading.Event()

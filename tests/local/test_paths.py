@@ -19,10 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.local.localstack_helpers import stack_processes
+from tests.local.localstack_helpers import (
+    every_path_ports,
+    running_stack,
+    stack_config,
+    stack_processes,
+)
 from tests.support import STACK_HOSTS, free_ports, run_cli
 
-from podtally.local import Stack, StackConfig, down, restart, scale, status, up
+from podtally.local import Stack, restart, scale, status
 from podtally.local import haproxy as hap
 
 grpc = pytest.importorskip("grpc")
@@ -36,24 +41,8 @@ GET = "/podtally.v1.Identity/Get"
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("paths")
-    http, https, stats, grpc_port, service, service_grpc = free_ports(6, STACK_HOSTS)
-    config = StackConfig(
-        name=NAME,
-        replicas=2,
-        http_port=http,
-        https_port=https,
-        stats_port=stats,
-        grpc_port=grpc_port,
-        service_port=service,
-        service_grpc_port=service_grpc,
-        run_dir=root / NAME,
-        drain_seconds=0.5,
-    )
-    started = up(config)
-    try:
+    with running_stack(stack_config(root / NAME, 2, **every_path_ports())) as started:
         yield started
-    finally:
-        down(NAME, run_dir=root / NAME)
 
 
 def _secure(stack: Stack, port: int) -> Any:

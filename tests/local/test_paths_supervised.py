@@ -9,11 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.local.localstack_helpers import every_path_ports, running_stack, stack_config
 from tests.local.test_paths import _plain, _pods, _secure
-from tests.local.test_supervisor import eventually, kill, supervised
-from tests.support import STACK_HOSTS, free_ports
+from tests.local.test_supervisor import kill, supervised
+from tests.support import wait_until
 
-from podtally.local import Stack, StackConfig, down, status, up
+from podtally.local import Stack, status
 
 pytest.importorskip("grpc")
 pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
@@ -22,26 +23,8 @@ NAME = "pathsup"
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    http, https, stats, grpc_port, service, service_grpc = free_ports(6, STACK_HOSTS)
-    run_dir = tmp_path / NAME
-    started = up(
-        StackConfig(
-            name=NAME,
-            replicas=2,
-            http_port=http,
-            https_port=https,
-            stats_port=stats,
-            grpc_port=grpc_port,
-            service_port=service,
-            service_grpc_port=service_grpc,
-            run_dir=run_dir,
-            drain_seconds=0.5,
-        )
-    )
-    try:
+    with running_stack(stack_config(tmp_path / NAME, 2, **every_path_ports())) as started:
         yield started
-    finally:
-        down(NAME, run_dir=run_dir)
 
 
 def test_a_replacement_answers_on_every_path(stack: Stack) -> None:
@@ -58,7 +41,7 @@ def test_a_replacement_answers_on_every_path(stack: Stack) -> None:
             and all(r.running and r.health == "UP" for r in now)
         )
 
-    eventually(replaced, 30, "the killed replica replaced and UP")
+    wait_until(replaced, "the killed replica replaced and UP", seconds=30, pause=0.1)
     pods = {r.pod for r in status(NAME, run_dir=stack.run_dir).replicas}
     with _secure(stack, stack.config.grpc_port) as channel:
         assert set(_pods(channel, 6)) == pods

@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,20 +21,21 @@ from tests.local.localstack_helpers import (
     assert_all_gone,
     free_base,
     read_until,
+    stack_config,
     stack_processes,
 )
-from tests.support import clean_env, run_cli
+from tests.support import clean_env, run_cli, wait_until
 
 from podtally.errors import NotRunningError, PodtallyError
-from podtally.local import AlreadyUpError, Stack, StackConfig, down, rundir, scale, status, up
+from podtally.local import AlreadyUpError, Stack, down, rundir, scale, status, up
 from podtally.local import haproxy as hap
 from podtally.local import processes as proc
 from podtally.local import state as st
 from podtally.net import bind_error
 
-pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
-
 NAME = "chg"
+
+pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
 
 
 @pytest.fixture
@@ -48,17 +48,7 @@ def root(tmp_path: Path) -> Iterator[Path]:
 
 
 def start(root: Path, base: int, replicas: int = 3, drain: float = 0.5) -> Stack:
-    return up(
-        StackConfig(
-            name=NAME,
-            replicas=replicas,
-            http_port=base,
-            https_port=base + 1,
-            stats_port=base + 2,
-            run_dir=root / NAME,
-            drain_seconds=drain,
-        )
-    )
+    return up(stack_config(root / NAME, replicas, base=base, drain_seconds=drain))
 
 
 def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -83,15 +73,6 @@ def finish(process: subprocess.Popen[str], timeout: float = 90) -> tuple[str, st
         if process.poll() is None:
             process.kill()
             process.wait()
-
-
-def wait_for(condition: object, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"never happened within {timeout} s: {what}")
 
 
 def one_error_line(stderr: str) -> str:
@@ -120,7 +101,7 @@ def kill_replica(root: Path, stack: Stack, index: int) -> str:
         now = status(NAME, run_dir=root / NAME)
         return any(r.pod == victim.pod and r.health == "DOWN" for r in now.replicas)
 
-    wait_for(down_in_haproxy, f"HAProxy marks {victim.pod} DOWN")
+    wait_until(down_in_haproxy, f"HAProxy marking {victim.pod} DOWN")
     return victim.pod
 
 
@@ -225,7 +206,7 @@ def test_signal_during_scale_up_rolls_back_cleanly(root: Path, sig: signal.Signa
             state = st.load(root / NAME)
             return state is not None and len(state.replicas) >= 4
 
-        wait_for(recorded, "new replicas recorded")
+        wait_until(recorded, "new replicas recorded")
         process.send_signal(sig)
     finally:
         _, err = finish(process)

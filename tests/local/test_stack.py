@@ -21,14 +21,15 @@ import pytest
 from tests.local.localstack_helpers import (
     Load,
     assert_all_gone,
-    free_base,
     get,
+    running_stack,
+    stack_config,
     stack_pids,
     tls_get,
 )
 from tests.support import run_cli
 
-from podtally.local import Stack, StackConfig, down, restart, scale, status, up
+from podtally.local import Stack, down, restart, scale, status
 from podtally.local import haproxy as hap
 from podtally.local import processes as proc
 from podtally.net import bind_error
@@ -42,24 +43,11 @@ pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
 
 
 def _started(state_root: Path) -> Iterator[Stack]:
-    base = free_base()
-    config = StackConfig(
-        name=NAME,
-        replicas=3,
-        http_port=base,
-        https_port=base + 1,
-        stats_port=base + 2,
-        host="podtally.test",
-        run_dir=state_root / NAME,
-        drain_seconds=1,
-    )
     lines: list[str] = []
-    started = up(config, progress=lines.append)
-    assert any("starting 3 replica" in line for line in lines), lines
-    try:
+    config = stack_config(state_root / NAME, host="podtally.test", drain_seconds=1)
+    with running_stack(config, lines.append) as started:
+        assert any("starting 3 replica" in line for line in lines), lines
         yield started
-    finally:
-        down(NAME, run_dir=state_root / NAME)
 
 
 @pytest.fixture(scope="module")

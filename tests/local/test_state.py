@@ -20,6 +20,23 @@ from podtally.local import state as st
 
 
 @contextlib.contextmanager
+def sleeper(marker: str, spawned_in: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """A process that sleeps with ``marker`` on its command line, in a session of its own;
+    started by the stack's own ``spawn`` from ``spawned_in`` if given. Killed and reaped on exit.
+    """
+    argv = [sys.executable, "-c", "import time; time.sleep(60)", marker]
+    if spawned_in is None:
+        process = subprocess.Popen(argv, start_new_session=True)
+    else:
+        process = proc.spawn(argv, log_path=spawned_in / "log", cwd=spawned_in)
+    try:
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+
+
+@contextlib.contextmanager
 def held_elsewhere(run_dir: Path) -> Iterator[threading.Event]:
     """Another command (a thread here) holds the stack's lock until the event is set or the block
     ends; the lock is taken when the block starts."""
@@ -99,66 +116,36 @@ def test_pid_is_checks_the_command_line_against_pid_reuse() -> None:
     # Asked at once after the spawn, many times: the command line reads empty until the exec
     # is through, and a process just started must still count as the one asked about.
     for _ in range(20):
-        process = subprocess.Popen(
-            [sys.executable, "-c", "import time; time.sleep(60)", "marker-one"],
-            start_new_session=True,
-        )
-        try:
+        with sleeper("marker-one") as process:
             assert proc.pid_is(process.pid, "marker-one")
             assert not proc.pid_is(process.pid, "haproxy.cfg")
-        finally:
-            process.kill()
-            process.wait()
 
 
 def test_a_child_this_process_started_is_never_taken_for_a_reused_pid(tmp_path: Path) -> None:
     # The stack keeps what it spawns; until reaped, such a pid cannot belong to anything else,
     # so the command line (which may still read empty while the exec finishes) is not consulted.
-    process = proc.spawn(
-        [sys.executable, "-c", "import time; time.sleep(60)", "marker-two"],
-        log_path=tmp_path / "log",
-        cwd=tmp_path,
-    )
-    try:
+    with sleeper("marker-two", spawned_in=tmp_path) as process:
         assert proc.pid_is(process.pid, "serve", "--port 1")
-    finally:
-        process.kill()
-        process.wait()
     assert not proc.pid_is(process.pid, "marker-two")
 
 
 def test_pid_is_checks_the_create_time_against_pid_reuse() -> None:
     # A recorded pid whose process started at another time is another process, even when its
     # command line matches (a crashed stack's pid, reused by a new replica of another stack).
-    process = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(60)", "marker-three"],
-        start_new_session=True,
-    )
-    try:
+    with sleeper("marker-three") as process:
         started = proc.create_time(process.pid)
         assert started > 0
         assert proc.pid_is(process.pid, "marker-three", created=started)
         assert not proc.pid_is(process.pid, "marker-three", created=started - 5.0)
         assert not proc.pid_is(process.pid, "marker-three", created=started + 5.0)
-    finally:
-        process.kill()
-        process.wait()
     assert proc.create_time(process.pid) == 0.0
 
 
 def test_processes_in_finds_what_runs_from_a_directory(tmp_path: Path) -> None:
-    process = proc.spawn(
-        [sys.executable, "-c", "import time; time.sleep(60)", "marker-four"],
-        log_path=tmp_path / "log",
-        cwd=tmp_path,
-    )
-    try:
+    with sleeper("marker-four", spawned_in=tmp_path) as process:
         found = dict(proc.processes_in(tmp_path))
         assert process.pid in found and "marker-four" in found[process.pid]
         assert proc.processes_in(tmp_path / "elsewhere") == []
-    finally:
-        process.kill()
-        process.wait()
 
 
 def test_stop_groups_escalates_to_sigkill_for_a_process_that_ignores_sigterm() -> None:

@@ -13,15 +13,14 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from tests.local.localstack_helpers import free_base, get, stack_processes
-from tests.support import clean_env, run_cli
+from tests.local.localstack_helpers import get, stack_config, stack_processes
+from tests.support import clean_env, run_cli, wait_until
 
-from podtally.local import Stack, StackConfig, down, status, supervisor, up
+from podtally.local import Stack, down, status, supervisor, up
 from podtally.local import processes as proc
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
@@ -31,34 +30,11 @@ NAME = "sup"
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    base = free_base()
     run_dir = tmp_path / NAME
-    yield up(
-        StackConfig(
-            name=NAME,
-            replicas=3,
-            http_port=base,
-            https_port=base + 1,
-            stats_port=base + 2,
-            run_dir=run_dir,
-            drain_seconds=0.5,
-        )
-    )
+    yield up(stack_config(run_dir))
     if run_dir.is_dir():
         down(NAME, run_dir=run_dir)
-    deadline = time.monotonic() + 5
-    while stack_processes(run_dir) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert stack_processes(run_dir) == [], "down left processes running"
-
-
-def eventually(check: Callable[[], bool], within: float, what: str) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < within:
-        if check():
-            return time.monotonic() - start
-        time.sleep(0.1)
-    raise AssertionError(f"not {what} within {within} s")
+    wait_until(lambda: stack_processes(run_dir) == [], "down stopping everything", seconds=5)
 
 
 def kill(pid: int) -> None:
@@ -68,7 +44,12 @@ def kill(pid: int) -> None:
 
 
 def supervised(stack: Stack) -> supervisor.SupervisorReport:
-    eventually(lambda: supervisor.report(stack.run_dir).healthy, 10, "supervised and watched")
+    wait_until(
+        lambda: supervisor.report(stack.run_dir).healthy,
+        "supervised and watched",
+        seconds=10,
+        pause=0.1,
+    )
     return supervisor.report(stack.run_dir)
 
 
@@ -92,7 +73,7 @@ def test_a_killed_replica_is_replaced_on_its_node_and_counted(stack: Stack) -> N
     supervised(stack)
     victim = stack.replicas[1]
     kill(victim.pid)
-    eventually(converged(stack), 30, "back to 3 replicas UP")
+    wait_until(converged(stack), "back to 3 replicas UP", seconds=30, pause=0.1)
     now = status(NAME, run_dir=stack.run_dir)
     replacement = next(r for r in now.replicas if r.node == victim.node)
     assert replacement.pod != victim.pod
@@ -122,25 +103,31 @@ def test_a_killed_haproxy_comes_back_on_the_same_port_with_the_same_ca(stack: St
         except OSError:
             return False
 
-    took = eventually(serves, 15, "serving again with the old ca.pem")
+    took = wait_until(serves, "serving again with the old ca.pem", seconds=15, pause=0.1)
     assert took < 10
     assert stack.ca_path.read_bytes() == ca_before
     assert status(NAME, run_dir=stack.run_dir).haproxy_pid != stack.haproxy_pid
-    eventually(lambda: supervisor.report(stack.run_dir).haproxy_restarts == 1, 5, "counted")
+    wait_until(
+        lambda: supervisor.report(stack.run_dir).haproxy_restarts == 1,
+        "counted",
+        seconds=5,
+        pause=0.1,
+    )
 
 
 def test_a_killed_supervisor_is_started_again(stack: Stack) -> None:
     before = supervised(stack)
     kill(before.pid)
-    eventually(
+    wait_until(
         lambda: (r := supervisor.report(stack.run_dir)).healthy and r.pid != before.pid,
-        10,
         "supervised again",
+        seconds=10,
+        pause=0.1,
     )
     assert supervisor.report(stack.run_dir).restarts == before.restarts + 1
     # ... and it still heals.
     kill(stack.replicas[0].pid)
-    eventually(converged(stack), 30, "back to 3 replicas UP")
+    wait_until(converged(stack), "back to 3 replicas UP", seconds=30, pause=0.1)
 
 
 def test_a_restart_killed_half_way_converges_to_the_configuration(stack: Stack) -> None:
@@ -157,5 +144,5 @@ def test_a_restart_killed_half_way_converges_to_the_configuration(stack: Stack) 
             break
     restarting.kill()
     restarting.wait(10)
-    eventually(converged(stack), 60, "back to 3 replicas UP, one per node")
+    wait_until(converged(stack), "back to 3 replicas UP, one per node", seconds=60, pause=0.1)
     assert proc.wait_gone([restarting.pid], 1) == []

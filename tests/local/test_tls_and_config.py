@@ -125,23 +125,6 @@ def test_haproxy_override_pointing_nowhere_is_missing_dependency(
         hap.find_binary()
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"replicas": 65}, "between 1 and 64"),
-        ({"nodes": 0}, "nodes must be"),
-        ({"http_port": 0}, "HTTP port"),
-        ({"stats_port": 8443}, "must differ"),
-        ({"namespace": "Prod"}, "DNS-1123"),
-        ({"drain_seconds": -1}, "drain seconds"),
-        ({"name": "x" * 47}, "too long"),
-    ],
-)
-def test_stack_config_rejects_bad_values(kwargs: dict[str, object], message: str) -> None:
-    with pytest.raises(UsageError, match=message):
-        StackConfig(**kwargs)  # type: ignore[arg-type]
-
-
 def test_stack_config_without_tls_ignores_the_https_port() -> None:
     assert StackConfig(tls=False, https_port=8080).https_port == 8080
 
@@ -182,25 +165,26 @@ _FLAGS = ("--http-port", "--https-port", "--stats-port", "--replicas", "--no-tls
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "setting"),
+    ("kwargs", "setting", "message"),
     [
-        ({"replicas": 0}, "replicas"),
-        ({"nodes": 0}, "nodes"),
-        ({"http_port": 0}, "http_port"),
-        ({"https_port": 70000}, "https_port"),
-        ({"stats_port": 8443}, "stats_port"),
-        ({"name": "Bad_Name"}, "name"),
-        ({"name": "x" * 47}, "name"),
-        ({"namespace": "Prod"}, "namespace"),
-        ({"host": "not a host"}, "host"),
-        ({"drain_seconds": -1.0}, "drain_seconds"),
-        ({"ready_timeout": 0.0}, "ready_timeout"),
+        ({"replicas": 65}, "replicas", "between 1 and 64"),
+        ({"replicas": 0}, "replicas", "between 1 and 64"),
+        ({"nodes": 0}, "nodes", "nodes must be"),
+        ({"http_port": 0}, "http_port", "HTTP port"),
+        ({"https_port": 70000}, "https_port", "HTTPS port"),
+        ({"stats_port": 8443}, "stats_port", "must differ"),
+        ({"name": "Bad_Name"}, "name", "DNS-1123"),
+        ({"name": "x" * 47}, "name", "too long"),
+        ({"namespace": "Prod"}, "namespace", "DNS-1123"),
+        ({"host": "not a host"}, "host", "not a valid DNS hostname"),
+        ({"drain_seconds": -1.0}, "drain_seconds", "drain seconds"),
+        ({"ready_timeout": 0.0}, "ready_timeout", "ready timeout"),
     ],
 )
 def test_bad_values_name_their_setting_and_never_a_flag(
-    kwargs: dict[str, object], setting: str
+    kwargs: dict[str, object], setting: str, message: str
 ) -> None:
-    with pytest.raises(UsageError) as caught:
+    with pytest.raises(UsageError, match=message) as caught:
         StackConfig(**kwargs)  # type: ignore[arg-type]
     error = caught.value
     assert error.setting == setting

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.support import free_port
+from tests.processes import stop
+from tests.support import accepts, free_port, wait_until
 
 
 @dataclass
@@ -27,13 +27,7 @@ class Balancer:
     service: int  # TCP, balance random, per connection, to the replicas' gRPC ports
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
+        stop(self.proc)
 
 
 def start_balancer(
@@ -87,18 +81,15 @@ backend grpc_tcp
     log = (tmp / "haproxy.log").open("wb")
     proc = subprocess.Popen(["haproxy", "-db", "-f", str(path)], stdout=log, stderr=log)
     balancer = Balancer(proc, *ports)
-    import socket
-
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError((tmp / "haproxy.log").read_text())
-        try:
-            for port in ports:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        except OSError:
-            time.sleep(0.05)
-            continue
-        return balancer
-    balancer.stop()
-    raise AssertionError("haproxy did not start listening")
+    try:
+        wait_until(
+            lambda: all(accepts("127.0.0.1", port) for port in ports),
+            "haproxy listening",
+            seconds=10,
+            proc=proc,
+            log=tmp / "haproxy.log",
+        )
+    except AssertionError:
+        balancer.stop()
+        raise
+    return balancer

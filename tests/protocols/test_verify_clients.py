@@ -26,7 +26,7 @@ from podtally.verify.options import VerifyOptions, parse_resolve
 from podtally.verify.probe import Observation
 from tests.protocols.haproxy import Balancer, start_balancer
 from tests.protocols.support import start_grpc_serve
-from tests.support import ServeProcess, free_port, run_cli
+from tests.support import ServeProcess, free_port, run_cli, stopped_on_failure
 from tests.verify.conftest import make_certs
 
 
@@ -57,18 +57,15 @@ class Fleet:
 
 
 def start_fleet(tmp: Path, count: int) -> Fleet:
-    servers, grpc_ports = [], []
-    try:
+    servers: list[ServeProcess] = []
+    grpc_ports = []
+    with stopped_on_failure(servers):
         for k in range(count):
             server, port = start_grpc_serve(
                 tmp, env={"POD_NAME": f"pod-{k}", "NODE_NAME": "n", "POD_NAMESPACE": "ns"}
             )
             servers.append(server)
             grpc_ports.append(port)
-    except BaseException:
-        for server in servers:
-            server.stop()
-        raise
     return Fleet(servers, grpc_ports)
 
 

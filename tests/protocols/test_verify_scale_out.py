@@ -13,7 +13,6 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from podtally.verify import VerifyOptions, parse_expect_split, run
 from podtally.verify.probe import Observation
 from podtally.verify.replay import replay
 from tests.protocols.support import start_grpc_serve
-from tests.support import ServeProcess, free_port
+from tests.support import ServeProcess, accepts, free_port, wait_until
 
 PODS = [f"pod-{k}" for k in range(6)]
 
@@ -78,11 +77,13 @@ def service(tmp_path: Path) -> Iterator[Service]:
         )
         log = (tmp_path / "haproxy.log").open("wb")
         proc = subprocess.Popen(["haproxy", "-db", "-f", str(config)], stdout=log, stderr=log)
-        deadline = time.monotonic() + 10
-        while not admin.exists() or _refused(port):
-            assert proc.poll() is None, (tmp_path / "haproxy.log").read_text()
-            assert time.monotonic() < deadline, "haproxy did not start"
-            time.sleep(0.05)
+        wait_until(
+            lambda: admin.exists() and accepts("127.0.0.1", port),
+            "haproxy started",
+            seconds=10,
+            proc=proc,
+            log=tmp_path / "haproxy.log",
+        )
         yield Service(f"grpc://127.0.0.1:{port}", admin, proc)
     finally:
         if proc is not None:
@@ -90,14 +91,6 @@ def service(tmp_path: Path) -> Iterator[Service]:
             proc.wait(timeout=10)
         for server in servers:
             server.stop()
-
-
-def _refused(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return True
-    return False
 
 
 def test_channels_opened_before_a_scale_out_never_reach_the_new_pods(service: Service) -> None:

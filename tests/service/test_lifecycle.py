@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support import clean_env, free_port, run_cli, start_serve
+from tests.support import clean_env, free_port, run_cli, start_serve, wait_until
 
 
 def test_sigterm_turns_readyz_503_while_the_rest_answers_then_exits_0(serve: Any) -> None:
@@ -23,10 +23,8 @@ def test_sigterm_turns_readyz_503_while_the_rest_answers_then_exits_0(serve: Any
     assert conn.getresponse().read().startswith(b"Pod: drainer\n")
 
     replica.signal(signal.SIGTERM)
-    deadline = time.monotonic() + 5
-    while replica.get("/readyz")[0] != 503:  # turns at once; poll briefly, bounded
-        assert time.monotonic() < deadline, "readyz never turned 503"
-        time.sleep(0.02)
+    # It turns at once; poll briefly, bounded.
+    wait_until(lambda: replica.get("/readyz")[0] == 503, "readyz 503", seconds=5, pause=0.02)
     status, headers, body = replica.get("/readyz")
     assert (status, body) == (503, b"draining\n")
     assert headers["x-pod-name"] == "drainer"
@@ -60,10 +58,7 @@ def test_sigint_drains_too(serve: Any) -> None:
 def test_second_signal_exits_at_once(serve: Any) -> None:
     replica = serve(host="127.0.0.24", drain_seconds=60)
     replica.signal(signal.SIGTERM)
-    deadline = time.monotonic() + 5
-    while replica.get("/readyz")[0] != 503:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_until(lambda: replica.get("/readyz")[0] == 503, "readyz 503", seconds=5, pause=0.02)
     replica.signal(signal.SIGTERM)
     # Far sooner than the 60 s drain: the second signal does not wait.
     assert replica.wait(timeout=20) == 128 + signal.SIGTERM
@@ -142,12 +137,13 @@ def test_two_replicas_started_at_once_never_share_a_port(tmp_path: Path) -> None
             assert sorted(codes, key=str) == [2, None], f"attempt {attempt}: {codes}"
             loser = pair[codes.index(2)]
             assert "already in use" in loser.log_path.read_text()
-            deadline = time.monotonic() + 30
             winner = pair[codes.index(None)]
-            while winner.proc.poll() is None and time.monotonic() < deadline:
-                if "ready" in [e["event"] for e in winner.events()]:
-                    break
-                time.sleep(0.05)
+            wait_until(
+                lambda: "ready" in [e["event"] for e in winner.events()],  # noqa: B023 - waited for here
+                "the winner ready",
+                proc=winner.proc,
+                log=winner.log_path,
+            )
             assert winner.get("/readyz")[0] == 200
         finally:
             for replica in pair:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ServeProcess, free_ports, start_serve
+from tests.support import ServeProcess, free_ports, start_serve, stopped_on_failure
 
 IDENTITY_HEADERS = (
     "X-Pod-Name",
@@ -65,7 +65,7 @@ def start_replicas(
     pods = []
     if port is None:
         (port,) = free_ports(1, tuple(f"127.0.0.{first_address + k}" for k in range(count)))
-    try:
+    with stopped_on_failure(servers):
         for k in range(count):
             host = f"127.0.0.{first_address + k}"
             pod = f"podtally-test-{k}"
@@ -80,10 +80,6 @@ def start_replicas(
                 env["ZONE"] = "zone-1" if k < 2 else "zone-2"
             servers.append(start_serve(tmp, host=host, port=port, env=env, drain_seconds=0))
             pods.append(pod)
-    except BaseException:
-        for server in servers:
-            server.stop()
-        raise
     return Replicas(servers, pods)
 
 

@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import pytest
 
 from podtally.verify.probe import ERROR_KINDS
 from podtally.verify.schema import RESULT_SCHEMA
-from tests.support import clean_env, free_port, run_cli, stderr_on_a_terminal
+from tests.support import clean_env, free_port, run_cli, stderr_on_a_terminal, wait_until
 from tests.verify.conftest import StubServer, identity_responder, make_certs
 
 PODS = ["pod-a", "pod-b", "pod-c"]
@@ -395,10 +394,7 @@ def test_ctrl_c_prints_the_partial_report_then_one_line(
         env=clean_env(),
     )
     try:
-        deadline = time.monotonic() + 30
-        while len(balanced.client_ports) < 20 and time.monotonic() < deadline:
-            assert proc.poll() is None
-            time.sleep(0.05)
+        wait_until(lambda: len(balanced.client_ports) >= 20, "20 requests through", proc=proc)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:

@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,7 +27,16 @@ import pytest
 from podtally.local import Stack, StackConfig, down, up
 from podtally.verify import VerifyOptions, parse_resolve, run
 from podtally.verify.schema import RESULT_SCHEMA
-from tests.support import STACK_HOSTS, clean_env, free_port, free_ports, run_cli
+from tests.processes import listening
+from tests.support import (
+    STACK_HOSTS,
+    accepts,
+    clean_env,
+    free_port,
+    free_ports,
+    run_cli,
+    wait_until,
+)
 
 HOST = "verify.podtally.test"
 
@@ -182,13 +190,6 @@ def test_https_name_via_resolve_and_the_http_redirect(stack: Stack) -> None:
     assert followed.failed == 0 and followed.pods_answered == 3
 
 
-def _listening(port: int) -> bool:
-    """Something accepts connections on 127.0.0.1:port (a bind test would trip on TIME_WAIT)."""
-    with socket.socket() as s:
-        s.settimeout(2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 def test_demo_end_to_end(tmp_path: Path, demo_ports: tuple[int, int, int]) -> None:
     run_dir = tmp_path / "demo"
     ports = ",".join(map(str, demo_ports))
@@ -203,7 +204,7 @@ def test_demo_end_to_end(tmp_path: Path, demo_ports: tuple[int, int, int]) -> No
     assert "tearing down podtally-demo" in proc.stderr
     # Nothing left behind: the run directory is gone and the ports are free again.
     assert not run_dir.exists()
-    assert not any(_listening(port) for port in demo_ports)
+    assert not any(accepts("127.0.0.1", port, timeout=2) for port in demo_ports)
 
 
 def test_demo_fails_with_the_verifiers_code_and_still_tears_down(
@@ -228,7 +229,7 @@ def test_demo_fails_with_the_verifiers_code_and_still_tears_down(
     doc = json.loads(proc.stdout)
     assert doc["verdict"]["failures"][0] == "only 2 of 3 expected pods answered"
     assert not run_dir.exists()
-    assert not any(_listening(port) for port in demo_ports)
+    assert not any(accepts("127.0.0.1", port, timeout=2) for port in demo_ports)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -259,10 +260,9 @@ def test_demo_interrupted_mid_run_still_tears_down(
             env=clean_env(),
         )
     try:
-        deadline = time.monotonic() + 60
-        while "verifying" not in log.read_text() and time.monotonic() < deadline:
-            assert proc.poll() is None, log.read_text()
-            time.sleep(0.05)
+        wait_until(
+            lambda: "verifying" in log.read_text(), "demo verifying", seconds=60, proc=proc, log=log
+        )
         time.sleep(0.5)  # mid-run: requests in flight
         proc.send_signal(signum)
         try:
@@ -284,7 +284,7 @@ def test_demo_interrupted_mid_run_still_tears_down(
     assert re.search(r"^interrupted\s+after \d+ requests, [\d.]+ of 60 s", out, re.M), out
     assert out.rstrip().splitlines()[-1].startswith("verdict: INTERRUPTED; on what was collected")
     assert not run_dir.exists()
-    assert not any(_listening(port) for port in ports)
+    assert not any(accepts("127.0.0.1", port, timeout=2) for port in ports)
 
 
 def test_demo_into_a_full_disk_is_exit_3_and_still_tears_down(
@@ -304,7 +304,7 @@ def test_demo_into_a_full_disk_is_exit_3_and_still_tears_down(
     assert lines[-1] == "error: cannot write output: No space left on device"
     assert "tearing down podtally-demo ..." in lines and "Traceback" not in proc.stderr
     assert not run_dir.exists()
-    assert not any(_listening(port) for port in ports)
+    assert not any(accepts("127.0.0.1", port, timeout=2) for port in ports)
 
 
 @pytest.fixture(scope="module")
@@ -325,17 +325,9 @@ def l4_balancer(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Itera
         f"frontend l4\n    bind 127.0.0.1:{l4_port}\n    default_backend pods\n"
         f"backend pods\n    balance roundrobin\n{servers}\n"
     )
-    proc = subprocess.Popen([haproxy, "-db", "-f", str(config)], stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 30
-        while not _listening(l4_port):
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "HAProxy (tcp mode) did not start"
-            time.sleep(0.05)
+    argv = [haproxy, "-db", "-f", str(config)]
+    with listening(argv, "127.0.0.1", l4_port, directory / "haproxy.log", seconds=30):
         yield f"http://127.0.0.1:{l4_port}/"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_keep_alive_through_a_per_connection_balancer_is_pinned(l4_balancer: str) -> None:

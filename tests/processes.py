@@ -1,4 +1,5 @@
-"""Small process helpers shared by the balancer fixtures: find a binary, wait for a port, stop."""
+"""Small process helpers shared by the fixtures that run servers (HAProxy, nginx, replicas): find a
+binary, run a server until it listens, stop it, and take it down with the test process."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+
+from tests.support import accepts, wait_until
 
 
 def die_with_parent(signal_name: str = "KILL") -> list[str]:
@@ -41,14 +43,34 @@ def wait_listening(
     proc: subprocess.Popen[bytes], host: str, port: int, log: Path, seconds: float = 10.0
 ) -> None:
     """Return once ``host:port`` accepts a connection; fail with the log if the process died."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"exited with {proc.returncode}: {read(log)}")
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"not listening on {host}:{port} after {seconds:g} s: {read(log)}")
+    what = f"listening on {host}:{port}"
+    wait_until(lambda: accepts(host, port), what, seconds=seconds, proc=proc, log=log, pause=0.02)
+
+
+@contextlib.contextmanager
+def listening(
+    argv: Sequence[str],
+    host: str,
+    port: int,
+    log: Path,
+    *,
+    output_to_log: bool = True,
+    seconds: float = 10.0,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``argv`` (its stderr, and its stdout unless ``output_to_log`` is off, to ``log``)
+    until ``host:port`` accepts (within ``seconds``); stop it on exit."""
+    with log.open("ab") as stderr:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=stderr if output_to_log else subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        wait_listening(proc, host, port, log, seconds)
+        yield proc
+    finally:
+        stop(proc)
 
 
 def stop(proc: subprocess.Popen[bytes], signum: int = signal.SIGTERM) -> None:
@@ -60,10 +82,3 @@ def stop(proc: subprocess.Popen[bytes], signum: int = signal.SIGTERM) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
-
-
-def read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace").strip()
-    except FileNotFoundError:
-        return "(no log)"
