@@ -11,4 +11,4 @@ if ! scripts/image-podman.sh image exists "$image" 2>/dev/null; then
   echo "error: no image $image in podman's image store: build it with 'make image IMAGE=$image'" >&2
   exit 2
 fi
-PODTALLY_IMAGE="$image" exec .venv/bin/pytest -m image tests/image "$@"
+PODTALLY_TEST_IMAGE="$image" exec .venv/bin/pytest -m image tests/image "$@"

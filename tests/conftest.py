@@ -1,18 +1,26 @@
 """Shared fixtures: real `podtally serve` processes on loopback, always torn down.
 
-`make test` runs the files on two pytest-xdist workers (``--dist loadfile``): a file's tests stay
+`make test` runs the files on three pytest-xdist workers (``--dist loadfile``): a file's tests stay
 on one worker, so its module-scoped fixtures start once. Every test takes its ports from the
 kernel (tests.support.free_port, free_ports), so files never share a port.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support import ServeProcess, start_serve
+
+# Every option reads PODTALLY_<OPTION>: one exported in the shell (PODTALLY_IMAGE would turn every
+# stack the tests start into containers) must not change what the tests run, in this process or
+# in the ones it starts. The tests' own settings are named PODTALLY_TEST_*.
+for _name in [name for name in os.environ if name.startswith("PODTALLY_")]:
+    if not _name.startswith("PODTALLY_TEST_"):
+        del os.environ[_name]
 
 
 @pytest.fixture

@@ -30,9 +30,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session")
 def image() -> str:
-    name = os.environ.get("PODTALLY_IMAGE", "")
+    name = os.environ.get("PODTALLY_TEST_IMAGE", "")
     if not name:
-        pytest.fail("PODTALLY_IMAGE is not set: run `make image image-test`")
+        pytest.fail("PODTALLY_TEST_IMAGE is not set: run `make image image-test`")
     return name
 
 
