@@ -4,6 +4,11 @@ Each scenario runs the real infra/__main__.py with the real stack template
 infra/stack.example.yaml (plus overrides) in its own interpreter (tests/infra/harness.py); all
 scenarios start at once and are read back as JSON. The assertions are about what would be
 created and how it is wired.
+
+One file on purpose (over 450 lines): the scenarios run once per process, and `make test` gives
+each file to one worker (``--dist loadfile``); split by topic, each worker would run all of them
+again. The sections below (network, cluster, controller, ECR/certificate/DNS, the app) are the
+file's map.
 """
 
 from __future__ import annotations
