@@ -20,7 +20,7 @@ import pytest
 
 from podtally.local import container as ctr
 from tests.image.helpers import podman_cmd
-from tests.local.localstack_helpers import free_base, get, stack_processes
+from tests.local.localstack_helpers import Load, free_base, get, stack_processes
 from tests.support import REPO, run_cli
 
 pytestmark = [pytest.mark.image, pytest.mark.slow]
@@ -137,9 +137,15 @@ def test_up_verify_restart_scale_down_on_containers(root: Path, image: str) -> N
     assert other.returncode == 2, other.stderr
     assert f"--image {image} (asked: --image localhost/podtally:other)" in other.stderr
 
-    # A rolling restart replaces each container with a new one.
-    restarted = run_cli("restart", "--name", NAME, env=_env(root), timeout=120)
+    # A rolling restart replaces each container with a new one, and under steady load through
+    # HAProxy no request fails (each old container drains before it goes).
+    with Load(url, None, threads=2, max_requests=20000, max_seconds=120) as load:
+        load.wait_for(50)
+        restarted = run_cli("restart", "--name", NAME, env=_env(root), timeout=120)
+        load.wait_for(load.result.ok + 50)
     assert restarted.returncode == 0, restarted.stderr
+    assert load.result.failures == [], load.result.failures[:10]
+    assert set(load.result.pods) > set(pods), "the load saw old and new pods"
     after = _status(root)
     new_pods = {r["pod"] for r in after["replicas"]}
     assert len(new_pods) == 3 and not new_pods & set(pods), (pods, new_pods)
