@@ -119,7 +119,8 @@ class HttpRunner(Runner):
         values: list[str | None] | tuple[None, ...] = NO_IDENTITY
         source: IdentitySource | None = None
         if raw[0] is not None:
-            values = [self._text(v) for v in raw]
+            text = self._text
+            values = [text(v) for v in raw]
             source = "headers"
         elif response.body and (parsed := parse_identity_text(b"".join(response.body))) is not None:
             values = parsed
