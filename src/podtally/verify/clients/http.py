@@ -119,8 +119,8 @@ class HttpRunner(Runner):
         values: list[str | None] | tuple[None, ...] = NO_IDENTITY
         source: IdentitySource | None = None
         if raw[0] is not None:
-            text = self._text
-            values = [text(v) for v in raw]
+            known, text = self._strings.get, self._text  # a dict hit first: the hot path
+            values = [known(v) or text(v) for v in raw]  # type: ignore[arg-type]
             source = "headers"
         elif response.body and (parsed := parse_identity_text(b"".join(response.body))) is not None:
             values = parsed
