@@ -12,10 +12,11 @@ Example::
     result = run(VerifyOptions("http://127.0.0.1:8080/", expect_pods=3))  # auto: until known
     print(result.verdict.summary, result.pod_counts(), result.exit_code)
 
-The URL picks the client: ``http(s)://`` HTTP/1.1 (:class:`~podtally.verify.probe.Engine`), or
-with ``http2=True`` HTTP/2 (:class:`~podtally.verify.clients.h2.H2Engine`); ``grpc(s)://HOST:PORT``
-gRPC (:class:`~podtally.verify.clients.grpc.GrpcEngine`). Everything after the observations is
-the same for every protocol.
+The URL picks the client: ``http(s)://`` HTTP/1.1
+(:class:`~podtally.verify.clients.http1.Engine`), or with ``http2=True`` HTTP/2
+(:class:`~podtally.verify.clients.h2.H2Engine`); ``grpc(s)://HOST:PORT`` gRPC
+(:class:`~podtally.verify.clients.grpc.GrpcEngine`). Everything after the observations is the
+same for every protocol.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol as _Protocol
 
+from podtally.verify.clients.http1 import Engine
 from podtally.verify.expected_split import ExpectedSplit, parse_expect_split
 from podtally.verify.options import (
     DEFAULT_STREAMS,
@@ -33,7 +35,6 @@ from podtally.verify.options import (
 )
 from podtally.verify.probe import (
     ERROR_KINDS,
-    Engine,
     ErrorKind,
     Observation,
     ProbeSummary,
@@ -126,11 +127,11 @@ def _client(
     if options.protocol == "http2":
         from podtally.verify.clients.h2 import H2Engine
 
-        return H2Engine(options, sink, progress, resolver)
+        return H2Engine(options, sink, progress=progress, resolver=resolver)
     if options.protocol == "grpc":
         from podtally.verify.clients.grpc import GrpcEngine
 
-        return GrpcEngine(options, sink, progress, resolver)
+        return GrpcEngine(options, sink, progress=progress, resolver=resolver)
     return Engine(options, sink, progress, resolver)
 
 

@@ -39,7 +39,7 @@ from podtally.verify.result import VerifyResult, build_result
 from podtally.verify.tally import Accumulator
 
 if TYPE_CHECKING:
-    from podtally.verify.probe import Engine
+    from podtally.verify.clients.http1 import Engine
 
 REPLAY_URL = "http://observations.invalid/"  # the target when the caller names none
 DIMENSIONS = ("pod", "node", "zone", "version")

@@ -1,9 +1,10 @@
-"""Clients beyond the HTTP/1.1 engine (:mod:`podtally.verify.probe`): HTTP/2 and gRPC.
+"""The verifier's clients, one a protocol, all on one loop (:mod:`.runner`).
 
-Each one is an engine with the same surface as :class:`podtally.verify.probe.Engine`
-(``await run()``, ``started``, ``summary()``) and emits the same
-:class:`~podtally.verify.probe.Observation` records, so the tally, the decision and the reports
-work unchanged for every protocol.
+:mod:`.http1` (HTTP/1.1, the fast path), :mod:`.h2` (HTTP/2) and :mod:`.grpc` each subclass
+:class:`~podtally.verify.clients.runner.Runner` (``await run()``, ``started``, ``summary()``,
+``stop()``) and emit the same :class:`~podtally.verify.probe.Observation` records, so the tally,
+the decision and the reports work unchanged for every protocol. :mod:`.http` holds what both
+HTTP versions share, :mod:`.transport` the TLS context, the connection and the failure.
 """
 
 from __future__ import annotations
@@ -24,22 +25,17 @@ def protocol_for(url: str, *, http2: bool = False, new_channel: bool = False) ->
     ``grpc(s)://`` takes :class:`~podtally.verify.clients.grpc.GrpcEngine`.
     """
     scheme = urlsplit(url.strip()).scheme.lower()
+    protocol: Protocol
     if scheme in ("grpc", "grpcs"):
-        if http2:
-            raise UsageError(
-                "gRPC always runs over HTTP/2: drop it for a grpc:// or grpcs:// URL",
-                setting="http2",
-                value=True,
-            )
-        return "grpc"
-    if scheme in ("http", "https"):
-        if new_channel:
-            raise UsageError(
-                "channels are gRPC's: it needs a grpc:// or grpcs:// URL",
-                setting="new_channel",
-                value=True,
-            )
-        return "http2" if http2 else "http1"
-    raise UsageError(
-        "must start with http://, https://, grpc:// or grpcs://", setting="url", value=url
-    )
+        protocol, setting, given = "grpc", "http2", http2
+        why = "gRPC always runs over HTTP/2: drop it for a grpc:// or grpcs:// URL"
+    elif scheme in ("http", "https"):
+        protocol, setting, given = ("http2" if http2 else "http1"), "new_channel", new_channel
+        why = "channels are gRPC's: it needs a grpc:// or grpcs:// URL"
+    else:
+        raise UsageError(
+            "must start with http://, https://, grpc:// or grpcs://", setting="url", value=url
+        )
+    if given:
+        raise UsageError(why, setting=setting, value=True)
+    return protocol

@@ -14,24 +14,17 @@ code: the observation's ``status`` is the gRPC code's number (0 is OK).
 from __future__ import annotations
 
 import asyncio
-import itertools
 import ssl
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, Unpack
 
 from podtally.contract import FIELDS, header_keys
 from podtally.errors import MissingDependencyError, PodtallyError
-from podtally.verify.clients.runner import Runner, resolve_addresses
+from podtally.verify.clients.runner import Hooks, Runner
+from podtally.verify.clients.transport import Failure, unverified_context
 from podtally.verify.options import VerifyOptions
-from podtally.verify.probe import (
-    ErrorKind,
-    IdentitySource,
-    Observation,
-    Progress,
-    Resolver,
-    system_addresses,
-)
+from podtally.verify.probe import NO_IDENTITY, IdentitySource, Sink
 from podtally.verify.target import GRPC_SCHEMES, Target, parse_grpc_url
 
 GET_METHOD = "/podtally.v1.Identity/Get"
@@ -60,32 +53,25 @@ class GrpcEngine(Runner):
     def __init__(
         self,
         options: VerifyOptions,
-        sink: Callable[[Observation], None],
-        progress: Callable[[Progress], None] | None = None,
-        resolver: Resolver | None = None,
+        sink: Sink,
         *,
         target: GrpcTarget | None = None,
         new_channel: bool | None = None,
+        **hooks: Unpack[Hooks],
     ) -> None:
-        super().__init__(options, sink, progress)
+        super().__init__(options, sink, **hooks)
         # ``target`` and ``new_channel`` default to the options' own (a grpc(s):// URL).
         self.target = target if target is not None else parse_grpc_url(options.url)
         self.new_channel = options.new_channel if new_channel is None else new_channel
-        self._resolver = resolver if resolver is not None else system_addresses
         self._grpc, self._pb2 = _import_grpc()
         self._credentials: Any = None
-        self._addresses: list[tuple[str, str]] = []
-        self._turn = itertools.count()
-        self._serial = itertools.count(1)
         self._channels: set[Any] = set()
         self._name = self.target.host  # the name the server's certificate must show
 
     async def _prepare(self) -> None:
         target = self.target
         grpc = self._grpc
-        self._addresses = await resolve_addresses(
-            self.options, self._resolver, target.host, target.port
-        )
+        await self._addresses_for(target.host, target.port)
         if target.tls:
             if self.options.insecure:
                 root: bytes | None = await self._presented_certificate()
@@ -102,10 +88,8 @@ class GrpcEngine(Runner):
         every connection meets the same certificate; replicas with certificates of their own
         are trusted by the first one only."""
         target = self.target
-        address, peer = self._addresses[0]
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
+        address, peer = self._addresses[(target.host, target.port)][0]
+        context = unverified_context()
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.options.timeout):
@@ -133,10 +117,7 @@ class GrpcEngine(Runner):
         return f"{self._name}:{self.target.port}"
 
     def _lanes(self) -> list[Coroutine[Any, Any, None]]:
-        lanes = self.options.concurrency
-        if self.options.request_limit is not None:
-            lanes = min(lanes, self.options.request_limit)
-        return [self._lane() for _ in range(lanes)]
+        return [self._lane() for _ in range(self._lane_count())]
 
     async def _close(self) -> None:
         for channel, _serial, _peer in list(self._channels):
@@ -147,9 +128,7 @@ class GrpcEngine(Runner):
         """A new channel: its own connection to the next address in turn."""
         grpc = self._grpc
         target = self.target
-        address, peer = self._addresses[next(self._turn) % len(self._addresses)]
-        self._peers.setdefault(peer)
-        self._opened += 1
+        serial, address, peer = self._new_connection(target.host, target.port)
         where = (
             f"ipv6:[{address}]:{target.port}" if ":" in address else f"ipv4:{address}:{target.port}"
         )
@@ -166,27 +145,23 @@ class GrpcEngine(Runner):
             channel = grpc.aio.secure_channel(where, self._credentials, options=options)
         else:
             channel = grpc.aio.insecure_channel(where, options=options)
-        entry = (channel, next(self._serial), peer)
+        entry = (channel, serial, peer)
         self._channels.add(entry)
         return entry
 
     async def _lane(self) -> None:
         entry: tuple[Any, int, str] | None = None
         while (claimed := await self._next()) is not None:
-            index, started = claimed
             if entry is None:
                 entry = self._open()
-            channel, serial, peer = entry
-            observation = await self._call(index, started, channel, serial, peer)
-            self._emit(observation)
+            index, started = claimed
+            await self._call(index, started, *entry)
             if self.new_channel:
                 self._channels.discard(entry)
-                await channel.close(None)
+                await entry[0].close(None)
                 entry = None
 
-    async def _call(
-        self, index: int, started: float, channel: Any, serial: int, peer: str
-    ) -> Observation:
+    async def _call(self, index: int, started: float, channel: Any, serial: int, peer: str) -> None:
         grpc = self._grpc
         pb2 = self._pb2
         method = channel.unary_unary(
@@ -194,10 +169,9 @@ class GrpcEngine(Runner):
             request_serializer=pb2.GetRequest.SerializeToString,
             response_deserializer=pb2.IdentityReply.FromString,
         )
-        values: list[str | None] = [None] * len(FIELDS)
+        values: list[str | None] = list(NO_IDENTITY)
         source: IdentitySource | None = None
-        error: ErrorKind | None = None
-        detail: str | None = None
+        failure: Failure | None = None
         status: int | None = None
         try:
             call = method(pb2.GetRequest(), timeout=self.options.timeout)
@@ -216,26 +190,14 @@ class GrpcEngine(Runner):
                 values = [getattr(reply, name, None) or None for name in FIELDS]
                 source = "body"
             else:
-                error, detail = "no-identity", "reply carried neither x-pod-* metadata nor a pod"
+                failure = Failure("no-identity", "reply carried neither x-pod-* metadata nor a pod")
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             status = code.value[0]
-            error, detail = _classify(code.name, exc.details() or "", peer, self.options.timeout)
+            failure = _classify(code.name, exc.details() or "", peer, self.options.timeout)
         latency = time.perf_counter() - started
-        return Observation.of(
-            values,
-            index=index,
-            start=started - self._t0,
-            latency=latency,
-            status=status,
-            source=source,
-            error=error,
-            detail=detail,
-            connection=serial,
-            peer=peer,
-            location=None,
-            redirects=0,
-        )
+        # The outcome as (identity, failure, status, source, connection, peer).
+        self._record(index, started, latency, values, failure, status, source, serial, peer)
 
 
 def _name_in(der: bytes, wanted: str) -> str:
@@ -256,24 +218,28 @@ def _name_in(der: bytes, wanted: str) -> str:
     return wanted if wanted in names or not names else names[0]
 
 
-def _classify(code: str, details: str, peer: str, timeout: float) -> tuple[ErrorKind, str]:
+def _classify(code: str, details: str, peer: str, timeout: float) -> Failure:
     """A failed call's error kind: transport failures by what happened, the rest by status code."""
     lowered = details.lower()
     if code == "DEADLINE_EXCEEDED":
-        return "timeout", f"no response from {peer} within {timeout:g}s (gRPC DEADLINE_EXCEEDED)"
+        return Failure(
+            "timeout", f"no response from {peer} within {timeout:g}s (gRPC DEADLINE_EXCEEDED)"
+        )
     if code == "UNAVAILABLE":
         if "refused" in lowered:
-            return "refused", f"connection refused to {peer}"
+            return Failure("refused", f"connection refused to {peer}")
         if "hostname verification" in lowered or "peer name" in lowered:
-            return "tls", f"TLS certificate of {peer} does not name the host asked for"
+            return Failure("tls", f"TLS certificate of {peer} does not name the host asked for")
         if "certificate_verify_failed" in lowered:
-            return "tls", f"TLS certificate of {peer} not trusted (CERTIFICATE_VERIFY_FAILED)"
+            return Failure(
+                "tls", f"TLS certificate of {peer} not trusted (CERTIFICATE_VERIFY_FAILED)"
+            )
         if "ssl" in lowered or "handshake" in lowered or "certificate" in lowered:
-            return "tls", f"TLS handshake with {peer} failed: {details}"
+            return Failure("tls", f"TLS handshake with {peer} failed: {details}")
         if "reset" in lowered or "socket closed" in lowered or "goaway" in lowered:
-            return "reset", f"connection to {peer} reset ({details})"
+            return Failure("reset", f"connection to {peer} reset ({details})")
     if code == "CANCELLED":
         # This client never cancels a call it counts: the server or a proxy cut it off (a
         # stream reset), as a replica does with calls still arriving when it stops.
-        return "reset", f"{peer} cancelled the call ({details or 'CANCELLED'})"
-    return "http-status", f"gRPC {code}: {details}" if details else f"gRPC {code}"
+        return Failure("reset", f"{peer} cancelled the call ({details or 'CANCELLED'})")
+    return Failure("http-status", f"gRPC {code}: {details}" if details else f"gRPC {code}")

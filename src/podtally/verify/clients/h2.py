@@ -14,11 +14,9 @@ Redirects are reported as they are (``http-status`` with the location), never fo
 from __future__ import annotations
 
 import asyncio
-import itertools
-import ssl
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, Unpack
 
 import h2.config
 import h2.connection
@@ -27,48 +25,21 @@ import h2.exceptions
 import h2.settings
 
 from podtally import __version__
-from podtally.contract import FIELDS, header_keys
 from podtally.errors import PodtallyError
-from podtally.verify.clients.runner import Runner, resolve_addresses
+from podtally.verify.clients.http import IDENTITY_HEADERS, HttpResponse, HttpRunner
+from podtally.verify.clients.runner import Hooks
+from podtally.verify.clients.transport import Connection, Failure, classify
 from podtally.verify.options import DEFAULT_STREAMS, MAX_STREAMS, VerifyOptions
-from podtally.verify.probe import (
-    BODY_LIMIT,
-    REDIRECT_STATUSES,
-    IdentitySource,
-    Observation,
-    Progress,
-    Resolver,
-    _classify,
-    _Failure,
-    _ssl_context,
-    parse_identity_text,
-    system_addresses,
-)
-from podtally.verify.target import Target
+from podtally.verify.probe import NO_IDENTITY, Sink
 
 __all__ = ["DEFAULT_STREAMS", "H2Engine"]  # DEFAULT_STREAMS: VerifyOptions' own, re-exported
-_IDENTITY = {key: FIELDS.index(name) for key, name in header_keys().items()}
 
 
-class _Response:
-    __slots__ = ("body", "body_size", "identity", "location", "status")
-
-    def __init__(self) -> None:
-        self.status = 0
-        self.identity: list[bytes | None] = [None] * len(FIELDS)
-        self.location: bytes | None = None
-        self.body: list[bytes] = []
-        self.body_size = 0
-
-
-class _Connection(asyncio.Protocol):
+class _Connection(Connection):
     """One HTTP/2 connection and its open streams."""
 
     def __init__(self, serial: int, peer: str) -> None:
-        self.serial = serial
-        self.peer = peer
-        self.transport: asyncio.Transport | None = None
-        self.lost = False
+        super().__init__(serial, peer)
         self.goaway = False
         self._h2 = h2.connection.H2Connection(
             config=h2.config.H2Configuration(
@@ -82,7 +53,7 @@ class _Connection(asyncio.Protocol):
                 normalize_inbound_headers=False,
             )
         )
-        self._streams: dict[int, tuple[_Response, asyncio.Future[_Response]]] = {}
+        self._streams: dict[int, tuple[HttpResponse, asyncio.Future[HttpResponse]]] = {}
         self._room = asyncio.Event()  # set while another stream may open
         self._flush_due = False
         self._room.set()
@@ -93,7 +64,7 @@ class _Connection(asyncio.Protocol):
 
     # --- asyncio.Protocol ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        super().connection_made(transport)
         self._h2.initiate_connection()
         self._flush()
 
@@ -105,9 +76,9 @@ class _Connection(asyncio.Protocol):
             if self._h2.state_machine.state is h2.connection.ConnectionState.CLOSED:
                 # A GOAWAY came in this read, then a frame h2 refuses after it (a PING):
                 # the server is going away, which is a reset, not a protocol error.
-                failure = _Failure("reset", f"{self.peer} closed the connection (GOAWAY)")
+                failure = Failure("reset", f"{self.peer} closed the connection (GOAWAY)")
             else:
-                failure = _Failure("other", f"HTTP/2 protocol error from {self.peer}: {exc}")
+                failure = Failure("other", f"HTTP/2 protocol error from {self.peer}: {exc}")
             self._fail_all(failure)
             self.abort()
             return
@@ -119,9 +90,9 @@ class _Connection(asyncio.Protocol):
         self.lost = True
         self._room.set()
         failure = (
-            _classify(exc, self.peer)
+            classify(exc, self.peer)
             if exc is not None
-            else _Failure("reset", f"connection to {self.peer} closed mid-stream")
+            else Failure("reset", f"connection to {self.peer} closed mid-stream")
         )
         self._fail_all(failure)
 
@@ -135,45 +106,42 @@ class _Connection(asyncio.Protocol):
                 key = bytes(name)
                 if key == b":status":
                     response.status = int(value)
-                elif (slot := _IDENTITY.get(key)) is not None:
+                elif (slot := IDENTITY_HEADERS.get(key)) is not None:
                     response.identity[slot] = bytes(value)
                 elif key == b"location":
                     response.location = bytes(value)
         elif isinstance(event, h2.events.DataReceived):
             self._h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
             entry = self._streams.get(event.stream_id)
-            if entry is not None and entry[0].body_size < BODY_LIMIT and event.data:
-                entry[0].body.append(event.data)
-                entry[0].body_size += len(event.data)
+            if entry is not None and event.data:
+                entry[0].add_body(event.data)
         elif isinstance(event, h2.events.StreamEnded):
             self._finish(event.stream_id)
         elif isinstance(event, h2.events.StreamReset):
             self._fail(
                 event.stream_id,
-                _Failure(
-                    "reset", f"{self.peer} reset the stream (HTTP/2 error {event.error_code})"
-                ),
+                Failure("reset", f"{self.peer} reset the stream (HTTP/2 error {event.error_code})"),
             )
         elif isinstance(event, h2.events.ConnectionTerminated):
             self.goaway = True
             last = event.last_stream_id or 0
             for stream_id in [s for s in self._streams if s > last]:
-                self._fail(stream_id, _Failure("reset", f"{self.peer} sent GOAWAY"))
+                self._fail(stream_id, Failure("reset", f"{self.peer} sent GOAWAY"))
         if isinstance(event, h2.events.StreamEnded | h2.events.StreamReset):
             self._room.set()
 
     # --- used by the engine --------------------------------------------------------------------
-    async def request(self, headers: list[tuple[bytes, bytes]]) -> _Response:
+    async def request(self, headers: list[tuple[bytes, bytes]]) -> HttpResponse:
         while self.usable and (
             self._h2.open_outbound_streams >= self._h2.remote_settings.max_concurrent_streams
         ):
             self._room.clear()
             await self._room.wait()
         if not self.usable:
-            raise _Failure("reset", f"connection to {self.peer} already closed")
+            raise Failure("reset", f"connection to {self.peer} already closed")
         stream_id = self._h2.get_next_available_stream_id()
-        response = _Response()
-        waiter: asyncio.Future[_Response] = asyncio.get_running_loop().create_future()
+        response = HttpResponse()
+        waiter: asyncio.Future[HttpResponse] = asyncio.get_running_loop().create_future()
         self._streams[stream_id] = (response, waiter)
         try:
             self._h2.send_headers(stream_id, headers, end_stream=True)
@@ -181,8 +149,8 @@ class _Connection(asyncio.Protocol):
             del self._streams[stream_id]
             self.goaway = True
             if self._h2.state_machine.state is h2.connection.ConnectionState.CLOSED:
-                raise _Failure("reset", f"{self.peer} closed the connection (GOAWAY)") from None
-            raise _Failure("other", f"HTTP/2 on {self.peer}: {exc}") from None
+                raise Failure("reset", f"{self.peer} closed the connection (GOAWAY)") from None
+            raise Failure("other", f"HTTP/2 on {self.peer}: {exc}") from None
         # One write for all the streams opened in this turn of the event loop: a write per
         # request (a system call each) was most of the client's time (profiled).
         self._schedule_flush()
@@ -210,10 +178,6 @@ class _Connection(asyncio.Protocol):
                 pass
             self.transport.close()
 
-    def abort(self) -> None:
-        if self.transport is not None and not self.lost:
-            self.transport.abort()
-
     def _schedule_flush(self) -> None:
         if not self._flush_due:
             self._flush_due = True
@@ -230,12 +194,12 @@ class _Connection(asyncio.Protocol):
         if entry is not None and not entry[1].done():
             entry[1].set_result(entry[0])
 
-    def _fail(self, stream_id: int, failure: _Failure) -> None:
+    def _fail(self, stream_id: int, failure: Failure) -> None:
         entry = self._streams.pop(stream_id, None)
         if entry is not None and not entry[1].done():
             entry[1].set_exception(failure)
 
-    def _fail_all(self, failure: _Failure) -> None:
+    def _fail_all(self, failure: Failure) -> None:
         for stream_id in list(self._streams):
             self._fail(stream_id, failure)
 
@@ -250,34 +214,26 @@ class _Slot:
         self.lock = asyncio.Lock()
 
 
-def _text(value: bytes | None) -> str | None:
-    return None if value is None else value.decode("utf-8", "replace").strip()
-
-
-class H2Engine(Runner):
+class H2Engine(HttpRunner):
     """HTTP/2 over ``options.target``: ``options.concurrency`` connections, ``streams`` each."""
+
+    alpn = ("h2",)
 
     def __init__(
         self,
         options: VerifyOptions,
-        sink: Callable[[Observation], None],
-        progress: Callable[[Progress], None] | None = None,
-        resolver: Resolver | None = None,
+        sink: Sink,
         *,
         streams: int | None = None,
+        **hooks: Unpack[Hooks],
     ) -> None:
-        super().__init__(options, sink, progress)
+        super().__init__(options, sink, **hooks)
         streams = options.streams if streams is None else streams
         if not 1 <= streams <= MAX_STREAMS:
             raise PodtallyError(
                 f"must be between 1 and {MAX_STREAMS}", setting="streams", value=streams
             )
         self.streams = streams
-        self._resolver = resolver if resolver is not None else system_addresses
-        self._ssl: ssl.SSLContext | None = None
-        self._addresses: list[tuple[str, str]] = []
-        self._turn = itertools.count()
-        self._serial = itertools.count(1)
         self._slots: list[_Slot] = []
         target = options.target
         headers = [
@@ -296,20 +252,8 @@ class H2Engine(Runner):
                 headers.append((key.encode("latin-1"), value.encode("latin-1")))
         self._headers = headers
 
-    async def _prepare(self) -> None:
-        target: Target = self.options.target
-        if target.tls:
-            self._ssl = _ssl_context(self.options)
-            self._ssl.set_alpn_protocols(["h2"])
-        self._addresses = await resolve_addresses(
-            self.options, self._resolver, target.host, target.port
-        )
-
     def _lanes(self) -> list[Coroutine[Any, Any, None]]:
-        connections = self.options.concurrency
-        if self.options.request_limit is not None:
-            connections = min(connections, self.options.request_limit)
-        self._slots = [_Slot() for _ in range(connections)]
+        self._slots = [_Slot() for _ in range(self._lane_count())]
         return [self._lane(slot) for slot in self._slots for _ in range(self.streams)]
 
     async def _close(self) -> None:
@@ -317,38 +261,20 @@ class H2Engine(Runner):
             if slot.connection is not None:
                 slot.connection.close()
 
-    async def _connect(self) -> _Connection:
+    async def _connect_h2(self) -> _Connection:
         target = self.options.target
-        address, peer = self._addresses[next(self._turn) % len(self._addresses)]
-        self._peers.setdefault(peer)
-        connection = _Connection(next(self._serial), peer)
-        self._opened += 1
-        loop = asyncio.get_running_loop()
-        try:
-            if self._ssl is not None:
-                transport, _ = await loop.create_connection(
-                    lambda: connection,
-                    address,
-                    target.port,
-                    ssl=self._ssl,
-                    server_hostname=target.host,
+        connection = await self._connect(_Connection, target.host, target.port, target.tls)
+        if target.tls:
+            transport = connection.transport
+            tls = transport.get_extra_info("ssl_object") if transport is not None else None
+            chosen = tls.selected_alpn_protocol() if tls is not None else None
+            if chosen != "h2":
+                connection.abort()
+                raise Failure(
+                    "tls",
+                    f"{connection.peer} did not agree to HTTP/2 in TLS ALPN (it chose "
+                    f"{chosen or 'nothing'})",
                 )
-                tls = transport.get_extra_info("ssl_object")
-                chosen = tls.selected_alpn_protocol() if tls is not None else None
-                if chosen != "h2":
-                    connection.abort()
-                    raise _Failure(
-                        "tls",
-                        f"{peer} did not agree to HTTP/2 in TLS ALPN (it chose "
-                        f"{chosen or 'nothing'})",
-                    )
-            else:
-                await loop.create_connection(lambda: connection, address, target.port)
-        except _Failure:
-            raise
-        except OSError as exc:  # refused, reset, TLS (ssl.SSLError is an OSError)
-            connection.abort()
-            raise _classify(exc, peer) from None
         return connection
 
     async def _connection(self, slot: _Slot) -> _Connection:
@@ -357,78 +283,34 @@ class H2Engine(Runner):
                 if slot.connection is not None:
                     slot.connection.close()
                 slot.connection = None
-                slot.connection = await self._connect()
+                slot.connection = await self._connect_h2()
             return slot.connection
 
     async def _lane(self, slot: _Slot) -> None:
+        target = self.options.target
         while (claimed := await self._next()) is not None:
             index, started = claimed
             connection: _Connection | None = None
-            failure: _Failure | None = None
-            response: _Response | None = None
             try:
                 async with asyncio.timeout(self.options.timeout):
                     connection = await self._connection(slot)
                     response = await connection.request(self._headers)
-            except TimeoutError:
-                peer = connection.peer if connection else self._addresses[0][1]
-                failure = _Failure(
-                    "timeout", f"no response from {peer} within {self.options.timeout:g}s"
+            except (TimeoutError, Failure) as exc:
+                latency = time.perf_counter() - started
+                peer = connection.peer if connection is not None else None
+                if isinstance(exc, TimeoutError):
+                    said = peer or self._addresses[(target.host, target.port)][0][1]
+                    timeout = self.options.timeout
+                    exc = Failure("timeout", f"no response from {said} within {timeout:g}s")
+                self._record(
+                    index,
+                    started,
+                    latency,
+                    NO_IDENTITY,
+                    exc,
+                    connection=connection.serial if connection is not None else None,
+                    peer=peer or self._peer_label(target.host, target.port),
                 )
-            except _Failure as exc:
-                failure = exc
+                continue
             latency = time.perf_counter() - started
-            self._emit(self._observation(index, started, latency, connection, response, failure))
-
-    def _observation(
-        self,
-        index: int,
-        started: float,
-        latency: float,
-        connection: _Connection | None,
-        response: _Response | None,
-        failure: _Failure | None,
-    ) -> Observation:
-        values: list[str | None] = [None] * len(FIELDS)
-        source: IdentitySource | None = None
-        status: int | None = None
-        location: str | None = None
-        if response is not None and failure is None:
-            status = response.status
-            if response.identity[0] is not None:
-                values = [_text(v) for v in response.identity]
-                source = "headers"
-            elif response.body:
-                parsed = parse_identity_text(b"".join(response.body))
-                if parsed is not None:
-                    values, source = parsed, "body"
-            if status in REDIRECT_STATUSES:
-                location = _text(response.location)
-            if not 200 <= status < 300:
-                detail = f"HTTP {status}"
-                if location is not None:
-                    detail = f"HTTP {status}: redirected to {location}"
-                failure = _Failure("http-status", detail)
-            elif source is None:
-                failure = _Failure(
-                    "no-identity", "response carried neither X-Pod-* headers nor 'Pod:' lines"
-                )
-        peer: str | None = None
-        if connection is not None:
-            peer = connection.peer
-        elif len(self._addresses) == 1:
-            peer = self._addresses[0][1]
-        return Observation.of(
-            values,
-            index=index,
-            start=started - self._t0,
-            latency=latency,
-            status=status,
-            source=source,
-            error=failure.kind if failure else None,
-            detail=failure.detail if failure else None,
-            connection=connection.serial if connection is not None else None,
-            peer=peer,
-            location=location,
-            redirects=0,
-        )
+            self._record_response(index, started, latency, response, connection)
