@@ -8,7 +8,6 @@ the split and ``demo --canary`` once the verifier checks expected splits (issue 
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from collections import Counter
@@ -25,11 +24,6 @@ NAME = "canarytest"
 REQUESTS = 1000
 
 pytestmark = [pytest.mark.haproxy, pytest.mark.slow]
-
-_HAS_SPLIT = hasattr(importlib.import_module("podtally.verify.options"), "parse_expect_split")
-needs_split = pytest.mark.skipif(
-    not _HAS_SPLIT, reason="this tree's verifier has no expected split yet (issue 11's verifier)"
-)
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +170,6 @@ def test_bad_canary_input_is_exit_2_with_one_line(
     assert list(tmp_path.iterdir()) == []
 
 
-@needs_split
 @pytest.mark.parametrize(
     ("split", "verdict", "code"),
     [("version=stable:90,canary:10", "even", 0), ("version=stable:75,canary:25", "uneven", 1)],
@@ -198,7 +191,6 @@ def test_the_verifier_judges_the_canary_split(
     assert json.loads(cli.stdout)["verdict"]["result"] == verdict
 
 
-@needs_split
 def test_demo_canary_proves_the_90_10_split_and_exits_0(tmp_path: Path) -> None:
     base = free_base(replicas=8)
     cli = run_cli(

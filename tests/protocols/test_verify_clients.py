@@ -22,8 +22,9 @@ from podtally.errors import UsageError
 from podtally.proto import identity_pb2, identity_pb2_grpc
 from podtally.verify.clients.grpc import GrpcEngine, parse_grpc_url
 from podtally.verify.clients.h2 import H2Engine
-from podtally.verify.options import VerifyOptions, parse_resolve
+from podtally.verify.options import VerifyOptions
 from podtally.verify.probe import Observation
+from podtally.verify.target import parse_resolve
 from tests.protocols.haproxy import Balancer, start_balancer
 from tests.protocols.support import start_grpc_serve
 from tests.support import ServeProcess, free_port, run_cli, stopped_on_failure

@@ -93,3 +93,27 @@ def test_tally_turns_from_inconclusive_to_even_and_counts_failures() -> None:
     for i in range(1500):
         skewed.add(observation(i, "pod-a" if i % 2 else PODS[i % 3]))
     assert skewed.snapshot().decision.verdict == "uneven"
+
+
+def test_with_a_split_the_tally_judges_the_split_s_field() -> None:
+    """`verify --expect-split version=...` and `demo --canary`: the bars are the versions, judged
+    against the split (a 90/10 canary is even against 90:10, uneven as four equal pods)."""
+    from podtally.local.demo import expectation
+    from podtally.verify.expected_split import parse_expect_split
+
+    split = parse_expect_split("version=stable:90,canary:10")
+    canary = LiveTally(expect_split=split)
+    pods = LiveTally(expect_pods=4)
+    for i in range(20000):
+        version, pod = ("canary", "pod-d") if i % 10 == 0 else ("stable", PODS[i % 3])
+        canary.add(observation(i, pod, version=version))
+        pods.add(observation(i, pod, version=version))
+    decision = canary.snapshot().decision
+    assert decision.verdict == "even"
+    assert {g.name: g.count for g in decision.groups} == {"stable": 18000, "canary": 2000}
+    assert pods.snapshot().decision.verdict == "uneven"
+    assert "version" in str(canary.view().renderables[0].columns[0].header)  # type: ignore[attr-defined]
+    # The demo's live view expects what its verifier expects.
+    assert expectation(3, canary=True) == (None, parse_expect_split("version=stable:90,canary:10"))
+    assert expectation(3, canary=False) == (3, None)
+    assert expectation(3, canary=False, expect_pods=2) == (2, None)

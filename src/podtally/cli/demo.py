@@ -86,14 +86,19 @@ def demo_command(grpc: bool, **settings: Any) -> int:
         for name in ("replicas", "canary", "nodes", "http"):  # the scenario has its own
             del settings[name]
         return demo_grpc(json=outputs["json"], **verify_settings(**settings))
-    from podtally.local.demo import demo
+    from podtally.local.demo import demo, expectation
 
     settings = verify_settings(**settings)
-    # The live view expects every replica the demo starts unless told otherwise.
-    expect_pods = settings["expect_pods"] or settings["replicas"]
+    # The live view expects what the demo's verifier expects (the canary split, with --canary).
+    expect_pods, expect_split = expectation(
+        settings["replicas"],
+        settings["canary"],
+        settings["expect_pods"],
+        settings.get("expect_split"),
+    )
     with (
         capture_signals("interrupt"),
-        watching(expect_pods, settings["alpha"], **outputs) as watch,
+        watching(expect_pods, settings["alpha"], expect_split=expect_split, **outputs) as watch,
     ):
         result = watch.result = until_interrupted(
             lambda: demo(

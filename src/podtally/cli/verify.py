@@ -260,7 +260,8 @@ def verify_url(url: str, **settings: Any) -> int:
         require_extra("grpc", "grpc", "google.protobuf")
     elif options.protocol == "http2":
         require_extra("verify", "h2")
-    with watching(options.expect_pods, options.alpha, **outputs) as watch:
+    split = options.expect_split
+    with watching(options.expect_pods, options.alpha, expect_split=split, **outputs) as watch:
         result = watch.result = until_interrupted(
             lambda: run(options, progress=watch.progress, on_observation=watch.observe())
         )

@@ -27,6 +27,7 @@ from podtally.errors import Phrase, PodtallyError, Setting, UsageError, worded
 
 if TYPE_CHECKING:
     from podtally.verify import Observation, Progress, VerifyResult
+    from podtally.verify.expected_split import ExpectedSplit
 
 
 @contextmanager
@@ -169,6 +170,7 @@ def watching(
     expect_pods: int | None,
     alpha: float,
     *,
+    expect_split: ExpectedSplit | None = None,
     json: bool,
     observations: Path | None,
     no_progress: bool,
@@ -196,7 +198,7 @@ def watching(
 
             from podtally.verify.live import LiveTally
 
-            tally = LiveTally(expect_pods=expect_pods, alpha=alpha)
+            tally = LiveTally(expect_pods=expect_pods, alpha=alpha, expect_split=expect_split)
             watch.sinks.append(tally.add)
             with Live(tally.view(), console=Console(stderr=True), auto_refresh=False) as screen:
 

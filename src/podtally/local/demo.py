@@ -23,6 +23,7 @@ from podtally.errors import MissingDependencyError, UsageError
 if TYPE_CHECKING:
     from podtally.local import Stack, StackConfig
     from podtally.verify import Observation, Progress, VerifyOptions, VerifyResult
+    from podtally.verify.expected_split import ExpectedSplit
 
 DEMO_NAME = "podtally-demo"
 DEMO_REPLICAS = 3
@@ -68,15 +69,22 @@ def describe(options: VerifyOptions) -> str:
     return f"{amount}, {options.concurrency} at a time, {mode}"
 
 
-def _expected_split(text: str) -> object:
-    """``text`` parsed by the verifier's ``parse_expect_split`` (issue 11's verifier; a
-    verifier without it cannot check a split, which is said in one line)."""
-    import importlib
+def expectation(
+    replicas: int,
+    canary: bool,
+    expect_pods: int | None = None,
+    expect_split: ExpectedSplit | None = None,
+) -> tuple[int | None, ExpectedSplit | None]:
+    """What the demo's verifier expects, as ``(expect_pods, expect_split)``: the settings' own
+    expectation; with ``canary``, :data:`CANARY_SPLIT` unless a split is given; else every
+    replica. (Both given is the verifier's usage error, raised when it checks its settings.)"""
+    from podtally.verify.expected_split import parse_expect_split
 
-    parse = getattr(importlib.import_module("podtally.verify.options"), "parse_expect_split", None)
-    if parse is None:
-        raise MissingDependencyError("this podtally's verifier cannot check an expected split")
-    return parse(text)
+    if canary and expect_split is None:
+        expect_split = parse_expect_split(CANARY_SPLIT)
+    if expect_pods is None and expect_split is None:
+        expect_pods = replicas
+    return expect_pods, expect_split
 
 
 def demo(
@@ -130,14 +138,11 @@ def demo(
         canary_weight=CANARY_WEIGHT if canary else None,
         image=image,
     )
-    if canary:
-        if verify.get("expect_split") is None:
-            verify["expect_split"] = _expected_split(CANARY_SPLIT)
-    elif verify.get("requests") is None and verify.get("duration") is None:
+    if not canary and verify.get("requests") is None and verify.get("duration") is None:
         verify["requests"] = DEMO_REQUESTS
-    # A split names its groups itself; the verifier takes one expectation or the other.
-    if verify.get("expect_pods") is None and verify.get("expect_split") is None:
-        verify["expect_pods"] = config.total_replicas
+    verify["expect_pods"], verify["expect_split"] = expectation(
+        replicas, canary, verify.get("expect_pods"), verify.get("expect_split")
+    )
     # Every verify setting is checked now, against a URL of the same shape.
     VerifyOptions(f"http://127.0.0.1:{http_port}/", **verify)
 

@@ -1,5 +1,5 @@
-"""The live view's state and its picture: per pod a bar with its share and interval, requests per
-second, failures, and the verdict as it forms.
+"""The live view's state and its picture: per pod (or per value of an expected split's field) a
+bar with its share and interval, requests per second, failures, and the verdict as it forms.
 
 :class:`LiveTally` counts observations as they arrive and, on each progress tick, builds a rich
 renderable (:meth:`LiveTally.view`). It draws nothing itself: the command line owns the terminal
@@ -29,6 +29,7 @@ from podtally.verify.probe import Observation, Progress
 from podtally.verify.report.text import verdict_summary, verdict_tone
 
 if TYPE_CHECKING:
+    from podtally.verify.expected_split import ExpectedSplit
     from podtally.verify.result import VerifyResult
 
 BAR = 30  # bar width in cells
@@ -58,17 +59,22 @@ class LiveTally:
         expect_pods: int | None = None,
         alpha: float = DEFAULT_ALPHA,
         tolerance: float = DEFAULT_TOLERANCE,
+        expect_split: ExpectedSplit | None = None,
     ) -> None:
         self.expect_pods = expect_pods
         self.alpha = alpha
         self.tolerance = tolerance
+        # With a split, the groups are that field's values (a version split: stable, canary).
+        self.expect_split = expect_split
+        self.field = expect_split.field if expect_split is not None else "pod"
         self.pods: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self.progress: Progress | None = None
 
     def add(self, observation: Observation) -> None:
-        if observation.pod is not None:
-            self.pods[observation.pod] += 1
+        value = getattr(observation, self.field)
+        if value is not None:
+            self.pods[value] += 1
         if observation.error is not None:
             self.errors[observation.error] += 1
 
@@ -77,11 +83,15 @@ class LiveTally:
 
     def snapshot(self) -> Snapshot:
         progress = self.progress
+        split = self.expect_split
         decision = decide(
             self.pods,
             expect_pods=self.expect_pods,
+            expect_split=dict(split.weights) if split is not None else None,
             tolerance=self.tolerance,
-            alpha=self.alpha,
+            # A split by another field than the pod is one of the verifier's two judged
+            # dimensions, each at half the error budget: this is that dimension's decision.
+            alpha=self.alpha / 2 if self.field != "pod" else self.alpha,
             mode="sequential",
         )
         return Snapshot(
@@ -101,12 +111,13 @@ class LiveTally:
         snap = self.snapshot()
         decision = snap.decision
         if result is not None and result.assessment is not None:
-            decision = next((d for d in result.assessment.shown if d.dimension == "pod"), decision)
+            shown = result.assessment.shown
+            decision = next((d for d in shown if d.dimension == self.field), decision)
         scale = min(
             1.0, 1.05 * max((max(g.interval[1], g.band[1]) for g in decision.groups), default=1.0)
         )
         table = Table(box=None, pad_edge=False, show_edge=False)
-        table.add_column("pod")
+        table.add_column(self.field)
         table.add_column("count", justify="right")
         table.add_column("share", justify="right")
         table.add_column(f"share ━, interval ─, band shaded (0 to {scale:.0%})")

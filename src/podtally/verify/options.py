@@ -18,8 +18,8 @@ from pathlib import Path
 
 from podtally.errors import Phrase, Setting, UsageError
 from podtally.verify.clients import Protocol, protocol_for
-from podtally.verify.expected_split import ExpectedSplit, parse_expect_split
-from podtally.verify.target import Resolve, Target, parse_grpc_url, parse_resolve, parse_url
+from podtally.verify.expected_split import ExpectedSplit
+from podtally.verify.target import Resolve, Target, parse_grpc_url, parse_url
 
 __all__ = [
     "DEFAULT_ALPHA",
@@ -36,10 +36,8 @@ __all__ = [
     "check_cacert",
     "check_header",
     "parse_duration",
-    "parse_expect_split",  # expected_split's, still looked up here by podtally.local.demo
     "parse_header",
     "parse_rate_fraction",
-    "parse_resolve",  # target's, still imported from here by tests outside verify/
 ]
 
 DEFAULT_REQUESTS = 100  # what a fixed-size caller (the demo) sends when it names no amount
