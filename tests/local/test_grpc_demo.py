@@ -15,7 +15,7 @@ import pytest
 from tests.local.localstack_helpers import stack_processes
 from tests.support import STACK_HOSTS, free_ports, run_cli
 
-from podtally.local.demo import GRPC_DEMO_NAME
+from podtally.local.grpc_demo import GRPC_DEMO_NAME
 from podtally.verify import VerifyOptions
 
 pytest.importorskip("grpc")

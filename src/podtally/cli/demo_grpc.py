@@ -1,6 +1,6 @@
 """`podtally demo --grpc`: the HTTP/2 pinning failure and its two fixes, printed side by side.
 
-The library (:func:`podtally.local.demo.grpc_demo`) runs the scenario and judges it; this
+The library (:func:`podtally.local.grpc_demo.grpc_demo`) runs the scenario and judges it; this
 prints the pinned run's report (with its per-connection table), the three verdicts side by
 side, and one paragraph on what happened. Exit 0 when each verdict is what the scenario
 expects, 1 when one is not.
@@ -18,10 +18,10 @@ import click
 from podtally.cli.common import err
 from podtally.cli.params import flag_namer
 from podtally.cli.signals import capture_signals
-from podtally.local.demo import GRPC_DEMO_TO
+from podtally.local.grpc_demo import GRPC_DEMO_TO
 
 if TYPE_CHECKING:
-    from podtally.local.demo import GrpcDemoResult, GrpcRun
+    from podtally.local.grpc_demo import GrpcDemoResult, GrpcRun
 
 
 def _verdict(run: GrpcRun) -> str:
@@ -79,7 +79,7 @@ def demo_grpc(
     **verify: Any,
 ) -> int:
     """Run the gRPC demo; print; return the exit code."""
-    from podtally.local.demo import grpc_demo
+    from podtally.local.grpc_demo import grpc_demo
     from podtally.verify.report import render_json, render_text
 
     with capture_signals("interrupt"):
