@@ -59,9 +59,20 @@ class NotRunningError(PodtallyError):
 
 
 class Setting(str):
-    """A setting's name inside a :class:`Phrase` (``Setting("follow")``)."""
+    """A setting's name inside a :class:`Phrase` (``Setting("follow")``).
 
-    __slots__ = ()
+    ``command`` names the operation the setting belongs to when it is not the one that wrote
+    the phrase: advice to run something else, such as ``Setting("host", command="up")`` (the
+    local stack's ``host``), which a command line words as that command with its flag
+    (``podtally up --host``). As a ``str`` it is the setting's name alone.
+    """
+
+    command: str | None
+
+    def __new__(cls, name: str, command: str | None = None) -> Setting:
+        self = super().__new__(cls, name)
+        self.command = command
+        return self
 
 
 class Phrase(str):

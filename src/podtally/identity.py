@@ -178,7 +178,9 @@ def _zone_from_kubernetes(
         ) as response:
             body = json.load(response)
     except urllib.error.HTTPError as exc:
-        hint = " (the service account may not `get` nodes: render with --zone-lookup)"
+        # For the operator reading the service's log, not a command's user: the manifests'
+        # zone lookup setting (AppSpec.zone_lookup, the chart's zoneLookup) grants the `get`.
+        hint = " (the service account may not `get` nodes: render the manifests with zone lookup)"
         log("zone-lookup-failed", {"via": "kubernetes-api", "reason": f"HTTP {exc.code}{hint}"})
         return None
     except (OSError, ValueError, ssl.SSLError) as exc:

@@ -2,6 +2,11 @@
 
 The local stack, the Kubernetes manifests and the Pulumi program all start from an AppSpec, so a
 name, a replica count or a hostname is validated once, here, with the same one-line errors.
+
+An error that names one of AppSpec's fields does so with a :class:`~podtally.errors.Setting`
+(``host``, ``autoscaling``, ``certificate_arn``), never with a flag: each interface says it its
+own way (``podtally manifests`` with its flags, ``--host``; the Pulumi program would with its
+config keys, ``podtally:hostname``); ``str(error)`` names the field.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from podtally.contract import DEFAULT_GRPC_PORT, DEFAULT_PORT
-from podtally.errors import UsageError
+from podtally.errors import Phrase, Setting, UsageError
 from podtally.net import check_ports
 
 Profile = Literal["generic", "eks"]
@@ -85,8 +90,11 @@ def check_ingress_host(value: str, what: str = "host") -> str:
     except ValueError:
         return name
     raise UsageError(
-        f"{what} {value!r} is an IP address; an Ingress host must be a DNS name "
-        "(leave --host out to serve any host)"
+        Phrase(
+            f"{what} {value!r} is an IP address; an Ingress host must be a DNS name (leave ",
+            Setting("host"),
+            " out to serve any host)",
+        )
     )
 
 
@@ -177,11 +185,18 @@ class AppSpec:
         if self.tls_secret is not None:
             check_dns1123_label(self.tls_secret, "TLS secret")
         if self.max_replicas is not None and not self.autoscaling:
-            raise UsageError("max replicas only applies with autoscaling (--autoscale)")
+            raise UsageError(
+                Phrase("max replicas only applies with autoscaling (", Setting("autoscaling"), ")")
+            )
         if self.profile == "eks" and self.tls and not (self.certificate_arn or self.host):
             raise UsageError(
-                "the eks profile serves HTTPS: give a certificate ARN (--certificate-arn), or a "
-                "host (--host) for the load balancer controller to find an ACM certificate"
+                Phrase(
+                    "the eks profile serves HTTPS: give a certificate ARN (",
+                    Setting("certificate_arn"),
+                    "), or a host (",
+                    Setting("host"),
+                    ") for the load balancer controller to find an ACM certificate",
+                )
             )
         if self.profile == "generic" and self.certificate_arn is not None:
             raise UsageError("a certificate ARN only applies to the eks profile")
@@ -191,4 +206,6 @@ class AppSpec:
                 "ingress class and TLS secret apply to the generic profile"
             )
         if self.host is None and (self.ingress_class or self.tls_secret):
-            raise UsageError("an ingress class or TLS secret needs a host (--host)")
+            raise UsageError(
+                Phrase("an ingress class or TLS secret needs a host (", Setting("host"), ")")
+            )

@@ -304,6 +304,40 @@ def test_a_certificate_for_another_name_is_not_a_cacert_problem(
     assert server.client_ports == []  # the handshake failed: no request reached the server
 
 
+def test_certificate_advice_names_the_flags_in_every_output(
+    stub: Callable[..., StubServer], tmp_path: Path
+) -> None:
+    """The library's advice names its setting (``cacert``); what `verify` prints, the --json
+    document and the --observations file name the flag, and a replay says it as the run did."""
+    certs = make_certs(tmp_path)
+    port = free_port()
+    stub("127.0.0.1", port, identity_responder(PODS), tls=certs.server_context())
+    saved = tmp_path / "saved.jsonl"
+    url = f"https://app.test:{port}/"
+    args = ("--resolve", f"app.test:{port}:127.0.0.1", "-n", "2", "-c", "1")
+    proc = run_cli("verify", url, *args, "--json", "--observations", str(saved))
+    assert proc.returncode == 3, proc.stderr
+    advice = "(use --cacert FILE)"
+    document = json.loads(proc.stdout)
+    assert document["error_examples"]["tls"].endswith(advice)
+    assert document["verdict"]["summary"].endswith(advice)
+    assert all(failure.endswith(advice) for failure in document["verdict"]["failures"])
+    lines = [json.loads(line) for line in saved.read_text().splitlines()]
+    assert len(lines) == 2 and all(line["detail"].endswith(advice) for line in lines)
+    text = run_cli("verify", url, *args)
+    assert (text.returncode, text.stdout) == (3, "")
+    assert text.stderr == f"error: {lines[0]['detail']}\n"
+    # Nothing answered: the verdict is the one line, the flag's advice at its end.
+    assert text.stderr.startswith("error: TLS certificate of 127.0.0.1:") and advice in text.stderr
+    again = run_cli("report", str(saved), "--json")
+    assert again.returncode == 3
+    assert json.loads(again.stdout)["error_examples"] == document["error_examples"]
+    report = run_cli("report", str(saved)).stdout  # the text report of the saved run
+    detail = lines[0]["detail"]
+    assert re.search(rf"^  tls +{re.escape(detail)} \(x2\)$", report, re.M)
+    assert f"verdict: nothing answered: {detail}\n" in report
+
+
 def test_podtally_cacert_in_the_environment_is_cacert(
     stub: Callable[..., StubServer], tmp_path: Path
 ) -> None:

@@ -13,7 +13,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from podtally.errors import PodtallyError
+from podtally.cli.app import load
+from podtally.cli.params import flag_namer
+from podtally.errors import PodtallyError, worded
 from podtally.verify import (
     Observation,
     Progress,
@@ -249,7 +251,12 @@ def test_tls_with_cacert_and_sni(stub: Callable[..., StubServer], certs: Certs) 
         )
     )
     assert dict(untrusted.errors)["tls"] == 2 and untrusted.exit_code == 3
-    assert untrusted.verdict.failures[0] == (
+    # The advice names the library's settings; `podtally verify` words them with its flags.
+    said = flag_namer(load("verify"))
+    assert untrusted.verdict.failures[0].endswith(
+        f"(it is not signed by the CA in cacert {certs.other_ca})"
+    )
+    assert worded(untrusted.verdict.failures[0], said) == (
         f"TLS certificate of 127.0.0.1:{server.port} not trusted: "
         "unable to get local issuer certificate "
         f"(it is not signed by the CA in --cacert {certs.other_ca})"
@@ -261,7 +268,8 @@ def test_tls_with_cacert_and_sni(stub: Callable[..., StubServer], certs: Certs) 
         )
     )
     assert dict(no_cacert.errors)["tls"] == 1
-    assert no_cacert.verdict.failures[0].endswith("(use --cacert FILE)")
+    assert no_cacert.verdict.failures[0].endswith("(use cacert FILE)")
+    assert worded(no_cacert.verdict.failures[0], said).endswith("(use --cacert FILE)")
 
     wrong_name = run(
         VerifyOptions(
@@ -275,7 +283,10 @@ def test_tls_with_cacert_and_sni(stub: Callable[..., StubServer], certs: Certs) 
     assert dict(wrong_name.errors)["tls"] == 1
     # The CA is trusted (--cacert was given); the certificate names other hosts. Advice about
     # --cacert would be wrong; the local stack's CA names the host with `podtally up --host`.
-    assert wrong_name.verdict.failures[0] == (
+    assert wrong_name.verdict.failures[0].endswith(
+        "restart the local stack with host wrong.podtally.test"
+    )
+    assert worded(wrong_name.verdict.failures[0], said) == (
         f"TLS certificate of 127.0.0.1:{server.port} does not name wrong.podtally.test "
         "(hostname mismatch): restart the local stack with podtally up --host wrong.podtally.test"
     )

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import click
 
-from podtally.errors import PodtallyError, worded
+from podtally.errors import PodtallyError, Setting, worded
 
 ENV_PREFIX = "PODTALLY_"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -90,7 +90,8 @@ def stacked(*decorators: Callable[[Any], Any]) -> Callable[[F], F]:
 def flag_namer(command: click.Command | None) -> Callable[[str], str]:
     """``setting -> how this command's user writes it``: an option's long flag
     (``--max-error-rate``, ``--requests`` rather than ``-n``), an argument's metavar (``URL``);
-    else the setting's own name."""
+    else the setting's own name. A :class:`~podtally.errors.Setting` of another command is
+    that command with its flag (``podtally up --host``)."""
     names: dict[str, str] = {}
     if command is not None:
         for param in command.params:
@@ -98,7 +99,21 @@ def flag_namer(command: click.Command | None) -> Callable[[str], str]:
                 names[param.name] = max(param.opts, key=len)  # the long form
             elif param.name is not None:
                 names[param.name] = param.human_readable_name
-    return lambda setting: names.get(setting, setting)
+    own = command.name if command is not None else None
+
+    def name(setting: str) -> str:
+        other = setting.command if isinstance(setting, Setting) else None
+        if other is None or other == own:
+            return names.get(setting, setting)
+        # Advice to run another command: that command as typed, with its own flag.
+        from podtally.cli.app import load
+
+        try:
+            return f"podtally {other} {flag_namer(load(other))(str(setting))}"
+        except (KeyError, PodtallyError):  # not a command, or its extra is not installed
+            return f"podtally {other} {setting}"
+
+    return name
 
 
 def _shown(value: object) -> str:

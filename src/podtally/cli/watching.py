@@ -42,10 +42,14 @@ def _observation_writer(path: Path | None) -> Iterator[Callable[[Observation], N
         return
     from podtally.verify.report import observation_line
 
+    # A detail that names a setting is written as this command words it, as the report does.
+    context = click.get_current_context(silent=True)
+    flag_name = flag_namer(context.command if context is not None else None)
+
     if is_stdout(path):
 
         def to_stdout(observation: Observation) -> None:
-            sys.stdout.write(observation_line(observation))
+            sys.stdout.write(observation_line(observation, flag_name))
 
         yield to_stdout
         return
@@ -67,7 +71,7 @@ def _observation_writer(path: Path | None) -> Iterator[Callable[[Observation], N
                 started = True
                 if regular:
                     handle.truncate(0)
-            handle.write(observation_line(observation))
+            handle.write(observation_line(observation, flag_name))
         except OSError as exc:
             raise PodtallyError(str(exc.strerror), setting="observations", value=path) from None
 

@@ -267,7 +267,8 @@ def judge(
     """
     if responses == 0:
         reason = unreachable_reason or "no response to any request"
-        return Verdict("unreachable", False, 3, f"nothing answered: {reason}", (reason,))
+        said = Phrase.joined(": ", ["nothing answered", reason])  # keeps a Phrase's settings
+        return Verdict("unreachable", False, 3, said, (reason,))
 
     failures: list[str] = []
     result: VerdictResult

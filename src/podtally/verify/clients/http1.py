@@ -18,7 +18,7 @@ from typing import Any
 import httptools
 
 from podtally import __version__
-from podtally.errors import PodtallyError
+from podtally.errors import Phrase, PodtallyError, Setting
 from podtally.verify.clients.http import IDENTITY_HEADERS, HttpResponse, HttpRunner
 from podtally.verify.clients.transport import (
     Connection,
@@ -170,7 +170,7 @@ def _decode_location(value: bytes) -> str:
 class Engine(HttpRunner):
     """HTTP/1.1 over ``options.target``: ``options.concurrency`` lanes, one request at a time."""
 
-    _local_ca: bool | None = None  # does --cacert hold the local stack's CA? (asked once)
+    _local_ca: bool | None = None  # does the cacert file hold the local stack's CA? (asked once)
 
     async def _prepare(self) -> None:
         self._requests: dict[tuple[str, str, int, str], bytes] = {}
@@ -271,8 +271,11 @@ class Engine(HttpRunner):
         except TimeoutError:
             failure = Failure(
                 "timeout",
-                f"no response from {self._peer_of(attempt)} within {options.timeout:g}s "
-                "(--timeout)",
+                Phrase(
+                    f"no response from {self._peer_of(attempt)} within {options.timeout:g}s (",
+                    Setting("timeout"),
+                    ")",
+                ),
             )
         except Failure as exc:
             failure = exc

@@ -3,6 +3,10 @@
 A request that fails raises :class:`Failure` (an error kind and a one-line detail) from wherever
 it failed; :func:`classify` turns the exceptions of connecting, TLS and reading into one, and
 :func:`certificate_failure` adds the advice that fits a certificate that failed verification.
+
+A detail that advises a setting is a :class:`~podtally.errors.Phrase`: as a ``str`` it names
+the setting as the library does (``use cacert FILE``); the report words it with the command
+line's flags (``use --cacert FILE``) wherever it shows it.
 """
 
 from __future__ import annotations
@@ -12,13 +16,14 @@ import errno
 import ssl
 
 from podtally.contract import LOCAL_CA_ORGANIZATION
-from podtally.errors import PodtallyError
+from podtally.errors import Phrase, PodtallyError, Setting
 from podtally.verify.options import VerifyOptions
 from podtally.verify.probe import ErrorKind
 
 
 class Failure(Exception):
-    """A request failed; ``kind`` is one of :data:`~podtally.verify.probe.ERROR_KINDS`."""
+    """A request failed; ``kind`` is one of :data:`~podtally.verify.probe.ERROR_KINDS`, and
+    ``detail`` one line, a :class:`~podtally.errors.Phrase` where it names a setting."""
 
     def __init__(self, kind: ErrorKind, detail: str) -> None:
         super().__init__(detail)
@@ -87,30 +92,37 @@ def certificate_failure(
 ) -> Failure:
     """A certificate that failed verification, with the advice that fits why it failed.
 
-    ``host`` is the name asked for, ``cacert`` the ``--cacert`` file if one was given, and
-    ``local_ca`` whether it is the local stack's CA (whose certificate names only localhost,
-    127.0.0.1 and ``podtally up --host NAME``).
+    ``host`` is the name asked for, ``cacert`` the CA file the options gave (``cacert``), if
+    any, and ``local_ca`` whether it is the local stack's CA (whose certificate names only
+    localhost, 127.0.0.1 and the stack's own ``host``). The advice names those settings.
     """
     reason = exc.verify_message or exc.reason or str(exc)
     code = exc.verify_code
     if code in _NAME_MISMATCH:
         name = host or "the host asked for"
         what = "IP address" if code == 64 else "hostname"
-        hint = f": restart the local stack with podtally up --host {host}" if local_ca else ""
-        return Failure(
-            "tls", f"TLS certificate of {peer} does not name {name} ({what} mismatch){hint}"
+        mismatch = f"TLS certificate of {peer} does not name {name} ({what} mismatch)"
+        if not local_ca:
+            return Failure("tls", mismatch)
+        # The local stack's certificate names its `host` setting: advice to run `up` again.
+        restart = Phrase(
+            f"{mismatch}: restart the local stack with ", Setting("host", command="up"), f" {host}"
         )
+        return Failure("tls", restart)
     if code in _UNKNOWN_CA:
+        untrusted = f"TLS certificate of {peer} not trusted: {reason}"
         if cacert is not None:
-            hint = f" (it is not signed by the CA in --cacert {cacert})"
-        else:
-            hint = " (use --cacert FILE)"
-        return Failure("tls", f"TLS certificate of {peer} not trusted: {reason}{hint}")
+            signed = f" {cacert})"
+            return Failure(
+                "tls",
+                Phrase(f"{untrusted} (it is not signed by the CA in ", Setting("cacert"), signed),
+            )
+        return Failure("tls", Phrase(f"{untrusted} (use ", Setting("cacert"), " FILE)"))
     return Failure("tls", f"TLS certificate of {peer} not trusted: {reason}")
 
 
 def is_local_ca(context: ssl.SSLContext) -> bool:
-    """Does ``context`` trust the local stack's CA (loaded from ``--cacert``)?"""
+    """Does ``context`` trust the local stack's CA (loaded from the ``cacert`` file)?"""
     for cert in context.get_ca_certs():
         subject = cert.get("subject", ())
         for rdn in subject if isinstance(subject, tuple) else ():

@@ -176,7 +176,9 @@ def to_document(result: VerifyResult, flag_name: Callable[[str], str] = str) -> 
         },
         "status_codes": {str(status): n for status, n in result.status_codes},
         "errors": dict(result.errors),
-        "error_examples": {kind: detail for kind, detail, _ in result.error_details},
+        "error_examples": {
+            kind: worded(detail, flag_name) for kind, detail, _ in result.error_details
+        },
         "redirects": [{"location": loc, "count": n} for loc, n in result.redirects],
         "identity_sources": dict(result.sources),
         "connection_spread": None
@@ -211,8 +213,12 @@ def render_json(result: VerifyResult, flag_name: Callable[[str], str] = str) -> 
     return json.dumps(to_document(result, flag_name), indent=2, allow_nan=False) + "\n"
 
 
-def observation_line(observation: Observation) -> str:
-    """One ``--observations`` line (JSON Lines): everything known about one request."""
+def observation_line(observation: Observation, flag_name: Callable[[str], str] = str) -> str:
+    """One ``--observations`` line (JSON Lines): everything known about one request.
+
+    A detail that names a setting is written worded by ``flag_name``, as the report words it:
+    the file holds plain text (a :class:`~podtally.errors.Phrase` does not survive JSON), which
+    a replay (``podtally report``) shows as the run that wrote it said it."""
     return (
         json.dumps(
             {
@@ -223,7 +229,9 @@ def observation_line(observation: Observation) -> str:
                 **{name: getattr(observation, name) for name in FIELDS},
                 "source": observation.source,
                 "error": observation.error,
-                "detail": observation.detail,
+                "detail": None
+                if observation.detail is None
+                else worded(observation.detail, flag_name),
                 "connection": observation.connection,
                 "peer": observation.peer,
                 "location": observation.location,

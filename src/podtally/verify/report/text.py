@@ -182,7 +182,7 @@ def render_text(result: VerifyResult, flag_name: Callable[[str], str] = str) -> 
         )
     )
     for kind, detail, count in result.error_details:
-        facts.append((f"  {kind}", f"{detail} (x{count})"))
+        facts.append((f"  {kind}", f"{worded(detail, flag_name)} (x{count})"))
     if result.interrupted:
         facts.append(("interrupted", f"{_progress_text(result)}: every figure above is partial"))
     width = max(len(k) for k, _ in facts)
