@@ -109,22 +109,26 @@ def test_a_timeout_and_an_unreachable_verdict_keep_the_setting() -> None:
     assert observation_from(json.loads(line)).detail == worded(said, verify)
 
 
-@pytest.mark.parametrize(
-    ("settings", "plain", "flags"),
-    [
-        ({"max_replicas": 5}, "autoscaling (autoscaling)", "autoscaling (--autoscale)"),
-        ({"host": "10.0.0.1"}, "(leave host out to", "(leave --host out to"),
-        ({"ingress_class": "nginx"}, "needs a host (host)", "needs a host (--host)"),
-        (
-            {"profile": "eks"},
-            "certificate ARN (certificate_arn), or a host (host) for",
-            "certificate ARN (--certificate-arn), or a host (--host) for",
-        ),
-    ],
-)
-def test_app_spec_errors_name_its_fields(
-    settings: dict[str, object], plain: str, flags: str
-) -> None:
+# AppSpec's errors: (settings, what a library caller reads, what `podtally manifests` prints).
+SPEC_ERRORS: dict[str, tuple[dict[str, object], str, str]] = {
+    "max-replicas": ({"max_replicas": 5}, "autoscaling (autoscaling)", "autoscaling (--autoscale)"),
+    "ip-host": ({"host": "10.0.0.1"}, "(leave host out to", "(leave --host out to"),
+    "class-without-host": (
+        {"ingress_class": "nginx"},
+        "needs a host (host)",
+        "needs a host (--host)",
+    ),
+    "eks-without-tls": (
+        {"profile": "eks"},
+        "certificate ARN (certificate_arn), or a host (host) for",
+        "certificate ARN (--certificate-arn), or a host (--host) for",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SPEC_ERRORS))
+def test_app_spec_errors_name_its_fields(case: str) -> None:
+    settings, plain, flags = SPEC_ERRORS[case]
     with pytest.raises(UsageError) as caught:
         AppSpec(**settings)  # type: ignore[arg-type]
     assert plain in str(caught.value)
