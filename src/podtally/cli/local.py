@@ -176,7 +176,7 @@ def _foreground(config: StackConfig) -> int:
         while True:
             time.sleep(0.5)
             try:
-                status(config.name)
+                status(config.name, containers=False)
             except PodtallyError as exc:  # the stack went away under us
                 if not run_dir.exists():
                     err(f"stack {config.name!r} was stopped by another command")

@@ -108,7 +108,8 @@ def check_image(image: str) -> None:
     found = podman("image", "exists", image)
     if found.returncode == 1:
         raise UsageError(
-            f"no image {image} in podman's image store (build it: make image IMAGE={image})",
+            f"no image {image} in podman's image store (`podman pull` it, or build it in a "
+            f"podtally checkout: make image IMAGE={image})",
             setting="image",
             value=image,
         )

@@ -286,7 +286,7 @@ class Controller:
 
     def health_by_pod(self) -> dict[str, str]:
         """HAProxy's view of each replica (UP, DOWN, DRAIN, MAINT, unknown), by pod name."""
-        return {r.pod: r.health for r in self.snapshot(containers=False).replicas}
+        return {r.pod: r.health for r in self.snapshot().replicas}
 
     def finish(self, records: list[st.ReplicaRecord], wait: bool) -> list[st.ReplicaRecord]:
         """Forget drained replicas once they exited; return those still running.
@@ -306,7 +306,10 @@ class Controller:
                     if proc.wait_gone(left, 5.0):
                         raise PodtallyError(f"replica {record.pod} survived SIGKILL")
         done = [r for r in records if not self.replica_alive(r)]
-        self.launcher.discard(done, grace=0.0)  # a container its client left behind
+        try:
+            self.launcher.discard(done, grace=0.0)  # a container its client left behind
+        except PodtallyError as exc:  # the replica is gone from the stack all the same
+            self.progress(f"warning: {exc}")
         if done and self.haproxy_alive():
             for record in done:
                 if record.server:
@@ -404,7 +407,7 @@ class Controller:
         proc.kill_groups(pids)
         self.launcher.discard_all(grace=0.0)
 
-    def snapshot(self, containers: bool = True) -> Stack:
+    def snapshot(self, containers: bool = False) -> Stack:
         """The stack as it runs (``containers``: ask podman which of the replicas' run)."""
         stats: dict[str, hap.ServerStat] = {}
         if self.haproxy_alive():

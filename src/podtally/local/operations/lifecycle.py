@@ -22,12 +22,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from podtally.errors import MissingDependencyError, NotRunningError, UsageError
+from podtally.errors import MissingDependencyError, NotRunningError, PodtallyError, UsageError
 from podtally.local import haproxy as hap
+from podtally.local import launch, rundir
 from podtally.local import processes as proc
-from podtally.local import rundir
 from podtally.local import state as st
-from podtally.local.container import remove_stack
+from podtally.local.container import RUN_DIR_LABEL, remove_stack
 from podtally.local.controller import Controller
 from podtally.local.models import (
     DEFAULT_NAME,
@@ -67,7 +67,10 @@ def _torn_down_on(
     except failure:
         with no_interrupts():
             say(note)
-            stop()
+            try:
+                stop()
+            except PodtallyError as exc:  # podman refusing: said, not raised over the failure
+                say(f"could not stop everything: {exc}")
             rundir.remove_run_dir(run_dir, socket_path)
         raise
 
@@ -159,6 +162,7 @@ def up(config: StackConfig, progress: Progress | None = None) -> Stack:
             )
         multi = multi_address_loopback()
         _check_ports(config, multi)
+        launch.launcher_for(config, run_dir).check()  # podman and the image, with --image
 
         rundir.make_dirs(run_dir, mode=0o700)
         template_hash = common.template_hash(config, restarted_at="")
@@ -203,8 +207,9 @@ def up(config: StackConfig, progress: Progress | None = None) -> Stack:
         return runner.snapshot()
 
 
-def status(name: str = DEFAULT_NAME, run_dir: Path | None = None) -> Stack:
-    """The running stack, with HAProxy's view of each replica. NotRunningError if it is not up."""
+def status(name: str = DEFAULT_NAME, run_dir: Path | None = None, containers: bool = True) -> Stack:
+    """The running stack, with HAProxy's view of each replica. NotRunningError if it is not up.
+    ``containers``: with replicas from an image, ask podman which containers run."""
     where = rundir.resolve_run_dir(name, run_dir)
     rundir.check_run_dir(where)
     state = common.load_state(name, where)
@@ -213,7 +218,7 @@ def status(name: str = DEFAULT_NAME, run_dir: Path | None = None) -> Stack:
     runner = Controller(state, common.quiet)
     if not runner.haproxy_alive():
         raise common.haproxy_gone(name, where, state)
-    return runner.snapshot()
+    return runner.snapshot(containers=containers)
 
 
 def _kill_all(pids: list[int], where: Path) -> None:
@@ -230,7 +235,11 @@ def _down_without_state(where: Path, problem: st.UnreadableStateError, say: Prog
     """
     found = proc.processes_in(where)
     haproxy = [pid for pid, line in found if "haproxy" in line and "haproxy.cfg" in line]
-    replicas = [pid for pid, line in found if "podtally serve" in line and "--port" in line]
+    replicas = [
+        pid
+        for pid, line in found
+        if ("podtally serve" in line or f"--label={RUN_DIR_LABEL}=" in line) and "--port" in line
+    ]
     say(
         f"{problem.path} is unreadable: stopping the {len(haproxy) + len(replicas)} "
         f"process(es) that run from {where}"

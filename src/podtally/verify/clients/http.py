@@ -14,7 +14,14 @@ from typing import TypeVar
 
 from podtally.contract import FIELDS, header_keys
 from podtally.verify.clients.runner import Runner
-from podtally.verify.clients.transport import Connection, Failure, classify, ssl_context
+from podtally.verify.clients.transport import (
+    Connection,
+    Failure,
+    certificate_failure,
+    classify,
+    is_local_ca,
+    ssl_context,
+)
 from podtally.verify.probe import (
     BODY_LIMIT,
     NO_IDENTITY,
@@ -54,6 +61,7 @@ class HttpRunner(Runner):
 
     alpn: tuple[str, ...] = ()
     _ssl: ssl.SSLContext | None = None
+    _local_ca: bool | None = None  # does the cacert file hold the local stack's CA? (asked once)
 
     async def _prepare(self) -> None:
         self._strings: dict[bytes, str] = {}
@@ -91,7 +99,18 @@ class HttpRunner(Runner):
         return connection
 
     def _connect_failure(self, exc: Exception, host: str, peer: str) -> Failure:
-        return classify(exc, peer)
+        if not isinstance(exc, ssl.SSLCertVerificationError):
+            return classify(exc, peer)
+        if self._local_ca is None:
+            self._local_ca = self._ssl is not None and is_local_ca(self._ssl)
+        cacert = self.options.cacert
+        return certificate_failure(
+            exc,
+            peer,
+            host=host,
+            cacert=str(cacert) if cacert is not None else None,
+            local_ca=self._local_ca,
+        )
 
     def _text(self, value: bytes | None) -> str | None:
         """Decode a header value, sharing one str per distinct value (there are few pods)."""

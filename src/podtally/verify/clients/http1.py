@@ -10,7 +10,6 @@ allows. Redirects are followed with ``follow`` (up to ``MAX_REDIRECTS``), on new
 from __future__ import annotations
 
 import asyncio
-import ssl
 import time
 from collections.abc import Coroutine
 from typing import Any
@@ -23,9 +22,7 @@ from podtally.verify.clients.http import IDENTITY_HEADERS, HttpResponse, HttpRun
 from podtally.verify.clients.transport import (
     Connection,
     Failure,
-    certificate_failure,
     classify,
-    is_local_ca,
 )
 from podtally.verify.options import MAX_REDIRECTS, VerifyOptions
 from podtally.verify.probe import (
@@ -170,8 +167,6 @@ def _decode_location(value: bytes) -> str:
 class Engine(HttpRunner):
     """HTTP/1.1 over ``options.target``: ``options.concurrency`` lanes, one request at a time."""
 
-    _local_ca: bool | None = None  # does the cacert file hold the local stack's CA? (asked once)
-
     async def _prepare(self) -> None:
         self._requests: dict[tuple[str, str, int, str], bytes] = {}
         await super()._prepare()
@@ -194,20 +189,6 @@ class Engine(HttpRunner):
         if payload is None:
             payload = self._requests[key] = build_request(target, self.options)
         return payload
-
-    def _connect_failure(self, exc: Exception, host: str, peer: str) -> Failure:
-        if not isinstance(exc, ssl.SSLCertVerificationError):
-            return classify(exc, peer)
-        if self._local_ca is None:
-            self._local_ca = self._ssl is not None and is_local_ca(self._ssl)
-        cacert = self.options.cacert
-        return certificate_failure(
-            exc,
-            peer,
-            host=host,
-            cacert=str(cacert) if cacert is not None else None,
-            local_ca=self._local_ca,
-        )
 
     # --- one request ---------------------------------------------------------------------------
     async def _send(self, attempt: _Attempt, kept: _Connection | None) -> _Response:
