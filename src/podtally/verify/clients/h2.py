@@ -25,7 +25,7 @@ import h2.exceptions
 import h2.settings
 
 from podtally import __version__
-from podtally.errors import PodtallyError
+from podtally.errors import Phrase, PodtallyError, Setting
 from podtally.verify.clients.http import IDENTITY_HEADERS, HttpResponse, HttpRunner
 from podtally.verify.clients.runner import Hooks
 from podtally.verify.clients.transport import Connection, Failure, classify
@@ -297,11 +297,15 @@ class H2Engine(HttpRunner):
                     response = await connection.request(self._headers)
             except (TimeoutError, Failure) as exc:
                 latency = time.perf_counter() - started
-                peer = connection.peer if connection is not None else None
-                if isinstance(exc, TimeoutError):
-                    said = peer or self._addresses[(target.host, target.port)][0][1]
-                    timeout = self.options.timeout
-                    exc = Failure("timeout", f"no response from {said} within {timeout:g}s")
+                peer = (
+                    connection.peer
+                    if connection is not None
+                    else self._peer_label(target.host, target.port)
+                )
+                if isinstance(exc, TimeoutError):  # worded as the HTTP/1.1 engine words it
+                    said = peer or f"{target.host}:{target.port}"
+                    within = f"no response from {said} within {self.options.timeout:g}s ("
+                    exc = Failure("timeout", Phrase(within, Setting("timeout"), ")"))
                 self._record(
                     index,
                     started,
@@ -309,7 +313,7 @@ class H2Engine(HttpRunner):
                     NO_IDENTITY,
                     exc,
                     connection=connection.serial if connection is not None else None,
-                    peer=peer or self._peer_label(target.host, target.port),
+                    peer=peer,
                 )
                 continue
             latency = time.perf_counter() - started
