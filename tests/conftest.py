@@ -1,8 +1,9 @@
 """Shared fixtures: real `podtally serve` processes on loopback, always torn down.
 
 `make test` runs the files on three pytest-xdist workers (``--dist loadfile``): a file's tests stay
-on one worker, so its module-scoped fixtures start once. Every test takes its ports from the
-kernel (tests.support.free_port, free_ports), so files never share a port.
+on one worker, so its module-scoped fixtures start once. Every test takes its ports from
+its worker's slice of the ports below the kernel's ephemeral range (tests.support.free_port,
+free_ports, free_base), so files never share a port and no outgoing connection takes one.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import pty
+import random
 import select
 import signal
 import socket
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from podtally.contract import ENV_NAMES
+from podtally.net import ephemeral_range
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -52,10 +54,63 @@ def accepts(host: str, port: int, timeout: float = 1.0) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+# Tests take their ports below the kernel's ephemeral range, each pytest-xdist worker from a
+# slice of its own, starting at a random place in it. A port from bind(host, 0) would come from
+# the range the kernel also gives every outgoing connection its source port from (and hands to
+# every other worker's bind(0)): between the check and a server's bind, a connection of another
+# test could take it. That happened once in CI, to a stack's HTTPS port. Below the range, only
+# this worker hands the port out. The local stack's own picks (podtally.net.free_port) lie above
+# the range, so they never meet these either.
+TEST_PORTS_FIRST = 20000
+
+
+def _port_slice() -> range:
+    span = ephemeral_range()
+    end = min(span[0], 32768) if span else 32768
+    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    width = (end - TEST_PORTS_FIRST) // workers
+    start = TEST_PORTS_FIRST + worker * width
+    return range(start, start + width)
+
+
+class _PortPool:
+    """This worker's ports, handed out in turn (a port is checked free when it is handed out)."""
+
+    def __init__(self) -> None:
+        self.ports = _port_slice()
+        self.cursor = random.randrange(len(self.ports))
+
+    def take(self, hosts_at: Callable[[int], Sequence[tuple[str, int]]], span: int = 1) -> int:
+        """The first port P after the cursor such that every ``(host, port)`` of
+        ``hosts_at(P)`` can be bound now, and ``P .. P+span-1`` lie in the slice."""
+        for _ in range(len(self.ports)):
+            index = self.cursor % len(self.ports)
+            self.cursor = index + span
+            if index + span > len(self.ports):
+                continue
+            port = self.ports[index]
+            if all(_bindable(host, p) for host, p in hosts_at(port)):
+                return port
+        raise AssertionError(f"no free port left in this worker's slice {self.ports}")
+
+
+def _bindable(host: str, port: int) -> bool:
+    """Without SO_REUSEADDR, so a port with connections in TIME_WAIT is not taken either."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+PORTS = _PortPool()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A port free on ``host`` now, that no other test of this run is handed."""
+    return PORTS.take(lambda port: [(host, port)])
 
 
 # The local stack's HAProxy binds 127.0.0.1 and its replicas 127.0.0.11-13 on the HTTP port.
@@ -63,27 +118,20 @@ STACK_HOSTS = ("127.0.0.1", "127.0.0.11", "127.0.0.12", "127.0.0.13")
 
 
 def free_ports(count: int, hosts: tuple[str, ...] = ("127.0.0.1",)) -> tuple[int, ...]:
-    """``count`` distinct ports from the kernel, each free on every one of ``hosts`` right now.
+    """``count`` distinct ports, each free on every one of ``hosts`` now (see free_port)."""
+    return tuple(PORTS.take(lambda port: [(host, port) for host in hosts]) for _ in range(count))
 
-    All are held until every one is found, so the kernel cannot hand out one of them twice.
-    """
-    ports: list[int] = []
-    with contextlib.ExitStack() as held:
-        for _ in range(50 * count):
-            if len(ports) == count:
-                break
-            first = held.enter_context(socket.socket())
-            first.bind((hosts[0], 0))
-            port = int(first.getsockname()[1])
-            try:
-                for host in hosts[1:]:
-                    held.enter_context(socket.socket()).bind((host, port))
-            except OSError:
-                continue
-            ports.append(port)
-    if len(ports) < count:
-        raise AssertionError(f"no {count} ports free on all of {hosts}")
-    return tuple(ports)
+
+def free_base(span: int = 3, replicas: int = 6) -> int:
+    """A port P such that P .. P+span-1 are free on 127.0.0.1 and P is free on each replica's
+    loopback address (127.0.0.11 ...), where replicas listen on the stack's HTTP port: a
+    stack's HTTP, HTTPS and stats ports as ``P, P+1, P+2`` (see free_port)."""
+
+    def wanted(base: int) -> list[tuple[str, int]]:
+        on_loopback = [("127.0.0.1", base + k) for k in range(span)]
+        return on_loopback + [(f"127.0.0.{10 + k}", base) for k in range(1, replicas + 1)]
+
+    return PORTS.take(wanted, span)
 
 
 @dataclass

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import errno
+import secrets
 import socket
+from collections.abc import Collection
+from pathlib import Path
 
-from podtally.errors import UsageError
+from podtally.errors import PodtallyError, UsageError
+
+# The kernel gives outgoing connections their source ports from this range (Linux).
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+# Fewer free ports than this above the ephemeral range, and free_port takes the kernel's pick.
+ROOM_ABOVE = 1000
 
 
 def check_ports(port: int, grpc_port: int) -> None:
@@ -65,3 +73,39 @@ def claim(host: str, port: int) -> socket.socket | None:
             return None
         return socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     return holder
+
+
+def ephemeral_range(path: Path | None = None) -> tuple[int, int] | None:
+    """The kernel's ephemeral port range (first, last), or None where it cannot be read."""
+    try:
+        first, last = (int(word) for word in (path or EPHEMERAL_RANGE_FILE).read_text().split())
+    except (OSError, ValueError):
+        return None
+    return first, last
+
+
+def free_port(host: str, taken: Collection[int] = ()) -> int:
+    """A port a server can listen on at ``host`` now, none of ``taken``.
+
+    Chosen above the kernel's ephemeral range. A port from ``bind(host, 0)`` comes from the
+    range the kernel also takes outgoing connections' source ports from, so between the check
+    and the server's own bind any connection on the machine may take it (HAProxy then fails
+    with "Address already in use"); no outgoing connection gets a port above the range. The
+    pick is random so that two stacks starting at the same instant rarely pick the same port,
+    and checked with :func:`bind_error`. Where the range leaves less than ``ROOM_ABOVE`` ports
+    above it, or is unknown (not Linux), the kernel picks.
+    """
+    span = ephemeral_range()
+    if span is not None and 65535 - span[1] >= ROOM_ABOVE:
+        first = span[1] + 1
+        for _ in range(200):
+            port = first + secrets.randbelow(65536 - first)
+            if port not in taken and bind_error(host, port) is None:
+                return port
+    for _ in range(50):
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.bind((host, 0))
+            port = int(probe.getsockname()[1])
+        if port not in taken:
+            return port
+    raise PodtallyError(f"no free port on {host}")

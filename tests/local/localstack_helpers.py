@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
 
-from tests.support import STACK_HOSTS, free_ports, wait_until
+from tests.support import STACK_HOSTS, free_base, free_ports, wait_until
 
 from podtally.local import Stack, StackConfig, down, up
 from podtally.local import processes as proc
-from podtally.net import bind_error
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -172,27 +171,6 @@ def stack_processes(run_dir: Path) -> list[str]:
     return found
 
 
-def free_base(span: int = 3, replicas: int = 6) -> int:
-    """A port P from the kernel (bind to port 0) such that P .. P+span-1 are free on 127.0.0.1
-    and P is free on each replica's loopback address (127.0.0.11 ...), where replicas listen on
-    the stack's HTTP port: a stack's HTTP, HTTPS and stats ports as ``P, P+1, P+2``.
-
-    Each test asks for its own, so test files share no port and can run in parallel (the
-    kernel hands out different ports to concurrent callers; the neighbours are checked).
-    """
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            base: int = probe.getsockname()[1]
-            if base + span > 65535:
-                continue
-            wanted = [("127.0.0.1", base + k) for k in range(1, span)]
-            wanted += [(f"127.0.0.{10 + k}", base) for k in range(1, replicas + 1)]
-            if all(bind_error(host, port) is None for host, port in wanted):
-                return base
-    raise AssertionError("no free port range from the kernel after 200 tries")
-
-
 def stack_config(
     run_dir: Path,
     replicas: int = 3,
@@ -218,7 +196,7 @@ def stack_config(
 
 def every_path_ports() -> dict[str, int]:
     """Ports for a stack with every path on (HTTP, HTTPS, stats, gRPC, the Service's HTTP and
-    gRPC), from the kernel, each free on HAProxy's and every replica's address."""
+    gRPC), from this worker's pool, each free on HAProxy's and every replica's address."""
     names = ["http_port", "https_port", "stats_port", "grpc_port", "service_port"]
     names.append("service_grpc_port")
     return dict(zip(names, free_ports(len(names), STACK_HOSTS), strict=True))

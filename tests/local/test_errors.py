@@ -1,7 +1,7 @@
 """What goes wrong, said clearly, with nothing left behind: up twice, stale state, a port in use,
 haproxy missing, a replica that never becomes ready, bad input, Ctrl-C and SIGTERM.
 
-Each test takes its ports from the kernel (``free_base``), so tests share none.
+Each test takes its ports from this worker's pool (``free_base``), so tests share none.
 """
 
 from __future__ import annotations

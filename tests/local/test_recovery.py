@@ -3,7 +3,7 @@ exited replica, one HAProxy does not see UP, SIGTERM and Ctrl-C half-way, a dead
 corrupt state file, a closed stdout, another command holding the lock. Real processes, real
 HAProxy, real signals.
 
-Each test takes its ports from the kernel (``free_base``), so tests share none.
+Each test takes its ports from this worker's pool (``free_base``), so tests share none.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The same stack with one replica and with six, side by side (two names, two sets of ports):
 the one-replica stack over TLS, the six-replica stack with --no-tls and three nodes.
 
-Ports come from the kernel (``free_base``), a set per stack.
+Ports come from this worker's pool (``free_base``), a set per stack.
 """
 
 from __future__ import annotations

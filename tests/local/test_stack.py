@@ -1,7 +1,8 @@
 """One real stack (3 replicas of `podtally serve` behind a real HAProxy, TLS on), shared by the
 tests: traffic, redirects, TLS, status, then restart / scale / SIGKILL under load. The ``stack``
 fixture hands each test the stack healthy with three replicas, whatever ran before, so no test
-depends on another's order; ``down`` gets a stack of its own. Ports come from the kernel.
+depends on another's order; ``down`` gets a stack of its own. Ports come from this worker's
+pool (tests.support).
 """
 
 from __future__ import annotations

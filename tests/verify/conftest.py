@@ -1,7 +1,7 @@
 """Real servers for the verifier's tests, all on loopback, all torn down.
 
 - ``replicas``: three real ``podtally serve`` processes on 127.0.0.21-23, one port (free on all
-  three, from the kernel) per group;
+  three, from this worker's pool in tests.support) per group;
 - ``StubServer``: a stdlib HTTP server on loopback for what the real service never does (no
   identity, identity only in the body, redirects, errors), recording the client ports it saw;
 - raw listeners that accept and then hang, or accept and reset;

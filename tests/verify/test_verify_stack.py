@@ -1,8 +1,8 @@
 """The verifier against the real local stack: replicas of `podtally serve` behind real HAProxy,
 real TLS with the stack's own CA, and `podtally demo` end to end.
 
-Every port comes from the kernel (:func:`tests.support.free_ports`), free on 127.0.0.1 and on the
-replicas' 127.0.0.11-13, so this file shares no port with another.
+Every port comes from this worker's pool (:func:`tests.support.free_ports`), free on 127.0.0.1
+and on the replicas' 127.0.0.11-13, so this file shares no port with another.
 """
 
 from __future__ import annotations

@@ -20,9 +20,9 @@ from podtally.contract import ENV, FIELDS
 from podtally.errors import PodtallyError
 from podtally.local import container as ctr
 from podtally.local.models import SERVER_SLOTS, StackConfig
-from podtally.local.placement import LOOPBACK, free_ephemeral_port, replica_address
+from podtally.local.placement import LOOPBACK, replica_address
 from podtally.local.state import ReplicaRecord
-from podtally.net import bind_error
+from podtally.net import bind_error, free_port
 
 # The Deployment's securityContext and /tmp emptyDir (podtally.k8s.render), as podman flags.
 CONTAINER_USER = "10001:10001"
@@ -63,7 +63,7 @@ def pick_endpoint(
     replicas: Iterable[ReplicaRecord], multi_address: bool, http_port: int
 ) -> tuple[str, int]:
     """Where a new replica listens: the HTTP port on the first free loopback address (each
-    replica its own, as a pod has its IP), or a port the kernel picks on 127.0.0.1 where the
+    replica its own, as a pod has its IP), or a free port on 127.0.0.1 (:func:`free_port`) where the
     loopback has one address only."""
     taken = {(r.address, r.port) for r in replicas}
     if multi_address:
@@ -72,24 +72,16 @@ def pick_endpoint(
             if (address, http_port) not in taken and bind_error(address, http_port) is None:
                 return address, http_port
         raise PodtallyError("no free loopback address left for a new replica")
-    for _ in range(50):
-        port = free_ephemeral_port()
-        if (LOOPBACK, port) not in taken:
-            return LOOPBACK, port
-    raise PodtallyError("no free port left for a new replica")
+    return LOOPBACK, free_port(LOOPBACK, {port for address, port in taken if address == LOOPBACK})
 
 
 def pick_grpc_port(replicas: Iterable[ReplicaRecord], address: str, http_port: int) -> int:
-    """A port for the replica's gRPC server on its address: the kernel's pick, apart from
+    """A port for the replica's gRPC server on its address (:func:`free_port`), apart from
     every port the stack records (its own HTTP port included)."""
     taken = {(address, http_port)}
     for r in replicas:
         taken |= {(r.address, r.port), (r.address, r.grpc_port)}
-    for _ in range(50):
-        port = free_ephemeral_port(address)
-        if (address, port) not in taken:
-            return port
-    raise PodtallyError("no free port left for a replica's gRPC server")
+    return free_port(address, {port for host, port in taken if host == address})
 
 
 class Launcher:

@@ -2,7 +2,7 @@
 template hash and a random suffix), its node and zone (spread by ordinal), and its address
 (its own loopback address where the OS routes all of 127.0.0.0/8, else a free port).
 
-Pure functions, apart from the two that ask the kernel about addresses.
+Pure functions, apart from the one that asks the kernel about addresses.
 """
 
 from __future__ import annotations
@@ -70,11 +70,3 @@ def multi_address_loopback() -> bool:
         except OSError:
             return False
     return True
-
-
-def free_ephemeral_port(address: str = LOOPBACK) -> int:
-    """A port the kernel says is free on ``address`` (the loopback address) now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((address, 0))
-        port: int = probe.getsockname()[1]
-        return port
