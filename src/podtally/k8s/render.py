@@ -334,7 +334,7 @@ def container_env(spec: AppSpec) -> list[Obj]:
         _field_env(ENV["ip"][0], "status.podIP"),
         # Kubernetes 1.35+ (PodTopologyLabelsAdmission, beta) copies the node's zone label onto
         # the pod at binding; older clusters leave this empty and the service falls back to the
-        # Kubernetes API (--zone-lookup) or the EC2 instance metadata service.
+        # Kubernetes API (the zone lookup) or the EC2 instance metadata service.
         _field_env(ENV["zone"][0], f"metadata.labels['{ZONE_LABEL}']"),
         # The pod template's own version label (the image tag), so that a canary and a stable
         # Deployment tell their replicas apart.
@@ -438,7 +438,7 @@ def deployment(spec: AppSpec) -> Obj:
     if not _image_is_digest(spec):
         skips.append(("CKV_K8S_43", "pinned by an immutable version tag (ECR tag immutability)"))
     if spec.zone_lookup:
-        skips.append(("CKV_K8S_38", "--zone-lookup reads the node's zone label: needs the token"))
+        skips.append(("CKV_K8S_38", "the zone lookup reads the node's zone label: needs the token"))
     deploy_spec: Obj = {
         "revisionHistoryLimit": 5,
         "selector": {"matchLabels": selector_labels(spec)},

@@ -22,9 +22,9 @@ same for every protocol.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol as _Protocol
 
 from podtally.verify.clients.http1 import Engine
+from podtally.verify.clients.runner import Runner
 from podtally.verify.expected_split import ExpectedSplit, parse_expect_split
 from podtally.verify.options import (
     DEFAULT_STREAMS,
@@ -37,7 +37,6 @@ from podtally.verify.probe import (
     ERROR_KINDS,
     ErrorKind,
     Observation,
-    ProbeSummary,
     Progress,
     Resolver,
 )
@@ -102,27 +101,12 @@ class VerifyInterrupted(KeyboardInterrupt):
         self.result = result
 
 
-class _Engine(_Protocol):
-    """What every client offers: the HTTP/1.1 engine, H2Engine and GrpcEngine."""
-
-    status: str | None
-
-    async def run(self) -> ProbeSummary: ...
-
-    def stop(self) -> None: ...
-
-    @property
-    def started(self) -> bool: ...
-
-    def summary(self) -> ProbeSummary: ...
-
-
 def _client(
     options: VerifyOptions,
     sink: Callable[[Observation], None],
     progress: Callable[[Progress], None] | None,
     resolver: Resolver | None,
-) -> _Engine:
+) -> Runner:
     """The engine for ``options.protocol`` (the others' imports only when they are used)."""
     if options.protocol == "http2":
         from podtally.verify.clients.h2 import H2Engine
@@ -140,7 +124,7 @@ def _engine(
     progress: Callable[[Progress], None] | None,
     on_observation: Callable[[Observation], None] | None,
     resolver: Resolver | None,
-) -> tuple[Accumulator, _Engine, _Stopper | None]:
+) -> tuple[Accumulator, Runner, _Stopper | None]:
     acc = Accumulator(track_connections=options.reuses_connections)
     watcher = on_observation
     check = _Stopper(options, acc) if options.auto else None
@@ -175,7 +159,7 @@ class _Stopper:
         # anytime-valid guarantee is for that time; a later look may swing back to undecided).
         self.decided: Assessment | None = None
 
-    def __call__(self, engine: _Engine) -> None:
+    def __call__(self, engine: Runner) -> None:
         acc = self.acc
         if acc.requests < self.next:
             return
