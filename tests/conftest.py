@@ -9,6 +9,7 @@ free_ports, free_base), so files never share a port and no outgoing connection t
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +23,12 @@ from tests.support import ServeProcess, start_serve
 for _name in [name for name in os.environ if name.startswith("PODTALLY_")]:
     if not _name.startswith("PODTALLY_TEST_"):
         del os.environ[_name]
+
+# A suite started in the background (`make test &` in a script) inherits SIGINT ignored, and so
+# would every process it starts: the tests that press Ctrl-C on a command would wait in vain.
+# Python's own handler, as in a foreground run; exec resets it to the default in the children.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
