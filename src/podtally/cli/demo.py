@@ -26,6 +26,12 @@ from podtally.local.demo import (
     DEMO_REPLICAS,
     DEMO_REQUESTS,
 )
+from podtally.local.grpc_demo import GRPC_DEMO_PORTS
+
+
+def _listed(ports: tuple[int, ...]) -> str:
+    return ",".join(str(port) for port in ports)
+
 
 # The demo stack's settings: what `podtally.local.demo.demo` takes besides the verifier's.
 STACK_OPTIONS = stacked(
@@ -52,9 +58,12 @@ STACK_OPTIONS = stacked(
     ),
     option(
         "--ports",
-        default=",".join(str(port) for port in DEMO_PORTS),
-        metavar="HTTP,HTTPS,STATS",
-        help="the demo stack's HAProxy ports",
+        default=None,
+        show_default=f"{_listed(DEMO_PORTS)}; with --grpc {_listed(GRPC_DEMO_PORTS)}",
+        metavar="HTTP,HTTPS,STATS[,GRPC,SERVICE,SERVICE_GRPC]",
+        help="the demo stack's HAProxy ports on 127.0.0.1: HTTP, HTTPS, stats; with --grpc "
+        "six: those three, then the ALB path's gRPC port and the Service path's HTTP and "
+        "gRPC ports",
     ),
     path_option(
         "--run-dir", show_default="the state directory", help="where the stack keeps its state"
@@ -72,6 +81,8 @@ STACK_OPTIONS = stacked(
     "with new connections, print the report, tear everything down. The exit code is the "
     "verifier's.",
     epilog="exit codes: as `podtally verify`; the stack is removed in every case.",
+    # The verifier trusts the demo stack's own CA: advice that names the CA names that file.
+    fixed_settings={"cacert": "the demo stack's CA file"},
 )
 @STACK_OPTIONS
 @load_options(DEMO_REQUESTS)
@@ -80,6 +91,8 @@ STACK_OPTIONS = stacked(
 def demo_command(grpc: bool, **settings: Any) -> int:
     require_extra("local", "httptools", "scipy", "cryptography", "yaml")
     outputs = outputs_of(settings)
+    if settings["ports"] is None:  # the library's own: three ports, six for the gRPC demo
+        del settings["ports"]
     if grpc:  # issue 12: its own scenario and report (podtally.cli.demo_grpc)
         from podtally.cli.demo_grpc import demo_grpc
 

@@ -71,19 +71,19 @@ def render(demo: GrpcDemoResult) -> str:
 
 
 def demo_grpc(
-    ports: str,
     run_dir: Path | None,
     concurrency: int,
     json: bool,
     say: Any = err,
     **verify: Any,
 ) -> int:
-    """Run the gRPC demo; print; return the exit code."""
+    """Run the gRPC demo; print; return the exit code. ``verify`` holds the demo's ``ports``
+    when given, and the verifier's settings."""
     from podtally.local.grpc_demo import grpc_demo
     from podtally.verify.report import render_json, render_text
 
     with capture_signals("interrupt"):
-        demo = grpc_demo(ports=ports, run_dir=run_dir, say=say, concurrency=concurrency, **verify)
+        demo = grpc_demo(run_dir=run_dir, say=say, concurrency=concurrency, **verify)
     flag_name = flag_namer(click.get_current_context().command)
     out = sys.stdout
     if json:

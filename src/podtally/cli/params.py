@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -90,10 +90,13 @@ def stacked(*decorators: Callable[[Any], Any]) -> Callable[[F], F]:
 def flag_namer(command: click.Command | None) -> Callable[[str], str]:
     """``setting -> how this command's user writes it``: an option's long flag
     (``--max-error-rate``, ``--requests`` rather than ``-n``), an argument's metavar (``URL``);
-    else the setting's own name. A :class:`~podtally.errors.Setting` of another command is
-    that command with its flag (``podtally up --host``)."""
+    else, for a setting the command gives the library itself, its words for it
+    (:attr:`Command.fixed_settings`), else the setting's own name. A
+    :class:`~podtally.errors.Setting` of another command is that command with its flag
+    (``podtally up --host``)."""
     names: dict[str, str] = {}
     if command is not None:
+        names.update(getattr(command, "fixed_settings", {}))
         for param in command.params:
             if param.name is not None and isinstance(param, click.Option):
                 names[param.name] = max(param.opts, key=len)  # the long form
@@ -147,11 +150,19 @@ class WordedError(Exception):
 
 
 class Command(click.Command):
-    """A command whose library errors name its own flags."""
+    """A command whose library errors name its own flags.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    ``fixed_settings`` words the settings the command gives the library itself, without a
+    flag, for a library message that names one: `demo` verifies with its stack's own CA, so
+    its ``cacert`` is "the demo stack's CA file", never a ``--cacert`` it does not take.
+    """
+
+    def __init__(
+        self, *args: Any, fixed_settings: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> None:
         kwargs.setdefault("context_settings", CONTEXT)
         super().__init__(*args, **kwargs)
+        self.fixed_settings: dict[str, str] = dict(fixed_settings or {})
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -13,7 +13,7 @@ version (:data:`CANARY_SPLIT`) until its verdict is known.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,8 @@ DEMO_REQUESTS = 1000
 DEMO_DRAIN_SECONDS = 0.5  # nothing sends traffic when the demo tears down
 DEMO_PORTS = (18080, 18443, 18404)  # apart from a user's own stack on 8080/8443/8404
 PORT_SETTINGS = ("http_port", "https_port", "stats_port")
+PORT_NAMES = ("HTTP", "HTTPS", "STATS")  # as ``ports`` lists them
+_COUNTS = {3: "three", 6: "six"}
 CANARY_REPLICAS = 1
 CANARY_WEIGHT = 10.0  # percent
 CANARY_SPLIT = f"version=stable:{100 - CANARY_WEIGHT:g},canary:{CANARY_WEIGHT:g}"
@@ -36,23 +38,34 @@ CANARY_SPLIT = f"version=stable:{100 - CANARY_WEIGHT:g},canary:{CANARY_WEIGHT:g}
 
 def parse_ports(ports: str | tuple[int, int, int]) -> tuple[int, int, int]:
     """``"HTTP,HTTPS,STATS"`` (or three ints) → three different ports; else ``setting="ports"``."""
+    http, https, stats = parse_port_list(ports, PORT_NAMES)
+    return http, https, stats
+
+
+def parse_port_list(
+    ports: str | Sequence[int], names: Sequence[str], need: str = "must be"
+) -> tuple[int, ...]:
+    """``ports`` as a comma-separated list (or ints), one different port for each of ``names``
+    (``HTTP``, ``HTTPS``, ...); else :class:`UsageError` with ``setting="ports"``. ``need``
+    starts the sentence that says how many it takes (``must be three ports, ...``)."""
     text = ports if isinstance(ports, str) else ",".join(str(port) for port in ports)
 
     def fail(problem: str) -> UsageError:
         return UsageError(problem, setting="ports", value=text)
 
+    count = _COUNTS.get(len(names), str(len(names)))
     parts = [p.strip() for p in text.split(",")]
-    if len(parts) != 3:
-        raise fail(f"must be three ports, HTTP,HTTPS,STATS (got {len(parts)})")
-    for what, part in zip(("HTTP", "HTTPS", "STATS"), parts, strict=True):
+    if len(parts) != len(names):
+        raise fail(f"{need} {count} ports, {','.join(names)} (got {len(parts)})")
+    for what, part in zip(names, parts, strict=True):
         if not (part.isascii() and part.isdigit()):
             raise fail(f"the {what} port {part!r} is not a number")
         if not 1 <= int(part) <= 65535:
             raise fail(f"the {what} port {part} must be between 1 and 65535")
-    http, https, stats = (int(p) for p in parts)
-    if len({http, https, stats}) != 3:
-        raise fail("the three ports must differ")
-    return http, https, stats
+    numbers = tuple(int(p) for p in parts)
+    if len(set(numbers)) != len(numbers):
+        raise fail(f"the {count} ports must differ")
+    return numbers
 
 
 def describe(options: VerifyOptions) -> str:

@@ -3,17 +3,27 @@ their channels through the Service path (per connection) while the stack scales 
 verifier finds the new pods never answered; then the two fixes, the ALB path (per call) and a
 channel per call, each verified even. :func:`grpc_demo` returns the three runs and whether each
 verdict was the expected one.
+
+The demo's stack binds six ports on 127.0.0.1, all given by one setting, ``ports``
+(:data:`GRPC_PORT_NAMES`): the plain demo's three (HAProxy's HTTP, HTTPS and stats) and the ALB
+path's gRPC port, the Service path's HTTP and gRPC ports. A port in use is blamed on ``ports``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from podtally.errors import MissingDependencyError, UsageError
-from podtally.local.demo import DEMO_DRAIN_SECONDS, DEMO_PORTS, PORT_SETTINGS, parse_ports
+from podtally.local.demo import (
+    DEMO_DRAIN_SECONDS,
+    DEMO_PORTS,
+    PORT_NAMES,
+    PORT_SETTINGS,
+    parse_port_list,
+)
 
 if TYPE_CHECKING:
     from podtally.local import Stack, StackConfig
@@ -23,7 +33,9 @@ if TYPE_CHECKING:
 GRPC_DEMO_NAME = "podtally-grpc-demo"
 GRPC_DEMO_FROM = 3  # replicas when the clients open their channels
 GRPC_DEMO_TO = 6  # replicas after the scale-out (as an HPA would)
-GRPC_DEMO_PORTS = (19443, 18081, 19081)  # ALB gRPC, Service HTTP, Service gRPC
+# HTTP, HTTPS, stats (the plain demo's), then ALB gRPC, Service HTTP, Service gRPC.
+GRPC_DEMO_PORTS = (*DEMO_PORTS, 19443, 18081, 19081)
+GRPC_PORT_NAMES = (*PORT_NAMES, "GRPC", "SERVICE", "SERVICE_GRPC")  # as ``ports`` lists them
 GRPC_DEMO_CONCURRENCY = 8  # channels held open through the Service path
 GRPC_DEMO_RATE = 200.0  # calls per second of the pinned run: leaves the CPU to the scale-out
 GRPC_AFTER_SCALE = 3.0  # seconds the pinned clients go on calling after the scale-out
@@ -124,11 +136,18 @@ class _Clients:
             return sum(1 for at in self.calls_at if at >= moment)
 
 
+def parse_grpc_ports(ports: str | Sequence[int]) -> tuple[int, ...]:
+    """``"HTTP,HTTPS,STATS,GRPC,SERVICE,SERVICE_GRPC"`` (or six ints) → six different ports;
+    else :class:`UsageError` with ``setting="ports"``."""
+    return parse_port_list(ports, GRPC_PORT_NAMES, need="the gRPC demo takes")
+
+
 def _grpc_config(
-    ports: str | tuple[int, int, int], run_dir: Path | None, image: str | None = None
+    ports: str | Sequence[int], run_dir: Path | None, image: str | None = None
 ) -> StackConfig:
-    http_port, https_port, stats_port = parse_ports(ports)
-    grpc_port, service_port, service_grpc_port = GRPC_DEMO_PORTS
+    http_port, https_port, stats_port, grpc_port, service_port, service_grpc_port = (
+        parse_grpc_ports(ports)
+    )
     from podtally.local import StackConfig
 
     return StackConfig(
@@ -154,13 +173,8 @@ def _grpc_up(config: StackConfig, tell: Callable[[str], None]) -> Stack:
         return up(config, progress=tell)
     except UsageError as exc:
         if exc.setting in PORT_SETTINGS + _GRPC_PORT_SETTINGS:
-            ports = f"{config.http_port},{config.https_port},{config.stats_port}"
-            raise UsageError(
-                f"{exc.what} (the gRPC demo also takes ports "
-                f"{', '.join(str(p) for p in GRPC_DEMO_PORTS)})",
-                setting="ports",
-                value=ports,
-            ) from None
+            ports = ",".join(str(getattr(config, s)) for s in PORT_SETTINGS + _GRPC_PORT_SETTINGS)
+            raise UsageError(exc.what, setting="ports", value=ports) from None
         raise
 
 
@@ -231,7 +245,7 @@ def _even(
 
 def grpc_demo(
     *,
-    ports: str | tuple[int, int, int] = DEMO_PORTS,
+    ports: str | Sequence[int] = GRPC_DEMO_PORTS,
     run_dir: Path | None = None,
     say: Callable[[str], None] | None = None,
     concurrency: int = GRPC_DEMO_CONCURRENCY,
@@ -240,7 +254,8 @@ def grpc_demo(
 ) -> GrpcDemoResult:
     """The gRPC pinning failure, as it happens in production, and its two fixes.
 
-    A stack of :data:`GRPC_DEMO_FROM` replicas; ``concurrency`` gRPC clients open a channel each
+    A stack of :data:`GRPC_DEMO_FROM` replicas on the six ``ports`` (:data:`GRPC_PORT_NAMES`,
+    default :data:`GRPC_DEMO_PORTS`); ``concurrency`` gRPC clients open a channel each
     through the Service path (per connection) and keep calling while the stack scales out to
     :data:`GRPC_DEMO_TO`; the verifier (``expect_pods`` = 6) finds the new pods never answered.
     Then the same verifier through the ALB path (per call, channels reused), and through the
