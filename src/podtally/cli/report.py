@@ -67,13 +67,14 @@ def write_html(
         raise UsageError(f"cannot write it: {exc.strerror}", setting="html", value=path) from None
 
 
-def _worded(options: VerifyOptions, name: str) -> str:
-    """One judging setting's value as a user writes it (the mode as ``--fixed (-n 900)``)."""
+def _worded(options: VerifyOptions, name: str, bounds: bool = True) -> str:
+    """One judging setting's value as a user writes it (the mode as ``--fixed (-n 900)``, or
+    without ``bounds`` as ``--fixed``)."""
     from podtally.verify.replay import setting
 
     if name == "auto":
-        if options.auto:
-            return "--auto"
+        if options.auto or not bounds:
+            return "--auto" if options.auto else "--fixed"
         bounds = []
         if options.requests is not None:
             bounds.append(f"-n {options.requests}")
@@ -86,9 +87,11 @@ def _worded(options: VerifyOptions, name: str) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _flagged(options: VerifyOptions, name: str, flag_name: Callable[[str], str]) -> str:
+def _flagged(
+    options: VerifyOptions, name: str, flag_name: Callable[[str], str], bounds: bool = True
+) -> str:
     """``--alpha 0.01``, ``--fixed (-n 900)``."""
-    value = _worded(options, name)
+    value = _worded(options, name, bounds)
     return value if name == "auto" else f"{flag_name(name)} {value}"
 
 
@@ -106,7 +109,8 @@ def provenance(how: Judging, file: str, flag_name: Callable[[str], str]) -> list
         lines.append(f"from {file}, as the run had them: {taken}")
     if how.overridden:
         given = ", ".join(
-            f"{_flagged(how.options, name, flag_name)} (the run's: {_worded(run, name)})"
+            f"{_flagged(how.options, name, flag_name, bounds=False)} "
+            f"(the run's: {_worded(run, name)})"
             for name in how.overridden
         )
         lines.append(f"note: judged with {given}, as given here: not the judgement the run made")

@@ -435,7 +435,7 @@ def judging(saved: SavedRun, given: Mapping[str, Any], url: str | None = None) -
     touched = set(given)
     if touched & set(_EXPECTATION):
         touched |= set(_EXPECTATION)
-    wanted = {name: given.get(name, setting(run, name)) for name in JUDGING}
+    wanted = {name: given.get(name) if name in touched else setting(run, name) for name in JUDGING}
     changes = {name: wanted[name] for name in touched if name != "auto"}
     if wanted["auto"] != run.auto:
         changes["requests"] = None if wanted["auto"] else len(observations)
