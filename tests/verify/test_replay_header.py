@@ -297,3 +297,16 @@ def test_a_settings_line_after_the_first_is_refused(tmp_path: Path) -> None:
     assert ran.code == 2 and ran.out == ""
     assert "line 5 is the settings line of a run, which only the first line can be" in ran.err
     assert ran.err.count("\n") == 1
+
+
+def test_url_renames_the_target_only(tmp_path: Path) -> None:
+    saved = _write(tmp_path / "run.jsonl", _header(), n=30)
+    ran = podtally("report", str(saved), "--url", "http://other.test:8080/")
+    assert "http://other.test:8080/" in _fact(ran.out, "target") and "note" not in ran.err
+    grpc = podtally("report", str(saved), "--url", "grpc://other.test:9090")
+    assert (
+        grpc.code == 2
+        and grpc.out == ""
+        and grpc.err
+        == ("error: --url 'grpc://other.test:9090': is not a URL of the run's protocol (http1)\n")
+    )

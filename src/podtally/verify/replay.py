@@ -419,8 +419,8 @@ def judging(saved: SavedRun, given: Mapping[str, Any], url: str | None = None) -
 
     A file without the run's settings (an older podtally's) is judged with ``given`` and the
     :data:`DEFAULTS` (auto mode), as :func:`replay` does. A given setting that is bad input
-    raises :class:`UsageError` naming it; a ``url`` the run's settings do not fit (a gRPC URL
-    for an HTTP/1.1 run with keep-alive) names ``url``.
+    raises :class:`UsageError` naming it; a ``url`` the run's settings do not fit, or of another
+    protocol than the run's (it renames the target, it does not change the run), names ``url``.
     """
     unknown = set(given) - set(JUDGING)
     if unknown:
@@ -452,6 +452,10 @@ def judging(saved: SavedRun, given: Mapping[str, Any], url: str | None = None) -
         raise UsageError(
             f"does not fit the run's settings ({exc})", setting="url", value=url
         ) from None
+    if options.protocol != run.protocol:  # the target renamed, not the run
+        raise UsageError(
+            f"is not a URL of the run's protocol ({run.protocol})", setting="url", value=url
+        )
     return Judging(
         options,
         run,
