@@ -75,12 +75,12 @@ def _worded(options: VerifyOptions, name: str, bounds: bool = True) -> str:
     if name == "auto":
         if options.auto or not bounds:
             return "--auto" if options.auto else "--fixed"
-        bounds = []
+        limits = []
         if options.requests is not None:
-            bounds.append(f"-n {options.requests}")
+            limits.append(f"-n {options.requests}")
         if options.duration is not None:
-            bounds.append(f"--duration {options.duration:g}s")
-        return "--fixed" + (f" ({' or '.join(bounds)})" if bounds else "")
+            limits.append(f"--duration {options.duration:g}s")
+        return "--fixed" + (f" ({' or '.join(limits)})" if limits else "")
     value = setting(options, name)
     if value is None:
         return "none"

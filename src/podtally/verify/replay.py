@@ -436,7 +436,7 @@ def judging(saved: SavedRun, given: Mapping[str, Any], url: str | None = None) -
     if touched & set(_EXPECTATION):
         touched |= set(_EXPECTATION)
     wanted = {name: given.get(name) if name in touched else setting(run, name) for name in JUDGING}
-    changes = {name: wanted[name] for name in touched if name != "auto"}
+    changes: dict[str, Any] = {name: wanted[name] for name in touched if name != "auto"}
     if wanted["auto"] != run.auto:
         changes["requests"] = None if wanted["auto"] else len(observations)
         changes["duration"] = None
