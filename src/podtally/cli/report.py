@@ -136,7 +136,9 @@ def provenance(how: Judging, file: str, flag_name: Callable[[str], str]) -> list
     "settings line that is corrupt or from a newer podtally).",
 )
 @click.argument("observations", type=click.Path(dir_okay=False, path_type=Path))
-@option("--url", default=None, show_default="the run's", help="target shown")
+@option(
+    "--url", default=None, show_default="the run's; none for an older file", help="target shown"
+)
 @option(
     "--auto/--fixed",
     default=None,
