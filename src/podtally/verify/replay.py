@@ -440,7 +440,7 @@ def judging(saved: SavedRun, given: Mapping[str, Any], url: str | None = None) -
     if wanted["auto"] != run.auto:
         changes["requests"] = None if wanted["auto"] else len(observations)
         changes["duration"] = None
-    if wanted["auto"]:  # a replay that reaches the budget stops there, as the run would have
+    if wanted["auto"]:  # never a request limit below what the file holds (as replay())
         changes["max_requests"] = max(cast("int", wanted["max_requests"]), len(observations))
     if url is not None:
         changes["url"] = url
