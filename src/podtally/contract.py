@@ -8,7 +8,8 @@ imports another podtally module, so any part may depend on it.
 - the response headers (and, lower-case, gRPC metadata keys) that carry them: :data:`HEADERS`
 - the plain-text format (what ``curl`` gets): one producer, :func:`format_text`, and one parser,
   :func:`parse_text`; the first four lines are the original exercise's, in its order
-- the ``podtally verify --json`` schema id: :data:`RESULT_SCHEMA_ID`
+- the ``podtally verify --json`` schema id: :data:`RESULT_SCHEMA_ID`, and the ``--observations``
+  file's: :data:`OBSERVATIONS_SCHEMA_ID`
 - the local stack CA's organisation name, by which the verifier recognises it:
   :data:`LOCAL_CA_ORGANIZATION`
 - the port a replica listens on unless told otherwise: :data:`DEFAULT_PORT`, and its gRPC port:
@@ -68,6 +69,10 @@ VERSION_LABEL: Final = "app.kubernetes.io/version"
 
 RESULT_SCHEMA_ID: Final = "podtally.verify.result/2"
 """The ``schema`` of the ``podtally verify --json`` document (and its JSON Schema ``$id``)."""
+
+OBSERVATIONS_SCHEMA_ID: Final = "podtally.verify.observations/2"
+"""The ``schema`` of an ``--observations`` file's first line, the run's settings (and its JSON
+Schema ``$id``). ``/1`` is the format without that line, still read: observation lines only."""
 
 LOCAL_CA_ORGANIZATION: Final = "podtally local stack"
 """The organisation (O=) of the local stack's CA; the verifier tailors its TLS advice to it."""

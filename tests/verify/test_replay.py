@@ -65,11 +65,11 @@ def test_report_gives_the_runs_verdict(
     # 90 requests judged once cannot show even (inconclusive, exit 1): the same again
     assert live.returncode == 1, live.stderr
     assert json.loads(live.stdout)["verdict"]["result"] == "inconclusive"
-    again = run_cli("report", str(saved), "--fixed", "--json", "--expect-pods", "3")
+    again = run_cli("report", str(saved), "--json")  # the file says: fixed, --expect-pods 3
     assert again.returncode == 1, again.stderr
     _same_judgement(json.loads(live.stdout), json.loads(again.stdout))
     # text, and a judgement the run did not make: four pods expected
-    text = run_cli("report", str(saved), "--fixed", "--expect-pods", "4")
+    text = run_cli("report", str(saved), "--expect-pods", "4")
     assert text.returncode == 1
     assert text.stdout.splitlines()[:3] == [f"     30 Pod: {pod}" for pod in PODS]
     assert "only 3 of 4 expected pods answered" in text.stdout.splitlines()[-1]
@@ -84,7 +84,7 @@ def test_report_of_real_replicas_with_failures(replicas: Replicas, tmp_path: Pat
         live = run_cli("verify", url, "-n", "20", "--json", "--observations", str(saved))
         if not saved.exists():  # unreachable: every request failed, still written
             pytest.fail(f"no observations written for {url}: {live.stderr}")
-        again = run_cli("report", str(saved), "--fixed", "--json")
+        again = run_cli("report", str(saved), "--json")
         assert again.returncode == live.returncode, again.stderr
         _same_judgement(json.loads(live.stdout), json.loads(again.stdout))
 
@@ -116,8 +116,8 @@ def test_library_replay_keeps_the_connections(balanced: StubServer, tmp_path: Pa
 def test_an_auto_mode_run_is_judged_again_at_its_own_looks(
     balanced: StubServer, tmp_path: Path, extra: list[str]
 ) -> None:
-    """verify without -n stops at the look where the verdict became known; `report` (auto, the
-    default) replays the same looks and keeps that look's verdict and intervals, in-flight
+    """verify without -n stops at the look where the verdict became known; `report` (auto, as
+    the file says) replays the same looks and keeps that look's verdict and intervals, in-flight
     responses counted, not judged."""
     saved = tmp_path / "auto.jsonl"
     args = ["--expect-pods", "3", *extra]
@@ -125,7 +125,7 @@ def test_an_auto_mode_run_is_judged_again_at_its_own_looks(
     assert live.returncode == 0, live.stderr
     run = json.loads(live.stdout)
     assert run["verdict"]["result"] == "even", run["verdict"]
-    again = run_cli("report", str(saved), "--json", *args)
+    again = run_cli("report", str(saved), "--json")  # the file says: auto, its -c and pods
     assert again.returncode == 0, again.stderr
     _same_judgement(run, json.loads(again.stdout))
     # judged again on everything, once (--fixed), it is another judgement: other intervals
@@ -188,9 +188,9 @@ def test_demo_html_and_its_replay_agree(tmp_path: Path) -> None:
         str(live_page),
     )
     assert demo.returncode == 0, demo.stderr
-    again = run_cli(
-        "report", str(saved), "--fixed", "--expect-pods", "3", "--html", str(again_page)
-    )
+    settings = json.loads(saved.read_text().splitlines()[0])["options"]
+    assert (settings["requests"], settings["expect_pods"]) == (1000, 3)  # the demo's own
+    again = run_cli("report", str(saved), "--html", str(again_page))  # as the demo judged
     assert again.returncode == 0, again.stderr
 
     def verdict_and_bars(page: Path) -> tuple[str, list[str]]:

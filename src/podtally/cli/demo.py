@@ -118,6 +118,7 @@ def demo_command(grpc: bool, **settings: Any) -> int:
                 say=watch.say,
                 progress=watch.progress,
                 on_observation=watch.observe(),
+                on_options=watch.judged_by,
                 **settings,
             )
         )

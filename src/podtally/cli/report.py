@@ -1,9 +1,12 @@
 """`podtally report OBSERVATIONS.jsonl`: judge a saved ``--observations`` file again.
 
 The text report (or ``--json``) goes to stdout as `verify` prints it, ``--html FILE`` writes the
-HTML report; the exit code is the verdict's, as `verify`'s. The file does not say which mode the
-run was in: ``--auto`` (verify's default, judged again at the same looks) or ``--fixed`` (a run
-with -n or --duration, judged once).
+HTML report; the exit code is the verdict's, as `verify`'s. The file's first line holds the run's
+settings (its mode, alpha, tolerance, expectation, ...), so with no option the observations are
+judged as the run judged them; an option given here is honoured, and stderr says in one line
+which of the run's settings it replaced. Another line on stderr names the run's settings taken
+from the file that are not `verify`'s defaults. A file an older podtally wrote has no settings
+line: it is judged with the options given here, as before (``--auto`` unless ``--fixed``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from podtally.cli.common import require_extra
+from podtally.cli.common import err, require_extra
 from podtally.cli.params import Command, flag_namer, option, path_option
 from podtally.errors import UsageError
 from podtally.verify.options import (
@@ -25,7 +28,10 @@ from podtally.verify.options import (
 )
 
 if TYPE_CHECKING:
-    from podtally.verify import Observation, VerifyResult
+    from collections.abc import Callable
+
+    from podtally.verify import Observation, VerifyOptions, VerifyResult
+    from podtally.verify.replay import Judging
 
 # The report's forms, as `verify`, `demo` and `report` take them.
 JSON_OPTION = option("--json", is_flag=True, help="print one JSON document instead")
@@ -61,45 +67,134 @@ def write_html(
         raise UsageError(f"cannot write it: {exc.strerror}", setting="html", value=path) from None
 
 
+def _worded(options: VerifyOptions, name: str, bounds: bool = True) -> str:
+    """One judging setting's value as a user writes it (the mode as ``--fixed (-n 900)``, or
+    without ``bounds`` as ``--fixed``)."""
+    from podtally.verify.replay import setting
+
+    if name == "auto":
+        if options.auto or not bounds:
+            return "--auto" if options.auto else "--fixed"
+        limits = []
+        if options.requests is not None:
+            limits.append(f"-n {options.requests}")
+        if options.duration is not None:
+            limits.append(f"--duration {options.duration:g}s")
+        return "--fixed" + (f" ({' or '.join(limits)})" if limits else "")
+    value = setting(options, name)
+    if value is None:
+        return "none"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _flagged(
+    options: VerifyOptions, name: str, flag_name: Callable[[str], str], bounds: bool = True
+) -> str:
+    """``--alpha 0.01``, ``--fixed (-n 900)``."""
+    value = _worded(options, name, bounds)
+    return value if name == "auto" else f"{flag_name(name)} {value}"
+
+
+def provenance(how: Judging, file: str, flag_name: Callable[[str], str]) -> list[str]:
+    """What stderr says about the settings: where they came from, when it matters."""
+    run = how.run
+    if run is None:
+        return [
+            f"note: {file} does not record its run's settings (an older podtally wrote it): "
+            "judged with the options given here, in auto mode unless --fixed"
+        ]
+    lines = []
+    if how.from_run:
+        taken = ", ".join(_flagged(run, name, flag_name) for name in how.from_run)
+        lines.append(f"from {file}, as the run had them: {taken}")
+    if how.overridden:
+        given = ", ".join(
+            f"{_flagged(how.options, name, flag_name, bounds=False)} "
+            f"(the run's: {_worded(run, name)})"
+            for name in how.overridden
+        )
+        lines.append(f"note: judged with {given}, as given here: not the judgement the run made")
+    return lines
+
+
 @click.command(
     "report",
     cls=Command,
     short_help="judge a saved --observations file again: text, --json or --html",
     help="Read the JSON lines a `podtally verify --observations FILE` run wrote and judge them "
     "again: the same counts, the same verdict, printed as `verify` prints it (or --json), and "
-    "--html FILE for the page with bars, intervals and the timeline.",
-    epilog="Give the judging options the run had: the file records requests, not options. "
-    "A run with -n or --duration is judged again with --fixed.\n\n"
-    "exit codes: as `podtally verify`; 2 for a file that is not an observations file.",
+    "--html FILE for the page with bars, intervals and the timeline. The file's first line "
+    "records the run's settings, so with no option the observations are judged as the run "
+    "judged them.",
+    epilog="An option given here replaces the run's setting and is honoured: one 'note:' line "
+    "on stderr says which, and what the run had (--auto on a run made with -n judges it at auto "
+    "mode's looks; --expect-pods or --expect-split replaces the run's expectation). Another "
+    "line names the run's settings taken from the file that are not verify's defaults. A file "
+    "written by an older podtally records no settings: give the run's options, --fixed for a "
+    "run with -n or --duration (the default there is --auto, as before).\n\n"
+    "exit codes: as `podtally verify`; 2 for a file that is not an observations file (or a "
+    "settings line that is corrupt or from a newer podtally).",
 )
 @click.argument("observations", type=click.Path(dir_okay=False, path_type=Path))
-@option("--url", default=None, show_default="none: the file does not say", help="target shown")
+@option(
+    "--url", default=None, show_default="the run's; none for an older file", help="target shown"
+)
 @option(
     "--auto/--fixed",
-    default=True,
-    help="the run's mode: auto (verify without -n or --duration; the verdict of the look that "
-    "stopped it) or fixed (judged once, on everything)",
+    default=None,
+    show_default="the run's",
+    help="the mode to judge in: auto (verify without -n or --duration; the verdict of the look "
+    "that stopped it) or fixed (judged once, on everything)",
 )
 @option(
     "-c",
     "--concurrency",
     type=int,
-    default=DEFAULT_CONCURRENCY,
-    help="the run's concurrency (auto mode looks after every batch of this many)",
+    default=None,
+    show_default=f"the run's; {DEFAULT_CONCURRENCY} for an older file",
+    help="auto mode looks after every batch of this many",
 )
 @option(
     "--max-requests",
     type=int,
-    default=DEFAULT_MAX_REQUESTS,
-    help="the run's --max-requests (auto mode: its error budget)",
+    default=None,
+    show_default=f"the run's; {DEFAULT_MAX_REQUESTS} for an older file",
+    help="auto mode: its error budget is --max-error-rate of this many",
 )
-@option("--alpha", type=float, default=DEFAULT_ALPHA, help="significance level, as verify's")
-@option("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="as verify's")
-@option("--expect-pods", type=int, default=None, metavar="K", help="fail unless K pods answered")
+@option(
+    "--alpha",
+    type=float,
+    default=None,
+    show_default=f"the run's; {DEFAULT_ALPHA:g} for an older file",
+    help="error rate of each verdict, as verify's",
+)
+@option(
+    "--tolerance",
+    type=float,
+    default=None,
+    show_default=f"the run's; {DEFAULT_TOLERANCE:g} for an older file",
+    help="as verify's",
+)
+@option(
+    "--expect-pods",
+    type=int,
+    default=None,
+    metavar="K",
+    show_default="the run's",
+    help="fail unless K pods answered (replaces the run's expectation)",
+)
+@option(
+    "--expect-split",
+    default=None,
+    metavar="FIELD=VALUE:WEIGHT,...",
+    show_default="the run's",
+    help="the split expected, as verify's (replaces the run's expectation)",
+)
 @option(
     "--max-error-rate",
-    default="0",
+    default=None,
     metavar="RATE",
+    show_default="the run's; 0 for an older file",
     help="fail when more requests than this failed (0.01 or 1%)",
 )
 @JSON_OPTION
@@ -107,38 +202,43 @@ def write_html(
 def report_command(
     observations: Path,
     url: str | None,
-    auto: bool,
-    concurrency: int,
-    max_requests: int,
-    alpha: float,
-    tolerance: float,
+    auto: bool | None,
+    concurrency: int | None,
+    max_requests: int | None,
+    alpha: float | None,
+    tolerance: float | None,
     expect_pods: int | None,
-    max_error_rate: str,
+    expect_split: str | None,
+    max_error_rate: str | None,
     json: bool,
     html: Path | None,
 ) -> int:
     require_extra("verify", "scipy")
-    from podtally.verify import parse_rate_fraction
-    from podtally.verify.replay import load_observations, replay
+    from podtally.verify import parse_expect_split, parse_rate_fraction
+    from podtally.verify.replay import judge_again, judging, load_run
     from podtally.verify.report import render_json, render_text
 
     check_html(html)
-    seen = load_observations(observations)
-    judging: dict[str, Any] = {
+    given: dict[str, Any] = {
         "auto": auto,
         "concurrency": concurrency,
         "max_requests": max_requests,
         "alpha": alpha,
         "tolerance": tolerance,
         "expect_pods": expect_pods,
-        "max_error_rate": parse_rate_fraction(max_error_rate, "max_error_rate"),
+        "expect_split": None if expect_split is None else parse_expect_split(expect_split),
+        "max_error_rate": None
+        if max_error_rate is None
+        else parse_rate_fraction(max_error_rate, "max_error_rate"),
     }
-    if url is not None:
-        judging["url"] = url
-    result = replay(seen, started_at=observations.stat().st_mtime, **judging)
+    saved = load_run(observations)
+    how = judging(saved, {k: v for k, v in given.items() if v is not None}, url)
     flag_name = flag_namer(click.get_current_context().command)
+    for line in provenance(how, observations.name, flag_name):
+        err(line)
+    result = judge_again(saved.observations, how.options, started_at=observations.stat().st_mtime)
     click.echo(render_json(result, flag_name) if json else render_text(result, flag_name), nl=False)
-    write_html(html, result, seen, f"podtally report {observations.name}")
+    write_html(html, result, list(saved.observations), f"podtally report {observations.name}")
     return result.exit_code
 
 

@@ -262,6 +262,7 @@ def verify_url(url: str, **settings: Any) -> int:
         require_extra("verify", "h2")
     split = options.expect_split
     with watching(options.expect_pods, options.alpha, expect_split=split, **outputs) as watch:
+        watch.judged_by(options)
         result = watch.result = until_interrupted(
             lambda: run(options, progress=watch.progress, on_observation=watch.observe())
         )

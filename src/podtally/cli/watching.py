@@ -1,7 +1,8 @@
 """What `verify` and `demo` do around a run: watch it, keep its observations, print its report.
 
 * :func:`watching`: the progress bar (or with ``--live`` on a terminal the live view) on
-  stderr, and where each observation goes: the ``--observations`` file and a list for ``--html``.
+  stderr, and where each observation goes: the ``--observations`` file (first the run's
+  settings, once, then a line per request) and a list for ``--html``.
 * :func:`until_interrupted`: a run's result, or after Ctrl-C its partial result.
 * :meth:`Watch.report`: the ``--html`` page, the text report or the ``--json`` document, and
   the exit code.
@@ -26,29 +27,47 @@ from podtally.cli.report import check_html, write_html
 from podtally.errors import Phrase, PodtallyError, Setting, UsageError, worded
 
 if TYPE_CHECKING:
-    from podtally.verify import Observation, Progress, VerifyResult
+    from podtally.verify import Observation, Progress, VerifyOptions, VerifyResult
     from podtally.verify.expected_split import ExpectedSplit
 
 
+class RunSettings:
+    """The run's options, once known: the ``--observations`` file's first line."""
+
+    options: VerifyOptions | None = None
+
+
 @contextmanager
-def _observation_writer(path: Path | None) -> Iterator[Callable[[Observation], None] | None]:
+def _observation_writer(
+    path: Path | None, run: RunSettings
+) -> Iterator[Callable[[Observation], None] | None]:
     """Open ``--observations`` up front (a bad path is bad input: exit 2 before anything runs).
 
     The file is opened without truncating it and emptied at the first observation, so a run
     that never sends a request leaves an existing file as it was, and removes one it created.
+    The run's settings (``run.options``, known by then) are written first, once, so that
+    `podtally report` judges the observations as the run did.
     """
     if path is None:
         yield None
         return
-    from podtally.verify.report import observation_line
+    from podtally.verify.report import observation_line, observations_header
+
+    def header() -> str:
+        return "" if run.options is None else observations_header(run.options)
 
     # A detail that names a setting is written as this command words it, as the report does.
     context = click.get_current_context(silent=True)
     flag_name = flag_namer(context.command if context is not None else None)
 
     if is_stdout(path):
+        first = True
 
         def to_stdout(observation: Observation) -> None:
+            nonlocal first
+            if first:
+                first = False
+                sys.stdout.write(header())
             sys.stdout.write(observation_line(observation, flag_name))
 
         yield to_stdout
@@ -71,6 +90,7 @@ def _observation_writer(path: Path | None) -> Iterator[Callable[[Observation], N
                 started = True
                 if regular:
                     handle.truncate(0)
+                handle.write(header())
             handle.write(observation_line(observation, flag_name))
         except OSError as exc:
             raise PodtallyError(str(exc.strerror), setting="observations", value=path) from None
@@ -127,13 +147,20 @@ class Watch:
         json: bool,
         observations: Path | None,
         html: Path | None,
+        run: RunSettings | None = None,
     ) -> None:
         self.json, self.observations_path, self.html = json, observations, html
+        self.run = run or RunSettings()
         self.observations: list[Observation] = []
         self.sinks = [sink for sink in (write, self.observations.append if html else None) if sink]
         self.progress: Callable[[Progress], None] | None = None
         self.say: Callable[[str], None] = err
         self.result: VerifyResult | None = None  # the live view's last frame shows its verdict
+
+    def judged_by(self, options: VerifyOptions) -> None:
+        """The run's options, known before its first request: the ``--observations`` file
+        starts with them."""
+        self.run.options = options
 
     def observe(self) -> Callable[[Observation], None] | None:
         sinks = self.sinks
@@ -194,8 +221,9 @@ def watching(
                 Setting("live"), " and ", Setting("no_progress"), " contradict each other; pick one"
             )
         )
-    with _observation_writer(observations) as write:
-        watch = Watch(write, json, observations, html)
+    run = RunSettings()
+    with _observation_writer(observations, run) as write:
+        watch = Watch(write, json, observations, html, run)
         if live and stderr_is_tty():
             from rich.console import Console
             from rich.live import Live

@@ -110,6 +110,7 @@ def demo(
     say: Callable[[str], None] | None = None,
     progress: Callable[[Progress], None] | None = None,
     on_observation: Callable[[Observation], None] | None = None,
+    on_options: Callable[[VerifyOptions], None] | None = None,
     **verify: Any,
 ) -> VerifyResult:
     """Start the demo stack, verify it, tear it down; return the verification's result.
@@ -122,7 +123,8 @@ def demo(
     ``expect_pods`` defaults to every replica. ``http`` verifies the
     plain-HTTP listener instead of HTTPS with the stack's CA; ``image`` runs each replica as a
     podman container of that image. ``say`` gets a line for each step,
-    ``progress`` and ``on_observation`` are :func:`podtally.verify.run`'s.
+    ``progress`` and ``on_observation`` are :func:`podtally.verify.run`'s; ``on_options`` gets
+    the verifier's options before its first request.
 
     Raises :class:`~podtally.errors.UsageError` for bad settings before anything starts; Ctrl-C
     during the run raises :class:`~podtally.verify.VerifyInterrupted` (with the partial result)
@@ -175,6 +177,8 @@ def demo(
         url = stack.http_url if http else stack.url
         options = VerifyOptions(url, cacert=None if http else stack.ca_path, **verify)
         tell(f"verifying {url} with {describe(options)} ...")
+        if on_options is not None:
+            on_options(options)
         result = run(options, progress=progress, on_observation=on_observation)
     finally:
         tell(f"tearing down {DEMO_NAME} ...")

@@ -1,4 +1,5 @@
-"""The JSON Schema (draft 2020-12) of the ``podtally verify --json`` document.
+"""The JSON Schemas (draft 2020-12) of the ``podtally verify --json`` document and of the first
+line of an ``--observations`` file (the run's settings).
 
 Kept next to the renderer (:func:`podtally.verify.report.document.to_document`) and checked
 against real runs in the tests, so the documented shape and the printed shape cannot drift apart.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, get_args
 
-from podtally.contract import RESULT_SCHEMA_ID
+from podtally.contract import OBSERVATIONS_SCHEMA_ID, RESULT_SCHEMA_ID
 from podtally.verify.probe import ERROR_KINDS, IdentitySource
 from podtally.verify.tally import DIMENSIONS, VerdictResult
 
@@ -124,6 +125,34 @@ _ASSESSMENT = _object(
     }
 )
 
+_OPTIONS = _object(
+    {
+        "requests": {"type": ["integer", "null"], "minimum": 1},
+        "duration_seconds": _OPT_NUM,
+        "concurrency": {"type": "integer", "minimum": 1},
+        "rate": _OPT_NUM,
+        "timeout_seconds": _NUM,
+        "keep_alive": {"type": "boolean"},
+        "protocol": {"enum": ["http1", "http2", "grpc"]},
+        "http2": {"type": "boolean"},
+        "streams": {"type": "integer", "minimum": 1},
+        "new_channel": {"type": "boolean"},
+        "follow": {"type": "boolean"},
+        "insecure": {"type": "boolean"},
+        "cacert": _OPT_STR,
+        "resolve": {"type": "array", "items": _STR},
+        "alpha": _NUM,
+        "tolerance": _NUM,
+        "expect_pods": {"type": ["integer", "null"], "minimum": 1},
+        "expect_split": _OPT_STR,
+        "max_requests": {"type": "integer", "minimum": 1},
+        "max_duration_seconds": _OPT_NUM,
+        "auto": {"type": "boolean"},
+        "max_error_rate": _NUM,
+    }
+)
+"""What was asked: the result's ``options``, and those of an observations file's header."""
+
 RESULT_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": RESULT_SCHEMA_ID,
@@ -135,32 +164,7 @@ RESULT_SCHEMA: dict[str, Any] = {
             "started_at": {"type": "string", "format": "date-time"},
             "elapsed_seconds": _NUM,
             "interrupted": {"type": "boolean"},
-            "options": _object(
-                {
-                    "requests": {"type": ["integer", "null"], "minimum": 1},
-                    "duration_seconds": _OPT_NUM,
-                    "concurrency": {"type": "integer", "minimum": 1},
-                    "rate": _OPT_NUM,
-                    "timeout_seconds": _NUM,
-                    "keep_alive": {"type": "boolean"},
-                    "protocol": {"enum": ["http1", "http2", "grpc"]},
-                    "http2": {"type": "boolean"},
-                    "streams": {"type": "integer", "minimum": 1},
-                    "new_channel": {"type": "boolean"},
-                    "follow": {"type": "boolean"},
-                    "insecure": {"type": "boolean"},
-                    "cacert": _OPT_STR,
-                    "resolve": {"type": "array", "items": _STR},
-                    "alpha": _NUM,
-                    "tolerance": _NUM,
-                    "expect_pods": {"type": ["integer", "null"], "minimum": 1},
-                    "expect_split": _OPT_STR,
-                    "max_requests": {"type": "integer", "minimum": 1},
-                    "max_duration_seconds": _OPT_NUM,
-                    "auto": {"type": "boolean"},
-                    "max_error_rate": _NUM,
-                }
-            ),
+            "options": _OPTIONS,
             "summary": _object(
                 {
                     "requests": _INT,
@@ -250,6 +254,19 @@ RESULT_SCHEMA: dict[str, Any] = {
                     "failures": {"type": "array", "items": _STR},
                 }
             ),
+        }
+    ),
+}
+
+OBSERVATIONS_HEADER_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": OBSERVATIONS_SCHEMA_ID,
+    "title": "podtally verify --observations: the first line, the run's settings",
+    **_object(
+        {
+            "schema": {"const": OBSERVATIONS_SCHEMA_ID},
+            "url": _STR,
+            "options": _OPTIONS,
         }
     ),
 }

@@ -13,9 +13,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from podtally.contract import FIELDS, RESULT_SCHEMA_ID
+from podtally.contract import FIELDS, OBSERVATIONS_SCHEMA_ID, RESULT_SCHEMA_ID
 from podtally.errors import worded
 from podtally.verify.decision import Decision
+from podtally.verify.options import VerifyOptions
 from podtally.verify.probe import Observation
 from podtally.verify.result import VerifyResult
 from podtally.verify.tally import Dimension
@@ -111,6 +112,35 @@ def _dimension_doc(dimension: Dimension) -> dict[str, Any]:
     }
 
 
+def options_document(options: VerifyOptions) -> dict[str, Any]:
+    """What was asked, as plain data: the ``options`` of the ``--json`` document, and of the
+    first line of an ``--observations`` file (:func:`observations_header`)."""
+    return {
+        "requests": options.requests,
+        "duration_seconds": options.duration,
+        "concurrency": options.concurrency,
+        "rate": options.rate,
+        "timeout_seconds": options.timeout,
+        "keep_alive": options.keep_alive,
+        "protocol": options.protocol,
+        "http2": options.http2,
+        "streams": options.streams,
+        "new_channel": options.new_channel,
+        "follow": options.follow,
+        "insecure": options.insecure,
+        "cacert": str(options.cacert) if options.cacert else None,
+        "resolve": [str(r) for r in options.resolve],
+        "alpha": options.alpha,
+        "tolerance": options.tolerance,
+        "expect_pods": options.expect_pods,
+        "expect_split": None if options.expect_split is None else str(options.expect_split),
+        "max_requests": options.max_requests,
+        "max_duration_seconds": options.max_duration,
+        "auto": options.auto,
+        "max_error_rate": options.max_error_rate,
+    }
+
+
 def to_document(result: VerifyResult, flag_name: Callable[[str], str] = str) -> dict[str, Any]:
     """The ``--json`` document (schema: :data:`podtally.verify.schema.RESULT_SCHEMA`)."""
     options = result.options
@@ -124,30 +154,7 @@ def to_document(result: VerifyResult, flag_name: Callable[[str], str] = str) -> 
         ),
         "elapsed_seconds": _round(result.elapsed),
         "interrupted": result.interrupted,
-        "options": {
-            "requests": options.requests,
-            "duration_seconds": options.duration,
-            "concurrency": options.concurrency,
-            "rate": options.rate,
-            "timeout_seconds": options.timeout,
-            "keep_alive": options.keep_alive,
-            "protocol": options.protocol,
-            "http2": options.http2,
-            "streams": options.streams,
-            "new_channel": options.new_channel,
-            "follow": options.follow,
-            "insecure": options.insecure,
-            "cacert": str(options.cacert) if options.cacert else None,
-            "resolve": [str(r) for r in options.resolve],
-            "alpha": options.alpha,
-            "tolerance": options.tolerance,
-            "expect_pods": options.expect_pods,
-            "expect_split": None if options.expect_split is None else str(options.expect_split),
-            "max_requests": options.max_requests,
-            "max_duration_seconds": options.max_duration,
-            "auto": options.auto,
-            "max_error_rate": options.max_error_rate,
-        },
+        "options": options_document(options),
         "summary": {
             "requests": result.requests,
             "responses": result.responses,
@@ -236,6 +243,23 @@ def observation_line(observation: Observation, flag_name: Callable[[str], str] =
                 "peer": observation.peer,
                 "location": observation.location,
                 "redirects": observation.redirects,
+            },
+            allow_nan=False,
+        )
+        + "\n"
+    )
+
+
+def observations_header(options: VerifyOptions) -> str:
+    """The first line of an ``--observations`` file: the run's settings, once (schema
+    :data:`~podtally.contract.OBSERVATIONS_SCHEMA_ID`), so that a replay judges the
+    observations as the run did. Its ``options`` are the ``--json`` document's."""
+    return (
+        json.dumps(
+            {
+                "schema": OBSERVATIONS_SCHEMA_ID,
+                "url": options.target.url,
+                "options": options_document(options),
             },
             allow_nan=False,
         )

@@ -1,0 +1,312 @@
+"""An ``--observations`` file says how its run was judged: `podtally report FILE` with no option
+judges it as the run did.
+
+The runs are real (`podtally verify` as a subprocess against a loopback round-robin stub); the
+wording of the notes on stderr is checked in-process (click's CliRunner around the real
+``main``) on files written here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from click.testing import CliRunner
+
+from podtally.cli import main
+from podtally.contract import OBSERVATIONS_SCHEMA_ID
+from podtally.verify.replay import load_run
+from podtally.verify.schema import OBSERVATIONS_HEADER_SCHEMA
+from tests.support import free_port, run_cli
+from tests.verify.conftest import StubServer, identity_responder
+
+PODS = ["pod-a", "pod-b", "pod-c"]
+
+
+@pytest.fixture
+def balanced(stub: Any) -> Iterator[StubServer]:
+    yield stub("127.0.0.1", free_port(), identity_responder(PODS))
+
+
+def _fact(report: str, key: str) -> str:
+    """The value of one ``key  value`` line of a text report."""
+    (value,) = [
+        line[len(key) :].strip() for line in report.splitlines() if line.startswith(key + " ")
+    ]
+    return value
+
+
+def _judged_lines(text: str) -> list[str]:
+    """The text report without what timing changes (the requests line: elapsed, rate)."""
+    return [line for line in text.splitlines() if not line.startswith("requests ")]
+
+
+# --- the run's own judgement, with no option ----------------------------------------------------
+def test_a_fixed_run_is_judged_again_as_fixed_with_no_option(
+    balanced: StubServer, tmp_path: Path
+) -> None:
+    """900 round-robin requests judged once (-n) are even at alpha 0.01; auto mode's looks over
+    the same answers never get there. Before the settings line, `report FILE` judged them in
+    auto mode (inconclusive, exit 1) and at verify's default alpha."""
+    saved = tmp_path / "fixed.jsonl"
+    args = ["-n", "900", "-c", "3", "--expect-pods", "3", "--alpha", "0.01"]
+    live = run_cli("verify", balanced.url, "--observations", str(saved), *args)
+    assert live.returncode == 0, live.stderr
+    assert "simultaneous 99% intervals over 900 requests" in live.stdout.splitlines()[-1]
+    again = run_cli("report", str(saved))
+    assert again.returncode == 0, again.stderr
+    assert _judged_lines(again.stdout) == _judged_lines(live.stdout)
+    assert _fact(again.stdout, "mode").startswith("fixed: judged once, at the end")
+    # stderr says where the settings came from (those not at verify's defaults)
+    assert again.stderr == (
+        "from fixed.jsonl, as the run had them: --fixed (-n 900), --concurrency 3, "
+        "--alpha 0.01, --expect-pods 3\n"
+    )
+    # the same in JSON: the run's options, decision and verdict
+    document = json.loads(run_cli("report", str(saved), "--json").stdout)
+    assert document["options"]["requests"] == 900 and not document["options"]["auto"]
+    assert document["decision"]["mode"] == "fixed"
+    assert document["decision"]["alpha"] == 0.01
+    assert document["verdict"]["result"] == "even"
+
+
+def test_an_auto_run_with_a_split_is_judged_again_with_no_option(
+    balanced: StubServer, tmp_path: Path
+) -> None:
+    """Auto mode, -c 7 (its looks), an expected split the round robin does not follow: the run
+    stops at the look that showed it uneven; `report FILE` replays those looks with that split.
+    (`report` had no --expect-split before: the file was judged as an even spread.)"""
+    saved = tmp_path / "auto.jsonl"
+    split = "pod=pod-a:2,pod-b:1,pod-c:1"
+    args = ["-c", "7", "--expect-split", split, "--tolerance", "0.1", "--json"]
+    live = run_cli("verify", balanced.url, "--observations", str(saved), *args)
+    assert live.returncode == 1, live.stderr
+    run = json.loads(live.stdout)
+    assert run["verdict"]["result"] == "uneven" and run["decision"]["mode"] == "sequential"
+    again = run_cli("report", str(saved), "--json")
+    assert again.returncode == 1, again.stderr
+    judged = json.loads(again.stdout)
+    for key in ("verdict", "decision", "pods", "errors", "status_codes", "url"):
+        assert judged[key] == run[key], key
+    assert {k: v for k, v in judged["options"].items() if k != "max_requests"} == {
+        k: v for k, v in run["options"].items() if k != "max_requests"
+    }
+    assert again.stderr == (
+        "from auto.jsonl, as the run had them: --concurrency 7, --tolerance 0.1, "
+        f"--expect-split {split}\n"
+    )
+
+
+def test_the_settings_line_is_the_json_documents_options(
+    balanced: StubServer, tmp_path: Path
+) -> None:
+    saved = tmp_path / "run.jsonl"
+    live = run_cli(
+        "verify", balanced.url, "-n", "30", "--json", "--observations", str(saved), "--keep-alive"
+    )
+    assert live.returncode == 1, live.stderr
+    first, *rest = saved.read_text().splitlines()
+    header = json.loads(first)
+    jsonschema.validate(header, OBSERVATIONS_HEADER_SCHEMA)
+    assert header["schema"] == OBSERVATIONS_SCHEMA_ID == OBSERVATIONS_HEADER_SCHEMA["$id"]
+    document = json.loads(live.stdout)
+    assert header["url"] == document["url"] and header["options"] == document["options"]
+    assert len(rest) == 30 and all("schema" not in json.loads(line) for line in rest)
+    saved_run = load_run(saved)
+    assert saved_run.options is not None and saved_run.options.keep_alive
+    assert saved_run.options.requests == 30 and len(saved_run.observations) == 30
+
+
+def test_observations_on_stdout_start_with_the_settings(balanced: StubServer) -> None:
+    piped = run_cli("verify", balanced.url, "-n", "5", "--observations", "-")
+    lines = piped.stdout.splitlines()
+    assert json.loads(lines[0])["schema"] == OBSERVATIONS_SCHEMA_ID
+    assert sorted(json.loads(line)["index"] for line in lines[1:]) == list(range(5))
+    assert "verdict: " in piped.stderr  # the report went to stderr
+
+
+# --- in-process: older files, options given, corrupt settings lines -----------------------------
+@dataclass(frozen=True)
+class Ran:
+    code: int
+    out: str
+    err: str
+
+
+def podtally(*args: str) -> Ran:
+    with CliRunner().isolation(env={}) as (out, err, _):
+        code = main(list(args))
+    return Ran(code, out.getvalue().decode(), err.getvalue().decode())
+
+
+def _observation(index: int, pod: str) -> dict[str, object]:
+    return {
+        "index": index,
+        "start": index / 1000,
+        "latency_ms": 1.0,
+        "status": 200,
+        "pod": pod,
+        "source": "headers",
+        "error": None,
+        "connection": index + 1,
+    }
+
+
+def _options(**changes: object) -> dict[str, object]:
+    """A settings line's ``options`` (a fixed run: -n 900 -c 3 --expect-pods 3)."""
+    options: dict[str, object] = {
+        "requests": 900,
+        "duration_seconds": None,
+        "concurrency": 3,
+        "rate": None,
+        "timeout_seconds": 5.0,
+        "keep_alive": False,
+        "protocol": "http1",
+        "http2": False,
+        "streams": 10,
+        "new_channel": False,
+        "follow": False,
+        "insecure": False,
+        "cacert": None,
+        "resolve": [],
+        "alpha": 0.001,
+        "tolerance": 0.2,
+        "expect_pods": 3,
+        "expect_split": None,
+        "max_requests": 20000,
+        "max_duration_seconds": None,
+        "auto": False,
+        "max_error_rate": 0.0,
+    }
+    options.update(changes)
+    return options
+
+
+def _header(**changes: object) -> dict[str, object]:
+    return {"schema": OBSERVATIONS_SCHEMA_ID, "url": "http://lb.test/", "options": _options()} | (
+        changes
+    )
+
+
+def _write(path: Path, header: Mapping[str, object] | str | None, n: int = 900) -> Path:
+    lines = [] if header is None else [header if isinstance(header, str) else json.dumps(header)]
+    lines += [json.dumps(_observation(i, PODS[i % 3])) for i in range(n)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_the_hand_written_settings_line_is_valid() -> None:
+    jsonschema.validate(_header(), OBSERVATIONS_HEADER_SCHEMA)
+
+
+def test_an_older_file_without_settings_is_judged_as_before(tmp_path: Path) -> None:
+    old = _write(tmp_path / "old.jsonl", None)
+    auto = podtally("report", str(old), "--expect-pods", "3")
+    assert auto.code == 1 and _fact(auto.out, "mode").startswith("auto: sent until even or uneven")
+    assert auto.err == (
+        "note: old.jsonl does not record its run's settings (an older podtally wrote it): "
+        "judged with the options given here, in auto mode unless --fixed\n"
+    )
+    fixed = podtally("report", str(old), "--fixed", "--expect-pods", "3")
+    assert fixed.code == 0 and _fact(fixed.out, "mode").startswith("fixed: judged once, at the end")
+    assert _fact(fixed.out, "target").startswith("http://observations.invalid/")
+
+
+def test_the_same_file_with_settings_is_judged_as_the_run_was(tmp_path: Path) -> None:
+    saved = _write(tmp_path / "new.jsonl", _header())
+    ran = podtally("report", str(saved))
+    assert ran.code == 0, ran
+    assert _fact(ran.out, "mode").startswith("fixed: judged once, at the end")
+    assert _fact(ran.out, "target").startswith("http://lb.test/")
+    assert ran.out.splitlines()[-1].startswith("verdict: PASS: even: every pod's share")
+    # options that agree with the run's are no override: no note
+    same = podtally("report", str(saved), "--fixed", "--expect-pods", "3", "-c", "3")
+    assert same.out == ran.out and "note" not in same.err
+
+
+def test_an_option_against_the_run_is_honoured_with_one_note(tmp_path: Path) -> None:
+    """--auto on a fixed run: judged at auto mode's looks (900 answers do not decide them:
+    inconclusive), and --expect-pods 4 replaces the run's 3; one note line says both."""
+    saved = _write(tmp_path / "fixed.jsonl", _header())
+    ran = podtally("report", str(saved), "--auto", "--expect-pods", "4")
+    assert ran.code == 1
+    assert _fact(ran.out, "mode").startswith("auto: sent until even or uneven")
+    assert "only 3 of 4 expected pods answered" in ran.out.splitlines()[-1]
+    notes = [line for line in ran.err.splitlines() if line.startswith("note: ")]
+    assert notes == [
+        "note: judged with --auto (the run's: --fixed (-n 900)), --expect-pods 4 (the run's: 3), "
+        "as given here: not the judgement the run made"
+    ]
+    assert ran.err.splitlines()[0] == "from fixed.jsonl, as the run had them: --concurrency 3"
+    # a split given replaces the run's --expect-pods: both named
+    split = podtally("report", str(saved), "--expect-split", "pod=pod-a:1,pod-b:1,pod-c:1")
+    assert split.code == 0, split
+    assert split.err.splitlines()[-1] == (
+        "note: judged with --expect-pods none (the run's: 3), --expect-split "
+        "pod=pod-a:1,pod-b:1,pod-c:1 (the run's: none), as given here: not the judgement the "
+        "run made"
+    )
+    # --fixed on an auto run: judged once on everything
+    auto = _write(tmp_path / "auto.jsonl", _header(options=_options(requests=None, auto=True)))
+    once = podtally("report", str(auto), "--fixed")
+    assert once.code == 0 and _fact(once.out, "mode").startswith("fixed: judged once, at the end")
+    assert "note: judged with --fixed (the run's: --auto)" in once.err
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (_header(schema="podtally.verify.observations/3"), "a newer podtally wrote it"),
+        (_header(schema="podtally.verify.result/2"), "is not a podtally observations schema"),
+        (_header(schema=2), "schema 2 is not a podtally observations schema"),
+        (_header(options=_options(alpha=2)), "alpha=2: must be between 0 and 1"),
+        (_header(options=_options(alpha="0.01")), 'options: alpha is "0.01"'),
+        (_header(options=_options(expect_pods=True)), "options: expect_pods is true"),
+        (_header(options=_options(auto=True)), "options: auto is true, the others say False"),
+        (_header(options=_options(protocol="grpc")), "options: protocol is"),
+        (_header(options=_options(expect_split="pods=a:1")), "unknown field 'pods'"),
+        (_header(options=_options(resolve=["nope"])), "resolve='nope'"),
+        (_header(options={**_options(), "colour": "red"}), "colour unknown or missing"),
+        ({"schema": OBSERVATIONS_SCHEMA_ID, "options": _options()}, "keys must be"),
+        (_header(url="ftp://x/"), "url="),
+        ('{"schema": "podtally.verify.observ', "line 1 is not a podtally observation"),
+    ],
+)
+def test_a_corrupt_settings_line_is_one_error_and_exit_2(
+    tmp_path: Path, header: Mapping[str, object] | str, message: str
+) -> None:
+    path = _write(tmp_path / "bad.jsonl", header, n=3)
+    ran = podtally("report", str(path), "--html", str(tmp_path / "r.html"))
+    assert ran.code == 2 and ran.out == "", ran
+    assert ran.err.startswith("error: ") and ran.err.count("\n") == 1, ran.err
+    assert message in ran.err and "Traceback" not in ran.err
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_a_settings_line_after_the_first_is_refused(tmp_path: Path) -> None:
+    """Two files joined: two runs in one, which no judgement fits."""
+    one = _write(tmp_path / "one.jsonl", _header(), n=3).read_text()
+    joined = tmp_path / "joined.jsonl"
+    joined.write_text(one + one)
+    ran = podtally("report", str(joined))
+    assert ran.code == 2 and ran.out == ""
+    assert "line 5 is the settings line of a run, which only the first line can be" in ran.err
+    assert ran.err.count("\n") == 1
+
+
+def test_url_renames_the_target_only(tmp_path: Path) -> None:
+    saved = _write(tmp_path / "run.jsonl", _header(), n=30)
+    ran = podtally("report", str(saved), "--url", "http://other.test:8080/")
+    assert "http://other.test:8080/" in _fact(ran.out, "target") and "note" not in ran.err
+    grpc = podtally("report", str(saved), "--url", "grpc://other.test:9090")
+    assert (
+        grpc.code == 2
+        and grpc.out == ""
+        and grpc.err
+        == ("error: --url 'grpc://other.test:9090': is not a URL of the run's protocol (http1)\n")
+    )
