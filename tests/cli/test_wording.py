@@ -14,8 +14,8 @@ from podtally.errors import Phrase, PodtallyError, Setting, UsageError, worded
 from podtally.spec import AppSpec
 from podtally.verify.clients.transport import certificate_failure
 from podtally.verify.probe import FIELDS, Observation
-from podtally.verify.replay import observation_from
 from podtally.verify.report import observation_line
+from podtally.verify.saved_run import observation_from
 from podtally.verify.tally import judge
 
 

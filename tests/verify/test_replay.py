@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from podtally.verify.replay import load_observations, replay
+from podtally.verify.replay import replay
+from podtally.verify.saved_run import load_observations
 from tests.support import free_port, run_cli
 from tests.verify.conftest import Replicas, StubServer, identity_responder, start_replicas
 

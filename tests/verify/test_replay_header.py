@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from podtally.cli import main
 from podtally.contract import OBSERVATIONS_SCHEMA_ID
-from podtally.verify.replay import load_run
+from podtally.verify.saved_run import load_run
 from podtally.verify.schema import OBSERVATIONS_HEADER_SCHEMA
 from tests.support import free_port, run_cli
 from tests.verify.conftest import StubServer, identity_responder

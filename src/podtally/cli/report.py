@@ -215,8 +215,9 @@ def report_command(
 ) -> int:
     require_extra("verify", "scipy")
     from podtally.verify import parse_expect_split, parse_rate_fraction
-    from podtally.verify.replay import judge_again, judging, load_run
+    from podtally.verify.replay import judge_again, judging
     from podtally.verify.report import render_json, render_text
+    from podtally.verify.saved_run import load_run
 
     check_html(html)
     given: dict[str, Any] = {

@@ -1,0 +1,232 @@
+"""The observations file (``verify --observations FILE``, JSON Lines), read back.
+
+Its first line is the run's settings (schema :data:`~podtally.contract.OBSERVATIONS_SCHEMA_ID`,
+the ``--json`` document's ``options``): :func:`parse_run` turns it into the run's
+:class:`~podtally.verify.options.VerifyOptions`; every other line is one
+:class:`~podtally.verify.probe.Observation`. A file an older podtally wrote (format ``/1``) has
+no settings line. :mod:`podtally.verify.replay` judges what this reads.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, get_args
+
+from podtally.contract import FIELDS, OBSERVATIONS_SCHEMA_ID
+from podtally.errors import UsageError
+from podtally.verify.expected_split import parse_expect_split
+from podtally.verify.options import (
+    VerifyOptions,
+)
+from podtally.verify.probe import ERROR_KINDS, IdentitySource, Observation
+from podtally.verify.target import parse_resolve
+
+if TYPE_CHECKING:
+    pass
+
+_SOURCES = frozenset(get_args(IdentitySource))
+
+
+# --- reading ------------------------------------------------------------------------------------
+def _field(record: Mapping[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    value = record.get(name)
+    if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+        raise TypeError(name)
+    return value
+
+
+def observation_from(record: object) -> Observation:
+    """One decoded ``--observations`` line -> an :class:`Observation` (TypeError/KeyError if it
+    is not one)."""
+    if not isinstance(record, dict):
+        raise TypeError("not an object")
+    index = _field(record, "index", int)
+    start = _field(record, "start", (int, float))
+    latency_ms = _field(record, "latency_ms", (int, float))
+    if index is None or start is None or latency_ms is None:
+        raise KeyError("index, start and latency_ms are required")
+    error = _field(record, "error", str)
+    if error is not None and error not in ERROR_KINDS:
+        raise TypeError("error")
+    source = _field(record, "source", str)
+    if source is not None and source not in _SOURCES:
+        raise TypeError("source")
+    if not (math.isfinite(start) and math.isfinite(latency_ms) and latency_ms >= 0):
+        raise TypeError("start")
+    return Observation.of(
+        [_field(record, name, str) for name in FIELDS],
+        index=index,
+        start=float(start),
+        latency=float(latency_ms) / 1000,
+        status=_field(record, "status", int),
+        source=source,
+        error=error,
+        detail=_field(record, "detail", str),
+        connection=_field(record, "connection", int),
+        peer=_field(record, "peer", str),
+        location=_field(record, "location", str),
+        redirects=_field(record, "redirects", int) or 0,
+    )
+
+
+# The settings line (format /2): each key of its ``options`` (the ``--json`` document's), the
+# VerifyOptions keyword it feeds (None: checked against the options, not fed) and its JSON types.
+_NUMBER = (int, float)
+_OPTION_KEYS: Final[dict[str, tuple[str | None, tuple[type, ...]]]] = {
+    "requests": ("requests", (int, type(None))),
+    "duration_seconds": ("duration", (*_NUMBER, type(None))),
+    "concurrency": ("concurrency", (int,)),
+    "rate": ("rate", (*_NUMBER, type(None))),
+    "timeout_seconds": ("timeout", _NUMBER),
+    "keep_alive": ("keep_alive", (bool,)),
+    "protocol": (None, (str,)),
+    "http2": ("http2", (bool,)),
+    "streams": ("streams", (int,)),
+    "new_channel": ("new_channel", (bool,)),
+    "follow": ("follow", (bool,)),
+    "insecure": ("insecure", (bool,)),
+    "cacert": (None, (str, type(None))),  # a file on the machine that ran it: not needed here
+    "resolve": ("resolve", (list,)),
+    "alpha": ("alpha", _NUMBER),
+    "tolerance": ("tolerance", _NUMBER),
+    "expect_pods": ("expect_pods", (int, type(None))),
+    "expect_split": ("expect_split", (str, type(None))),
+    "max_requests": ("max_requests", (int,)),
+    "max_duration_seconds": ("max_duration", (*_NUMBER, type(None))),
+    "auto": (None, (bool,)),
+    "max_error_rate": ("max_error_rate", _NUMBER),
+}
+_HEADER_KEYS: Final = ("schema", "url", "options")
+_SCHEMA = re.compile(r"^podtally\.verify\.observations/(\d+)$")
+
+
+def _typed(value: object, kinds: tuple[type, ...]) -> bool:
+    """``value`` is of one of ``kinds`` as JSON means it: a boolean is not a number."""
+    if isinstance(value, bool):
+        return bool in kinds
+    return isinstance(value, kinds)
+
+
+def options_from_header(record: Mapping[str, Any]) -> VerifyOptions:
+    """A settings line (the first of an ``--observations`` file) -> the run's
+    :class:`VerifyOptions` (``cacert`` left out: judging needs no CA file).
+
+    Raises :class:`ValueError` naming what is wrong: another schema (``/1`` has no such line, a
+    higher number is a newer format), a key missing, unknown or of the wrong type, a value the
+    run could not have had.
+    """
+    schema = record.get("schema")
+    match = _SCHEMA.match(schema) if isinstance(schema, str) else None
+    if match is None:
+        raise ValueError(f"schema {schema!r} is not a podtally observations schema")
+    if schema != OBSERVATIONS_SCHEMA_ID:
+        raise ValueError(
+            f"schema {schema} is not one this podtally reads ({OBSERVATIONS_SCHEMA_ID}, or a "
+            "file without a settings line): a newer podtally wrote it"
+        )
+    unknown = sorted(set(record) - set(_HEADER_KEYS))
+    if unknown or not all(key in record for key in _HEADER_KEYS):
+        raise ValueError(f"keys must be {', '.join(_HEADER_KEYS)}")
+    url, given = record["url"], record["options"]
+    if not isinstance(url, str) or not isinstance(given, dict):
+        raise ValueError("url must be a string, options an object")
+    unknown = sorted(set(given) ^ set(_OPTION_KEYS))
+    if unknown:
+        raise ValueError(f"options: {', '.join(unknown)} unknown or missing")
+    settings: dict[str, Any] = {}
+    for key, (keyword, kinds) in _OPTION_KEYS.items():
+        value = given[key]
+        if not _typed(value, kinds):
+            raise ValueError(f"options: {key} is {json.dumps(value)}")
+        if keyword is not None:
+            settings[keyword] = value
+    try:
+        if not all(isinstance(entry, str) for entry in settings["resolve"]):
+            raise ValueError("options: resolve must be a list of strings")
+        settings["resolve"] = tuple(parse_resolve(entry) for entry in settings["resolve"])
+        if settings["expect_split"] is not None:
+            settings["expect_split"] = parse_expect_split(settings["expect_split"])
+        options = VerifyOptions(url, **settings)
+    except UsageError as exc:  # said with the library's names: the file's, not a flag
+        raise ValueError(str(exc)) from None
+    for key, actual in (("protocol", options.protocol), ("auto", options.auto)):
+        if given[key] != actual:
+            raise ValueError(f"options: {key} is {json.dumps(given[key])}, the others say {actual}")
+    return options
+
+
+@dataclass(frozen=True, slots=True)
+class SavedRun:
+    """An ``--observations`` file read back: the run's settings and its observations."""
+
+    observations: tuple[Observation, ...]  # in the order the run wrote them
+    options: VerifyOptions | None  # the run's, from its settings line; None: an older file
+
+
+def parse_run(lines: Iterable[str], name: str = "observations") -> SavedRun:
+    """JSON Lines -> the run's settings (its first line, when it has one: an object with a
+    ``schema``) and its observations, in the file's order (a run writes them as they complete,
+    the order its auto mode judged them in). A bad line is bad input, named by number."""
+    observations = []
+    options: VerifyOptions | None = None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if isinstance(record, dict) and "schema" in record:
+                if number > 1 or options is not None:
+                    raise UsageError(
+                        f"line {number} is the settings line of a run, which only the first "
+                        "line can be (one run per file)",
+                        setting="observations",
+                        value=name,
+                    )
+                try:
+                    options = options_from_header(record)
+                except ValueError as exc:
+                    raise UsageError(
+                        f"line 1 is not a podtally settings line: {exc}",
+                        setting="observations",
+                        value=name,
+                    ) from None
+                continue
+            observations.append(observation_from(record))
+        except (ValueError, TypeError, KeyError) as exc:
+            raise UsageError(
+                f"line {number} is not a podtally observation ({exc})",
+                setting="observations",
+                value=name,
+            ) from None
+    if not observations:
+        raise UsageError("holds no observation", setting="observations", value=name)
+    return SavedRun(tuple(observations), options)
+
+
+def parse_observations(lines: Iterable[str], name: str = "observations") -> list[Observation]:
+    """JSON Lines -> observations, in the file's order (:func:`parse_run` without the run's
+    settings)."""
+    return list(parse_run(lines, name).observations)
+
+
+def load_run(path: Path) -> SavedRun:
+    """Read a saved ``--observations`` file: the run's settings and observations."""
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return parse_run(handle, str(path))
+    except OSError as exc:
+        raise UsageError(
+            f"cannot read it: {exc.strerror}", setting="observations", value=path
+        ) from None
+    except UnicodeDecodeError:
+        raise UsageError("is not UTF-8 text", setting="observations", value=path) from None
+
+
+def load_observations(path: Path) -> list[Observation]:
+    """Read a saved ``--observations`` file's observations (:func:`load_run`'s)."""
+    return list(load_run(path).observations)
