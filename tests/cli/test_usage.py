@@ -94,6 +94,9 @@ def test_version(podtally: Run) -> None:
             "error: --max-error-rate '2': must be between 0 and 1 (or 0% and 100%)",
         ),
         (["verify", "http://h/", "--alpha", "2"], "error: --alpha 2: must be between 0 and 1"),
+        # inf would pass "more than zero" and then has no JSON (the settings line, --json).
+        (["verify", "http://h/", "--rate", "inf"], "error: --rate inf: must be a finite number"),
+        (["verify", "http://h/", "--rate", "0"], "error: --rate 0: must be a finite number"),
         (["verify", "http://h/", "-c", "0"], "error: --concurrency 0: must be between 1 and"),
         (["verify", "http://h/", "-H", "nocolon"], "error: --header 'nocolon': must be 'Name:"),
         (

@@ -56,6 +56,14 @@ _DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
 
+POSITIVE = "must be a finite number more than zero"
+
+
+def _positive(value: float) -> bool:
+    """More than zero and finite (``inf`` is no rate, duration or timeout: it has no JSON)."""
+    return value > 0 and math.isfinite(value)
+
+
 def parse_duration(value: str, setting: str = "duration") -> float:
     """``30``, ``30s``, ``500ms``, ``2m``, ``1h`` → seconds (positive).
 
@@ -231,18 +239,18 @@ class VerifyOptions:
                 )
         if self.requests is not None and self.requests < 1:
             raise UsageError("must be at least 1", setting="requests", value=self.requests)
-        if self.duration is not None and not self.duration > 0:
-            raise UsageError("must be more than zero", setting="duration", value=self.duration)
+        if self.duration is not None and not _positive(self.duration):
+            raise UsageError(POSITIVE, setting="duration", value=self.duration)
         if not 1 <= self.concurrency <= MAX_CONCURRENCY:
             raise UsageError(
                 f"must be between 1 and {MAX_CONCURRENCY}",
                 setting="concurrency",
                 value=self.concurrency,
             )
-        if self.rate is not None and not self.rate > 0:
-            raise UsageError("must be more than zero", setting="rate", value=self.rate)
-        if not self.timeout > 0:
-            raise UsageError("must be more than zero", setting="timeout", value=self.timeout)
+        if self.rate is not None and not _positive(self.rate):
+            raise UsageError(POSITIVE, setting="rate", value=self.rate)
+        if not _positive(self.timeout):
+            raise UsageError(POSITIVE, setting="timeout", value=self.timeout)
         if not 0.0 < self.alpha < 1.0:
             raise UsageError("must be between 0 and 1", setting="alpha", value=self.alpha)
         if self.expect_pods is not None and self.expect_pods < 1:
@@ -255,10 +263,8 @@ class VerifyOptions:
             )
         if self.max_requests < 1:
             raise UsageError("must be at least 1", setting="max_requests", value=self.max_requests)
-        if self.max_duration is not None and not self.max_duration > 0:
-            raise UsageError(
-                "must be more than zero", setting="max_duration", value=self.max_duration
-            )
+        if self.max_duration is not None and not _positive(self.max_duration):
+            raise UsageError(POSITIVE, setting="max_duration", value=self.max_duration)
         if self.expect_split is not None and self.expect_pods is not None:
             raise UsageError(
                 Phrase(
