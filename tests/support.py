@@ -3,6 +3,7 @@ and the one wait-until loop every test that waits for a process uses."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import os
@@ -60,39 +61,72 @@ def accepts(host: str, port: int, timeout: float = 1.0) -> bool:
 # every other worker's bind(0)): between the check and a server's bind, a connection of another
 # test could take it. That happened once in CI, to a stack's HTTPS port. Below the range, only
 # this worker hands the port out. The local stack's own picks (podtally.net.free_port) lie above
-# the range, so they never meet these either.
+# the range, so they never meet these either. Another test run on the same machine (a second
+# worktree) has the same slices: each port handed out is also claimed by name, machine-wide,
+# for the next CLAIMS_HELD handouts, so two runs never hand out one port at the same time.
 TEST_PORTS_FIRST = 20000
+TEST_PORTS_LAST = 32767
+MIN_ROOM = 2000  # less than this below (or above) the ephemeral range, and it is not used
+CLAIMS_HELD = 256
+
+
+def _test_ports() -> range:
+    """Below the ephemeral range if there is room there, else above it, else a fixed window."""
+    first, last = ephemeral_range() or (TEST_PORTS_LAST + 1, 60999)
+    below = range(TEST_PORTS_FIRST, min(first, TEST_PORTS_LAST + 1))
+    above = range(last + 1, 65536)
+    for ports in (below, above):
+        if len(ports) >= MIN_ROOM:
+            return ports
+    return range(TEST_PORTS_FIRST, TEST_PORTS_LAST + 1)
 
 
 def _port_slice() -> range:
-    span = ephemeral_range()
-    end = min(span[0], 32768) if span else 32768
+    ports = _test_ports()
     workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
     worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
-    width = (end - TEST_PORTS_FIRST) // workers
-    start = TEST_PORTS_FIRST + worker * width
-    return range(start, start + width)
+    width = len(ports) // workers
+    return ports[worker * width : (worker + 1) * width]
 
 
 class _PortPool:
-    """This worker's ports, handed out in turn (a port is checked free when it is handed out)."""
+    """This worker's ports, handed out in turn: each checked free and claimed when handed out."""
 
     def __init__(self) -> None:
         self.ports = _port_slice()
         self.cursor = random.randrange(len(self.ports))
+        self.claims: collections.deque[socket.socket] = collections.deque()
 
     def take(self, hosts_at: Callable[[int], Sequence[tuple[str, int]]], span: int = 1) -> int:
         """The first port P after the cursor such that every ``(host, port)`` of
-        ``hosts_at(P)`` can be bound now, and ``P .. P+span-1`` lie in the slice."""
+        ``hosts_at(P)`` can be bound now, ``P .. P+span-1`` lie in the slice, and no other
+        test run holds a claim on one of them."""
         for _ in range(len(self.ports)):
             index = self.cursor % len(self.ports)
             self.cursor = index + span
             if index + span > len(self.ports):
                 continue
             port = self.ports[index]
-            if all(_bindable(host, p) for host, p in hosts_at(port)):
+            if all(_bindable(host, p) for host, p in hosts_at(port)) and self._claim(port, span):
                 return port
         raise AssertionError(f"no free port left in this worker's slice {self.ports}")
+
+    def _claim(self, port: int, span: int) -> bool:
+        held: list[socket.socket] = []
+        for p in range(port, port + span):
+            claim = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                claim.bind(f"\0podtally-test-port:{p}")
+            except OSError:
+                claim.close()
+                for other in held:
+                    other.close()
+                return False
+            held.append(claim)
+        self.claims.extend(held)
+        while len(self.claims) > CLAIMS_HELD:
+            self.claims.popleft().close()
+        return True
 
 
 def _bindable(host: str, port: int) -> bool:

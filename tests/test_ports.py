@@ -103,3 +103,31 @@ def test_a_base_is_a_run_of_free_ports_and_skips_a_bound_one() -> None:
         base = pool.take(lambda port: [("127.0.0.1", port + k) for k in range(3)], span=3)
     assert base != start and base not in (start - 1, start + 1)
     assert all(base + k in pool.ports for k in range(3))
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "expected"),
+    [
+        (32768, 60999, range(20000, 32768)),  # Linux's default: below the range
+        (10000, 60999, range(61000, 65536)),  # no room below: above it
+        (1024, 65535, range(20000, 32768)),  # no room either side: a fixed window
+    ],
+)
+def test_the_tests_ports_avoid_the_ephemeral_range_where_it_leaves_room(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first: int, last: int, expected: range
+) -> None:
+    monkeypatch.setattr(net, "EPHEMERAL_RANGE_FILE", write_range(tmp_path, first, last))
+    assert support._test_ports() == expected
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw2")
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "3")
+    assert len(support._port_slice()) >= 1000
+
+
+def test_another_run_is_never_handed_a_port_this_one_holds() -> None:
+    """Two test runs on one machine have the same slices; the claims keep them apart."""
+    this_run, other_run = support._PortPool(), support._PortPool()
+    other_run.cursor = this_run.cursor
+    mine = [this_run.take(lambda port: [("127.0.0.1", port)], span=3) for _ in range(5)]
+    theirs = [other_run.take(lambda port: [("127.0.0.1", port)]) for _ in range(5)]
+    held = {port + k for port in mine for k in range(3)}
+    assert not held & set(theirs), (mine, theirs)
