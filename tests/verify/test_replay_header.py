@@ -64,8 +64,7 @@ def test_a_fixed_run_is_judged_again_as_fixed_with_no_option(
     assert _fact(again.stdout, "mode").startswith("fixed: judged once, at the end")
     # stderr says where the settings came from (those not at verify's defaults)
     assert again.stderr == (
-        "from fixed.jsonl, as the run had them: --fixed (-n 900), --concurrency 3, "
-        "--alpha 0.01, --expect-pods 3\n"
+        "from fixed.jsonl, as the run had them: --fixed (-n 900), --alpha 0.01, --expect-pods 3\n"
     )
     # the same in JSON: the run's options, decision and verdict
     document = json.loads(run_cli("report", str(saved), "--json").stdout)
@@ -256,12 +255,20 @@ def test_an_option_against_the_run_is_honoured_with_one_note(tmp_path: Path) -> 
     once = podtally("report", str(auto), "--fixed")
     assert once.code == 0 and _fact(once.out, "mode").startswith("fixed: judged once, at the end")
     assert "note: judged with --fixed (the run's: --auto)" in once.err
+    # ... and the error rate of a size fixed in advance is not claimed for a size auto chose
+    assert "note: auto mode chose this run's size by looking at these counts" in once.err
+    # Auto mode's looks and budget mean nothing to a fixed judgement: given, they change nothing
+    fixed = _write(tmp_path / "fixed.jsonl", _header())
+    same = podtally("report", str(fixed), "--concurrency", "7", "--max-requests", "500")
+    assert same.code == 0 and "note:" not in same.err, same.err
 
 
 @pytest.mark.parametrize(
     ("header", "message"),
     [
         (_header(schema="podtally.verify.observations/3"), "a newer podtally wrote it"),
+        # An older or unknown number: not blamed on a newer podtally.
+        (_header(schema="podtally.verify.observations/1"), "without a settings line)\n"),
         (_header(schema="podtally.verify.result/2"), "is not a podtally observations schema"),
         (_header(schema=2), "schema 2 is not a podtally observations schema"),
         (_header(options=_options(alpha=2)), "alpha=2: must be between 0 and 1"),

@@ -114,6 +114,11 @@ def provenance(how: Judging, file: str, flag_name: Callable[[str], str]) -> list
             for name in how.overridden
         )
         lines.append(f"note: judged with {given}, as given here: not the judgement the run made")
+    if run.auto and not how.options.auto:
+        lines.append(
+            "note: auto mode chose this run's size by looking at these counts; the error rate "
+            "a fixed judgement states holds for a size fixed in advance, not for this one"
+        )
     return lines
 
 

@@ -188,6 +188,7 @@ DEFAULTS: Final[Mapping[str, object]] = {
 """Each of :data:`JUDGING` as `verify` has it when not told otherwise."""
 
 _EXPECTATION = ("expect_pods", "expect_split")  # one expectation: given, both are replaced
+_AUTO_ONLY = ("concurrency", "max_requests")  # what only auto mode's looks depend on
 
 
 def setting(options: VerifyOptions, name: str) -> object:
@@ -250,14 +251,18 @@ def judging(saved: SavedRun, given: Mapping[str, Any], url: str | None = None) -
         raise UsageError(
             f"is not a URL of the run's protocol ({run.protocol})", setting="url", value=url
         )
+    # Auto mode's looks and error budget mean nothing to a judgement made once, on everything.
+    relevant = [name for name in JUDGING if wanted["auto"] or name not in _AUTO_ONLY]
     return Judging(
         options,
         run,
         from_run=tuple(
-            name for name in JUDGING if name not in touched and setting(run, name) != DEFAULTS[name]
+            name
+            for name in relevant
+            if name not in touched and setting(run, name) != DEFAULTS[name]
         ),
         overridden=tuple(
-            name for name in JUDGING if name in touched and wanted[name] != setting(run, name)
+            name for name in relevant if name in touched and wanted[name] != setting(run, name)
         ),
     )
 

@@ -125,9 +125,11 @@ def options_from_header(record: Mapping[str, Any]) -> VerifyOptions:
     if match is None:
         raise ValueError(f"schema {schema!r} is not a podtally observations schema")
     if schema != OBSERVATIONS_SCHEMA_ID:
+        ours = _SCHEMA.match(OBSERVATIONS_SCHEMA_ID)
+        newer = ours is not None and int(match.group(1)) > int(ours.group(1))
         raise ValueError(
             f"schema {schema} is not one this podtally reads ({OBSERVATIONS_SCHEMA_ID}, or a "
-            "file without a settings line): a newer podtally wrote it"
+            "file without a settings line)" + (": a newer podtally wrote it" if newer else "")
         )
     unknown = sorted(set(record) - set(_HEADER_KEYS))
     if unknown or not all(key in record for key in _HEADER_KEYS):
