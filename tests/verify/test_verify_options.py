@@ -66,6 +66,9 @@ def test_expect_split_parses_to_relative_weights() -> None:
     assert (split.field, split.weights) == ("version", (("stable", 90.0), ("canary", 10.0)))
     assert split.shares() == pytest.approx({"stable": 0.9, "canary": 0.1})
     assert str(split) == "version=stable:90,canary:10"
+    # Written (the observations file's settings line) and read back: the same weights exactly.
+    thirds = parse_expect_split("version=v1:33.333333333,v2:66.6666666667")
+    assert parse_expect_split(str(thirds)) == thirds
     with pytest.raises(UsageError) as info:
         parse_expect_split("ip=10.0.0.1:1")
     assert info.value.setting == "expect_split" and info.value.exit_code == 2

@@ -56,7 +56,14 @@ class ExpectedSplit:
         return {value: weight / total for value, weight in self.weights}
 
     def __str__(self) -> str:
-        return f"{self.field}=" + ",".join(f"{v}:{w:g}" for v, w in self.weights)
+        """As given (``version=stable:90,canary:10``); parsed back, the same weights exactly."""
+        return f"{self.field}=" + ",".join(f"{v}:{_exact(w)}" for v, w in self.weights)
+
+
+def _exact(weight: float) -> str:
+    """``90`` for 90.0, and every digit a weight needs to be read back as itself."""
+    short = f"{weight:g}"
+    return short if float(short) == weight else repr(weight)
 
 
 def parse_expect_split(text: str) -> ExpectedSplit:
