@@ -119,6 +119,11 @@ def test_version(podtally: Run) -> None:
             "a file, or leave --json out",
         ),
         (
+            ["demo", "--ports", "1,2,3,4,5,6"],
+            "error: --ports '1,2,3,4,5,6': must be three ports, HTTP,HTTPS,STATS (got 6): six "
+            "are the gRPC demo's",
+        ),
+        (
             ["demo", "--ports", "1,2"],
             "error: --ports '1,2': must be three ports, HTTP,HTTPS,STATS (got 2)",
         ),

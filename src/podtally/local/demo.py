@@ -38,7 +38,13 @@ CANARY_SPLIT = f"version=stable:{100 - CANARY_WEIGHT:g},canary:{CANARY_WEIGHT:g}
 
 def parse_ports(ports: str | tuple[int, int, int]) -> tuple[int, int, int]:
     """``"HTTP,HTTPS,STATS"`` (or three ints) → three different ports; else ``setting="ports"``."""
-    http, https, stats = parse_port_list(ports, PORT_NAMES)
+    try:
+        http, https, stats = parse_port_list(ports, PORT_NAMES)
+    except UsageError as exc:
+        if str(exc.value).count(",") != 5:
+            raise
+        what = f"{exc.what}: six are the gRPC demo's"
+        raise UsageError(what, setting="ports", value=exc.value) from None
     return http, https, stats
 
 
