@@ -115,3 +115,15 @@ if ! "${podman[@]}" build --isolation chroot --network host --format docker --la
 fi
 size="$("${podman[@]}" image inspect --format '{{.Size}}' "$image")"
 echo "built $image on $base with podman in $((SECONDS - started)) s ($((size / 1000000)) MB)"
+# Earlier builds' images, untagged by this one (podtally's label, no tag): removed with the layers
+# only they used, so rebuilding does not fill the store. The layers this build reuses stay, as
+# does anything that is not podtally's or that a container still uses.
+mapfile -t stale < <("${podman[@]}" images -q --filter dangling=true \
+  --filter label=org.opencontainers.image.title=podtally)
+if [ "${#stale[@]}" -gt 0 ]; then
+  removed=0
+  for id in "${stale[@]}"; do
+    "${podman[@]}" rmi "$id" >/dev/null 2>&1 && removed=$((removed + 1))
+  done
+  echo "removed $removed earlier build(s) of podtally that no tag names"
+fi
