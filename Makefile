@@ -113,7 +113,8 @@ bench: setup
 	$(BIN)/python bench/local_bench.py
 
 # deploy/Dockerfile built for real (scripts/image-build.sh). The debootstrapped base is cached in
-# podman's image store between runs; image-clean removes it and the image.
+# podman's image store between runs; image-clean removes it and the image. A rebuild removes the
+# earlier podtally builds that no tag names any more (the layers it reuses stay).
 image:
 	@bash scripts/apt-install.sh $(IMAGE_APT_PACKAGES)
 	@IMAGE="$(IMAGE)" BASE="$(BASE)" bash scripts/image-build.sh
