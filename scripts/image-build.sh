@@ -115,11 +115,19 @@ if ! "${podman[@]}" build --isolation chroot --network host --format docker --la
 fi
 size="$("${podman[@]}" image inspect --format '{{.Size}}' "$image")"
 echo "built $image on $base with podman in $((SECONDS - started)) s ($((size / 1000000)) MB)"
-# Earlier builds' images, untagged by this one (podtally's label, no tag): removed with the layers
-# only they used, so rebuilding does not fill the store. The layers this build reuses stay, as
-# does anything that is not podtally's or that a container still uses.
-mapfile -t stale < <("${podman[@]}" images -q --filter dangling=true \
+# Earlier builds' images, untagged by this one (podtally's label, no tag), and their build stages
+# (io.podtally.stage) but the newest of each, which the next build reuses from the cache: removed
+# with the layers only they used, so that rebuilding does not fill the store. Nothing that is not
+# podtally's is touched, nor anything a container still uses.
+stale=()
+mapfile -t -O 0 stale < <("${podman[@]}" images -q --filter dangling=true \
   --filter label=org.opencontainers.image.title=podtally)
+for stage in wheel venv; do
+  # Newest first, as podman lists images.
+  mapfile -t older < <("${podman[@]}" images -q --filter dangling=true \
+    --filter "label=io.podtally.stage=$stage" | tail -n +2)
+  stale+=("${older[@]}")
+done
 if [ "${#stale[@]}" -gt 0 ]; then
   removed=0
   for id in "${stale[@]}"; do
