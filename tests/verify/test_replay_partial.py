@@ -213,7 +213,7 @@ def _observation(index: int) -> str:
 
 def _header(schema: str = OBSERVATIONS_SCHEMA_ID) -> str:
     """A fixed run's settings line: -n 900 -c 3 --expect-pods 3 (even, exit 0, when whole)."""
-    options = {
+    options: dict[str, object] = {
         "requests": 900,
         "duration_seconds": None,
         "concurrency": 3,
