@@ -368,3 +368,24 @@ def test_a_corrupt_end_is_one_error_and_exit_2(
     assert ran.err.startswith("error: ") and ran.err.count("\n") == 1, ran.err
     assert message in ran.err and "Traceback" not in ran.err
     assert not (tmp_path / "r.html").exists()
+
+
+def test_a_run_that_reached_its_limit_without_a_verdict_is_complete(
+    balanced: StubServer, tmp_path: Path
+) -> None:
+    """Auto mode stopped by --max-requests, undecided: the run ended as it was meant to (end
+    "complete"); `report` judges it as it ran, the same inconclusive verdict, and says nothing
+    about its end."""
+    saved = tmp_path / "limit.jsonl"
+    args = ["--max-requests", "60", "-c", "3", "--json", "--observations", str(saved)]
+    live = run_cli("verify", balanced.url, *args)
+    assert live.returncode == 1, live.stderr
+    run = json.loads(live.stdout)
+    assert run["verdict"]["result"] == "inconclusive" and run["summary"]["requests"] == 60
+    assert _lines(saved)[-1] == {"end": "complete", "requests": 60}
+    again = run_cli("report", str(saved), "--json")
+    assert again.returncode == 1 and "note:" not in again.stderr, again.stderr
+    judged = json.loads(again.stdout)
+    assert judged["interrupted"] is False
+    for key in ("verdict", "decision", "pods"):
+        assert judged[key] == run[key], key
