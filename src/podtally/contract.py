@@ -70,9 +70,11 @@ VERSION_LABEL: Final = "app.kubernetes.io/version"
 RESULT_SCHEMA_ID: Final = "podtally.verify.result/2"
 """The ``schema`` of the ``podtally verify --json`` document (and its JSON Schema ``$id``)."""
 
-OBSERVATIONS_SCHEMA_ID: Final = "podtally.verify.observations/2"
+OBSERVATIONS_SCHEMA_ID: Final = "podtally.verify.observations/3"
 """The ``schema`` of an ``--observations`` file's first line, the run's settings (and its JSON
-Schema ``$id``). ``/1`` is the format without that line, still read: observation lines only."""
+Schema ``$id``). ``/3`` ends with a line saying how the run ended (``{"end": ...}``), so a file
+without one was cut short; ``/2`` has the same settings line and no end line; ``/1`` has neither,
+observation lines only. Both are still read."""
 
 LOCAL_CA_ORGANIZATION: Final = "podtally local stack"
 """The organisation (O=) of the local stack's CA; the verifier tailors its TLS advice to it."""

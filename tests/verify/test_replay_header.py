@@ -42,8 +42,11 @@ def _fact(report: str, key: str) -> str:
 
 
 def _judged_lines(text: str) -> list[str]:
-    """The text report without what timing changes (the requests line: elapsed, rate)."""
-    return [line for line in text.splitlines() if not line.startswith("requests ")]
+    """The text report without what timing changes: the requests line (elapsed, rate) and the
+    latency line (the file keeps each latency to the microsecond, so a percentile shown to
+    0.01 ms can round the other way: 7.79 ms live, 7.78 ms again)."""
+    timing = ("requests ", "latency ")
+    return [line for line in text.splitlines() if not line.startswith(timing)]
 
 
 # --- the run's own judgement, with no option ----------------------------------------------------
@@ -109,8 +112,9 @@ def test_the_settings_line_is_the_json_documents_options(
         "verify", balanced.url, "-n", "30", "--json", "--observations", str(saved), "--keep-alive"
     )
     assert live.returncode == 1, live.stderr
-    first, *rest = saved.read_text().splitlines()
+    first, *rest, last = saved.read_text().splitlines()
     header = json.loads(first)
+    assert json.loads(last) == {"end": "complete", "requests": 30}  # how the run ended
     jsonschema.validate(header, OBSERVATIONS_HEADER_SCHEMA)
     assert header["schema"] == OBSERVATIONS_SCHEMA_ID == OBSERVATIONS_HEADER_SCHEMA["$id"]
     document = json.loads(live.stdout)
@@ -125,7 +129,7 @@ def test_observations_on_stdout_start_with_the_settings(balanced: StubServer) ->
     piped = run_cli("verify", balanced.url, "-n", "5", "--observations", "-")
     lines = piped.stdout.splitlines()
     assert json.loads(lines[0])["schema"] == OBSERVATIONS_SCHEMA_ID
-    assert sorted(json.loads(line)["index"] for line in lines[1:]) == list(range(5))
+    assert sorted(json.loads(line)["index"] for line in lines[1:-1]) == list(range(5))
     assert "verdict: " in piped.stderr  # the report went to stderr
 
 
@@ -193,8 +197,12 @@ def _header(**changes: object) -> dict[str, object]:
 
 
 def _write(path: Path, header: Mapping[str, object] | str | None, n: int = 900) -> Path:
+    """A file of ``n`` observations, with this settings line; one of this format (or a corrupt
+    settings line) ends with how the run ended: complete."""
     lines = [] if header is None else [header if isinstance(header, str) else json.dumps(header)]
     lines += [json.dumps(_observation(i, PODS[i % 3])) for i in range(n)]
+    if header is not None:
+        lines.append(json.dumps({"end": "complete", "requests": n}))
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -266,7 +274,7 @@ def test_an_option_against_the_run_is_honoured_with_one_note(tmp_path: Path) -> 
 @pytest.mark.parametrize(
     ("header", "message"),
     [
-        (_header(schema="podtally.verify.observations/3"), "a newer podtally wrote it"),
+        (_header(schema="podtally.verify.observations/4"), "a newer podtally wrote it"),
         # An older or unknown number: not blamed on a newer podtally.
         (_header(schema="podtally.verify.observations/1"), "without a settings line)\n"),
         (_header(schema="podtally.verify.result/2"), "is not a podtally observations schema"),
@@ -302,8 +310,14 @@ def test_a_settings_line_after_the_first_is_refused(tmp_path: Path) -> None:
     joined.write_text(one + one)
     ran = podtally("report", str(joined))
     assert ran.code == 2 and ran.out == ""
-    assert "line 5 is the settings line of a run, which only the first line can be" in ran.err
+    assert "line 6 follows the run's end line (line 5): one run per file" in ran.err
     assert ran.err.count("\n") == 1
+    # without their end lines, the second settings line is the one refused
+    cut = "".join(one.splitlines(keepends=True)[:-1])
+    joined.write_text(cut + cut)
+    ran = podtally("report", str(joined))
+    assert ran.code == 2 and ran.out == ""
+    assert "line 5 is the settings line of a run, which only the first line can be" in ran.err
 
 
 def test_url_renames_the_target_only(tmp_path: Path) -> None:

@@ -94,8 +94,9 @@ def test_observations_file(balanced: StubServer, tmp_path: Path) -> None:
     proc = run_cli("verify", balanced.url, "-n", "12", "-c", "2", "--observations", str(path))
     assert proc.returncode == 1  # 4 per pod: too few to judge
     assert "verdict: FAIL: inconclusive" in proc.stdout
-    settings, *lines = [json.loads(line) for line in path.read_text().splitlines()]
+    settings, *lines, end = [json.loads(line) for line in path.read_text().splitlines()]
     assert settings["options"]["requests"] == 12  # the run's settings first (report reads them)
+    assert end == {"end": "complete", "requests": 12}  # how the run ended last
     assert len(lines) == 12
     assert sorted(line["index"] for line in lines) == list(range(12))
     assert {line["pod"] for line in lines} == set(PODS)
@@ -273,7 +274,7 @@ def test_observations_on_stdout_send_the_report_to_stderr(
         "verify", balanced.url, "-n", "30", "--observations", "-", cwd=tmp_path, timeout=60
     )
     assert proc.returncode == 1, proc.stderr  # 30 requests: inconclusive
-    settings, *lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    settings, *lines, _ = [json.loads(line) for line in proc.stdout.splitlines()]
     assert settings["options"]["requests"] == 30  # the run's settings first
     assert sorted(line["index"] for line in lines) == list(range(30))
     assert {line["pod"] for line in lines} == set(PODS)
@@ -324,7 +325,7 @@ def test_certificate_advice_names_the_flags_in_every_output(
     assert document["error_examples"]["tls"].endswith(advice)
     assert document["verdict"]["summary"].endswith(advice)
     assert all(failure.endswith(advice) for failure in document["verdict"]["failures"])
-    lines = [json.loads(line) for line in saved.read_text().splitlines()[1:]]  # after settings
+    lines = [json.loads(line) for line in saved.read_text().splitlines()[1:-1]]  # observations
     assert len(lines) == 2 and all(line["detail"].endswith(advice) for line in lines)
     text = run_cli("verify", url, *args)
     assert (text.returncode, text.stdout) == (3, "")

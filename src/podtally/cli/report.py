@@ -7,6 +7,11 @@ judged as the run judged them; an option given here is honoured, and stderr says
 which of the run's settings it replaced. Another line on stderr names the run's settings taken
 from the file that are not `verify`'s defaults. A file an older podtally wrote has no settings
 line: it is judged with the options given here, as before (``--auto`` unless ``--fixed``).
+
+The file's last line says how the run ended. A run that was interrupted, or whose file has no
+end line (cut short: killed, a full disk), is reported as partial, as `verify` reported its
+interrupted run, with one ``note:`` line on stderr; it never passes (exit 1 at best, not 130:
+`report` itself was not interrupted).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ if TYPE_CHECKING:
 
     from podtally.verify import Observation, VerifyOptions, VerifyResult
     from podtally.verify.replay import Judging
+    from podtally.verify.saved_run import SavedRun
 
 # The report's forms, as `verify`, `demo` and `report` take them.
 JSON_OPTION = option("--json", is_flag=True, help="print one JSON document instead")
@@ -122,6 +128,29 @@ def provenance(how: Judging, file: str, flag_name: Callable[[str], str]) -> list
     return lines
 
 
+def ending(saved: SavedRun, file: str) -> list[str]:
+    """What stderr says about how the run ended, unless the file says it completed."""
+    if saved.options is None:  # an older podtally's file: provenance() says so
+        return []
+    if saved.ended == "interrupted":
+        return [
+            f"note: {file} records that its run was interrupted: every figure is partial, as "
+            "in the report verify printed then, and it cannot pass"
+        ]
+    if saved.ended == "cut short":
+        torn = " (its last line, cut off mid-way, is left out)" if saved.torn else ""
+        return [
+            f"note: {file} has no end line{torn}: its run was cut short (killed, or its disk "
+            "filled) or the file was truncated; every figure is partial, and it cannot pass"
+        ]
+    if saved.ended is None:
+        return [
+            f"note: {file} does not record how its run ended (an older podtally wrote it): "
+            "judged as a run that completed"
+        ]
+    return []
+
+
 @click.command(
     "report",
     cls=Command,
@@ -137,8 +166,12 @@ def provenance(how: Judging, file: str, flag_name: Callable[[str], str]) -> list
     "line names the run's settings taken from the file that are not verify's defaults. A file "
     "written by an older podtally records no settings: give the run's options, --fixed for a "
     "run with -n or --duration (the default there is --auto, as before).\n\n"
-    "exit codes: as `podtally verify`; 2 for a file that is not an observations file (or a "
-    "settings line that is corrupt or from a newer podtally).",
+    "A run that was interrupted, or whose file has no end line (cut short: killed, a full "
+    "disk), is reported as partial, as verify reported its interrupted run, with a 'note:' "
+    "line on stderr.\n\n"
+    "exit codes: as `podtally verify`, except that a partial run never passes (1 where its "
+    "verdict would give 0; never 130); 2 for a file that is not an observations file (or a "
+    "settings or end line that is corrupt or from a newer podtally).",
 )
 @click.argument("observations", type=click.Path(dir_okay=False, path_type=Path))
 @option(
@@ -220,7 +253,7 @@ def report_command(
 ) -> int:
     require_extra("verify", "scipy")
     from podtally.verify import parse_expect_split, parse_rate_fraction
-    from podtally.verify.replay import judge_again, judging
+    from podtally.verify.replay import exit_code, judge_again, judging
     from podtally.verify.report import render_json, render_text
     from podtally.verify.saved_run import load_run
 
@@ -240,12 +273,17 @@ def report_command(
     saved = load_run(observations)
     how = judging(saved, {k: v for k, v in given.items() if v is not None}, url)
     flag_name = flag_namer(click.get_current_context().command)
-    for line in provenance(how, observations.name, flag_name):
+    for line in [*provenance(how, observations.name, flag_name), *ending(saved, observations.name)]:
         err(line)
-    result = judge_again(saved.observations, how.options, started_at=observations.stat().st_mtime)
+    result = judge_again(
+        saved.observations,
+        how.options,
+        started_at=observations.stat().st_mtime,
+        interrupted=saved.partial,
+    )
     click.echo(render_json(result, flag_name) if json else render_text(result, flag_name), nl=False)
     write_html(html, result, list(saved.observations), f"podtally report {observations.name}")
-    return result.exit_code
+    return exit_code(result)
 
 
 COMMANDS: dict[str, click.Command] = {"report": report_command}

@@ -2,7 +2,7 @@
 
 * :func:`watching`: the progress bar (or with ``--live`` on a terminal the live view) on
   stderr, and where each observation goes: the ``--observations`` file (first the run's
-  settings, once, then a line per request) and a list for ``--html``.
+  settings, once, then a line per request, last how the run ended) and a list for ``--html``.
 * :func:`until_interrupted`: a run's result, or after Ctrl-C its partial result.
 * :meth:`Watch.report`: the ``--html`` page, the text report or the ``--json`` document, and
   the exit code.
@@ -32,9 +32,20 @@ if TYPE_CHECKING:
 
 
 class RunSettings:
-    """The run's options, once known: the ``--observations`` file's first line."""
+    """The run's options, once known: the ``--observations`` file's first line; its result,
+    once over: the file's last line."""
 
     options: VerifyOptions | None = None
+    result: VerifyResult | None = None
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """A write to the ``--observations`` file that fails is one error naming the file."""
+    try:
+        yield
+    except OSError as exc:
+        raise PodtallyError(str(exc.strerror), setting="observations", value=path) from None
 
 
 @contextmanager
@@ -46,12 +57,15 @@ def _observation_writer(
     The file is opened without truncating it and emptied at the first observation, so a run
     that never sends a request leaves an existing file as it was, and removes one it created.
     The run's settings (``run.options``, known by then) are written first, once, so that
-    `podtally report` judges the observations as the run did.
+    `podtally report` judges the observations as the run did. When the run is over (its
+    result, ``run.result``, is known: complete or interrupted), one last line says how it
+    ended; a run that stops otherwise (killed, a failed write) leaves a file without that line,
+    which `podtally report` takes for one cut short.
     """
     if path is None:
         yield None
         return
-    from podtally.verify.report import observation_line, observations_header
+    from podtally.verify.report import observation_line, observations_end, observations_header
 
     def header() -> str:
         return "" if run.options is None else observations_header(run.options)
@@ -71,6 +85,8 @@ def _observation_writer(
             sys.stdout.write(observation_line(observation, flag_name))
 
         yield to_stdout
+        if not first and run.result is not None:
+            sys.stdout.write(observations_end(run.result))
         return
     existed = path.exists()
     try:
@@ -85,23 +101,23 @@ def _observation_writer(
 
     def write(observation: Observation) -> None:
         nonlocal started
-        try:
+        with _writing(path):
             if not started:
                 started = True
                 if regular:
                     handle.truncate(0)
                 handle.write(header())
             handle.write(observation_line(observation, flag_name))
-        except OSError as exc:
-            raise PodtallyError(str(exc.strerror), setting="observations", value=path) from None
 
     try:
         yield write
+        if started and run.result is not None:
+            with _writing(path):
+                handle.write(observations_end(run.result))
     finally:
         try:
-            handle.close()
-        except OSError as exc:
-            raise PodtallyError(str(exc.strerror), setting="observations", value=path) from None
+            with _writing(path):
+                handle.close()
         finally:
             if not started and not existed and regular:
                 path.unlink(missing_ok=True)
@@ -155,7 +171,16 @@ class Watch:
         self.sinks = [sink for sink in (write, self.observations.append if html else None) if sink]
         self.progress: Callable[[Progress], None] | None = None
         self.say: Callable[[str], None] = err
-        self.result: VerifyResult | None = None  # the live view's last frame shows its verdict
+
+    @property
+    def result(self) -> VerifyResult | None:
+        """The run's result, once over: the live view's last frame shows its verdict, and the
+        ``--observations`` file ends with how the run ended."""
+        return self.run.result
+
+    @result.setter
+    def result(self, result: VerifyResult | None) -> None:
+        self.run.result = result
 
     def judged_by(self, options: VerifyOptions) -> None:
         """The run's options, known before its first request: the ``--observations`` file

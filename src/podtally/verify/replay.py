@@ -17,6 +17,10 @@ order the run wrote them (the order they completed), the same looks
 (:class:`podtally.verify._Stopper`) judge them, and the verdict is the one reached at the look
 that stopped the run; what came after it was in flight, counted but not judged. Fixed mode
 (``-n``, ``--duration``) judges everything once.
+
+A run that did not get to its end (its file's end line says ``interrupted``, or a ``/3`` file
+has no end line: cut short) is judged as verify judged its interrupted run: once on everything
+it got, the result marked ``interrupted`` (partial); it never passes (:func:`exit_code`).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import dataclasses
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, TypedDict, Unpack, cast
 
 from podtally.errors import UsageError
 from podtally.verify.decision import Decision, Mode, decide
@@ -61,22 +65,28 @@ class _Halt:
         self.stopped = True
 
 
+class ReplaySettings(TypedDict, total=False):
+    """What :func:`replay` and :func:`replay_options` judge with; each may be left out."""
+
+    url: str  # the target shown (default: REPLAY_URL)
+    auto: bool  # judge at auto mode's looks (default: False, once on everything)
+    alpha: float  # default: DEFAULT_ALPHA
+    tolerance: float  # default: DEFAULT_TOLERANCE
+    expect_pods: int | None  # default: None (the pods that answered)
+    expect_split: ExpectedSplit | None  # default: None
+    max_error_rate: float  # default: 0
+    concurrency: int  # auto mode's looks (default: DEFAULT_CONCURRENCY)
+    max_requests: int  # auto mode's error budget (default: DEFAULT_MAX_REQUESTS)
+
+
 def replay(
     observations: Sequence[Observation],
     *,
-    url: str = REPLAY_URL,
-    auto: bool = False,
-    alpha: float = DEFAULT_ALPHA,
-    tolerance: float = DEFAULT_TOLERANCE,
-    expect_pods: int | None = None,
-    expect_split: ExpectedSplit | None = None,
-    max_error_rate: float = 0.0,
-    concurrency: int = DEFAULT_CONCURRENCY,
-    max_requests: int = DEFAULT_MAX_REQUESTS,
     started_at: float = 0.0,
+    **settings: Unpack[ReplaySettings],
 ) -> VerifyResult:
     """The result the run would have printed, from its observations alone, judged with these
-    settings (for a file without the run's own: see :func:`judging` for one with them).
+    ``settings`` (:class:`ReplaySettings`; for a file with the run's own: :func:`judging`).
 
     ``auto``: the run was in auto mode; judge it at the same looks (they come every
     ``concurrency`` requests at least, as in the run, so give the run's ``concurrency``) and keep
@@ -84,35 +94,17 @@ def replay(
     Whether connections were reused is read from the observations (a connection id carrying
     more than one request).
     """
-    options = replay_options(
-        observations,
-        url=url,
-        auto=auto,
-        alpha=alpha,
-        tolerance=tolerance,
-        expect_pods=expect_pods,
-        expect_split=expect_split,
-        max_error_rate=max_error_rate,
-        concurrency=concurrency,
-        max_requests=max_requests,
-    )
+    options = replay_options(observations, **settings)
     return judge_again(observations, options, started_at=started_at)
 
 
 def replay_options(
-    observations: Sequence[Observation],
-    *,
-    url: str = REPLAY_URL,
-    auto: bool = False,
-    alpha: float = DEFAULT_ALPHA,
-    tolerance: float = DEFAULT_TOLERANCE,
-    expect_pods: int | None = None,
-    expect_split: ExpectedSplit | None = None,
-    max_error_rate: float = 0.0,
-    concurrency: int = DEFAULT_CONCURRENCY,
-    max_requests: int = DEFAULT_MAX_REQUESTS,
+    observations: Sequence[Observation], **settings: Unpack[ReplaySettings]
 ) -> VerifyOptions:
-    """:func:`replay`'s options: the settings given, the rest read from the observations."""
+    """:func:`replay`'s options: the ``settings`` given (:class:`ReplaySettings`), the rest read
+    from the observations."""
+    url = settings.get("url", REPLAY_URL)
+    auto = settings.get("auto", False)
     connections = Counter(o.connection for o in observations if o.connection is not None)
     keep_alive = any(n > 1 for n in connections.values())
     grpc = url.strip().lower().startswith(("grpc://", "grpcs://"))
@@ -121,30 +113,38 @@ def replay_options(
         requests=None if auto else len(observations),
         keep_alive=keep_alive and not grpc,
         new_channel=grpc and not keep_alive,
-        concurrency=concurrency,
-        alpha=alpha,
-        tolerance=tolerance,
-        expect_pods=expect_pods,
-        expect_split=expect_split,
-        max_error_rate=max_error_rate,
-        max_requests=max(max_requests, len(observations)),
+        concurrency=settings.get("concurrency", DEFAULT_CONCURRENCY),
+        alpha=settings.get("alpha", DEFAULT_ALPHA),
+        tolerance=settings.get("tolerance", DEFAULT_TOLERANCE),
+        expect_pods=settings.get("expect_pods"),
+        expect_split=settings.get("expect_split"),
+        max_error_rate=settings.get("max_error_rate", 0.0),
+        max_requests=max(settings.get("max_requests", DEFAULT_MAX_REQUESTS), len(observations)),
     )
 
 
 def judge_again(
-    observations: Sequence[Observation], options: VerifyOptions, *, started_at: float = 0.0
+    observations: Sequence[Observation],
+    options: VerifyOptions,
+    *,
+    started_at: float = 0.0,
+    interrupted: bool = False,
 ) -> VerifyResult:
     """The result of a run with these ``options`` that got these observations.
 
     In auto mode (``options.auto``) the observations are judged at the run's looks (after every
     batch of ``concurrency``, at least 10) and the verdict is that of the look that stopped it;
     otherwise they are judged once. Elapsed time is the last response's end.
+
+    ``interrupted``: the run did not get to its end (:attr:`SavedRun.partial
+    <podtally.verify.saved_run.SavedRun.partial>`): the result is marked so, as the interrupted
+    run's own, and judged as that run judged it, once on everything it got.
     """
     from podtally.verify import _Stopper
 
     connections = Counter(o.connection for o in observations if o.connection is not None)
     acc = Accumulator(track_connections=options.reuses_connections)
-    looks = _Stopper(options, acc) if options.auto else None
+    looks = _Stopper(options, acc) if options.auto and not interrupted else None
     halt = _Halt()
     for observation in observations:
         acc.add(observation)
@@ -158,7 +158,18 @@ def judge_again(
         connections=len(connections) if connections else len(observations),
         addresses=tuple(peers),
     )
-    return build_result(options, acc, summary, decided=looks.decided if looks else None)
+    decided = looks.decided if looks is not None else None
+    return build_result(options, acc, summary, interrupted=interrupted, decided=decided)
+
+
+def exit_code(result: VerifyResult) -> int:
+    """`podtally report`'s exit code for a run judged again: the verdict's, except that a run
+    that did not get to its end never passes (1 where its verdict alone would give 0).
+
+    Not 130, verify's for an interrupted run: that code says the command itself was
+    interrupted (128 + SIGINT), which a report of a saved file was not."""
+    code = result.verdict.exit_code
+    return 1 if result.interrupted and code == 0 else code
 
 
 # --- as the run did, or otherwise ---------------------------------------------------------------

@@ -2,9 +2,13 @@
 
 Its first line is the run's settings (schema :data:`~podtally.contract.OBSERVATIONS_SCHEMA_ID`,
 the ``--json`` document's ``options``): :func:`parse_run` turns it into the run's
-:class:`~podtally.verify.options.VerifyOptions`; every other line is one
-:class:`~podtally.verify.probe.Observation`. A file an older podtally wrote (format ``/1``) has
-no settings line. :mod:`podtally.verify.replay` judges what this reads.
+:class:`~podtally.verify.options.VerifyOptions`; every other line but the last is one
+:class:`~podtally.verify.probe.Observation`. The last line says how the run ended
+(``{"end": "complete" | "interrupted", "requests": N}``, written when the run is over), so a file
+without one was cut short: the run was killed, its disk filled, or the file was truncated.
+
+Older formats are still read: ``/2`` has the settings line but no end line (it does not say how
+its run ended), ``/1`` has neither. :mod:`podtally.verify.replay` judges what this reads.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, get_args
+from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
 from podtally.contract import FIELDS, OBSERVATIONS_SCHEMA_ID
 from podtally.errors import UsageError
@@ -103,6 +107,8 @@ _OPTION_KEYS: Final[dict[str, tuple[str | None, tuple[type, ...]]]] = {
 }
 _HEADER_KEYS: Final = ("schema", "url", "options")
 _SCHEMA = re.compile(r"^podtally\.verify\.observations/(\d+)$")
+SETTINGS_FORMATS: Final = (2, 3)
+"""The formats with a settings line this podtally reads (``/3`` ends with an end line)."""
 
 
 def _typed(value: object, kinds: tuple[type, ...]) -> bool:
@@ -110,6 +116,23 @@ def _typed(value: object, kinds: tuple[type, ...]) -> bool:
     if isinstance(value, bool):
         return bool in kinds
     return isinstance(value, kinds)
+
+
+def header_format(record: Mapping[str, Any]) -> int:
+    """The format number of a settings line (one of :data:`SETTINGS_FORMATS`), else
+    :class:`ValueError` (another schema; a higher number is a newer podtally's)."""
+    schema = record.get("schema")
+    match = _SCHEMA.match(schema) if isinstance(schema, str) else None
+    if match is None:
+        raise ValueError(f"schema {schema!r} is not a podtally observations schema")
+    number = int(match.group(1))
+    if number not in SETTINGS_FORMATS:
+        newer = number > max(SETTINGS_FORMATS)
+        raise ValueError(
+            f"schema {schema} is not one this podtally reads ({OBSERVATIONS_SCHEMA_ID}, /2, or a "
+            "file without a settings line)" + (": a newer podtally wrote it" if newer else "")
+        )
+    return number
 
 
 def options_from_header(record: Mapping[str, Any]) -> VerifyOptions:
@@ -120,17 +143,7 @@ def options_from_header(record: Mapping[str, Any]) -> VerifyOptions:
     higher number is a newer format), a key missing, unknown or of the wrong type, a value the
     run could not have had.
     """
-    schema = record.get("schema")
-    match = _SCHEMA.match(schema) if isinstance(schema, str) else None
-    if match is None:
-        raise ValueError(f"schema {schema!r} is not a podtally observations schema")
-    if schema != OBSERVATIONS_SCHEMA_ID:
-        ours = _SCHEMA.match(OBSERVATIONS_SCHEMA_ID)
-        newer = ours is not None and int(match.group(1)) > int(ours.group(1))
-        raise ValueError(
-            f"schema {schema} is not one this podtally reads ({OBSERVATIONS_SCHEMA_ID}, or a "
-            "file without a settings line)" + (": a newer podtally wrote it" if newer else "")
-        )
+    header_format(record)
     unknown = sorted(set(record) - set(_HEADER_KEYS))
     if unknown or not all(key in record for key in _HEADER_KEYS):
         raise ValueError(f"keys must be {', '.join(_HEADER_KEYS)}")
@@ -162,52 +175,117 @@ def options_from_header(record: Mapping[str, Any]) -> VerifyOptions:
     return options
 
 
+Ending = Literal["complete", "interrupted", "cut short"]
+"""How a saved run ended: its end line's ``complete`` or ``interrupted`` (Ctrl-C), or ``cut
+short``: a file of the format with an end line (``/3``) that has none."""
+
+ENDINGS: Final = ("complete", "interrupted")  # what an end line says
+_END_KEYS: Final = ("end", "requests")
+
+
 @dataclass(frozen=True, slots=True)
 class SavedRun:
     """An ``--observations`` file read back: the run's settings and its observations."""
 
     observations: tuple[Observation, ...]  # in the order the run wrote them
-    options: VerifyOptions | None  # the run's, from its settings line; None: an older file
+    options: VerifyOptions | None  # the run's, from its settings line; None: a /1 file
+    ended: Ending | None = None  # how the run ended; None: the file does not say (/1, /2)
+    torn: bool = False  # cut short mid-line: the last line, incomplete, was left out
+
+    @property
+    def partial(self) -> bool:
+        """The run did not get to its end: interrupted, or its file cut short."""
+        return self.ended in ("interrupted", "cut short")
+
+
+def end_from(record: Mapping[str, Any]) -> tuple[Ending, int]:
+    """An end line -> how the run ended and how many observations it wrote (:class:`ValueError`
+    naming what is wrong)."""
+    if sorted(record) != sorted(_END_KEYS):
+        raise ValueError(f"keys must be {', '.join(_END_KEYS)}")
+    end, requests = record["end"], record["requests"]
+    if end not in ENDINGS:
+        raise ValueError(f"end is {json.dumps(end)}, not one of {', '.join(ENDINGS)}")
+    if not _typed(requests, (int,)) or requests < 0:
+        raise ValueError(f"requests is {json.dumps(requests)}")
+    return end, requests
+
+
+def _bad(what: str, name: str) -> UsageError:
+    return UsageError(what, setting="observations", value=name)
 
 
 def parse_run(lines: Iterable[str], name: str = "observations") -> SavedRun:
     """JSON Lines -> the run's settings (its first line, when it has one: an object with a
-    ``schema``) and its observations, in the file's order (a run writes them as they complete,
-    the order its auto mode judged them in). A bad line is bad input, named by number."""
+    ``schema``), its observations, in the file's order (a run writes them as they complete,
+    the order its auto mode judged them in), and how it ended (its last line, an object with an
+    ``end``). A bad line is bad input, named by number.
+
+    A file of the format with an end line (``/3``) that has none was cut short; its last line,
+    when it is incomplete (no line break: the run was killed, or the disk filled, mid-line), is
+    left out rather than refused."""
     observations = []
     options: VerifyOptions | None = None
+    version = 1
+    ending: tuple[int, Ending, int] | None = None  # line number, how, requests counted
+    torn = False
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
+        if ending is not None:
+            raise _bad(
+                f"line {number} follows the run's end line (line {ending[0]}): one run per file",
+                name,
+            )
         try:
             record = json.loads(line)
             if isinstance(record, dict) and "schema" in record:
                 if number > 1 or options is not None:
-                    raise UsageError(
+                    raise _bad(
                         f"line {number} is the settings line of a run, which only the first "
                         "line can be (one run per file)",
-                        setting="observations",
-                        value=name,
+                        name,
                     )
                 try:
+                    version = header_format(record)
                     options = options_from_header(record)
                 except ValueError as exc:
-                    raise UsageError(
-                        f"line 1 is not a podtally settings line: {exc}",
-                        setting="observations",
-                        value=name,
-                    ) from None
+                    raise _bad(f"line 1 is not a podtally settings line: {exc}", name) from None
+                continue
+            if isinstance(record, dict) and "end" in record:
+                if version < 3:
+                    raise _bad(
+                        f"line {number} is an end line, which a file of format /{version} "
+                        "does not have",
+                        name,
+                    )
+                try:
+                    how, requests = end_from(record)
+                except ValueError as exc:
+                    raise _bad(f"line {number} is not a podtally end line: {exc}", name) from None
+                ending = (number, how, requests)
                 continue
             observations.append(observation_from(record))
         except (ValueError, TypeError, KeyError) as exc:
-            raise UsageError(
-                f"line {number} is not a podtally observation ({exc})",
-                setting="observations",
-                value=name,
-            ) from None
+            cut = isinstance(exc, json.JSONDecodeError) and not line.endswith("\n")
+            if cut and version >= 3:
+                torn = True  # the last line, cut off where the file was
+                continue
+            raise _bad(f"line {number} is not a podtally observation ({exc})", name) from None
     if not observations:
-        raise UsageError("holds no observation", setting="observations", value=name)
-    return SavedRun(tuple(observations), options)
+        raise _bad("holds no observation", name)
+    ended: Ending | None = None
+    if ending is not None:
+        _, ended, requests = ending
+        if requests != len(observations):
+            raise _bad(
+                f"its end line (line {ending[0]}) counts {requests} observations, the file "
+                f"holds {len(observations)}",
+                name,
+            )
+    elif version >= 3:
+        ended = "cut short"
+    return SavedRun(tuple(observations), options, ended, torn)
 
 
 def parse_observations(lines: Iterable[str], name: str = "observations") -> list[Observation]:

@@ -1,5 +1,5 @@
 """The JSON Schemas (draft 2020-12) of the ``podtally verify --json`` document and of the first
-line of an ``--observations`` file (the run's settings).
+and last lines of an ``--observations`` file (the run's settings, how the run ended).
 
 Kept next to the renderer (:func:`podtally.verify.report.document.to_document`) and checked
 against real runs in the tests, so the documented shape and the printed shape cannot drift apart.
@@ -267,6 +267,18 @@ OBSERVATIONS_HEADER_SCHEMA: dict[str, Any] = {
             "schema": {"const": OBSERVATIONS_SCHEMA_ID},
             "url": _STR,
             "options": _OPTIONS,
+        }
+    ),
+}
+
+OBSERVATIONS_END_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": OBSERVATIONS_SCHEMA_ID + "/end",
+    "title": "podtally verify --observations: the last line, how the run ended",
+    **_object(
+        {
+            "end": {"enum": ["complete", "interrupted"]},
+            "requests": _INT,
         }
     ),
 }

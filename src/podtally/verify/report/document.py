@@ -1,6 +1,7 @@
 """The JSON outputs: the ``--json`` document of a :class:`VerifyResult` (schema:
-:data:`podtally.verify.schema.RESULT_SCHEMA`) and the ``--observations`` lines, one JSON object a
-request (read back by :mod:`podtally.verify.replay`).
+:data:`podtally.verify.schema.RESULT_SCHEMA`) and the ``--observations`` lines: the run's
+settings, one JSON object a request, and how the run ended (read back by
+:mod:`podtally.verify.saved_run`).
 
 Pure functions to plain data and strings; notes and failures that name a setting are worded by
 ``flag_name(setting)``, as in the text report.
@@ -262,6 +263,21 @@ def observations_header(options: VerifyOptions) -> str:
                 "options": options_document(options),
             },
             allow_nan=False,
+        )
+        + "\n"
+    )
+
+
+def observations_end(result: VerifyResult) -> str:
+    """The last line of an ``--observations`` file, written when the run is over: how it ended
+    (``complete``, or ``interrupted`` by Ctrl-C: its figures are partial) and how many
+    observations it wrote. A file of this format without it was cut short (killed, disk full)."""
+    return (
+        json.dumps(
+            {
+                "end": "interrupted" if result.interrupted else "complete",
+                "requests": result.requests,
+            }
         )
         + "\n"
     )
