@@ -417,11 +417,15 @@ def test_ctrl_c_while_the_command_starts_is_one_line_and_130(module: str) -> Non
     assert proc.stdout == ""
 
 
-@pytest.mark.parametrize("as_json", [False, True])
+@pytest.mark.parametrize(
+    ("as_json", "sig"),
+    [(False, signal.SIGINT), (True, signal.SIGINT), (False, signal.SIGTERM)],
+)
 def test_ctrl_c_prints_the_partial_report_then_one_line(
-    balanced: StubServer, as_json: bool
+    balanced: StubServer, as_json: bool, sig: signal.Signals
 ) -> None:
-    """As hey and ab do: what was collected, marked as partial; then `error: interrupted`."""
+    """As hey and ab do: what was collected, marked as partial; then `error: interrupted`.
+    SIGTERM (`timeout`, a cancelled CI job) does what Ctrl-C does."""
     args = ["verify", balanced.url, "--duration", "20s", "--rate", "50", "-c", "2"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "podtally", *args, *(["--json"] if as_json else [])],
@@ -434,7 +438,7 @@ def test_ctrl_c_prints_the_partial_report_then_one_line(
         # The stub sees a request before the client has its answer, and -c 2 keeps up to two in
         # flight: 22 seen means at least 20 answered, whatever the machine's load.
         wait_until(lambda: len(balanced.client_ports) >= 22, "22 requests through", proc=proc)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:

@@ -17,6 +17,7 @@ import click
 from podtally.cli.common import require_extra
 from podtally.cli.params import Command, option, path_option, stacked
 from podtally.cli.report import HTML_OPTION, JSON_OPTION
+from podtally.cli.signals import capture_signals
 from podtally.cli.watching import outputs_of, until_interrupted, watching
 from podtally.verify.options import (
     DEFAULT_ALPHA,
@@ -261,7 +262,12 @@ def verify_url(url: str, **settings: Any) -> int:
     elif options.protocol == "http2":
         require_extra("verify", "h2")
     split = options.expect_split
-    with watching(options.expect_pods, options.alpha, expect_split=split, **outputs) as watch:
+    # SIGTERM (`timeout 60 podtally verify ...`, a CI job cancelled) stops the run as Ctrl-C
+    # does: the partial report, and the observations file's end line.
+    with (
+        capture_signals("interrupt"),
+        watching(options.expect_pods, options.alpha, expect_split=split, **outputs) as watch,
+    ):
         watch.judged_by(options)
         result = watch.result = until_interrupted(
             lambda: run(options, progress=watch.progress, on_observation=watch.observe())
