@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -418,17 +419,27 @@ def test_ctrl_c_while_the_command_starts_is_one_line_and_130(module: str) -> Non
 
 
 @pytest.mark.parametrize(
-    ("as_json", "sig"),
-    [(False, signal.SIGINT), (True, signal.SIGINT), (False, signal.SIGTERM)],
+    ("as_json", "signals", "background"),
+    [
+        (False, [signal.SIGINT], False),
+        (True, [signal.SIGINT], False),
+        (False, [signal.SIGTERM], False),
+        (False, [signal.SIGTERM, signal.SIGTERM], False),  # `timeout`: the process, its group
+        (False, [signal.SIGTERM], True),
+    ],
+    ids=["ctrl-c", "ctrl-c-json", "sigterm", "sigterm-twice", "sigterm-in-background"],
 )
 def test_ctrl_c_prints_the_partial_report_then_one_line(
-    balanced: StubServer, as_json: bool, sig: signal.Signals
+    balanced: StubServer, as_json: bool, signals: list[signal.Signals], background: bool
 ) -> None:
     """As hey and ab do: what was collected, marked as partial; then `error: interrupted`.
-    SIGTERM (`timeout`, a cancelled CI job) does what Ctrl-C does."""
+    SIGTERM (`timeout`, a cancelled CI job) does what Ctrl-C does, also when it comes twice
+    and when the command runs in the background (SIGINT ignored)."""
     args = ["verify", balanced.url, "--duration", "20s", "--rate", "50", "-c", "2"]
+    # In the background, as a job started with `&` in a script: SIGINT ignored, across exec.
+    shell = ["bash", "-c", 'trap "" INT; exec "$@"', "bash"] if background else []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "podtally", *args, *(["--json"] if as_json else [])],
+        [*shell, sys.executable, "-m", "podtally", *args, *(["--json"] if as_json else [])],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -438,7 +449,10 @@ def test_ctrl_c_prints_the_partial_report_then_one_line(
         # The stub sees a request before the client has its answer, and -c 2 keeps up to two in
         # flight: 22 seen means at least 20 answered, whatever the machine's load.
         wait_until(lambda: len(balanced.client_ports) >= 22, "22 requests through", proc=proc)
-        proc.send_signal(sig)
+        for k, sig in enumerate(signals):
+            if k:  # as `timeout` does: the process first, then its group, as it shuts down
+                time.sleep(0.02)
+            proc.send_signal(sig)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
