@@ -36,10 +36,37 @@ def test_ignore_drops_what_arrived() -> None:
 
 def test_interrupt_turns_sigterm_into_ctrl_c() -> None:
     before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(KeyboardInterrupt), capture_signals("interrupt"):
-        _deliver(signal.SIGTERM)
-        pytest.fail("SIGTERM did not interrupt the block")
-    assert signal.getsignal(signal.SIGTERM) == before
+    try:
+        with pytest.raises(KeyboardInterrupt), capture_signals("interrupt"):
+            _deliver(signal.SIGTERM)
+            pytest.fail("SIGTERM did not interrupt the block")
+        # The command is stopping: another SIGTERM (timeout's to the process group) must not
+        # cut its partial report and exit code short.
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def test_interrupt_passes_on_only_the_first_sigterm() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    cleaned_up = False
+    try:
+        with pytest.raises(KeyboardInterrupt), capture_signals("interrupt"):
+            try:
+                _deliver(signal.SIGTERM)
+            finally:
+                _deliver(signal.SIGTERM)  # timeout's second, while the command cleans up
+                cleaned_up = True
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert cleaned_up, "the second SIGTERM interrupted the clean-up"
+
+
+def test_interrupt_restores_handlers_when_nothing_came() -> None:
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with capture_signals("interrupt"):
+        pass
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
 
 
 def test_nothing_received_nothing_raised() -> None:
