@@ -20,8 +20,8 @@ import pytest
 
 from podtally.local import container as ctr
 from tests.image.helpers import podman_cmd
-from tests.local.localstack_helpers import Load, free_base, get, stack_processes
-from tests.support import REPO, run_cli
+from tests.local.localstack_helpers import Load, get, stack_processes
+from tests.support import REPO, free_base, run_cli
 
 pytestmark = [pytest.mark.image, pytest.mark.slow]
 

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.local.localstack_helpers import Load, free_base, get, running_stack, stack_config
-from tests.support import run_cli
+from tests.local.localstack_helpers import Load, get, running_stack, stack_config
+from tests.support import free_base, run_cli
 
 from podtally.local import Stack, restart, scale, status
 

@@ -9,8 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tests.local.localstack_helpers import free_base, stack_processes
-from tests.support import run_cli
+from tests.local.localstack_helpers import stack_processes
+from tests.support import free_base, run_cli
 
 from podtally.errors import MissingDependencyError, UsageError
 from podtally.local import StackConfig, up

@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.local.localstack_helpers import free_base
-from tests.support import run_cli
+from tests.support import free_base, run_cli
 
 from podtally.local import down
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from podtally.verify.replay import replay
-from podtally.verify.saved_run import load_observations
+from podtally.verify.saved_run import load_observations, observation_from
 from tests.support import free_port, run_cli
 from tests.verify.conftest import Replicas, StubServer, identity_responder, start_replicas
 
@@ -172,7 +172,7 @@ def test_missing_file_and_unwritable_html(tmp_path: Path) -> None:
 def test_demo_html_and_its_replay_agree(tmp_path: Path) -> None:
     """`demo --html --observations` on its own stack, then `report --html` on the saved file:
     both pages carry the same verdict line and the same bars."""
-    from tests.local.localstack_helpers import free_base
+    from tests.support import free_base
 
     base = free_base()
     saved, live_page, again_page = tmp_path / "d.jsonl", tmp_path / "d.html", tmp_path / "r.html"
@@ -203,3 +203,16 @@ def test_demo_html_and_its_replay_agree(tmp_path: Path) -> None:
     assert live_line.startswith("PASS: even: every pod's share is within"), live_line
     assert verdict_and_bars(again_page) == (live_line, live_bars)
     assert len([b for b in live_bars if b.startswith("podtally-demo-")]) == 3
+
+
+def test_a_misspelt_setting_is_a_type_error_not_the_default() -> None:
+    """`replay(obs, expect_pod=3)` must not judge with no expectation as if nothing was said."""
+    observations = [
+        observation_from(
+            {"index": i, "start": i * 0.01, "latency_ms": 1.0, "status": 200, "pod": f"p{i % 3}"}
+        )
+        for i in range(30)
+    ]
+    with pytest.raises(TypeError, match="expect_pod, tolerence"):
+        replay(observations, expect_pod=3, tolerence=0.5)  # type: ignore[call-arg]
+    assert replay(observations, expect_pods=3).options.expect_pods == 3

@@ -102,7 +102,11 @@ def replay_options(
     observations: Sequence[Observation], **settings: Unpack[ReplaySettings]
 ) -> VerifyOptions:
     """:func:`replay`'s options: the ``settings`` given (:class:`ReplaySettings`), the rest read
-    from the observations."""
+    from the observations. A setting it does not know is a :class:`TypeError`, as a keyword
+    argument it does not take would be."""
+    unknown = sorted(set(settings) - set(ReplaySettings.__annotations__))
+    if unknown:
+        raise TypeError(f"replay() got unexpected settings: {', '.join(unknown)}")
     url = settings.get("url", REPLAY_URL)
     auto = settings.get("auto", False)
     connections = Counter(o.connection for o in observations if o.connection is not None)
