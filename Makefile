@@ -113,8 +113,9 @@ bench: setup
 	$(BIN)/python bench/local_bench.py
 
 # deploy/Dockerfile built for real (scripts/image-build.sh). The debootstrapped base is cached in
-# podman's image store between runs; image-clean removes it and the image. A rebuild removes the
-# earlier podtally builds that no tag names any more (the layers it reuses stay).
+# podman's image store between runs; image-clean removes it, the image and the build stages. A
+# podman rebuild removes the earlier podtally builds that no tag names any more, and every build
+# stage but the newest (the layers it reuses stay).
 image:
 	@bash scripts/apt-install.sh $(IMAGE_APT_PACKAGES)
 	@IMAGE="$(IMAGE)" BASE="$(BASE)" bash scripts/image-build.sh
@@ -124,6 +125,8 @@ image-test: $(STAMP)
 	@IMAGE="$(IMAGE)" bash scripts/image-test.sh
 
 image-clean:
+	@ids="$$(bash scripts/image-podman.sh images -q --filter dangling=true --filter label=io.podtally.stage; bash scripts/image-podman.sh images -q --filter dangling=true --filter label=org.opencontainers.image.title=podtally)"; \
+	  [ -z "$$ids" ] || bash scripts/image-podman.sh rmi --ignore $$ids >/dev/null
 	@bash scripts/image-podman.sh rmi --ignore $(or $(IMAGE),localhost/podtally:$(shell sed -n 's/^version = "\(.*\)"$$/\1/p' pyproject.toml)) $(or $(BASE),localhost/podtally-base:bookworm)
 
 clean:

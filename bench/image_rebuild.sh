@@ -1,14 +1,29 @@
 #!/usr/bin/env bash
-# Rebuild time of the image after a one-line source change: the Dockerfile at OLD (a git ref,
-# default HEAD~1) against the working tree's, alternating, ROUNDS rounds each (default 3), in a
-# throwaway clone, tagged localhost/podtally-bench:{old,new} and removed at the end.
-# Usage: bash bench/image_rebuild.sh [OLD] [ROUNDS]    (needs the base: `make image` once)
+# Rebuild time of the image after a one-line source change: the Dockerfile at OLD (a git ref)
+# against the working tree's, alternating, ROUNDS rounds each (default 3), in a throwaway clone,
+# tagged localhost/podtally-bench:{old,new}. What the builds leave in podman's store (the tags,
+# and the stage images an unlabelled Dockerfile leaves) is removed at the end.
+# Usage: bash bench/image_rebuild.sh OLD [ROUNDS]    (needs the base: `make image` once)
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-old_ref="${1:-HEAD~1}"
+if [ $# -lt 1 ]; then
+  echo "error: give the git ref of the Dockerfile to compare with (see BENCHMARKS.md)" >&2
+  exit 2
+fi
+old_ref="$1"
 rounds="${2:-3}"
+podman=(bash "$repo/scripts/image-podman.sh")
 work="$(mktemp -d)"
-trap 'bash "$repo/scripts/image-podman.sh" rmi --ignore localhost/podtally-bench:old localhost/podtally-bench:new >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+"${podman[@]}" images -q --filter dangling=true | sort >"$work/before"
+cleanup() {
+  "${podman[@]}" rmi --ignore localhost/podtally-bench:old localhost/podtally-bench:new \
+    >/dev/null 2>&1 || true
+  "${podman[@]}" images -q --filter dangling=true | sort >"$work/after"
+  mapfile -t left < <(comm -13 "$work/before" "$work/after")
+  [ "${#left[@]}" -eq 0 ] || "${podman[@]}" rmi "${left[@]}" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
 git clone -q "$repo" "$work/tree"
 git -C "$repo" show "$old_ref:deploy/Dockerfile" >"$work/Dockerfile.old"
 cp "$repo/deploy/Dockerfile" "$work/Dockerfile.new"

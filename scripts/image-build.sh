@@ -115,10 +115,11 @@ if ! "${podman[@]}" build --isolation chroot --network host --format docker --la
 fi
 size="$("${podman[@]}" image inspect --format '{{.Size}}' "$image")"
 echo "built $image on $base with podman in $((SECONDS - started)) s ($((size / 1000000)) MB)"
-# Earlier builds' images, untagged by this one (podtally's label, no tag), and their build stages
-# (io.podtally.stage) but the newest of each, which the next build reuses from the cache: removed
-# with the layers only they used, so that rebuilding does not fill the store. Nothing that is not
-# podtally's is touched, nor anything a container still uses.
+# Earlier builds' images, untagged by this one (podtally's title label, no tag), and their build
+# stages (io.podtally.stage) but the newest of each, which is the one this build used and the next
+# one reuses from the cache: removed with the layers only they used, so that rebuilding does not
+# fill the store. Only images with one of those labels are touched (an untagged image built FROM
+# podtally inherits the title label: it goes too), never one a container still uses.
 stale=()
 mapfile -t -O 0 stale < <("${podman[@]}" images -q --filter dangling=true \
   --filter label=org.opencontainers.image.title=podtally)

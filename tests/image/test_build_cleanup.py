@@ -70,3 +70,50 @@ def test_a_rebuild_removes_earlier_untagged_builds_and_only_those(
     assert not exists(ours), "an earlier podtally build was left in the store"
     assert exists(theirs), "an untagged image that is not podtally's was removed"
     assert exists(IMAGE)
+
+
+def stage_images(stage: str) -> list[str]:
+    listed = podman("images", "-q", "--no-trunc", "--filter", "dangling=true", "--filter",
+                    f"label=io.podtally.stage={stage}")  # fmt: skip
+    return listed.split()
+
+
+@pytest.fixture
+def source_change(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A clone of the repository with a one-line change to the source, and a tag to build it as."""
+    if not IMAGE:
+        pytest.skip("PODTALLY_TEST_IMAGE names no built image (run through `make image-test`)")
+    tree = tmp_path / "tree"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(tree)], check=True, timeout=120)
+    with (tree / "src" / "podtally" / "__init__.py").open("a") as init:
+        init.write("# a change, so that the build stages are built again\n")
+    tag = "localhost/podtally-stage-test:1"
+    yield tree, tag
+    subprocess.run(podman_cmd("rmi", "--ignore", tag), capture_output=True, check=False)
+
+
+def test_a_rebuild_keeps_only_the_newest_of_each_build_stage(
+    tmp_path: Path, source_change: tuple[Path, str]
+) -> None:
+    tree, tag = source_change
+    # An earlier build's wheel stage, as a source change leaves it: older than this build's.
+    old_stage = dangling(tmp_path / "old-stage", BASE, "io.podtally.stage=wheel")
+    try:
+        built = subprocess.run(
+            ["bash", str(tree / "scripts" / "image-build.sh")],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=tree,
+            env={**os.environ, "IMAGE": tag},
+            check=False,
+        )
+        assert built.returncode == 0, built.stderr
+        assert not exists(old_stage), "an earlier build stage was left in the store"
+        for stage in ("wheel", "venv"):
+            kept = stage_images(stage)
+            assert len(kept) == 1, (stage, kept)  # the newest: this build's, the next one's cache
+            assert kept[0] != old_stage
+        assert exists(tag) and exists(IMAGE)
+    finally:
+        subprocess.run(podman_cmd("rmi", "--ignore", old_stage), capture_output=True, check=False)
