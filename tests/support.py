@@ -391,6 +391,28 @@ def run_cli(
     )
 
 
+@dataclass(frozen=True)
+class Ran:
+    """What an in-process run of the CLI gave: its exit code, stdout and stderr."""
+
+    code: int
+    out: str
+    err: str
+
+
+def cli_in_process(*args: str, env: Mapping[str, str] | None = None) -> Ran:
+    """``podtally ARGS`` in this process: click's CliRunner isolation around the real ``main``
+    (the console script minus ``SystemExit``), so parsing, the library call, the error wording
+    and the exit code are the real ones, without an interpreter's start for each case."""
+    from click.testing import CliRunner
+
+    from podtally.cli import main
+
+    with CliRunner().isolation(env=dict(env or {})) as (out, err, _):
+        code = main(list(args))
+    return Ran(code, out.getvalue().decode(), err.getvalue().decode())
+
+
 def stderr_on_a_terminal(
     argv: list[str], env: Mapping[str, str], timeout: float = 60
 ) -> tuple[int, str, bytes]:

@@ -1,26 +1,13 @@
-"""Run ``podtally ARGS`` in-process: click's CliRunner isolation around the real ``main``.
-
-``main`` is the console script minus ``SystemExit``: parsing, the library call, the error
-wording and the exit code are all the real ones; stdout and stderr are captured separately.
-"""
+"""Run ``podtally ARGS`` in-process (:func:`tests.support.cli_in_process`): click's CliRunner
+isolation around the real ``main``, stdout and stderr captured separately."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import pytest
-from click.testing import CliRunner
 
-from podtally.cli import main
-
-
-@dataclass(frozen=True)
-class Ran:
-    code: int
-    out: str
-    err: str
-
+from tests.support import Ran, cli_in_process
 
 Run = Callable[..., Ran]
 
@@ -36,9 +23,4 @@ def one_error_line(ran: Ran, code: int = 2) -> str:
 
 @pytest.fixture
 def podtally() -> Run:
-    def run(*args: str, env: Mapping[str, str] | None = None) -> Ran:
-        with CliRunner().isolation(env=dict(env or {})) as (out, err, _):
-            code = main(list(args))
-        return Ran(code, out.getvalue().decode(), err.getvalue().decode())
-
-    return run
+    return cli_in_process

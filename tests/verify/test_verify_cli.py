@@ -21,7 +21,14 @@ import pytest
 
 from podtally.verify.probe import ERROR_KINDS
 from podtally.verify.schema import RESULT_SCHEMA
-from tests.support import clean_env, free_port, run_cli, stderr_on_a_terminal, wait_until
+from tests.support import (
+    clean_env,
+    cli_in_process,
+    free_port,
+    run_cli,
+    stderr_on_a_terminal,
+    wait_until,
+)
 from tests.verify.conftest import StubServer, identity_responder, make_certs
 
 PODS = ["pod-a", "pod-b", "pod-c"]
@@ -174,10 +181,10 @@ def test_redirect_is_explained(stub: Callable[..., StubServer]) -> None:
     ],
 )
 def test_bad_input_sends_nothing(balanced: StubServer, args: list[str], message: str) -> None:
-    proc = run_cli("verify", balanced.url, "-n", "5", *args)
-    assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.startswith(message) and proc.stderr.count("\n") == 1, proc.stderr
-    assert proc.stdout == ""
+    ran = cli_in_process("verify", balanced.url, "-n", "5", *args)
+    assert ran.code == 2, ran.err
+    assert ran.err.startswith(message) and ran.err.count("\n") == 1, ran.err
+    assert ran.out == ""
     assert balanced.client_ports == []  # not one request was sent
 
 
