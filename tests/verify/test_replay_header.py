@@ -10,22 +10,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
-from click.testing import CliRunner
 
-from podtally.cli import main
 from podtally.contract import OBSERVATIONS_SCHEMA_ID
 from podtally.verify.saved_run import load_run
 from podtally.verify.schema import OBSERVATIONS_HEADER_SCHEMA
-from tests.support import free_port, run_cli
+from tests.support import cli_in_process, free_port, run_cli
 from tests.verify.conftest import StubServer, identity_responder
-
-PODS = ["pod-a", "pod-b", "pod-c"]
+from tests.verify.saved_files import PODS, header, observation, options
 
 
 @pytest.fixture
@@ -134,73 +130,11 @@ def test_observations_on_stdout_start_with_the_settings(balanced: StubServer) ->
 
 
 # --- in-process: older files, options given, corrupt settings lines -----------------------------
-@dataclass(frozen=True)
-class Ran:
-    code: int
-    out: str
-    err: str
-
-
-def podtally(*args: str) -> Ran:
-    with CliRunner().isolation(env={}) as (out, err, _):
-        code = main(list(args))
-    return Ran(code, out.getvalue().decode(), err.getvalue().decode())
-
-
-def _observation(index: int, pod: str) -> dict[str, object]:
-    return {
-        "index": index,
-        "start": index / 1000,
-        "latency_ms": 1.0,
-        "status": 200,
-        "pod": pod,
-        "source": "headers",
-        "error": None,
-        "connection": index + 1,
-    }
-
-
-def _options(**changes: object) -> dict[str, object]:
-    """A settings line's ``options`` (a fixed run: -n 900 -c 3 --expect-pods 3)."""
-    options: dict[str, object] = {
-        "requests": 900,
-        "duration_seconds": None,
-        "concurrency": 3,
-        "rate": None,
-        "timeout_seconds": 5.0,
-        "keep_alive": False,
-        "protocol": "http1",
-        "http2": False,
-        "streams": 10,
-        "new_channel": False,
-        "follow": False,
-        "insecure": False,
-        "cacert": None,
-        "resolve": [],
-        "alpha": 0.001,
-        "tolerance": 0.2,
-        "expect_pods": 3,
-        "expect_split": None,
-        "max_requests": 20000,
-        "max_duration_seconds": None,
-        "auto": False,
-        "max_error_rate": 0.0,
-    }
-    options.update(changes)
-    return options
-
-
-def _header(**changes: object) -> dict[str, object]:
-    return {"schema": OBSERVATIONS_SCHEMA_ID, "url": "http://lb.test/", "options": _options()} | (
-        changes
-    )
-
-
 def _write(path: Path, header: Mapping[str, object] | str | None, n: int = 900) -> Path:
     """A file of ``n`` observations, with this settings line; one of this format (or a corrupt
     settings line) ends with how the run ended: complete."""
     lines = [] if header is None else [header if isinstance(header, str) else json.dumps(header)]
-    lines += [json.dumps(_observation(i, PODS[i % 3])) for i in range(n)]
+    lines += [json.dumps(observation(i, PODS[i % 3])) for i in range(n)]
     if header is not None:
         lines.append(json.dumps({"end": "complete", "requests": n}))
     path.write_text("\n".join(lines) + "\n")
@@ -208,39 +142,39 @@ def _write(path: Path, header: Mapping[str, object] | str | None, n: int = 900) 
 
 
 def test_the_hand_written_settings_line_is_valid() -> None:
-    jsonschema.validate(_header(), OBSERVATIONS_HEADER_SCHEMA)
+    jsonschema.validate(header(), OBSERVATIONS_HEADER_SCHEMA)
 
 
 def test_an_older_file_without_settings_is_judged_as_before(tmp_path: Path) -> None:
     old = _write(tmp_path / "old.jsonl", None)
-    auto = podtally("report", str(old), "--expect-pods", "3")
+    auto = cli_in_process("report", str(old), "--expect-pods", "3")
     assert auto.code == 1 and _fact(auto.out, "mode").startswith("auto: sent until even or uneven")
     assert auto.err == (
         "note: old.jsonl does not record its run's settings (an older podtally wrote it): "
         "judged with the options given here, in auto mode unless --fixed\n"
     )
-    fixed = podtally("report", str(old), "--fixed", "--expect-pods", "3")
+    fixed = cli_in_process("report", str(old), "--fixed", "--expect-pods", "3")
     assert fixed.code == 0 and _fact(fixed.out, "mode").startswith("fixed: judged once, at the end")
     assert _fact(fixed.out, "target").startswith("http://observations.invalid/")
 
 
 def test_the_same_file_with_settings_is_judged_as_the_run_was(tmp_path: Path) -> None:
-    saved = _write(tmp_path / "new.jsonl", _header())
-    ran = podtally("report", str(saved))
+    saved = _write(tmp_path / "new.jsonl", header())
+    ran = cli_in_process("report", str(saved))
     assert ran.code == 0, ran
     assert _fact(ran.out, "mode").startswith("fixed: judged once, at the end")
     assert _fact(ran.out, "target").startswith("http://lb.test/")
     assert ran.out.splitlines()[-1].startswith("verdict: PASS: even: every pod's share")
     # options that agree with the run's are no override: no note
-    same = podtally("report", str(saved), "--fixed", "--expect-pods", "3", "-c", "3")
+    same = cli_in_process("report", str(saved), "--fixed", "--expect-pods", "3", "-c", "3")
     assert same.out == ran.out and "note" not in same.err
 
 
 def test_an_option_against_the_run_is_honoured_with_one_note(tmp_path: Path) -> None:
     """--auto on a fixed run: judged at auto mode's looks (900 answers do not decide them:
     inconclusive), and --expect-pods 4 replaces the run's 3; one note line says both."""
-    saved = _write(tmp_path / "fixed.jsonl", _header())
-    ran = podtally("report", str(saved), "--auto", "--expect-pods", "4")
+    saved = _write(tmp_path / "fixed.jsonl", header())
+    ran = cli_in_process("report", str(saved), "--auto", "--expect-pods", "4")
     assert ran.code == 1
     assert _fact(ran.out, "mode").startswith("auto: sent until even or uneven")
     assert "only 3 of 4 expected pods answered" in ran.out.splitlines()[-1]
@@ -251,7 +185,7 @@ def test_an_option_against_the_run_is_honoured_with_one_note(tmp_path: Path) -> 
     ]
     assert ran.err.splitlines()[0] == "from fixed.jsonl, as the run had them: --concurrency 3"
     # a split given replaces the run's --expect-pods: both named
-    split = podtally("report", str(saved), "--expect-split", "pod=pod-a:1,pod-b:1,pod-c:1")
+    split = cli_in_process("report", str(saved), "--expect-split", "pod=pod-a:1,pod-b:1,pod-c:1")
     assert split.code == 0, split
     assert split.err.splitlines()[-1] == (
         "note: judged with --expect-pods none (the run's: 3), --expect-split "
@@ -259,36 +193,36 @@ def test_an_option_against_the_run_is_honoured_with_one_note(tmp_path: Path) -> 
         "run made"
     )
     # --fixed on an auto run: judged once on everything
-    auto = _write(tmp_path / "auto.jsonl", _header(options=_options(requests=None, auto=True)))
-    once = podtally("report", str(auto), "--fixed")
+    auto = _write(tmp_path / "auto.jsonl", header(options=options(requests=None, auto=True)))
+    once = cli_in_process("report", str(auto), "--fixed")
     assert once.code == 0 and _fact(once.out, "mode").startswith("fixed: judged once, at the end")
     assert "note: judged with --fixed (the run's: --auto)" in once.err
     # ... and the error rate of a size fixed in advance is not claimed for a size auto chose
     assert "note: auto mode chose this run's size by looking at these counts" in once.err
     # Auto mode's looks and budget mean nothing to a fixed judgement: given, they change nothing
-    fixed = _write(tmp_path / "fixed.jsonl", _header())
-    same = podtally("report", str(fixed), "--concurrency", "7", "--max-requests", "500")
+    fixed = _write(tmp_path / "fixed.jsonl", header())
+    same = cli_in_process("report", str(fixed), "--concurrency", "7", "--max-requests", "500")
     assert same.code == 0 and "note:" not in same.err, same.err
 
 
 @pytest.mark.parametrize(
     ("header", "message"),
     [
-        (_header(schema="podtally.verify.observations/4"), "a newer podtally wrote it"),
+        (header(schema="podtally.verify.observations/4"), "a newer podtally wrote it"),
         # An older or unknown number: not blamed on a newer podtally.
-        (_header(schema="podtally.verify.observations/1"), "without a settings line)\n"),
-        (_header(schema="podtally.verify.result/2"), "is not a podtally observations schema"),
-        (_header(schema=2), "schema 2 is not a podtally observations schema"),
-        (_header(options=_options(alpha=2)), "alpha=2: must be between 0 and 1"),
-        (_header(options=_options(alpha="0.01")), 'options: alpha is "0.01"'),
-        (_header(options=_options(expect_pods=True)), "options: expect_pods is true"),
-        (_header(options=_options(auto=True)), "options: auto is true, the others say False"),
-        (_header(options=_options(protocol="grpc")), "options: protocol is"),
-        (_header(options=_options(expect_split="pods=a:1")), "unknown field 'pods'"),
-        (_header(options=_options(resolve=["nope"])), "resolve='nope'"),
-        (_header(options={**_options(), "colour": "red"}), "colour unknown or missing"),
-        ({"schema": OBSERVATIONS_SCHEMA_ID, "options": _options()}, "keys must be"),
-        (_header(url="ftp://x/"), "url="),
+        (header(schema="podtally.verify.observations/1"), "without a settings line)\n"),
+        (header(schema="podtally.verify.result/2"), "is not a podtally observations schema"),
+        (header(schema=2), "schema 2 is not a podtally observations schema"),
+        (header(options=options(alpha=2)), "alpha=2: must be between 0 and 1"),
+        (header(options=options(alpha="0.01")), 'options: alpha is "0.01"'),
+        (header(options=options(expect_pods=True)), "options: expect_pods is true"),
+        (header(options=options(auto=True)), "options: auto is true, the others say False"),
+        (header(options=options(protocol="grpc")), "options: protocol is"),
+        (header(options=options(expect_split="pods=a:1")), "unknown field 'pods'"),
+        (header(options=options(resolve=["nope"])), "resolve='nope'"),
+        (header(options={**options(), "colour": "red"}), "colour unknown or missing"),
+        ({"schema": OBSERVATIONS_SCHEMA_ID, "options": options()}, "keys must be"),
+        (header(url="ftp://x/"), "url="),
         ('{"schema": "podtally.verify.observ', "line 1 is not a podtally observation"),
     ],
 )
@@ -296,7 +230,7 @@ def test_a_corrupt_settings_line_is_one_error_and_exit_2(
     tmp_path: Path, header: Mapping[str, object] | str, message: str
 ) -> None:
     path = _write(tmp_path / "bad.jsonl", header, n=3)
-    ran = podtally("report", str(path), "--html", str(tmp_path / "r.html"))
+    ran = cli_in_process("report", str(path), "--html", str(tmp_path / "r.html"))
     assert ran.code == 2 and ran.out == "", ran
     assert ran.err.startswith("error: ") and ran.err.count("\n") == 1, ran.err
     assert message in ran.err and "Traceback" not in ran.err
@@ -305,26 +239,26 @@ def test_a_corrupt_settings_line_is_one_error_and_exit_2(
 
 def test_a_settings_line_after_the_first_is_refused(tmp_path: Path) -> None:
     """Two files joined: two runs in one, which no judgement fits."""
-    one = _write(tmp_path / "one.jsonl", _header(), n=3).read_text()
+    one = _write(tmp_path / "one.jsonl", header(), n=3).read_text()
     joined = tmp_path / "joined.jsonl"
     joined.write_text(one + one)
-    ran = podtally("report", str(joined))
+    ran = cli_in_process("report", str(joined))
     assert ran.code == 2 and ran.out == ""
     assert "line 6 follows the run's end line (line 5): one run per file" in ran.err
     assert ran.err.count("\n") == 1
     # without their end lines, the second settings line is the one refused
     cut = "".join(one.splitlines(keepends=True)[:-1])
     joined.write_text(cut + cut)
-    ran = podtally("report", str(joined))
+    ran = cli_in_process("report", str(joined))
     assert ran.code == 2 and ran.out == ""
     assert "line 5 is the settings line of a run, which only the first line can be" in ran.err
 
 
 def test_url_renames_the_target_only(tmp_path: Path) -> None:
-    saved = _write(tmp_path / "run.jsonl", _header(), n=30)
-    ran = podtally("report", str(saved), "--url", "http://other.test:8080/")
+    saved = _write(tmp_path / "run.jsonl", header(), n=30)
+    ran = cli_in_process("report", str(saved), "--url", "http://other.test:8080/")
     assert "http://other.test:8080/" in _fact(ran.out, "target") and "note" not in ran.err
-    grpc = podtally("report", str(saved), "--url", "grpc://other.test:9090")
+    grpc = cli_in_process("report", str(saved), "--url", "grpc://other.test:9090")
     assert (
         grpc.code == 2
         and grpc.out == ""

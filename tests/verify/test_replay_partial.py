@@ -16,23 +16,20 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
-from click.testing import CliRunner
 
-from podtally.cli import main
 from podtally.contract import OBSERVATIONS_SCHEMA_ID
 from podtally.verify.replay import judge_again
 from podtally.verify.saved_run import load_run
 from podtally.verify.schema import OBSERVATIONS_END_SCHEMA, RESULT_SCHEMA
-from tests.support import clean_env, free_port, run_cli, wait_until
+from tests.support import clean_env, cli_in_process, free_port, run_cli, wait_until
 from tests.verify.conftest import StubServer, identity_responder
+from tests.verify.saved_files import PODS, header, observation
 
-PODS = ["pod-a", "pod-b", "pod-c"]
 PARTIAL = "verdict: INTERRUPTED; on what was collected: "
 
 
@@ -178,66 +175,18 @@ def test_observations_on_stdout_end_with_how_the_run_ended(balanced: StubServer)
 
 
 # --- in-process: the wording, older formats, corrupt end lines ----------------------------------
-@dataclass(frozen=True)
-class Ran:
-    code: int
-    out: str
-    err: str
-
-
-def podtally(*args: str) -> Ran:
-    with CliRunner().isolation(env={}) as (out, err, _):
-        code = main(list(args))
-    return Ran(code, out.getvalue().decode(), err.getvalue().decode())
-
-
 def _notes(err: str) -> str:
     """The ``note:`` lines of stderr (the line naming the settings taken from the file aside)."""
     return "".join(line for line in err.splitlines(keepends=True) if line.startswith("note: "))
 
 
 def _observation(index: int) -> str:
-    return json.dumps(
-        {
-            "index": index,
-            "start": index / 1000,
-            "latency_ms": 1.0,
-            "status": 200,
-            "pod": PODS[index % 3],
-            "source": "headers",
-            "error": None,
-            "connection": index + 1,
-        }
-    )
+    return json.dumps(observation(index))
 
 
 def _header(schema: str = OBSERVATIONS_SCHEMA_ID) -> str:
     """A fixed run's settings line: -n 900 -c 3 --expect-pods 3 (even, exit 0, when whole)."""
-    options: dict[str, object] = {
-        "requests": 900,
-        "duration_seconds": None,
-        "concurrency": 3,
-        "rate": None,
-        "timeout_seconds": 5.0,
-        "keep_alive": False,
-        "protocol": "http1",
-        "http2": False,
-        "streams": 10,
-        "new_channel": False,
-        "follow": False,
-        "insecure": False,
-        "cacert": None,
-        "resolve": [],
-        "alpha": 0.001,
-        "tolerance": 0.2,
-        "expect_pods": 3,
-        "expect_split": None,
-        "max_requests": 20000,
-        "max_duration_seconds": None,
-        "auto": False,
-        "max_error_rate": 0.0,
-    }
-    return json.dumps({"schema": schema, "url": "http://lb.test/", "options": options})
+    return json.dumps(header(schema=schema))
 
 
 def _file(
@@ -260,7 +209,7 @@ def test_a_complete_file_says_nothing_about_its_end(tmp_path: Path) -> None:
     saved = _file(
         tmp_path / "run.jsonl", header=_header(), end={"end": "complete", "requests": 900}
     )
-    ran = podtally("report", str(saved))
+    ran = cli_in_process("report", str(saved))
     assert ran.code == 0 and "note:" not in ran.err, ran
     assert ran.out.splitlines()[-1].startswith("verdict: PASS: even")
     loaded = load_run(saved)
@@ -274,7 +223,7 @@ def test_an_interrupted_file_is_partial_in_every_form(tmp_path: Path) -> None:
         tmp_path / "cut.jsonl", header=_header(), end={"end": "interrupted", "requests": 900}
     )
     html = tmp_path / "r.html"
-    ran = podtally("report", str(saved), "--html", str(html))
+    ran = cli_in_process("report", str(saved), "--html", str(html))
     assert ran.code == 1, ran
     assert _notes(ran.err) == (
         "note: cut.jsonl records that its run was interrupted: every figure is partial, as in "
@@ -285,7 +234,7 @@ def test_an_interrupted_file_is_partial_in_every_form(tmp_path: Path) -> None:
     )
     assert ran.out.splitlines()[-1].startswith(PARTIAL + "PASS: even")
     assert "INTERRUPTED; on what was collected: PASS: even" in html.read_text()
-    document = json.loads(podtally("report", str(saved), "--json").out)
+    document = json.loads(cli_in_process("report", str(saved), "--json").out)
     assert document["interrupted"] is True and document["verdict"]["result"] == "even"
     loaded = load_run(saved)
     assert loaded.ended == "interrupted" and loaded.partial
@@ -296,7 +245,7 @@ def test_an_interrupted_file_is_partial_in_every_form(tmp_path: Path) -> None:
 
 def test_a_file_without_its_end_line_is_cut_short(tmp_path: Path) -> None:
     saved = _file(tmp_path / "cut.jsonl", header=_header())
-    ran = podtally("report", str(saved))
+    ran = cli_in_process("report", str(saved))
     assert ran.code == 1, ran
     assert _notes(ran.err) == (
         "note: cut.jsonl has no end line: its run was cut short (killed, or its disk filled) or "
@@ -305,7 +254,7 @@ def test_a_file_without_its_end_line_is_cut_short(tmp_path: Path) -> None:
     assert ran.out.splitlines()[-1].startswith(PARTIAL)
     # ... and one cut mid-line: that line is left out, the others judged
     torn = _file(tmp_path / "torn.jsonl", header=_header(), tail='{"index": 900, "sta')
-    ran = podtally("report", str(torn), "--json")
+    ran = cli_in_process("report", str(torn), "--json")
     assert ran.code == 1, ran
     assert _notes(ran.err).startswith("note: torn.jsonl has no end line (its last line, cut off")
     assert json.loads(ran.out)["summary"]["requests"] == 900
@@ -315,7 +264,7 @@ def test_a_file_without_its_end_line_is_cut_short(tmp_path: Path) -> None:
 def test_a_format_2_file_does_not_say_how_it_ended(tmp_path: Path) -> None:
     """Written before the end line: judged as a run that completed (as before), with a note."""
     old = _file(tmp_path / "old.jsonl", header=_header("podtally.verify.observations/2"))
-    ran = podtally("report", str(old))
+    ran = cli_in_process("report", str(old))
     assert ran.code == 0, ran
     assert _notes(ran.err) == (
         "note: old.jsonl does not record how its run ended (an older podtally wrote it): judged "
@@ -327,7 +276,7 @@ def test_a_format_2_file_does_not_say_how_it_ended(tmp_path: Path) -> None:
 
 def test_a_format_1_file_is_judged_as_before(tmp_path: Path) -> None:
     old = _file(tmp_path / "old.jsonl")
-    ran = podtally("report", str(old), "--fixed", "--expect-pods", "3")
+    ran = cli_in_process("report", str(old), "--fixed", "--expect-pods", "3")
     assert ran.code == 0, ran
     assert ran.err.count("\n") == 1 and "does not record its run's settings" in ran.err
 
@@ -363,7 +312,7 @@ def test_a_corrupt_end_is_one_error_and_exit_2(
     message: str,
 ) -> None:
     path = _file(tmp_path / "bad.jsonl", header=header, end=end, n=3, tail=tail)
-    ran = podtally("report", str(path), "--html", str(tmp_path / "r.html"))
+    ran = cli_in_process("report", str(path), "--html", str(tmp_path / "r.html"))
     assert ran.code == 2 and ran.out == "", ran
     assert ran.err.startswith("error: ") and ran.err.count("\n") == 1, ran.err
     assert message in ran.err and "Traceback" not in ran.err
